@@ -1,0 +1,82 @@
+# The two commands: `make book` (environment, data, zoo, notebooks, book) and `make test`.
+# Everything is cached: a rerun redoes only what changed. PROFILE picks a profiles/<name>.yaml.
+PROFILE ?= default
+SET ?=
+DEVICE ?= cpu
+PYTHON ?= python3.11
+SHELL := /bin/bash
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ART := artifacts/$(PROFILE)
+NB_OUT := $(ART)/notebooks
+CHAPTERS := zoo
+PKG := $(wildcard src/universal_neurons/*.py)
+MATHJAX := book/_vendor/mathjax/tex-chtml.js
+OVERRIDES := $(foreach s,$(SET),--set $(s))
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+export MPLBACKEND := Agg
+
+.PHONY: book test env data zoo notebooks bench clean-book help
+.DELETE_ON_ERROR:
+
+help:
+	@echo "make book [PROFILE=default|smoke|gpt2-small|...] [SET='train.tokens=1e6 ...'] [DEVICE=cuda]"
+	@echo "make test    # the test suite (builds the smoke book first)"
+	@echo "make bench   # correlation engine benchmark"
+
+env: $(STAMP)
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	touch $@
+
+data: $(STAMP)
+	$(PY) -m universal_neurons data --profile $(PROFILE) $(OVERRIDES)
+
+# The zoo is retrained only when its profile or the training code changes (seeds already trained with
+# the same settings are kept).
+$(ART)/zoo/.trained: $(STAMP) profiles/$(PROFILE).yaml $(PKG)
+	$(PY) -m universal_neurons zoo --profile $(PROFILE) --device $(DEVICE) $(OVERRIDES)
+	touch $@
+zoo: $(ART)/zoo/.trained
+
+# Notebooks are kept as py:percent text; jupytext converts, papermill executes with parameters.
+$(NB_OUT)/%.ipynb: notebooks/%.py $(ART)/zoo/.trained
+	@mkdir -p $(NB_OUT)
+	$(PY) -m jupytext --quiet --to ipynb --output $(NB_OUT)/$*.in.ipynb $<
+	$(PY) -m papermill --no-progress-bar -k python3 --cwd $(CURDIR) $(NB_OUT)/$*.in.ipynb $(NB_OUT)/$*.tmp.ipynb \
+		-p profile $(PROFILE) -p device $(DEVICE) -p overrides "$(SET)"
+	mv $(NB_OUT)/$*.tmp.ipynb $@ && rm -f $(NB_OUT)/$*.in.ipynb
+notebooks: $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb)
+
+$(MATHJAX):
+	rm -rf book/_vendor/mathjax && mkdir -p book/_vendor
+	cd book/_vendor && npm pack --silent mathjax@3.2.2 >/dev/null && tar xzf mathjax-3.2.2.tgz \
+		&& mv package mathjax && rm mathjax-3.2.2.tgz
+
+book: notebooks $(MATHJAX)
+	rm -rf book/generated && mkdir -p book/generated
+	cp $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb) book/generated/
+	echo "$(PROFILE)" > book/generated/PROFILE
+	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
+	@echo "book: $(CURDIR)/_build/html/index.html (profile $(PROFILE))"
+
+clean-book:
+	rm -rf _build book/generated
+
+# make test: the smoke profile's whole pipeline and book, then the test suite.
+test:
+	$(MAKE) book PROFILE=smoke SET= DEVICE=cpu
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) scripts/bench_correlation.py $(BENCH_ARGS)

@@ -1,0 +1,108 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The zoo: GPT-2 models that differ only in their seed
+#
+# The paper compares five GPT-2 models trained from different random seeds. This chapter shows the
+# models the rest of the book studies: for the default profile, a zoo of small GPT-2 models trained
+# here on the registry prose corpus, one per seed; the seed sets both the initialisation and the order
+# of the training data. Each member is saved with `save_pretrained`, the format of the Stanford
+# checkpoints, and loaded by the same `load_model` that loads the paper's models.
+
+# %% tags=["parameters"]
+profile = "smoke"     # a profiles/<name>.yaml
+device = "cpu"        # "cuda" on a GPU
+overrides = ""        # space-separated section.key=value, e.g. "train.tokens=300000"
+n_sample_tokens = 24  # greedy continuation length per prompt
+
+# %%
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import matplotlib.pyplot as plt
+import pandas as pd
+from myst_nb import glue
+
+import universal_neurons as un
+from universal_neurons import zoo
+
+prof = un.load_profile(profile, overrides.split())
+print(prof.cfg["description"])
+
+# %% [markdown]
+# ## Training curves
+#
+# Training loss (solid) and held-out loss (dashed) per seed, in nats per token, against training
+# tokens. The grey line is the unigram entropy of the training corpus: the loss of a model that
+# ignores context altogether.
+
+# %%
+if prof.is_zoo:
+    summary, curves = zoo.read_logs(prof)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for seed, c in curves.groupby("seed"):
+        line, = ax.plot(c["tokens"], c["train_loss"], label=f"seed {seed}")
+        ax.plot(c["tokens"], c["heldout_loss"], ls="--", color=line.get_color())
+    ax.axhline(summary["unigram_entropy"].iloc[0], color="grey", lw=1, label="unigram entropy")
+    ax.set(xlabel="training tokens", ylabel="loss (nats/token)", title=f"Zoo '{prof.name}'")
+    ax.legend(fontsize=8)
+    glue("zoo_curves", fig, display=False)
+    plt.show()
+else:
+    summary = None
+    print(f"Profile {prof.name!r} names real checkpoints; they were trained elsewhere: no training curves.")
+
+# %% [markdown]
+# ## The members
+#
+# Held-out loss is measured on up to 262,144 tokens of the held-out split (documents never seen in
+# training); seconds and tokens/s are the training time on the machine that built this book.
+
+# %%
+if summary is not None:
+    display(summary.round(3))
+    glue("n_seeds", len(summary), display=False)
+    glue("heldout_mean", float(summary["heldout_loss"].mean()), display=False)
+    glue("heldout_max", float(summary["heldout_loss"].max()), display=False)
+    glue("unigram_entropy", float(summary["unigram_entropy"].iloc[0]), display=False)
+    glue("train_minutes", float(summary["train_seconds"].sum() / 60), display=False)
+    glue("tokens_per_s", float(summary["tokens_per_s"].mean()), display=False)
+    glue("n_params", int(summary["parameters"].iloc[0]), display=False)
+
+# %% [markdown]
+# The zoo has {glue:text}`n_seeds` members of {glue:text}`n_params:,` parameters each. Their held-out
+# loss averages {glue:text}`heldout_mean:.3f` nats per token (worst seed {glue:text}`heldout_max:.3f`),
+# against a unigram entropy of {glue:text}`unigram_entropy:.3f` nats: every seed has learned to use
+# context. Training the whole zoo took {glue:text}`train_minutes:.1f` minutes at about
+# {glue:text}`tokens_per_s:,.0f` tokens per second.
+#
+# ## Greedy samples
+#
+# A few greedy continuations per seed: the seeds agree on the register of the corpus, not on the words.
+
+# %%
+prompts = ["The President said that", "And the LORD spake unto", "It is a truth universally"]
+rows = []
+for source in prof.members():
+    try:
+        model = un.load_model(source, device=device, revision=prof.revision)
+    except un.UserError as e:
+        print(f"cannot load {source}: {e}")
+        continue
+    name = os.path.basename(str(source))
+    for p in prompts:
+        out = model.generate(p, max_new_tokens=n_sample_tokens, do_sample=False, verbose=False)
+        rows.append({"model": name, "prompt": p, "continuation": out[len(p):]})
+samples = pd.DataFrame(rows)
+with pd.option_context("display.max_colwidth", 200):
+    display(samples)

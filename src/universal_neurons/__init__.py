@@ -1,0 +1,14 @@
+"""Universal Neurons companion: corpus, tokenizer, zoo, loader and the paper's analyses."""
+
+from .errors import UserError
+from .profiles import load_profile
+
+
+def load_model(source, device: str = "cpu", revision: str | None = None, tokenizer=None):
+    """Load a zoo folder, local HF checkpoint, hub id or TransformerLens alias (see `loading.load_model`)."""
+    from .loading import load_model as _load
+
+    return _load(source, device=device, revision=revision, tokenizer=tokenizer)
+
+
+__all__ = ["UserError", "load_model", "load_profile"]

@@ -1,0 +1,55 @@
+"""A profile's data: its corpus, its tokenizer and its train / held-out token rows, built once and cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import corpus
+from .profiles import Profile
+from .tokenizer import build_tokenizer, load_tokenizer
+from .tokens import TokenRows, build_rows, file_sha256, open_rows
+
+
+def corpus_dir(profile: Profile, progress: bool = True) -> Path:
+    c = dict(profile.cfg["corpus"])
+    source = c.pop("source")
+    return corpus.build_corpus(source, cache_root=profile.corpus_root, progress=progress, **c)
+
+
+def tokenizer_dir(profile: Profile, progress: bool = True) -> Path:
+    """The profile's tokenizer folder: trained / fetched into artifacts, or the reference model's own."""
+    t = profile.cfg["tokenizer"]
+    if t["kind"] == "from_model":
+        from .loading import resolve_checkpoint
+
+        return resolve_checkpoint(profile.members()[0], revision=profile.revision)
+    texts = None
+    if t["kind"] == "bpe":
+        cdir = corpus_dir(profile, progress)
+        texts = (d.text for d in corpus.iter_documents(cdir, "train"))
+    return build_tokenizer(t["kind"], profile.root / "tokenizer", texts=texts, vocab_size=t.get("vocab_size", 8192))
+
+
+def token_rows(profile: Profile, split: str, progress: bool = True) -> TokenRows:
+    """Rows of `model.n_ctx` tokens of the profile's corpus split ("train" or "heldout"), cached."""
+    cdir = corpus_dir(profile, progress)
+    tdir = tokenizer_dir(profile, progress)
+    tok = load_tokenizer(tdir)
+    tok_file = Path(tdir) / "tokenizer.json"
+    provenance = {
+        "corpus": corpus.read_manifest(cdir).get("key", cdir.name),
+        "corpus_sha256": file_sha256(cdir / "manifest.json"),
+        "tokenizer_sha256": file_sha256(tok_file) if tok_file.is_file() else str(tdir),
+        "split": split,
+    }
+    prefix = profile.data_dir / split
+    return build_rows(corpus.iter_documents(cdir, split), tok, profile.cfg["model"]["n_ctx"], prefix,
+                      provenance, progress)
+
+
+def prepare(profile: Profile, progress: bool = True) -> tuple[TokenRows, TokenRows]:
+    """Build (or reuse) everything data-related; return (train rows, held-out rows)."""
+    return token_rows(profile, "train", progress), token_rows(profile, "heldout", progress)
+
+
+__all__ = ["corpus_dir", "tokenizer_dir", "token_rows", "prepare", "open_rows"]

@@ -1,0 +1,105 @@
+"""Named parameter sets (profiles/*.yaml), overridable one value at a time, and where their outputs live.
+
+A profile either trains its own zoo (`train:` section; members are `artifacts/<profile>/zoo/seed-<k>`)
+or names real checkpoints (`models:` section; members are hub ids or local folders).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROFILE_DIR = REPO_ROOT / "profiles"
+
+
+def artifacts_root() -> Path:
+    """`$UN_ARTIFACTS` if set, else `<repo>/artifacts`."""
+    return Path(os.environ.get("UN_ARTIFACTS", REPO_ROOT / "artifacts"))
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def _apply_override(cfg: dict, item: str) -> None:
+    """Apply one `section.key=value` override (value parsed as YAML)."""
+    if "=" not in item:
+        raise UserError(f"override {item!r} is not of the form section.key=value (e.g. train.tokens=300000)")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    node = cfg
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            raise UserError(f"override {item!r}: the profile has no section {p!r}; sections: {', '.join(sorted(cfg))}")
+        node = node[p]
+    if parts[-1] not in node:
+        raise UserError(f"override {item!r}: unknown key {parts[-1]!r}; known: {', '.join(sorted(node))}")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+@dataclass
+class Profile:
+    name: str
+    cfg: dict
+
+    @property
+    def root(self) -> Path:
+        return artifacts_root() / self.name
+
+    @property
+    def zoo_dir(self) -> Path:
+        return self.root / "zoo"
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def corpus_root(self) -> Path:
+        return artifacts_root() / "corpus"
+
+    @property
+    def is_zoo(self) -> bool:
+        return "train" in self.cfg
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.cfg["train"]["seeds"]) if self.is_zoo else []
+
+    def seed_dir(self, seed: int) -> Path:
+        return self.zoo_dir / f"seed-{seed}"
+
+    def members(self) -> list[str]:
+        """Model sources, reference first: zoo folders, or the hub ids / local folders of a real profile."""
+        if self.is_zoo:
+            ref = self.cfg.get("analysis", {}).get("reference_seed", self.seeds[0])
+            order = [ref] + [s for s in self.seeds if s != ref]
+            return [str(self.seed_dir(s)) for s in order]
+        m = self.cfg["models"]
+        return [m["reference"], *m["partners"]]
+
+    @property
+    def revision(self) -> str | None:
+        return None if self.is_zoo else self.cfg["models"].get("revision")
+
+
+def load_profile(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Profile:
+    """Load `profiles/<name>.yaml` and apply `section.key=value` overrides."""
+    path = PROFILE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown profile {name!r}; choose one of: {', '.join(available_profiles())}")
+    cfg = copy.deepcopy(yaml.safe_load(path.read_text()))
+    for item in overrides:
+        _apply_override(cfg, item)
+    return Profile(name, cfg)
