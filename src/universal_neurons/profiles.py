@@ -24,6 +24,23 @@ def artifacts_root() -> Path:
     return Path(os.environ.get("UN_ARTIFACTS", REPO_ROOT / "artifacts"))
 
 
+# Every key a profile may set, with its default: an override may name any of them.
+DEFAULTS = {
+    "corpus": {"source": "registry", "tier": "prose", "path": None, "hf_dataset": None, "hf_split": "train",
+               "hf_text_field": "text", "heldout_fraction": 0.05},
+    "tokenizer": {"kind": "bpe", "vocab_size": 8192},
+    "model": {"n_ctx": 128},
+    "analysis": {"reference_seed": 0, "n_tokens": 300000, "batch_size": 64},
+}
+
+
+def _merged(defaults: dict, cfg: dict) -> dict:
+    out = copy.deepcopy(defaults)
+    for k, v in cfg.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
@@ -99,7 +116,7 @@ def load_profile(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Prof
     path = PROFILE_DIR / f"{name}.yaml"
     if not path.is_file():
         raise UserError(f"unknown profile {name!r}; choose one of: {', '.join(available_profiles())}")
-    cfg = copy.deepcopy(yaml.safe_load(path.read_text()))
+    cfg = _merged(DEFAULTS, yaml.safe_load(path.read_text()))
     for item in overrides:
         _apply_override(cfg, item)
     return Profile(name, cfg)

