@@ -23,7 +23,7 @@ export HF_DATASETS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export MPLBACKEND := Agg
 
-.PHONY: book test env data zoo notebooks bench clean-book help
+.PHONY: book test env data zoo notebooks bench clean-book help browser
 .DELETE_ON_ERROR:
 
 help:
@@ -73,8 +73,12 @@ book: notebooks $(MATHJAX)
 clean-book:
 	rm -rf _build book/generated
 
+# A real browser for the page tests: Debian's Chromium (as root; about 25 s).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 # make test: the smoke profile's whole pipeline and book, then the test suite.
-test:
+test: browser
 	$(MAKE) book PROFILE=smoke SET= DEVICE=cpu
 	$(PY) -m pytest -q
 

@@ -182,6 +182,10 @@ def test_other_errors():
         StreamingPearson(2, 3).merge(StreamingPearson(3, 2))
     with pytest.raises(UserError, match="checkpoint's sizes"):
         StreamingPearson(2, 3).load_state_dict(StreamingPearson(3, 2).state_dict())
+    bad = StreamingPearson(2, 3).state_dict()
+    bad["cross"] = [[0.0] * 3] * 2
+    with pytest.raises(UserError, match="expected a tensor of shape \\[2, 3\\]"):
+        StreamingPearson(2, 3).load_state_dict(bad)
     with pytest.raises(UserError, match="lacks"):
         StreamingPearson(2, 3).load_state_dict({"n": 0})
     with pytest.raises(UserError, match="not initialised"):

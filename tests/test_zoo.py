@@ -54,9 +54,9 @@ def test_trained_member_is_reused_and_retrained_when_settings_change(tmp_path, s
 def test_smoke_zoo_learns_below_unigram_entropy(smoke_zoo):
     for member in smoke_zoo:
         info = json.loads((member / "training_log.json").read_text())
-        assert info["heldout_loss"] < info["unigram_entropy_nats"] - 0.3, member
+        assert info["heldout_loss"] < info["unigram_entropy_nats"] - 0.5, member
         losses = [e["heldout_loss"] for e in info["log"]]
-        assert losses[-1] < losses[0] - 1.0
+        assert losses[-1] < losses[0] - 0.5  # first entry: after checkpoint_every steps
 
 
 def test_default_zoo_learns_well_below_unigram_entropy():

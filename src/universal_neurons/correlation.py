@@ -9,14 +9,15 @@ exact value where the neuron is constant there):
 Each batch costs one float32 matmul [n_a x T] @ [T x n_b] (true fp32: TF32 is switched off on GPU),
 whose result is added into the float64 `cross` at once. Because the data are centred before the
 product, the classic Σx² − N·x̄² cancellation does not occur: the result matches a float64
-computation to ~1e-6 even when a neuron's mean is 1,000 times its standard deviation. This assumes
+computation to ~1e-7 even when a neuron's mean is 1,000 times its standard deviation. This assumes
 the first batch is a fair sample of the data (shuffled tokens, a few thousand of them).
 
-Recommended batch: T >= 4096 tokens (8192-16384 is better). The float64 accumulate costs
-O(n_a·n_b) memory traffic per batch against 2·n_a·n_b·T flops for the product, and the per-token
-work (shift, sums) about 1/n of the product; with T = 8192 an update runs at ~85-95% of a bare
-matmul on CPU. Memory: 8·n_a·n_b bytes of statistics plus 4·(T·(n_a + n_b) + n_a·n_b) bytes of
-reusable float32 work buffers.
+Recommended batch: T >= 4096 tokens (8192-16384 is better). Per batch the product costs
+2·n_a·n_b·T flops; the rest is memory-bound: a few passes over the T·(n_a + n_b) inputs (shift, sums)
+and one float64 accumulate of n_a·n_b, which small batches cannot amortise. Measured on 2 CPU cores
+with T = 8192 (scripts/bench_correlation.py): ~80% of a bare matmul's GFLOP/s at 2048 x 2048 neurons,
+more for larger n (the per-token work shrinks as 1/n). Memory: 8·n_a·n_b bytes of statistics plus
+4·(T·(n_a + n_b) + n_a·n_b) bytes of float32 work buffers, kept between batches.
 
 `RunningMax` reduces correlation tiles [n_a, j1 - j0] to a per-row max and global argmax, so a caller
 that splits the partner neurons into column tiles never holds the full matrix.
@@ -47,6 +48,18 @@ def _ieee_fp32(device: torch.device):
         yield
     finally:
         setattr(m, name, old)
+
+
+def _add_fp32_(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """dst (float64) += src (float32). On CPU in row blocks of <= 2^15 elements: a whole-matrix mixed
+    add first builds a full float64 copy (page faults, ~4x slower), and blocks this small stay on one
+    thread (no OpenMP barrier per block)."""
+    if dst.device.type != "cpu":
+        dst += src
+        return
+    step = max(1, 2**15 // dst.shape[1])
+    for i in range(0, dst.shape[0], step):
+        dst[i:i + step] += src[i:i + step]
 
 
 class StreamingPearson:
@@ -88,9 +101,10 @@ class StreamingPearson:
             torch.mm(u.T, v, out=p)  # [n_a, n_b] = Σ u vᵀ, one fp32 product
         q_a, q_b = u.square_().sum(0), v.square_().sum(0)  # work buffers are free after the product
         if not torch.isfinite(torch.cat([s_a, s_b, q_a, q_b])).all():
-            raise UserError("update(): the batch contained non-finite activations (NaN or inf); drop those tokens or fix the activations")
+            raise UserError("update(): the batch contained non-finite activations (NaN or inf); "
+                            "drop those tokens or fix the activations")
         self.shift_a, self.shift_b = shift_a, shift_b
-        self.cross += p
+        _add_fp32_(self.cross, p)
         self.sum_a += s_a
         self.sum_sq_a += q_a
         self.sum_b += s_b
@@ -174,8 +188,9 @@ class StreamingPearson:
                            torch.tensor([float(self.n)], dtype=torch.float64, device=self.device)])
         dist.all_reduce(small, group=group)
         dist.all_reduce(self.cross, group=group)
-        self.sum_a, self.sum_sq_a, self.sum_b, self.sum_sq_b, n = small.split([self.n_a] * 2 + [self.n_b] * 2 + [1])
-        self.n = int(n.item())
+        parts = small.split([self.n_a] * 2 + [self.n_b] * 2 + [1])
+        self.sum_a, self.sum_sq_a, self.sum_b, self.sum_sq_b = (t.clone() for t in parts[:4])
+        self.n = int(parts[4].item())
         return self
 
     # ---- results ------------------------------------------------------------------------------
@@ -196,8 +211,9 @@ class StreamingPearson:
 
     # ---- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Plain tensors and ints (loadable with torch.load(weights_only=True))."""
-        return {"n_a": self.n_a, "n_b": self.n_b, "n": self.n, **{k: getattr(self, k).clone() for k in _STATS}}
+        """Plain tensors and ints (loadable with torch.load(weights_only=True)). Like nn.Module's, the
+        tensors are the live statistics (no copy of a large `cross`): save them before the next update."""
+        return {"n_a": self.n_a, "n_b": self.n_b, "n": self.n, **{k: getattr(self, k) for k in _STATS}}
 
     def load_state_dict(self, d: dict) -> None:
         missing = [k for k in ("n_a", "n_b", "n", *_STATS) if k not in d]
@@ -208,10 +224,12 @@ class StreamingPearson:
                             f"for ({self.n_a}, {self.n_b}); build StreamingPearson with the checkpoint's sizes")
         for k in _STATS:
             ref = getattr(self, k)
-            if tuple(d[k].shape) != tuple(ref.shape):
-                raise UserError(f"load_state_dict(): '{k}' has shape {list(d[k].shape)}, expected {list(ref.shape)}; "
+            if not isinstance(d[k], torch.Tensor) or d[k].shape != ref.shape:
+                got = list(d[k].shape) if isinstance(d[k], torch.Tensor) else type(d[k]).__name__
+                raise UserError(f"load_state_dict(): '{k}' is {got}, expected a tensor of shape {list(ref.shape)}; "
                                 "the checkpoint is corrupt or from another accumulator")
-            setattr(self, k, d[k].to(self.device, ref.dtype).clone())
+        for k in _STATS:
+            setattr(self, k, d[k].to(self.device, getattr(self, k).dtype, copy=True))
         self.n = int(d["n"])
 
 
@@ -229,8 +247,8 @@ class RunningMax:
     def update(self, block: torch.Tensor, j0: int) -> None:
         """Fold in block [n_rows, j1 - j0] holding columns [j0, j1) of the matrix."""
         if block.dim() != 2 or block.shape[0] != self._values.shape[0]:
-            raise UserError(f"RunningMax.update(): block must be [{self._values.shape[0]}, columns], got {list(block.shape)}; "
-                            "pass a column tile of the correlation matrix")
+            raise UserError(f"RunningMax.update(): block must be [{self._values.shape[0]}, columns], "
+                            f"got {list(block.shape)}; pass a column tile of the correlation matrix")
         if block.shape[1] == 0:
             return
         block = block.to(self._values.device)

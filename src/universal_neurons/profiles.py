@@ -58,7 +58,19 @@ def _apply_override(cfg: dict, item: str) -> None:
         node = node[p]
     if parts[-1] not in node:
         raise UserError(f"override {item!r}: unknown key {parts[-1]!r}; known: {', '.join(sorted(node))}")
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = _parse_value(raw)
+
+
+def _parse_value(raw: str):
+    """YAML, except that numbers YAML 1.1 reads as strings (`5e-3`, `1e6`) become numbers."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+            return int(number) if number.is_integer() and "." not in value and "e-" not in value.lower() else number
+        except ValueError:
+            pass
+    return value
 
 
 @dataclass

@@ -47,8 +47,6 @@ def lr_at(step: int, total: int, lr: float, warmup: int) -> float:
 
 def batch_rows(seed: int, step: int, batch_size: int, n_rows: int) -> np.ndarray:
     """Row indices of a training step: epoch-wise permutations seeded by (seed, epoch)."""
-    if batch_size > n_rows:
-        raise UserError(f"train.batch_size={batch_size} exceeds the {n_rows} training rows; lower it or use a larger corpus")
     per_epoch = n_rows // batch_size
     epoch, k = divmod(step, per_epoch)
     perm = np.random.default_rng([seed, epoch]).permutation(n_rows)
@@ -132,6 +130,8 @@ def train_seed(seed: int, out_dir, train: TokenRows, heldout: TokenRows, model_c
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(gpt2_config(model_cfg, len(tok), tok.bos_token_id)).to(device)
     bs = train_cfg["batch_size"]
+    if bs > len(train):
+        raise UserError(f"train.batch_size={bs} exceeds the {len(train)} training rows; lower it or use a larger corpus")
     total = int(train_cfg["tokens"]) // (bs * n_ctx)
     if total < 1:
         raise UserError(f"train.tokens={train_cfg['tokens']} is less than one batch ({bs}x{n_ctx}); raise it")

@@ -1,0 +1,306 @@
+"""Universality: the correlation pass against independent numpy computations, resume, tiling, two gloo
+processes, the cached profile run, and bad input. Runs on a tiny zoo trained here in a few seconds."""
+
+import glob
+import json
+import sysconfig
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+import universal_neurons as un
+from universal_neurons import UserError
+from universal_neurons.universality import correlate, neuron_table, rotation
+
+N_TOKENS = 3000
+MODEL = {"n_layer": 2, "d_model": 32, "d_mlp": 64, "n_head": 4, "n_ctx": 32}
+TRAIN = {"seeds": [0, 1], "tokens": 30000, "batch_size": 16, "lr": 3e-3, "warmup_steps": 10, "weight_decay": 0.1,
+         "checkpoint_every": 1000}
+FAST = {"chunk_tokens": 512, "batch_rows": 16}
+
+
+@dataclass
+class Doc:
+    source: str
+    doc_id: str
+    text: str
+
+
+def _edit(src, dst, tokenizer_dir=None, fn=None):
+    """Copy checkpoint `src` to `dst`, applying `fn(hf_model)` to its weights and optionally another tokenizer."""
+    from transformers import GPT2LMHeadModel
+
+    from universal_neurons.tokenizer import load_tokenizer
+
+    hf = GPT2LMHeadModel.from_pretrained(src)
+    if fn:
+        with torch.no_grad():
+            fn(hf)
+    hf.save_pretrained(dst)
+    load_tokenizer(tokenizer_dir or src).save_pretrained(dst)
+    return dst
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is fastest, and immune to other processes competing for the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A 2-seed zoo (2 layers x 64 neurons) laid out as profile 'tiny' under <root>/artifacts, its held-out
+    rows, and edited copies of seed 0: neuron-permuted, with dead neurons, with NaN, with another tokenizer."""
+    from universal_neurons.tokenizer import build_tokenizer, load_tokenizer
+    from universal_neurons.tokens import TokenRows, build_rows
+    from universal_neurons.zoo import train_seed
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("tiny")
+    files = sorted(glob.glob(sysconfig.get_paths()["stdlib"] + "/*.py"))[:60]
+    docs = [Doc("py", f, open(f, errors="replace").read()) for f in files]
+    tdir = build_tokenizer("bpe", root / "tok", (d.text for d in docs), 512)
+    tok = load_tokenizer(tdir)
+    train = build_rows(docs[10:], tok, 32, root / "data/train", {"t": 1}, progress=False)
+    heldout = build_rows(docs[:10], tok, 32, root / "data/heldout", {"t": 1}, progress=False)
+    zoo = root / "artifacts" / "tiny" / "zoo"
+    few = TokenRows(heldout.tokens[:16], heldout.sources[:16], heldout.header)
+    seeds = [train_seed(s, zoo / f"seed-{s}", train, few, MODEL, TRAIN, tdir, progress=False) for s in (0, 1)]
+    perms = [np.random.default_rng(l).permutation(MODEL["d_mlp"]) for l in range(MODEL["n_layer"])]
+
+    def permute(hf):  # new neuron j = old neuron perm[j]
+        for blk, perm in zip(hf.transformer.h, perms):
+            blk.mlp.c_fc.weight.copy_(blk.mlp.c_fc.weight[:, perm])
+            blk.mlp.c_fc.bias.copy_(blk.mlp.c_fc.bias[perm])
+            blk.mlp.c_proj.weight.copy_(blk.mlp.c_proj.weight[perm])
+
+    def kill(layer, neuron):
+        def fn(hf):  # pre-activation 0 on every token: gelu(0) = 0, zero variance
+            hf.transformer.h[layer].mlp.c_fc.weight[:, neuron] = 0
+            hf.transformer.h[layer].mlp.c_fc.bias[neuron] = 0
+        return fn
+
+    def poison(hf):
+        hf.transformer.h[1].mlp.c_fc.bias[0] = float("nan")
+
+    other_tok = build_tokenizer("bpe", root / "tok2", (d.text for d in docs[30:]), 400)
+    torch.set_num_threads(threads)
+    return {"root": root, "rows": heldout, "seeds": seeds, "perms": perms, "tok": tok,
+            "perm": _edit(seeds[0], root / "perm", fn=permute),
+            "dead_ref": _edit(seeds[0], root / "dead0", fn=kill(0, 5)),
+            "dead_partner": _edit(seeds[1], root / "dead1", fn=kill(1, 3)),
+            "nan": _edit(seeds[0], root / "nan", fn=poison),
+            "other_tok": _edit(seeds[0], root / "othertok", tokenizer_dir=other_tok)}
+
+
+@pytest.fixture(scope="session")
+def models(tiny):
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            src = tiny["seeds"][int(name[-1])] if name.startswith("seed") else tiny[name]
+            cache[name] = un.load_model(src)
+        return cache[name]
+    return get
+
+
+def run(tiny, models, names, n_tokens=N_TOKENS, **kw):
+    return correlate([models(n) for n in names], tiny["rows"].tokens, n_tokens, names=names, **{**FAST, **kw})
+
+
+def hf_activations(folder, tok, rows, n_tokens):
+    """Independent: HF GPT2 forward hooks on each MLP's activation function, on the first n_tokens tokens
+    that are not end-of-text nor whitespace-with-newline. float64 [n_tokens, n_layers * d_mlp]."""
+    from transformers import GPT2LMHeadModel
+
+    hf = GPT2LMHeadModel.from_pretrained(folder).eval()
+    bad = [i for i in range(len(tok)) if i == tok.eos_token_id or (not tok.decode([i]).strip() and "\n" in tok.decode([i]))]
+    x = np.asarray(rows[:400], dtype=np.int64)
+    keep = ~np.isin(x, bad)
+    keep &= np.cumsum(keep.ravel()).reshape(keep.shape) <= n_tokens
+    acts = {}
+    hooks = [blk.mlp.act.register_forward_hook(lambda mod, i, o, l=l: acts.__setitem__(l, o))
+             for l, blk in enumerate(hf.transformer.h)]
+    with torch.no_grad():
+        hf(torch.from_numpy(x))
+    for h in hooks:
+        h.remove()
+    assert keep.sum() == n_tokens
+    return np.concatenate([acts[l][torch.from_numpy(keep)].double().numpy() for l in sorted(acts)], 1)
+
+
+def np_corr(a, b):
+    za, zb = (a - a.mean(0)) / a.std(0), (b - b.mean(0)) / b.std(0)
+    return za.T @ zb / len(a)
+
+
+def rotated(v, p, d, seed=0, kind="gaussian"):  # u = R v per layer
+    return np.concatenate([v[:, l * d:(l + 1) * d] @ rotation(d, seed, p, l, kind).double().numpy().T
+                           for l in range(v.shape[1] // d)], 1)
+
+
+def test_table_matches_independent_numpy_computation(tiny, models):
+    with pytest.warns(UserWarning, match="perm correlates 1.0"):
+        tab = neuron_table(run(tiny, models, ["seed0", "seed1", "perm"]))
+    a, b, c = (hf_activations(f, tiny["tok"], tiny["rows"].tokens, N_TOKENS)
+               for f in (tiny["seeds"][0], tiny["seeds"][1], tiny["perm"]))
+    d = MODEL["d_mlp"]
+    for p, partner in enumerate((b, c)):
+        real, base = np_corr(a, partner), np_corr(a, rotated(partner, p, d))
+        np.testing.assert_allclose(tab[f"max_corr_p{p + 1}"], real.max(1), atol=2e-4)
+        np.testing.assert_allclose(tab[f"baseline_p{p + 1}"], base.max(1), atol=2e-4)
+        clear = np.sort(real, 1)[:, -1] - np.sort(real, 1)[:, -2] > 1e-3
+        assert (tab[f"max_sim_layer_p{p + 1}"][clear] == real.argmax(1)[clear] // d).all()
+    assert tab["max_corr_p1"].mean() < 0.9  # an independently trained seed is no copy
+    np.testing.assert_allclose(tab["excess_corr"], tab[["max_corr_p1", "max_corr_p2"]].mean(1)
+                               - tab[["baseline_p1", "baseline_p2"]].mean(1), atol=1e-12)
+
+
+def test_self_correlates_one_and_its_rotation_is_low(tiny, models):
+    with pytest.warns(UserWarning, match="correlates 1.0 with every live reference neuron"):
+        gauss = neuron_table(run(tiny, models, ["seed0", "seed0"]))
+    with pytest.warns(UserWarning):
+        ortho = neuron_table(run(tiny, models, ["seed0", "seed0"], baseline="orthogonal"))
+    np.testing.assert_allclose(gauss["max_corr"], 1.0, atol=1e-6)
+    assert (gauss["max_sim_neuron_p1"] == gauss["neuron"]).all() and (gauss["max_sim_layer_p1"] == gauss["layer"]).all()
+    for t in (gauss, ortho):
+        assert t["max_baseline"].max() < 0.97 and t["mean_baseline"].mean() < 0.8
+    r, q = rotation(64, 0, 0, 0).double(), rotation(64, 0, 0, 0, "orthogonal").double()
+    np.testing.assert_allclose(r.norm(dim=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(q @ q.T, torch.eye(64, dtype=torch.float64), atol=1e-5)
+
+
+def test_permuted_copy_finds_every_neuron_in_its_layer(tiny, models):
+    with pytest.warns(UserWarning):
+        tab = neuron_table(run(tiny, models, ["seed0", "perm"]))
+    inv = np.concatenate([np.argsort(p) for p in tiny["perms"]])  # reference neuron i -> partner neuron
+    np.testing.assert_allclose(tab["mean_corr"], 1.0, atol=1e-6)
+    assert (tab["max_sim_layer_p1"] == tab["layer"]).all()
+    assert (tab["max_sim_neuron_p1"] == inv).all()
+    np.testing.assert_allclose(tab["excess_corr"], 1.0 - tab["baseline_p1"], atol=1e-6)
+
+
+def test_dead_neurons_get_nan_on_the_reference_side_and_never_win_on_the_partner_side(tiny, models):
+    tab = neuron_table(run(tiny, models, ["dead_ref", "dead_partner", "seed1"]))
+    dead = (tab["layer"] == 0) & (tab["neuron"] == 5)
+    assert tab["is_dead"].tolist() == dead.tolist()
+    assert tab.loc[dead, ["max_corr", "mean_baseline", "excess_corr"]].isna().all(axis=None)
+    assert not tab.loc[dead, "is_universal"].any()
+    live = tab[~dead]
+    assert live[["max_corr_p1", "baseline_p1", "excess_corr"]].notna().all(axis=None)
+    assert not ((live["max_sim_layer_p1"] == 1) & (live["max_sim_neuron_p1"] == 3)).any()
+
+
+def test_snapshots_equal_shorter_runs(tiny, models):
+    res = run(tiny, models, ["seed0", "seed1"])
+    assert res.snap_tokens[-1] == N_TOKENS and len(res.snap_tokens) == 5
+    short = run(tiny, models, ["seed0", "seed1"], n_tokens=res.snap_tokens[1], fractions=(1.0,))
+    np.testing.assert_allclose(res.real[1], short.real[-1], atol=1e-6)
+    np.testing.assert_allclose(res.base[1], short.base[-1], atol=1e-6)
+
+
+def test_resume_after_interruption_equals_one_pass(tiny, models, tmp_path):
+    names = ["seed0", "seed1", "perm"]
+    with pytest.warns(UserWarning):
+        full = neuron_table(run(tiny, models, names))
+    ck = tmp_path / "ck"
+    assert run(tiny, models, names, checkpoint=ck, checkpoint_every=2, stop_after=3) is None
+    assert (tmp_path / "ck.rank0-of1.pt").is_file()
+    with pytest.warns(UserWarning):
+        resumed = neuron_table(run(tiny, models, names, checkpoint=ck, checkpoint_every=2))
+    assert resumed.equals(full)
+    assert not (tmp_path / "ck.rank0-of1.pt").exists()
+
+
+def test_tiled_equals_untiled(tiny, models):
+    names = ["seed0", "seed1", "perm"]
+    with pytest.warns(UserWarning):
+        whole = run(tiny, models, names)
+    with pytest.warns(UserWarning):
+        tiled = run(tiny, models, names, max_accumulator_gb=150.5 * (32 * 128 + 8 * 512) / 1e9)  # 150-column tiles
+    assert whole.n_tiles == 1 and tiled.n_tiles == 4  # 512 partner columns (2 x (real + rotated) x 128)
+    a, b = neuron_table(whole), neuron_table(tiled)
+    np.testing.assert_allclose(a.select_dtypes("float"), b.select_dtypes("float"), atol=1e-6)
+    assert a.select_dtypes("int").equals(b.select_dtypes("int"))
+    for x, y in zip(whole.layer_max, tiled.layer_max):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+
+
+def _gloo_worker(rank, sources, rows_prefix, init_file, out):
+    import torch.distributed as dist
+
+    from universal_neurons.tokens import open_rows
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    models = [un.load_model(s) for s in sources]
+    res = correlate(models, open_rows(rows_prefix).tokens, N_TOKENS, names=["seed0", "seed1"], **FAST)
+    if rank == 0:
+        neuron_table(res).to_pickle(out)
+    dist.destroy_process_group()
+
+
+def test_two_gloo_processes_equal_one(tiny, models, tmp_path):
+    single = neuron_table(run(tiny, models, ["seed0", "seed1"]))
+    sources = [str(s) for s in tiny["seeds"]]
+    torch.multiprocessing.spawn(_gloo_worker, args=(sources, str(tiny["root"] / "data/heldout"),
+                                                    str(tmp_path / "init"), str(tmp_path / "t.pkl")), nprocs=2)
+    import pandas as pd
+
+    two = pd.read_pickle(tmp_path / "t.pkl")
+    np.testing.assert_allclose(single.select_dtypes("float"), two.select_dtypes("float"), atol=1e-6)
+    assert single.select_dtypes("int").equals(two.select_dtypes("int"))
+
+
+def test_profile_run_writes_tables_and_reuses_them(tiny, monkeypatch):
+    from universal_neurons import data, universality
+    from universal_neurons.profiles import Profile
+
+    monkeypatch.setenv("UN_ARTIFACTS", str(tiny["root"] / "artifacts"))
+    monkeypatch.setattr(data, "token_rows", lambda profile, split, progress=True: tiny["rows"])
+    prof = Profile("tiny", {"train": {"seeds": [0, 1]}, "model": MODEL,
+                            "analysis": {"reference_seed": 0, "n_tokens": N_TOKENS, "batch_size": 16, "chunk_tokens": 1024}})
+    res = universality.run_universality(prof, progress=False)
+    out = prof.tables_dir
+    for f in ("neurons.csv", "layer_similarity.csv", "convergence.csv", "universality.json"):
+        assert (out / f).is_file()
+    assert len(res.neurons) == 128 and {"max_corr_p1", "baseline_p1", "max_sim_layer_p1", "excess_corr", "is_universal",
+                                        "is_dead", "mean_baseline", "min_corr"} <= set(res.neurons.columns)
+    assert res.info["n_tokens"] == N_TOKENS and res.info["baseline"]["seed"] == 0
+    assert res.info["checkpoint_dirs"] == [str(s) for s in tiny["seeds"]]
+    assert res.convergence["n_tokens"].iloc[-1] == N_TOKENS
+    assert np.isclose(res.convergence["share_universal"].iloc[-1], res.neurons["is_universal"].mean())
+    sim = res.layers.pivot(index="ref_layer", columns="partner_layer", values="argmax_share")
+    np.testing.assert_allclose(sim.sum(1), 1.0)
+    mtime = (out / "neurons.csv").stat().st_mtime_ns
+    universality.run_universality(prof, progress=False)
+    assert (out / "neurons.csv").stat().st_mtime_ns == mtime
+    universality.run_universality(prof, progress=False, seed=1)
+    assert json.loads((out / "universality.json").read_text())["baseline"]["seed"] == 1
+    assert not (out / ".partial").exists()
+
+
+@pytest.mark.parametrize("names, n_tokens, message", [
+    (["seed0", "other_tok"], N_TOKENS, "does not use the tokenizer of the reference"),
+    (["seed0", "seed1"], 10**7, r"keeps only [\d,]+ tokens"),
+    (["seed0", "nan"], N_TOKENS, r"nan: NaN or inf activation in layer 1, batch of held-out rows 0-\d+;"),
+])
+def test_bad_input_fails_with_one_line(tiny, models, names, n_tokens, message):
+    with pytest.raises(UserError, match=message) as e:
+        run(tiny, models, names, n_tokens=n_tokens)
+    assert "\n" not in str(e.value)
+
+
+def test_cli_reports_bad_profile(capsys):
+    from universal_neurons.universality import main
+
+    assert main(["--profile", "no-such-profile"]) == 2
+    assert "unknown profile" in capsys.readouterr().err
+
