@@ -21,7 +21,6 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
-export MPLBACKEND := Agg
 
 .PHONY: book test env data zoo notebooks bench clean-book help browser
 .DELETE_ON_ERROR:
@@ -61,7 +60,7 @@ notebooks: $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb)
 $(MATHJAX):
 	rm -rf book/_vendor/mathjax && mkdir -p book/_vendor
 	cd book/_vendor && npm pack --silent mathjax@3.2.2 >/dev/null && tar xzf mathjax-3.2.2.tgz \
-		&& mv package mathjax && rm mathjax-3.2.2.tgz
+		&& mv package/es5 mathjax && cp package/LICENSE mathjax/ && rm -r package mathjax-3.2.2.tgz
 
 book: notebooks $(MATHJAX)
 	rm -rf book/generated && mkdir -p book/generated

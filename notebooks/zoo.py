@@ -22,7 +22,7 @@
 # %% tags=["parameters"]
 profile = "smoke"     # a profiles/<name>.yaml
 device = "cpu"        # "cuda" on a GPU
-overrides = ""        # space-separated section.key=value, e.g. "train.tokens=300000"
+overrides = ""        # space-separated section.key=value overrides, e.g. train.tokens=300000
 n_sample_tokens = 24  # greedy continuation length per prompt
 
 # %%
