@@ -47,7 +47,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown
+from IPython.display import Markdown, display
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
@@ -258,7 +258,8 @@ display(pd.DataFrame(rows).round(4))
 paper = U.paper_tables()
 glue("paper_md", Markdown(
     "Below, the distributions of the paper's universal neurons (from its published tables) beside ours: our "
-    + ("universal neurons." if s["n_universal"] else "top 1% of neurons by excess correlation, since none is universal.")
+    + ("universal neurons." if s["n_universal"]
+       else "top 1% of neurons by excess correlation, since none is universal.")
     if paper else "The paper's published tables were not found (expected in `../shared/reference-data/"
     "universal-neurons-paper/` next to the repository), so its distributions are not plotted."), display=False)
 

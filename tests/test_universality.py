@@ -121,7 +121,8 @@ def hf_activations(folder, tok, rows, n_tokens):
     from transformers import GPT2LMHeadModel
 
     hf = GPT2LMHeadModel.from_pretrained(folder).eval()
-    bad = [i for i in range(len(tok)) if i == tok.eos_token_id or (not tok.decode([i]).strip() and "\n" in tok.decode([i]))]
+    texts = [tok.decode([i]) for i in range(len(tok))]
+    bad = [i for i, t in enumerate(texts) if i == tok.eos_token_id or (not t.strip() and "\n" in t)]
     x = np.asarray(rows[:400], dtype=np.int64)
     keep = ~np.isin(x, bad)
     keep &= np.cumsum(keep.ravel()).reshape(keep.shape) <= n_tokens
@@ -265,8 +266,8 @@ def test_profile_run_writes_tables_and_reuses_them(tiny, monkeypatch):
 
     monkeypatch.setenv("UN_ARTIFACTS", str(tiny["root"] / "artifacts"))
     monkeypatch.setattr(data, "token_rows", lambda profile, split, progress=True: tiny["rows"])
-    prof = Profile("tiny", {"train": {"seeds": [0, 1]}, "model": MODEL,
-                            "analysis": {"reference_seed": 0, "n_tokens": N_TOKENS, "batch_size": 16, "chunk_tokens": 1024}})
+    analysis = {"reference_seed": 0, "n_tokens": N_TOKENS, "batch_size": 16, "chunk_tokens": 1024}
+    prof = Profile("tiny", {"train": {"seeds": [0, 1]}, "model": MODEL, "analysis": analysis})
     res = universality.run_universality(prof, progress=False)
     out = prof.tables_dir
     for f in ("neurons.csv", "layer_similarity.csv", "convergence.csv", "universality.json"):

@@ -62,8 +62,8 @@ def rotation(d: int, seed: int, partner: int, layer: int, kind: str = "gaussian"
 @dataclass
 class Correlations:
     """Raw result of `correlate`. Per snapshot k and partner p: max over the partner's real neurons
-    (`real[k][p]` [n_a]) and over its rotated neurons (`base[k][p]`), with the argmax neuron (flat index
-    layer * d_mlp + neuron, -1 if none); `layer_max[p]` [n_a, L_p]: max within each partner layer (final)."""
+    (`real[k][p]` [n_a]) with its argmax (`real_idx`: flat index layer * d_mlp + neuron, -1 if none) and max
+    over its rotated neurons (`base[k][p]`); `layer_max[p]` [n_a, L_p]: max within each partner layer (final)."""
 
     names: list[str]
     shapes: list[tuple[int, int]]  # (n_layers, d_mlp) per model, reference first
@@ -71,7 +71,6 @@ class Correlations:
     real: list[np.ndarray]  # [snapshots] of [P, n_a]
     real_idx: list[np.ndarray]
     base: list[np.ndarray]
-    base_idx: list[np.ndarray]
     layer_max: list[np.ndarray]
     dead_partner_neurons: list[int]
     n_tiles: int
@@ -87,6 +86,48 @@ def _segments(shapes):
     return segs, col
 
 
+class _Maxima:
+    """Running maxima of correlation tiles per (snapshot, partner, real/rotated), and per (partner, layer)
+    plus dead partner neurons at the last snapshot; checkpointable (RunningMax holds two tensors)."""
+
+    def __init__(self, n_a: int, shapes, n_snap: int, device):
+        P = len(shapes) - 1
+        self.shapes, self.n_snap = shapes, n_snap
+        self.rms = {(k, p, kind): RunningMax(n_a, device) for k in range(n_snap) for p in range(P) for kind in (0, 1)}
+        self.rms |= {("layer", p, l): RunningMax(n_a, device) for p in range(P) for l in range(shapes[p + 1][0])}
+        self.dead = [0] * P
+
+    def fold(self, corr: torch.Tensor, j0: int, parts, k: int) -> None:
+        """Fold corr [n_a, tile] (partner columns from j0) of snapshot k."""
+        for p, kind, s0, w in parts:
+            a0, a1 = max(j0, s0), min(j0 + corr.shape[1], s0 + w)
+            block = corr[:, a0 - j0:a1 - j0]
+            self.rms[k, p, kind].update(block, a0 - s0)
+            if k == self.n_snap - 1 and kind == 0:
+                self.dead[p] += int(block.isnan().all(0).sum())
+                d = self.shapes[p + 1][1]
+                for l in range((a0 - s0) // d, (a1 - s0 - 1) // d + 1):
+                    b0, b1 = max(a0, s0 + l * d), min(a1, s0 + (l + 1) * d)
+                    self.rms["layer", p, l].update(corr[:, b0 - j0:b1 - j0], b0 - s0 - l * d)
+
+    def state_dict(self) -> dict:
+        return {"dead": self.dead, **{"/".join(map(str, k)): dict(vars(rm)) for k, rm in self.rms.items()}}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.dead = d["dead"]
+        for k, rm in self.rms.items():
+            rm.__dict__.update(d["/".join(map(str, k))])
+
+    def stack(self, kind: int, attr: str) -> list[np.ndarray]:  # [snapshots] of [P, n_a]
+        P = len(self.dead)
+        return [torch.stack([getattr(self.rms[k, p, kind], attr) for p in range(P)]).cpu().numpy()
+                for k in range(self.n_snap)]
+
+    def layer_max(self) -> list[np.ndarray]:  # [P] of [n_a, L_p]
+        return [torch.stack([self.rms["layer", p, l].values for l in range(self.shapes[p + 1][0])], 1).cpu().numpy()
+                for p in range(len(self.dead))]
+
+
 def _save_state(path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -96,6 +137,21 @@ def _dist():
     import torch.distributed as dist
 
     return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+
+
+def _resume(ckpt, key: str, device, world: int):
+    """The checkpoint's state if it matches `key` (and, under torch.distributed, every rank's position)."""
+    state = torch.load(ckpt, map_location=device, weights_only=True) if ckpt and ckpt.is_file() else None
+    state = state if state is not None and state["key"] == key else None
+    if world > 1:
+        import torch.distributed as dist
+
+        pos = torch.tensor([state["step"] if state else 0], dtype=torch.int64, device=device)
+        lo, hi = pos.clone(), pos.clone()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        state = state if int(lo) == int(hi) else None
+    return state
 
 
 @torch.inference_mode()
@@ -128,28 +184,14 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
     tiles = [(j, min(j + width, n_cols)) for j in range(0, n_cols, width)]
     rots = [torch.stack([rotation(d, seed, p, l, baseline) for l in range(n_layers)]).to(device)  # [L, d, d]
             for p, (n_layers, d) in enumerate(shapes[1:])]
-    n_snap, n_chunks, P = len(plan.snap_chunks), len(plan.chunks), len(models) - 1
-    rms = {(k, p, kind): RunningMax(n_a, device) for k in range(n_snap) for p in range(P) for kind in (0, 1)}
-    layer_rms = {(p, l): RunningMax(n_a, device) for p in range(P) for l in range(shapes[p + 1][0])}
-    dead = [0] * P
+    n_chunks = len(plan.chunks)
+    maxima = _Maxima(n_a, shapes, len(plan.snap_chunks), device)
     key = json.dumps([names, shapes, n_tokens, baseline, seed, chunk_tokens, width, list(fractions), world])
     ckpt = Path(f"{checkpoint}.rank{rank}-of{world}.pt") if checkpoint else None
-    step = 0
-    state = torch.load(ckpt, map_location=device, weights_only=True) if ckpt and ckpt.is_file() else None
-    if state is not None and state["key"] != key:
-        state = None
-    if world > 1:  # resume only if every rank holds the same position
-        import torch.distributed as dist
-
-        pos = torch.tensor([state["step"] if state else 0], dtype=torch.int64, device=device)
-        lo, hi = pos.clone(), pos.clone()
-        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
-        state = state if int(lo) == int(hi) else None
-    if state is not None:
-        step, dead = state["step"], state["dead"]
-        for k, rm in [*rms.items(), *layer_rms.items()]:
-            rm.__dict__.update(state["rm"]["/".join(map(str, k))])
+    state = _resume(ckpt, key, device, world)
+    step = state["step"] if state else 0
+    if state:
+        maxima.load_state_dict(state["maxima"])
     bar = tqdm(total=len(tiles) * n_chunks, initial=step, desc="correlations", unit="chunk",
                disable=not progress or rank != 0)
     done = 0
@@ -157,56 +199,37 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
         if step >= (t + 1) * n_chunks:
             continue
         acc = StreamingPearson(n_a, j1 - j0, device)
-        if state is not None and step > t * n_chunks:
+        if state and step > t * n_chunks:
             acc.load_state_dict(state["acc"])
         parts = [s for s in segs if s[2] < j1 and s[2] + s[3] > j0]  # segments overlapping the tile
         need = sorted({p for p, *_ in parts})
         for c in range(step - t * n_chunks, n_chunks):
             if c % world == rank:
-                acts = chunk_activations([models[0], *[models[p + 1] for p in need]], [names[0], *[names[p + 1] for p in need]],
-                                         plan, c, batch_rows, device)
+                acts = chunk_activations([models[0], *[models[p + 1] for p in need]],
+                                         [names[0], *[names[p + 1] for p in need]], plan, c, batch_rows, device)
                 y = torch.cat([_columns(acts[1 + need.index(p)], rots[p], kind, max(j0, s0) - s0, min(j1, s0 + w) - s0)
                                for p, kind, s0, w in parts], 1)  # [kept, j1 - j0]
                 acc.update(acts[0], y)
                 del acts, y
             if c in plan.snap_chunks:
-                k = plan.snap_chunks.index(c)
                 if world > 1:
                     acc.all_reduce_()
-                corr = acc.correlation()  # [n_a, j1 - j0] float64
-                for p, kind, s0, w in parts:
-                    a0, a1 = max(j0, s0), min(j1, s0 + w)
-                    block = corr[:, a0 - j0:a1 - j0]
-                    rms[k, p, kind].update(block, a0 - s0)
-                    if k == n_snap - 1 and kind == 0:
-                        dead[p] += int(block.isnan().all(0).sum())
-                        d = shapes[p + 1][1]
-                        for l in range((a0 - s0) // d, (a1 - s0 - 1) // d + 1):
-                            b0, b1 = max(a0, s0 + l * d), min(a1, s0 + (l + 1) * d)
-                            layer_rms[p, l].update(corr[:, b0 - j0:b1 - j0], b0 - s0 - l * d)
-                del corr
+                maxima.fold(acc.correlation(), j0, parts, plan.snap_chunks.index(c))
                 if world > 1 and rank != 0:  # rank 0 now holds the sum; the others start afresh
                     acc = StreamingPearson(n_a, j1 - j0, device)
             step, done = step + 1, done + 1
             bar.update(1)
             if ckpt and step % checkpoint_every == 0 and step < len(tiles) * n_chunks:
-                rm_state = {"/".join(map(str, k)): dict(vars(rm)) for k, rm in [*rms.items(), *layer_rms.items()]}
-                _save_state(ckpt, {"key": key, "step": step, "dead": dead, "acc": acc.state_dict(), "rm": rm_state})
+                _save_state(ckpt, {"key": key, "step": step, "acc": acc.state_dict(), "maxima": maxima.state_dict()})
             if stop_after is not None and done >= stop_after:
                 bar.close()
                 return None
     bar.close()
     if ckpt:
         ckpt.unlink(missing_ok=True)
-
-    def stack(kind, attr):
-        return [torch.stack([getattr(rms[k, p, kind], attr) for p in range(P)]).cpu().numpy() for k in range(n_snap)]
-
-    res = Correlations(names, shapes, plan.snap_tokens, stack(0, "values"), stack(0, "indices"), stack(1, "values"),
-                       stack(1, "indices"),
-                       [torch.stack([layer_rms[p, l].values for l in range(shapes[p + 1][0])], 1).cpu().numpy()
-                        for p in range(P)], dead, len(tiles))
-    for p in range(P):
+    res = Correlations(names, shapes, plan.snap_tokens, maxima.stack(0, "values"), maxima.stack(0, "indices"),
+                       maxima.stack(1, "values"), maxima.layer_max(), maxima.dead, len(tiles))
+    for p in range(len(models) - 1):
         live = res.real[-1][p][~np.isnan(res.real[-1][p])]
         if len(live) and (live > 1 - 1e-6).all():
             warnings.warn(f"partner {names[p + 1]} correlates 1.0 with every live reference neuron: it is the "
@@ -219,7 +242,7 @@ def _columns(acts: torch.Tensor, rot: torch.Tensor, kind: int, a0: int, a1: int)
     """Columns [a0, a1) of a partner's real (kind 0) or rotated (kind 1) neurons; acts [T, L*d], rot [L, d, d]."""
     if kind == 0:
         return acts[:, a0:a1]
-    n_layers, d = rot.shape[0], rot.shape[1]
+    d = rot.shape[1]
     l0, l1 = a0 // d, (a1 - 1) // d + 1  # only the layers the columns touch
     v = acts[:, l0 * d:l1 * d].reshape(len(acts), l1 - l0, d).transpose(0, 1)  # [layers, T, d]
     u = torch.bmm(v, rot[l0:l1].transpose(1, 2)).transpose(0, 1).reshape(len(acts), -1)  # [T, layers*d]: u = R v
@@ -322,6 +345,8 @@ def paper_tables(folder=None) -> dict[str, pd.DataFrame]:
 # ---- a profile's run, cached ---------------------------------------------------------------------------
 @dataclass
 class Results:
+    """The files of one run: neurons.csv, layer_similarity.csv, convergence.csv, universality.json."""
+
     neurons: pd.DataFrame
     layers: pd.DataFrame
     convergence: pd.DataFrame
@@ -347,7 +372,8 @@ def load_results(out_dir) -> Results:
     """Read the tables `run_universality` wrote into `out_dir`."""
     out_dir = Path(out_dir)
     if not (out_dir / "universality.json").is_file():
-        raise UserError(f"no universality results in {out_dir}; run `python -m universal_neurons.universality --profile <name>`")
+        raise UserError(f"no universality results in {out_dir}; run "
+                        "`python -m universal_neurons.universality --profile <name>`")
     return Results(pd.read_csv(out_dir / "neurons.csv"), pd.read_csv(out_dir / "layer_similarity.csv"),
                    pd.read_csv(out_dir / "convergence.csv"), json.loads((out_dir / "universality.json").read_text()))
 
