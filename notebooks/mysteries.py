@@ -175,8 +175,8 @@ for col in ("max_in_cos", "max_out_cos"):
 glue("mys_label_md", Markdown(label), display=False)
 
 # %% [markdown]
-# The median largest cosine of $w_{in}$ is {glue:text}`mys_max_in_cos_group:.3f` for the
-# {glue:md}`mys_label_md` neurons and {glue:text}`mys_max_in_cos_rest:.3f` for the rest; of $w_{out}$,
-# {glue:text}`mys_max_out_cos_group:.3f` against {glue:text}`mys_max_out_cos_rest:.3f`. The paper shows
-# this comparison without a firm conclusion: a neuron whose weights nearly duplicate another's is one of a
-# redundant pair, and how redundancy relates to universality is one of its open questions.
+# The median largest cosine of $w_{in}$ is {glue:text}`mys_max_in_cos_group:.3f` in the compared group
+# ({glue:md}`mys_label_md`) and {glue:text}`mys_max_in_cos_rest:.3f` in the rest; of $w_{out}$,
+# {glue:text}`mys_max_out_cos_group:.3f` against {glue:text}`mys_max_out_cos_rest:.3f`. A cosine near 1
+# means the neuron nearly duplicates another neuron's weights. The paper lists this comparison among its
+# unexplained observations; this chapter only reports it.

@@ -51,7 +51,6 @@ from myst_nb import glue
 
 import universal_neurons as un
 from universal_neurons import properties as P
-from universal_neurons import universality as U
 from universal_neurons.data import token_rows
 
 set_matplotlib_formats("png")
@@ -318,4 +317,4 @@ glue("pred_classes", ", ".join(classes) if classes else "none", display=False)
 # %% [markdown]
 # Classes found in this tokenizer: {glue:text}`pred_classes`. {glue:md}`pred_class_md` A neuron that
 # writes a class's tokens up and fires before them is doing next-token prediction; a suppression neuron
-# that also fires before them is tempering a prediction that other components make.
+# that also fires before them may be tempering a prediction made elsewhere in the model.

@@ -89,8 +89,8 @@ if label.startswith("universal"):
                 "group compared below with the rest.")
 else:
     passing = "No neuron passes" if n_universal == 0 else f"Only {n_universal:,} neurons pass"
-    group_md = (f"**{passing} the paper's threshold of {threshold:g}**, too few to compare "
-                f"(small zoos are expected to have none: see the universality chapter). Instead, the "
+    group_md = (f"**{passing} the paper's threshold of {threshold:g}**, fewer than the {min_universal} a comparison "
+                "needs (small zoos are expected to have none: see the universality chapter). Instead, the "
                 f"**top {top_pct:g}% of neurons by excess correlation** ({int(group.sum()):,} neurons, excess "
                 f"at least {live.loc[group, 'excess_corr'].min():.3f}) stand in for the universal neurons below. "
                 "They are the most universal neurons of this model, not universal in the paper's sense.")
@@ -148,8 +148,8 @@ glue("prop_n_hold", int((verdicts["verdict"] == "holds").sum()), display=False)
 glue("prop_n_claims", len(verdicts), display=False)
 
 # %% [markdown]
-# In this run, comparing the {glue:text}`prop_n_group:,` {glue:md}`prop_label_md` neurons with the rest,
-# {glue:text}`prop_n_hold` of the {glue:text}`prop_n_claims` claims hold:
+# In this run, comparing the compared group ({glue:md}`prop_label_md`, {glue:text}`prop_n_group:,` neurons)
+# with the rest, {glue:text}`prop_n_hold` of the {glue:text}`prop_n_claims` claims hold:
 #
 # - large weight norm: {glue:text}`prop_verdict_l2_penalty` (median percentile {glue:text}`prop_pct_l2_penalty:.0f`);
 # - large negative input bias: {glue:text}`prop_verdict_input_bias` (median percentile {glue:text}`prop_pct_input_bias:.0f`);

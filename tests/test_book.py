@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
-CHAPTERS = ["zoo", "universality"]
+CHAPTERS = ["zoo", "universality", "properties", "prediction", "mysteries"]
 
 
 def render(page: Path, tmp_path) -> str:

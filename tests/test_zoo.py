@@ -8,7 +8,8 @@ import pytest
 from universal_neurons import UserError
 from universal_neurons.zoo import train_seed
 
-SMALL = {"tokens": 30000, "batch_size": 8, "lr": 3e-3, "warmup_steps": 5, "weight_decay": 0.1, "checkpoint_every": 10}
+SMALL = {"tokens": 30000, "batch_size": 8, "lr": 3e-3, "warmup_steps": 5, "weight_decay": 0.1, "checkpoint_every": 10,
+         "eval_tokens": 4096}
 
 
 def sha(path):

@@ -1,7 +1,12 @@
 """Universal Neurons companion: corpus, tokenizer, zoo, loader and the paper's analyses."""
 
+import warnings
+
 from .errors import UserError
 from .profiles import load_profile
+
+# tqdm.auto (imported by TransformerLens) warns in notebooks without ipywidgets; the book has no widgets.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 
 def load_model(source, device: str = "cpu", revision: str | None = None, tokenizer=None):

@@ -91,11 +91,13 @@ def load_model(source, device: str = "cpu", revision: str | None = None, tokeniz
         from transformer_lens import HookedTransformer
         from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights, convert_neox_weights
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
     from .tokenizer import load_tokenizer
 
     folder = resolve_checkpoint(source, revision)
     cfg = hooked_config(folder, device)
+    hf_logging.disable_progress_bar()
     hf_model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
     convert = convert_gpt2_weights if cfg.original_architecture == "GPT2LMHeadModel" else convert_neox_weights
     state = convert(hf_model, cfg)
@@ -109,7 +111,7 @@ def load_model(source, device: str = "cpu", revision: str | None = None, tokeniz
         model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
         model.load_and_process_state_dict(state, fold_ln=True, center_writing_weights=True,
                                           center_unembed=True, fold_value_biases=True)
-    model.to(device)
+    model.to(device, print_details=False)
     model.eval()
     model.checkpoint_dir = folder
     return model

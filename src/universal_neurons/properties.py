@@ -107,14 +107,12 @@ def weight_stats(model, name: str = "model") -> tuple[pd.DataFrame, list[str]]:
     cols = _frame(n_layers, d_mlp)
     w_out = model.W_out.detach().double()  # [L, d_mlp, d_model]
     nan = np.full(n_layers * d_mlp, np.nan)
-    problems = []
     gated = bool(getattr(model.cfg, "gated_mlp", False))
-    if gated:
-        problems.append(f"{name}: gated MLP (a gate and a linear input per neuron, no single w_in): w_in_norm, "
-                        "input_bias, in_out_sim, l2_penalty and max_in_cos are undefined and left NaN; the "
-                        "activation statistics are those of the gate's pre-activation")
-    elif getattr(model.blocks[0].mlp, "b_in", None) is None:
-        problems.append(f"{name}: the MLP has no input bias (b_in): input_bias is undefined and left NaN")
+    no_bias = not gated and getattr(model.blocks[0].mlp, "b_in", None) is None
+    problems = [f"{name}: gated MLP (a gate and a linear input per neuron, no single w_in): w_in_norm, input_bias, "
+                "in_out_sim, l2_penalty and max_in_cos are undefined and left NaN; the activation statistics are "
+                "those of the gate's pre-activation"] if gated else []
+    problems += [f"{name}: the MLP has no input bias (b_in): input_bias is undefined and left NaN"] if no_bias else []
     out_norm = w_out.norm(dim=-1)  # [L, d_mlp]
     cols["w_out_norm"] = out_norm.flatten().cpu().numpy()
     if gated:
@@ -124,7 +122,7 @@ def weight_stats(model, name: str = "model") -> tuple[pd.DataFrame, list[str]]:
         w_in = model.W_in.detach().double().transpose(1, 2)  # [L, d_mlp, d_model]
         in_norm = w_in.norm(dim=-1)
         cols["w_in_norm"] = in_norm.flatten().cpu().numpy()
-        cols["input_bias"] = nan if problems else model.b_in.detach().double().flatten().cpu().numpy()
+        cols["input_bias"] = nan if no_bias else model.b_in.detach().double().flatten().cpu().numpy()
         cols["in_out_sim"] = ((w_in * w_out).sum(-1) / (in_norm * out_norm)).flatten().cpu().numpy()
         cols["l2_penalty"] = (in_norm ** 2 + out_norm ** 2).flatten().cpu().numpy()
         cols["max_in_cos"] = max_cosines(w_in.reshape(-1, w_in.shape[-1]))
@@ -136,7 +134,7 @@ def weight_stats(model, name: str = "model") -> tuple[pd.DataFrame, list[str]]:
     cols.update(zip(("vocab_mean", "vocab_var", "vocab_skew", "vocab_kurt"), moments))
     for p in problems:
         warnings.warn(p, stacklevel=2)
-    return pd.DataFrame(cols), problems
+    return pd.DataFrame(cols)[["layer", "neuron", *WEIGHT_COLS]], problems
 
 
 # ---- activations ---------------------------------------------------------------------------------------

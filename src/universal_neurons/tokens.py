@@ -57,7 +57,7 @@ def open_rows(prefix) -> TokenRows:
 
 def build_rows(documents, tokenizer, n_ctx: int, prefix, provenance: dict, progress: bool = True) -> TokenRows:
     """Tokenise `documents` (an iterable of corpus Documents) into rows of n_ctx; cached by provenance."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     prefix = Path(prefix)
     header_path = prefix.with_suffix(".json")

@@ -163,7 +163,7 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
     [rows, n_ctx]. `checkpoint`: a file prefix for resumable state (one file per rank); `stop_after`:
     return None after that many chunk updates (simulates a killed run). Under torch.distributed the
     chunks are shared out over the ranks; every rank returns the same result."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     names = names or [str(getattr(m, "checkpoint_dir", i)) for i, m in enumerate(models)]
     if len(models) < 2:

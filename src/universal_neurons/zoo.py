@@ -113,7 +113,7 @@ def _no_seeds(train_cfg: dict) -> dict:
 def train_seed(seed: int, out_dir, train: TokenRows, heldout: TokenRows, model_cfg: dict, train_cfg: dict,
                tokenizer_dir, device: str = "cpu", progress: bool = True, stop_after: int | None = None) -> Path:
     """Train one member into `out_dir` (skipped if it exists). `stop_after` simulates an interruption (tests)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     from transformers import GPT2LMHeadModel
 
     out_dir = Path(out_dir)
@@ -142,7 +142,8 @@ def train_seed(seed: int, out_dir, train: TokenRows, heldout: TokenRows, model_c
                             lr=train_cfg["lr"], betas=(0.9, 0.95), eps=1e-8)
     ckpt = out_dir.parent / ".partial" / out_dir.name
     step, log = (_load_checkpoint(ckpt, model, opt, device) if (ckpt / "state.json").is_file() else (0, []))
-    eval_rows = heldout.tokens[: min(len(heldout), max(8, 65536 // n_ctx))]
+    eval_tokens = train_cfg.get("eval_tokens", 2**18)  # held-out tokens for the final loss (a quarter meanwhile)
+    eval_rows = heldout.tokens[: min(len(heldout), max(1, eval_tokens // 4 // n_ctx))]
     every = train_cfg["checkpoint_every"]
     t0, tokens_since, steps_since, loss_sum = time.time(), 0, 0, 0.0
     bar = tqdm(total=total, initial=step, desc=f"seed {seed}", unit="step", disable=not progress)
@@ -174,7 +175,7 @@ def train_seed(seed: int, out_dir, train: TokenRows, heldout: TokenRows, model_c
             bar.close()
             return ckpt
     bar.close()
-    final_loss = heldout_loss(model, heldout.tokens[: min(len(heldout), 2**18 // n_ctx)], device)
+    final_loss = heldout_loss(model, heldout.tokens[: min(len(heldout), max(1, eval_tokens // n_ctx))], device)
     info = {"seed": seed, "steps": total, "tokens": total * bs * n_ctx, "batch_size": bs, "n_ctx": n_ctx,
             "heldout_loss": final_loss, "unigram_entropy_nats": train.header["unigram_entropy_nats"],
             "log": log,
