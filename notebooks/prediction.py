@@ -51,7 +51,7 @@ from myst_nb import glue
 
 import universal_neurons as un
 from universal_neurons import properties as P
-from universal_neurons.data import token_rows
+from universal_neurons.data import analysis_rows
 
 set_matplotlib_formats("png")
 
@@ -269,7 +269,7 @@ glue("pred_uni_md", Markdown(uni_md), display=False)
 
 # %%
 classes = P.token_classes(tok, model.cfg.d_vocab)
-rows = token_rows(prof, "heldout", progress=False)
+rows = analysis_rows(prof, progress=False)
 n_tok = min(n_class_tokens, int(prof.cfg["analysis"]["n_tokens"]))
 summary, long = [], []
 if classes:

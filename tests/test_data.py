@@ -76,3 +76,16 @@ def test_profiles_parse_and_overrides_apply():
             load_profile("smoke", bad)
     with pytest.raises(UserError, match="unknown profile"):
         load_profile("gpt5")
+
+
+def test_analysis_rows_are_a_fixed_shuffle_of_the_heldout_rows(smoke, smoke_data):
+    from universal_neurons.data import analysis_rows
+
+    heldout = smoke_data[1]
+    a, b = analysis_rows(smoke, progress=False), analysis_rows(smoke, progress=False)
+    assert (a.tokens == b.tokens).all()  # deterministic
+    assert not (a.tokens == heldout.tokens).all()  # not in corpus order
+    assert sorted(map(bytes, a.tokens)) == sorted(map(bytes, np.asarray(heldout.tokens)))  # same rows, each intact
+    first = a.sources[: max(1, len(a) // 20)]
+    assert len(np.unique(first)) == len(heldout.source_names)  # a 5% prefix already mixes every source
+    assert a.header["provenance"]["row_order"] and a.header["provenance"] != heldout.header["provenance"]

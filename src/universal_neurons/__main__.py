@@ -32,6 +32,9 @@ def main(argv=None) -> int:
         elif args.command == "zoo":
             from .zoo import train_zoo
 
+            if not profile.is_zoo:
+                print(f"{profile.name}: real checkpoints ({', '.join(profile.members())}); nothing to train")
+                return 0
             for path in train_zoo(profile, device=args.device, progress=progress):
                 print(path)
         elif args.command == "info":

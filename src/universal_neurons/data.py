@@ -47,9 +47,14 @@ def token_rows(profile: Profile, split: str, progress: bool = True) -> TokenRows
                       provenance, progress)
 
 
+def analysis_rows(profile: Profile, progress: bool = True) -> TokenRows:
+    """The held-out rows every analysis reads, shuffled with a fixed seed so that any prefix mixes all sources."""
+    return token_rows(profile, "heldout", progress).shuffled(seed=0)
+
+
 def prepare(profile: Profile, progress: bool = True) -> tuple[TokenRows, TokenRows]:
     """Build (or reuse) everything data-related; return (train rows, held-out rows)."""
     return token_rows(profile, "train", progress), token_rows(profile, "heldout", progress)
 
 
-__all__ = ["corpus_dir", "tokenizer_dir", "token_rows", "prepare", "open_rows"]
+__all__ = ["corpus_dir", "tokenizer_dir", "token_rows", "analysis_rows", "prepare", "open_rows"]

@@ -268,7 +268,7 @@ def compute_properties(profile, device="cpu", n_tokens: int | None = None, all_m
     reference only), written into `out_dir` (default the profile's tables folder) as properties.csv,
     properties-hist.npz and properties.json, then joined into neurons.csv (`neuron_frame`). Cached: a rerun
     with the same models, data and parameters reads the files."""
-    from .data import token_rows
+    from .data import analysis_rows
     from .loading import load_model, resolve_checkpoint
     from .universality import members
 
@@ -278,7 +278,7 @@ def compute_properties(profile, device="cpu", n_tokens: int | None = None, all_m
     sources = members(profile)
     names = [Path(s).name if Path(s).exists() else s for s in sources]
     dirs = [resolve_checkpoint(s, profile.revision) for s in sources]
-    rows = token_rows(profile, "heldout", progress=progress)
+    rows = analysis_rows(profile, progress=progress)
     key = {"version": VERSION, "models": sources, "checkpoint_dirs": [str(d) for d in dirs],
            "weights": [sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in d.glob("*.safetensors"))
                        for d in dirs],

@@ -42,6 +42,12 @@ class TokenRows:
     def __len__(self) -> int:
         return self.tokens.shape[0]
 
+    def shuffled(self, seed: int = 0) -> "TokenRows":
+        """The rows in a fixed random order, in memory (rows are stored in corpus order: source by source)."""
+        perm = np.random.default_rng(seed).permutation(len(self))
+        prov = {**self.header["provenance"], "row_order": f"numpy default_rng({seed}).permutation"}
+        return TokenRows(np.asarray(self.tokens[perm]), np.asarray(self.sources[perm]), {**self.header, "provenance": prov})
+
 
 def open_rows(prefix) -> TokenRows:
     prefix = Path(prefix)

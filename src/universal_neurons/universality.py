@@ -385,7 +385,7 @@ def run_universality(profile, device="cpu", reference=None, partners=None, n_tok
     """Correlate a profile's reference with its partners on its held-out rows and write, into `out_dir`
     (default the profile's tables folder): neurons.csv, layer_similarity.csv, convergence.csv and
     universality.json (provenance). A rerun with the same parameters and checkpoints reuses them."""
-    from .data import token_rows
+    from .data import analysis_rows
     from .loading import load_model, resolve_checkpoint
 
     analysis = profile.cfg.get("analysis", {})
@@ -394,7 +394,7 @@ def run_universality(profile, device="cpu", reference=None, partners=None, n_tok
     out_dir = Path(out_dir or profile.tables_dir)
     sources = members(profile, reference, partners)
     dirs = [resolve_checkpoint(s, profile.revision) for s in sources]
-    rows = token_rows(profile, "heldout", progress=progress)
+    rows = analysis_rows(profile, progress=progress)
     key = {"version": VERSION, "models": sources, "checkpoint_dirs": [str(d) for d in dirs],
            "weights": [_weights_signature(d) for d in dirs], "data": rows.header["provenance"],
            "n_tokens": n_tokens, "baseline": baseline, "seed": seed, "threshold": threshold,
