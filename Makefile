@@ -22,7 +22,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data zoo notebooks bench clean-book help browser
+.PHONY: book test env data zoo notebooks bench clean-book help browser sweep
 .DELETE_ON_ERROR:
 
 help:
@@ -80,6 +80,11 @@ browser:
 test: browser
 	$(MAKE) book PROFILE=smoke SET= DEVICE=cpu
 	$(PY) -m pytest -q
+
+# The scale study (issue 4): zoos over a grid, each analysed; cached point by point, resumable.
+SWEEP ?= sweep
+sweep: $(STAMP)
+	$(PY) -m universal_neurons.sweep --profile $(SWEEP) --device $(DEVICE) $(OVERRIDES)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_correlation.py $(BENCH_ARGS)

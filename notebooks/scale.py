@@ -1,0 +1,348 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Scale: how universality changes with width, depth and training
+#
+# The paper finds 4.16% universal neurons in GPT2-small but 1.23% in GPT2-medium, and names the
+# dependence on model size as an open question: no larger seeds were available to its authors. This
+# chapter asks how the excess correlations of small zoos, far smaller than the paper's models, change
+# with their width, depth and training, and where they stand against the paper's threshold of 0.5. A
+# *sweep* trains one zoo per point of a grid of widths ($d_\text{model}$, $d_\text{mlp}$), depths and
+# training budgets, all on the same corpus and tokenizer, and runs the universality analysis of the
+# previous chapter on each: the reference seed against every other seed, and against an untrained model
+# of the same shape (the noise floor). One zoo is also saved at several points during its training, to
+# watch universality emerge.
+#
+# Every point is cached on its own (`python -m universal_neurons.sweep --profile sweep`), so the sweep can
+# grow point by point. This page shows whichever points have been run, and lists those that have not.
+
+# %% tags=["parameters"]
+profile = "sweep"     # a sweep profile: profiles/sweep.yaml (CPU) or profiles/sweep-gpu.yaml
+device = "cpu"        # cuda on a GPU
+overrides = ""        # space-separated profile overrides, as in make book SET
+sweep_dir = None      # folder of the sweep; None: artifacts/PROFILE
+run_missing = False   # True: train and analyse the missing points first (hours on a CPU)
+threshold = 0.5       # the paper's excess-correlation threshold
+
+# %%
+import math
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+from matplotlib_inline.backend_inline import set_matplotlib_formats
+from myst_nb import glue
+
+import universal_neurons as un
+from universal_neurons import sweep as S
+from universal_neurons import universality as U
+
+set_matplotlib_formats("png")
+
+
+def show(fig):
+    """Display a figure as PNG, then free it."""
+    fig.tight_layout()
+    display(fig)
+    plt.close(fig)
+
+
+base = un.load_profile(profile, overrides.split())
+if "grid" not in base.cfg:  # the book passes its PROFILE to every chapter; this one reads a sweep
+    print(f"profile {profile!r} is not a sweep (no grid: section); this chapter shows the sweep profile")
+    base = un.load_profile("sweep")
+sw = S.expand(base, sweep_dir)
+if run_missing:
+    S.run_sweep(sw, device=device, threshold=threshold, progress=False)
+status = S.status(sw)
+res = S.read_results(sw)
+print(base.cfg["description"])
+print(f"folder: {sw.directory}; data from: {sw.data_root}")
+display(status)
+
+missing = status.loc[~status["done"], "point"].tolist()
+glue("n_points", len(status), display=False)
+glue("n_done", int(status["done"].sum()), display=False)
+if missing:
+    missing_md = (f"**{len(missing)} of the {len(status)} points {'has' if len(missing) == 1 else 'have'} not been "
+                  "run yet**: "
+                  + ", ".join(f"`{m}`" for m in missing) + f". Run them with `python -m universal_neurons.sweep "
+                  f"--profile {base.name}` (cached: finished points are kept); every number below is computed "
+                  "from the finished points only.")
+else:
+    missing_md = "Every point of the grid has been run."
+glue("missing_md", Markdown(missing_md), display=False)
+
+# %% [markdown]
+# The grid has {glue:text}`n_points` points, of which {glue:text}`n_done` are finished.
+# {glue:md}`missing_md`
+#
+# Each point's row `all` is the paper's statistic (the reference seed against all its partners: the
+# partners' mean of the max correlation minus the mean baseline); the rows `p1`, `p2`, ... are the
+# reference against one partner at a time, and give the seed-to-seed spread drawn as error bars below
+# (from the lowest to the highest single-partner value). The row `control` is the reference against an
+# untrained model of the same shape.
+#
+# ## A threshold that knows the scale
+#
+# The paper's threshold of 0.5 was set for GPT-2 models, whose universal neurons have baselines near 0.2
+# (see below). In small dense models a random mixture of a layer's neurons already correlates strongly
+# with a typical neuron (the median baselines below), which leaves little room above the baseline. Beside
+# the paper's threshold we therefore report a *scale-aware* one: the
+# 99.9th percentile of the excess correlation of the same reference neurons against the untrained control.
+# A neuron above it correlates with a trained partner more than all but one in a thousand neurons
+# correlate with an untrained one.
+
+# %%
+final = res[res["stage"] == "final"] if len(res) else res
+have = len(final) > 0
+if have:
+    allp = final[final["pairing"] == "all"].copy()
+    cols = ["point", "d_model", "d_mlp", "n_layer", "parameters", "tokens", "heldout_loss", "share_universal",
+            "control_q999", "share_above_control_q999", "excess_q50", "excess_q99", "excess_max",
+            "mean_corr_median", "mean_baseline_median"]
+    table = allp[cols].copy()
+    for c in ("share_universal", "share_above_control_q999"):
+        table[c] = 100 * table[c]
+    display(table.rename(columns={"share_universal": f"% > {threshold}", "control_q999": "control q99.9",
+                                  "share_above_control_q999": "% > control q99.9"}).round(3))
+    threshold_md = (
+        f"Over the finished points, {int(allp['n_universal'].sum()):,} reference neurons in all exceed the paper's "
+        f"threshold of {threshold:g} (at most {100 * allp['share_universal'].max():.2f}% of a zoo's neurons). The "
+        f"untrained control's 99.9th percentile lies between {allp['control_q999'].min():.3f} and "
+        f"{allp['control_q999'].max():.3f}, and between {100 * allp['share_above_control_q999'].min():.1f}% and "
+        f"{100 * allp['share_above_control_q999'].max():.1f}% of the neurons exceed it.")
+else:
+    threshold_md = "No point of the sweep has been run yet: nothing to show."
+    print(threshold_md)
+glue("threshold_md", Markdown(threshold_md), display=False)
+
+# %% [markdown]
+# {glue:md}`threshold_md`
+#
+# ## Against width, depth, training tokens and held-out loss
+#
+# Each row of figures below puts one axis on the horizontal: the MLP width $d_\text{mlp}$, the number of
+# layers, the training tokens per model, and the held-out loss (nats per token; lower is a better model).
+# Panels: the share of neurons above the paper's 0.5 and above the control's 99.9th percentile; the 50th,
+# 90th and 99th percentiles of the excess correlation; the median over neurons of the mean best-partner
+# correlation and of the mean baseline. Points that differ only in the plotted axis are joined by lines.
+# Open black symbols mark the paper's three models where the axis applies (see the next section).
+
+# %%
+PAPER = pd.DataFrame([
+    # share: paper.md section 2; tokens: estimates, see the text; d_mlp and layers: paper.md section 1
+    {"model": "GPT2-small-a", "d_mlp": 3072, "n_layer": 12, "tokens": 400_000 * 512 * 1024,
+     "share": 1533 / 36864, "marker": "o"},
+    {"model": "GPT2-medium-a", "d_mlp": 4096, "n_layer": 24, "tokens": 400_000 * 512 * 1024,
+     "share": 1211 / 98304, "marker": "s"},
+    {"model": "Pythia-160m", "d_mlp": 3072, "n_layer": 12, "tokens": 300e9, "share": 465 / 36864, "marker": "^"},
+])
+paper_tabs = U.paper_tables()
+for m, t in paper_tabs.items():
+    PAPER.loc[PAPER["model"] == m, "univ_corr"] = float(t["mean_corr"].median())
+    PAPER.loc[PAPER["model"] == m, "univ_base"] = float(t["mean_baseline"].median())
+
+AXES = [("d_mlp", "MLP width d_mlp", 2), ("n_layer", "layers", None), ("tokens", "training tokens", 10),
+        ("heldout_loss", "held-out loss (nats/token)", None)]  # (column, label, log base or None)
+OTHERS = {"d_mlp": ["n_layer", "budget_tokens"], "n_layer": ["d_mlp", "budget_tokens"],
+          "tokens": ["d_mlp", "n_layer"], "heldout_loss": ["n_layer"]}
+
+
+def spread(rows, col):
+    """Per point: (min, max) of `col` over the single-partner pairings."""
+    p = rows[rows["pairing"].str.match(r"p\d+$")]
+    return p.groupby("point")[col].agg(["min", "max"])
+
+
+def errbar(ax, x, y, lo_hi, **kw):
+    yerr = np.vstack([np.clip(y - lo_hi["min"].to_numpy(), 0, None), np.clip(lo_hi["max"].to_numpy() - y, 0, None)])
+    ax.errorbar(x, y, yerr=yerr, capsize=2, **kw)
+
+
+def plot_axis(rows, axis, label, log, paper=True):
+    """One row of three panels for one axis; rows: results (final or snapshot stage)."""
+    a = rows[rows["pairing"] == "all"].sort_values(axis)
+    fig, axs = plt.subplots(1, 3, figsize=(12, 3.4))
+    groups = a.groupby(OTHERS[axis]) if OTHERS[axis] else [((), a)]
+    for i, (key, g) in enumerate(groups):
+        tag = ", ".join(f"{k}={v:g}" for k, v in zip(OTHERS[axis], np.atleast_1d(key)))
+        color = f"C{i % 10}"
+        x = g[axis].to_numpy(float)
+        for col, ls, mk, name in (("share_universal", "-", "o", f"> {threshold}"),
+                                  ("share_above_control_q999", "--", "x", "> control q99.9")):
+            errbar(axs[0], x, 100 * g[col].to_numpy(), 100 * spread(rows, col).loc[g["point"]], color=color, ls=ls,
+                   marker=mk, label=f"{name} ({tag})" if tag else name)
+        for col, ls, mk in (("excess_q50", ":", "v"), ("excess_q90", "--", "s"), ("excess_q99", "-", "o")):
+            errbar(axs[1], x, g[col].to_numpy(), spread(rows, col).loc[g["point"]], color=color, ls=ls, marker=mk,
+                   label=f"{col[-3:]} ({tag})" if tag else col[-3:])
+        for col, ls, mk, name in (("mean_corr_median", "-", "o", "mean_corr"),
+                                  ("mean_baseline_median", "--", "x", "baseline")):
+            errbar(axs[2], x, g[col].to_numpy(), spread(rows, col).loc[g["point"]], color=color, ls=ls, marker=mk,
+                   label=f"{name} ({tag})" if tag else name)
+    if paper and axis in PAPER:
+        for _, r in PAPER.iterrows():
+            axs[0].plot(r[axis], 100 * r["share"], r["marker"], mfc="none", color="k", label=r["model"])
+            if "univ_corr" in r and not math.isnan(r.get("univ_corr", float("nan"))):
+                axs[2].plot(r[axis], r["univ_corr"], r["marker"], mfc="none", color="k",
+                            label=f"{r['model']}, universal only")
+                axs[2].plot(r[axis], r["univ_base"], r["marker"], mfc="none", color="grey")
+    axs[0].axhline(0, color="grey", lw=0.5)
+    axs[1].axhline(threshold, color="grey", lw=0.8, ls="-.")
+    axs[0].set(xlabel=label, ylabel="% of live neurons", title="share above a threshold")
+    axs[1].set(xlabel=label, ylabel="excess correlation", title="excess quantiles")
+    axs[2].set(xlabel=label, ylabel="median over neurons", title="mean_corr and baseline")
+    for ax in axs:
+        if log:
+            ax.set_xscale("log", base=log)
+        ax.legend(fontsize=6)
+    return fig
+
+
+if have:
+    for axis, label, log in AXES:
+        if axis != "heldout_loss" and allp[axis].nunique() < 2 and not (axis in PAPER and len(paper_tabs)):
+            print(f"{label}: only one value among the finished points ({allp[axis].iloc[0]:g})")
+        show(plot_axis(final, axis, label, log, paper=axis != "heldout_loss"))
+else:
+    print("No finished point: no figures.")
+
+# %% [markdown]
+# ## Where the paper's models sit
+#
+# The paper's shares of universal neurons (its section 4.1) are 4.16% for GPT2-small-a, 1.23% for
+# GPT2-medium-a and 1.26% for Pythia-160m. Their widths and depths are exact; their training tokens are
+# estimates that the paper does not state: the Stanford CRFM GPT-2 runs took 400,000 steps of 512
+# sequences of 1,024 tokens (about $2\times10^{11}$ tokens of OpenWebText), Pythia about $3\times10^{11}$
+# tokens of the Pile. Their held-out losses are on another corpus and tokenizer, so they are left off the
+# loss axis. The paper publishes per-neuron tables only for its universal neurons, so its median
+# mean_corr and baseline (open black and grey symbols) describe those neurons, not all neurons as ours do.
+# {glue:md}`paper_md`
+
+# %%
+if paper_tabs:
+    rows = []
+    for m, t in paper_tabs.items():
+        rows.append({"model": m, "universal neurons": len(t), "median mean_corr": t["mean_corr"].median(),
+                     "median mean_baseline": t["mean_baseline"].median(), "median excess": t["excess_corr"].median()})
+    display(pd.DataFrame(rows).round(3))
+    small = paper_tabs.get("GPT2-small-a")
+    paper_md = (f"In the published tables the universal neurons' median baseline is "
+                + ", ".join(f"{r['median mean_baseline']:.2f} ({r['model']})" for r in rows)
+                + ", against a median mean_corr of "
+                + ", ".join(f"{r['median mean_corr']:.2f}" for r in rows) + ".")
+    if have:
+        paper_md += (f" In the finished points of this sweep the median baseline over all neurons is "
+                     f"{allp['mean_baseline_median'].min():.2f} to {allp['mean_baseline_median'].max():.2f}.")
+else:
+    paper_md = ("The paper's per-neuron tables were not found (expected in "
+                "`../shared/reference-data/universal-neurons-paper/`, relative to the repository root), so only "
+                "the paper's shares are drawn; its universal neurons' medians are missing from the figures.")
+glue("paper_md", Markdown(paper_md), display=False)
+
+# %% [markdown]
+# ## The trend and its uncertainty
+#
+# A least-squares fit over the finished points' single-partner pairings of the 99th percentile of the
+# excess correlation, and of the share of neurons above the control's 99.9th percentile, against
+# $\log_2$ of the training tokens, of $d_\text{mlp}$ and the number of layers (each only where the finished
+# points have at least two values of it). The slopes are per doubling (per layer for depth), with
+# standard errors from the fit's residuals. The pairings share a reference seed and so are not
+# independent: read the standard errors as lower bounds.
+#
+# {glue:md}`trend_md`
+
+
+# %%
+def fit(rows, y):
+    """OLS of `y` on the axes that vary; returns {axis: (slope, se)} and the number of rows."""
+    p = rows[rows["pairing"].str.match(r"p\d+$")].dropna(subset=[y])
+    xs = {"tokens": np.log2(p["tokens"].to_numpy(float)), "d_mlp": np.log2(p["d_mlp"].to_numpy(float)),
+          "n_layer": p["n_layer"].to_numpy(float)}
+    xs = {k: v for k, v in xs.items() if len(np.unique(v)) > 1}
+    if not xs or len(p) <= len(xs) + 1:
+        return {}, len(p)
+    X = np.column_stack([np.ones(len(p)), *xs.values()])
+    yv = p[y].to_numpy(float)
+    beta, *_ = np.linalg.lstsq(X, yv, rcond=None)
+    resid = yv - X @ beta
+    dof = len(p) - X.shape[1]
+    cov = (resid @ resid / dof) * np.linalg.pinv(X.T @ X)
+    return {k: (beta[i + 1], math.sqrt(max(cov[i + 1, i + 1], 0))) for i, k in enumerate(xs)}, len(p)
+
+
+UNITS = {"tokens": "per doubling of the training tokens", "d_mlp": "per doubling of the width",
+         "n_layer": "per added layer"}
+lines = []
+if have:
+    for y, name, scale, unit in (("excess_q99", "The 99th percentile of the excess correlation", 1, ""),
+                                 ("share_above_control_q999", "The share above the control's 99.9th percentile",
+                                  100, " percentage points")):
+        slopes, n = fit(final, y)
+        if not slopes:
+            lines.append(f"{name}: too few finished points with different settings for a fit ({n} pairings).")
+            continue
+        parts = []
+        for k, (b, se) in slopes.items():
+            verdict = "rises" if b - 2 * se > 0 else "falls" if b + 2 * se < 0 else "shows no clear change"
+            parts.append(f"{verdict} {UNITS[k]} ({scale * b:+.3f} ± {scale * se:.3f}{unit})")
+        lines.append(f"{name} " + "; ".join(parts) + f" — {n} single-partner pairings of "
+                     f"{final['point'].nunique()} points.")
+    lines.append("A change counts as clear when the slope is more than two standard errors from zero.")
+else:
+    lines.append("No point has been run yet, so no trend can be estimated.")
+trend_md = " ".join(lines)
+glue("trend_md", Markdown(trend_md), display=False)
+print(trend_md)
+
+# %% [markdown]
+# ## During training
+#
+# One zoo of the sweep was also saved part of the way through its training (the same run, stopped at a
+# checkpoint, exported and resumed, so the learning-rate schedule is the real one). The same statistics
+# against the tokens seen so far, ending at the trained zoo; the held-out loss of a snapshot is the one
+# logged during training, on a quarter of the held-out tokens of the final measurement.
+# {glue:md}`snap_md`
+
+# %%
+snap_pid = sw.snapshot_point
+stages = res[(res["point"] == snap_pid)] if len(res) and snap_pid else pd.DataFrame()
+if len(stages):
+    s_all = stages[stages["pairing"] == "all"].sort_values("tokens")
+    display(s_all[["fraction", "tokens", "heldout_loss", "share_universal", "share_above_control_q999",
+                   "excess_q50", "excess_q99", "mean_corr_median", "mean_baseline_median", "control_q999"]].round(3))
+    fig = plot_axis(stages.assign(point=stages["point"] + "@" + stages["tokens"].astype(str),
+                                  n_layer=stages["n_layer"]), "tokens", "tokens seen so far", 10, paper=False)
+    show(fig)
+    first, last = s_all.iloc[0], s_all.iloc[-1]
+    snap_md = (f"From {first['tokens']:,.0f} to {last['tokens']:,.0f} tokens of point `{snap_pid}`, the 99th "
+               f"percentile of the excess correlation goes from {first['excess_q99']:.3f} to "
+               f"{last['excess_q99']:.3f}, the median baseline from {first['mean_baseline_median']:.3f} to "
+               f"{last['mean_baseline_median']:.3f} and the median mean_corr from {first['mean_corr_median']:.3f} "
+               f"to {last['mean_corr_median']:.3f}.")
+else:
+    snap_md = (f"The snapshot zoo (point `{snap_pid}`) has not been run yet." if snap_pid
+               else "This sweep saves no snapshots during training.")
+    print(snap_md)
+glue("snap_md", Markdown(snap_md), display=False)
+
+# %% [markdown]
+# ## Reading the results
+#
+# The definitions are the paper's throughout: only the models differ. Held-out losses are on this
+# corpus's held-out split, so they compare the sweep's points with each other, not with the paper's
+# models. The error bars are the spread over single partners of one reference seed; swapping the
+# reference would add another source of spread that this page does not measure.

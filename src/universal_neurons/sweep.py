@@ -1,0 +1,508 @@
+"""The scale study: zoos over a grid of widths, depths and training budgets, each analysed for universality.
+
+A sweep profile (`profiles/sweep.yaml`) is an ordinary zoo profile plus
+- `grid:` widths ([d_model, d_mlp] or [d_model, d_mlp, n_head]), layers and tokens: every combination is
+  one *point*, a derived Profile named `<sweep>/<point id>` (e.g. `sweep/w128-l4-t2400000`);
+- `snapshots:` one point whose zoo is also saved at fractions of its training steps (emergence during
+  training): the same run, stopped with `train_seed(stop_after=...)` at a checkpoint, exported, resumed
+  (on CPU a resumed run gives the same weights as an uninterrupted one, so the schedule is the real one);
+- `data_from:` a profile whose corpus, tokenizer and token rows every point reuses (null: the sweep's own,
+  built once under `artifacts/<sweep>`). Nothing is re-tokenised per point.
+
+Per point, under `artifacts/<sweep>/<point id>/`: `zoo/seed-<k>` (train_seed, cached), `tables/` (universality
+of the reference seed against the other seeds), `control/` + `tables/control/` (an untrained partner: the
+noise floor), `snapshots/f<fraction>/` for the snapshot point, and `summary.json` (its rows of results.csv,
+written last: a point with a current summary.json is skipped, so a killed sweep resumes point by point).
+`artifacts/<sweep>/results.csv` gathers every finished point's rows: one per pairing, `all` (the paper's
+mean over partners), `p<k>` (the reference against partner k alone: the seed-to-seed spread) and `control`.
+
+CLI: `python -m universal_neurons.sweep --profile sweep [--points ID ...] [--device cuda] [--limit N] [--list]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_dir, atomic_path, write_json
+from .errors import UserError
+from .profiles import Profile, artifacts_root, available_profiles, load_profile
+
+VERSION = 1
+CONTROL_SEED = 12345
+CONTROL_QUANTILE = 0.999  # the scale-aware threshold: this quantile of the untrained control's excess
+SWEEP_KEYS = ("grid", "snapshots", "data_from")
+COLUMNS = ["point", "stage", "fraction", "train_fraction", "pairing", "reference", "partners", "d_model", "d_mlp",
+           "n_head", "n_layer", "neurons", "parameters", "budget_tokens", "tokens", "heldout_loss", "heldout_loss_sd",
+           "n_seeds", "n_tokens", "threshold", "n_neurons", "n_dead", "n_universal", "share_universal",
+           "share_above_0.3", "share_above_0.4", "control_q999", "share_above_control_q999", "excess_q50",
+           "excess_q90", "excess_q99", "excess_q999", "excess_max", "mean_corr_median", "mean_baseline_median"]
+
+
+@dataclass
+class PointProfile(Profile):
+    """One grid point: a zoo profile whose own outputs live in `point_dir`, while its data (tokenizer/ and
+    data/) are the shared ones under `data_root`. `root` is `data_root` because `data.tokenizer_dir` derives
+    the tokenizer folder from it; use `point_dir` for the point's files."""
+
+    point_id: str = ""
+    point: dict = field(default_factory=dict)
+    point_dir: Path = Path()
+    data_root: Path = Path()
+
+    @property
+    def root(self) -> Path:
+        return self.data_root
+
+    @property
+    def zoo_dir(self) -> Path:
+        return self.point_dir / "zoo"
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.point_dir / "tables"
+
+    @property
+    def control_dir(self) -> Path:
+        return self.point_dir / "control"
+
+
+@dataclass
+class Sweep:
+    base: Profile
+    points: list[PointProfile]
+    directory: Path  # artifacts/<sweep>
+    data_root: Path
+    snapshot_point: str | None
+    fractions: list[float]
+
+    def point(self, point_id: str) -> PointProfile:
+        for p in self.points:
+            if p.point_id == point_id:
+                return p
+        raise UserError(f"no point {point_id!r} in sweep {self.base.name!r}; points: {', '.join(self.ids)}")
+
+    @property
+    def ids(self) -> list[str]:
+        return [p.point_id for p in self.points]
+
+    @property
+    def results_path(self) -> Path:
+        return self.directory / "results.csv"
+
+
+# ---- the grid -------------------------------------------------------------------------------------------
+def _int(x, what: str) -> int:
+    if isinstance(x, str):  # YAML 1.1 reads 1.2e6 as a string
+        try:
+            x = float(x)
+        except ValueError:
+            pass
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or x != int(x) or x < 1:
+        raise UserError(f"{what}: {x!r} is not a positive whole number")
+    return int(x)
+
+
+def _list(cfg: dict, key: str) -> list:
+    v = cfg.get(key)
+    if not isinstance(v, list) or not v:
+        raise UserError(f"grid.{key} must be a non-empty list (got {v!r}); e.g. grid.{key}="
+                        + {"widths": "[[64,256],[128,512]]", "layers": "[4]", "tokens": "[1200000]"}[key])
+    return v
+
+
+def point_id(d_model: int, d_mlp: int, n_layer: int, tokens: int) -> str:
+    """`w<d_model>-l<layers>-t<tokens>`, with `-m<d_mlp>` after the width when d_mlp is not 4 x d_model."""
+    return f"w{d_model}" + (f"-m{d_mlp}" if d_mlp != 4 * d_model else "") + f"-l{n_layer}-t{tokens}"
+
+
+def grid_points(cfg: dict) -> list[dict]:
+    """The grid's points in order (widths, then layers, then tokens), validated (UserError: one line)."""
+    grid = cfg.get("grid")
+    if not isinstance(grid, dict):
+        raise UserError("the profile has no grid: section (widths, layers, tokens); see profiles/sweep.yaml")
+    unknown = set(grid) - {"widths", "layers", "tokens"}
+    if unknown:
+        raise UserError(f"grid: unknown key(s) {', '.join(sorted(unknown))}; known: widths, layers, tokens")
+    widths = []
+    for w in _list(grid, "widths"):
+        if not isinstance(w, list) or len(w) not in (2, 3):
+            raise UserError(f"grid.widths: {w!r} is not [d_model, d_mlp] or [d_model, d_mlp, n_head]")
+        d_model, d_mlp = _int(w[0], "grid.widths d_model"), _int(w[1], "grid.widths d_mlp")
+        n_head = _int(w[2], "grid.widths n_head") if len(w) == 3 else cfg["model"].get("n_head", 4)
+        if d_model % n_head:
+            raise UserError(f"grid.widths: d_model {d_model} is not divisible by n_head {n_head}")
+        widths.append((d_model, d_mlp, n_head))
+    layers = [_int(x, "grid.layers") for x in _list(grid, "layers")]
+    tokens = [_int(x, "grid.tokens") for x in _list(grid, "tokens")]
+    out, seen = [], set()
+    for (d_model, d_mlp, n_head), n_layer, t in itertools.product(widths, layers, tokens):
+        pid = point_id(d_model, d_mlp, n_layer, t)
+        if pid in seen:
+            raise UserError(f"grid: point {pid} appears twice; remove the duplicate width, layer count or budget")
+        seen.add(pid)
+        out.append({"id": pid, "d_model": d_model, "d_mlp": d_mlp, "n_head": n_head, "n_layer": n_layer,
+                    "tokens": t})
+    return out
+
+
+def _data_root(base: Profile, directory: Path) -> Path:
+    """Where the shared tokenizer/ and data/ live; checks that a `data_from` profile has the same data."""
+    src = base.cfg.get("data_from")
+    if src is None:
+        return directory
+    if not isinstance(src, str) or src not in available_profiles() or src == base.name:
+        raise UserError(f"data_from={src!r} is not another profile; choose one of "
+                        f"{', '.join(p for p in available_profiles() if p != base.name)}, or null")
+    other = load_profile(src)
+    for section, key in (("corpus", None), ("tokenizer", None), ("model", "n_ctx")):
+        mine = base.cfg[section] if key is None else base.cfg[section].get(key)
+        theirs = other.cfg[section] if key is None else other.cfg[section].get(key)
+        if mine != theirs:
+            name = section if key is None else f"{section}.{key}"
+            raise UserError(f"data_from={src}: the sweep's {name} ({mine}) differs from profile {src!r}'s "
+                            f"({theirs}); match it, or set data_from=null to build the sweep's own data")
+    return other.root
+
+
+def expand(base: Profile, directory=None) -> Sweep:
+    """The sweep's points as derived profiles. `directory`: where its outputs go (default artifacts/<name>)."""
+    if not base.is_zoo:
+        raise UserError(f"profile {base.name!r} has no train: section; a sweep trains zoos")
+    directory = Path(directory) if directory is not None else artifacts_root() / base.name
+    data_root = _data_root(base, directory)
+    common = {k: v for k, v in base.cfg.items() if k not in SWEEP_KEYS}
+    points = []
+    for pt in grid_points(base.cfg):
+        cfg = copy.deepcopy(common)
+        cfg["model"].update(d_model=pt["d_model"], d_mlp=pt["d_mlp"], n_head=pt["n_head"], n_layer=pt["n_layer"])
+        cfg["train"]["tokens"] = pt["tokens"]
+        cfg["description"] = (f"{base.name} point {pt['id']}: {len(cfg['train']['seeds'])} seeds, {pt['n_layer']} "
+                              f"layers, d_model {pt['d_model']}, d_mlp {pt['d_mlp']}, {pt['tokens']:,} tokens")
+        points.append(PointProfile(f"{base.name}/{pt['id']}", cfg, point_id=pt["id"], point=pt,
+                                   point_dir=directory / pt["id"], data_root=data_root))
+    snap = base.cfg.get("snapshots") or {}
+    if not isinstance(snap, dict):
+        raise UserError("snapshots: must be a section with point and fractions (or empty)")
+    fractions = snap.get("fractions") or []
+    if not isinstance(fractions, list) or any(isinstance(f, bool) or not isinstance(f, (int, float))
+                                               or not 0 < f < 1 for f in fractions):
+        raise UserError(f"snapshots.fractions must be a list of numbers between 0 and 1 (got {fractions!r})")
+    fractions = sorted({float(f) for f in fractions})
+    spid = snap.get("point") if fractions else None
+    if fractions and spid is None:
+        spid = points[-1].point_id
+    ids = [p.point_id for p in points]
+    if spid is not None and spid not in ids:
+        raise UserError(f"snapshots.point {spid!r} is not a grid point; points: {', '.join(ids)}")
+    sw = Sweep(base, points, directory, data_root, spid, fractions)
+    if spid is not None:
+        snapshot_steps(sw.point(spid), fractions)  # validates
+    return sw
+
+
+def load_sweep(name: str = "sweep", overrides=(), directory=None) -> Sweep:
+    return expand(load_profile(name, list(overrides)), directory)
+
+
+# ---- training -------------------------------------------------------------------------------------------
+def _total_steps(point: Profile) -> int:
+    t, m = point.cfg["train"], point.cfg["model"]
+    return int(t["tokens"]) // (t["batch_size"] * m["n_ctx"])
+
+
+def snapshot_steps(point: Profile, fractions) -> dict[float, int]:
+    """Training step of each snapshot fraction, rounded to a multiple of train.checkpoint_every."""
+    total, every = _total_steps(point), point.cfg["train"]["checkpoint_every"]
+    steps = {f: max(every, int(round(f * total / every)) * every) for f in fractions}
+    bad = [f for f, s in steps.items() if s >= total]
+    if bad or len(set(steps.values())) < len(steps):
+        raise UserError(f"snapshots.fractions {list(fractions)} of {point.point_id} ({total} steps, a checkpoint "
+                        f"every {every}) give steps {sorted(steps.values())}: not distinct or not before the end; "
+                        "lower train.checkpoint_every or use fewer fractions")
+    return steps
+
+
+def snapshot_dir(point: PointProfile, fraction: float) -> Path:
+    return point.point_dir / "snapshots" / f"f{fraction:g}"
+
+
+def _export(ckpt: Path, dest: Path, point: Profile, tdir, info: dict) -> None:
+    """A loadable model folder (save_pretrained + tokenizer + snapshot.json) from a training checkpoint."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import GPT2LMHeadModel
+
+    from .tokenizer import load_tokenizer
+    from .zoo import gpt2_config
+
+    tok = load_tokenizer(tdir)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(gpt2_config(point.cfg["model"], len(tok), tok.bos_token_id))
+    model.load_state_dict(load_file(str(ckpt / "model.safetensors")), strict=False)
+    model.tie_weights()
+    with atomic_dir(dest) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        write_json(tmp / "snapshot.json", info)
+
+
+def _snapshot_key(point: Profile, seed: int, step: int, provenance: dict) -> dict:
+    return {"model": point.cfg["model"], "train": {k: v for k, v in point.cfg["train"].items() if k != "seeds"},
+            "data": provenance, "seed": seed, "step": step}
+
+
+def _snapshot_current(dest: Path, key: dict) -> bool:
+    f = dest / "snapshot.json"
+    return f.is_file() and json.loads(f.read_text()).get("key") == key
+
+
+def train_with_snapshots(point: PointProfile, seed: int, fractions, train, heldout, tdir, device="cpu",
+                         progress=True) -> Path:
+    """Train one member of `point`, exporting the model at each snapshot fraction on the way (cached)."""
+    from .zoo import is_current, train_seed
+
+    mc, tc, prov = point.cfg["model"], point.cfg["train"], train.header["provenance"]
+    final = point.seed_dir(seed)
+    steps = snapshot_steps(point, fractions)
+    dests = {f: snapshot_dir(point, f) / f"seed-{seed}" for f in fractions}
+    work = point.point_dir / "snapshots" / ".run" / f"seed-{seed}"  # the stopped-and-resumed run
+    ckpt = work.parent / ".partial" / work.name  # where train_seed keeps its checkpoint
+    todo = [f for f in fractions if not _snapshot_current(dests[f], _snapshot_key(point, seed, steps[f], prov))]
+    for f in todo:
+        s = steps[f]
+        state = ckpt / "state.json"
+        at = json.loads(state.read_text())["step"] if state.is_file() else 0
+        if at > s:  # a checkpoint past this snapshot (e.g. fractions changed): start again
+            shutil.rmtree(ckpt)
+            at = 0
+        if at != s:
+            train_seed(seed, work, train, heldout, mc, tc, tdir, device=device, progress=progress, stop_after=s)
+        st = json.loads(state.read_text())
+        if st["step"] != s:
+            raise RuntimeError(f"snapshot of seed {seed} expected at step {s}, checkpoint is at {st['step']}")
+        last = st["log"][-1]
+        _export(ckpt, dests[f], point, tdir, {
+            "key": _snapshot_key(point, seed, s, prov), "fraction": f, "step": s, "tokens": last["tokens"],
+            "heldout_loss": last["heldout_loss"], "train_loss": last["train_loss"], "total_steps": _total_steps(point),
+            "heldout_loss_note": "measured during training on a quarter of train.eval_tokens held-out tokens"})
+    if is_current(final, mc, tc, prov):
+        shutil.rmtree(work.parent, ignore_errors=True)
+        return final
+    if todo or ckpt.is_dir() or is_current(work, mc, tc, prov):
+        train_seed(seed, work, train, heldout, mc, tc, tdir, device=device, progress=progress)  # finish the run
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(work, final)
+        shutil.rmtree(work.parent, ignore_errors=True)
+        return final
+    return train_seed(seed, final, train, heldout, mc, tc, tdir, device=device, progress=progress)
+
+
+def train_point(sweep: Sweep, point: PointProfile, device="cpu", progress=True) -> list[Path]:
+    from .data import prepare, tokenizer_dir
+
+    train, heldout = prepare(point, progress)
+    tdir = tokenizer_dir(point, progress)
+    if point.point_id == sweep.snapshot_point:
+        return [train_with_snapshots(point, s, sweep.fractions, train, heldout, tdir, device, progress)
+                for s in point.seeds]
+    from .zoo import train_seed
+
+    return [train_seed(s, point.seed_dir(s), train, heldout, point.cfg["model"], point.cfg["train"], tdir,
+                       device=device, progress=progress) for s in point.seeds]
+
+
+# ---- analysis and results -------------------------------------------------------------------------------
+def control_model(point: PointProfile) -> Path:
+    """The point's untrained control partner (the reference's config, a fixed init seed), under point_dir."""
+    from types import SimpleNamespace
+
+    from .universality import untrained_control
+
+    shim = SimpleNamespace(root=point.point_dir, members=point.members, revision=None)
+    return untrained_control(shim, seed=CONTROL_SEED)
+
+
+def _partner_table(neurons: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The neuron table of the reference against partner k alone (its max correlation and baseline)."""
+    return pd.DataFrame({"is_dead": neurons["is_dead"], "mean_corr": neurons[f"max_corr_p{k}"],
+                         "mean_baseline": neurons[f"baseline_p{k}"],
+                         "excess_corr": neurons[f"max_corr_p{k}"] - neurons[f"baseline_p{k}"]})
+
+
+def pairing_rows(res, ctrl, threshold: float = 0.5) -> list[dict]:
+    """Summary rows of one analysis: `all` partners (the paper's), each partner `p<k>` alone, the `control`;
+    each with the scale-aware threshold (CONTROL_QUANTILE of the control's excess) and the share above it."""
+    from .universality import summary
+
+    cex = ctrl.neurons.loc[~ctrl.neurons["is_dead"], "excess_corr"]
+    q = float(cex.quantile(CONTROL_QUANTILE))
+    names = res.info["names"]
+    tables = [("all", res.neurons, names[1:])]
+    tables += [(f"p{k}", _partner_table(res.neurons, k), [names[k]]) for k in range(1, len(names))]
+    tables += [("control", ctrl.neurons, ["untrained"])]
+    rows = []
+    for pairing, table, partners in tables:
+        live = table.loc[~table["is_dead"], "excess_corr"]
+        rows.append({"pairing": pairing, "reference": names[0], "partners": " ".join(partners),
+                     "n_tokens": res.info["n_tokens"], "threshold": threshold, **summary(table, threshold),
+                     "control_q999": q, "share_above_control_q999": float((live > q).mean()),
+                     "excess_q999": float(live.quantile(CONTROL_QUANTILE))})
+    return rows
+
+
+def _member_info(folder: Path) -> dict:
+    folder = Path(folder)
+    if (folder / "snapshot.json").is_file():
+        return json.loads((folder / "snapshot.json").read_text())
+    info = json.loads((folder / "training_log.json").read_text())
+    return info
+
+
+def _losses(res, pairing: str) -> list[float]:
+    dirs = res.info["checkpoint_dirs"]
+    chosen = dirs if pairing == "all" else dirs[:1] if pairing == "control" else [dirs[0], dirs[int(pairing[1:])]]
+    return [_member_info(Path(d))["heldout_loss"] for d in chosen]
+
+
+def _point_key(sweep: Sweep, point: PointProfile) -> dict:
+    snap = sweep.fractions if point.point_id == sweep.snapshot_point else []
+    header = point.data_dir / "train.json"  # the shared rows' provenance (corpus and tokenizer checksums)
+    data = json.loads(header.read_text()).get("provenance") if header.is_file() else None
+    return {"version": VERSION, "cfg": {k: point.cfg[k] for k in ("corpus", "tokenizer", "model", "train", "analysis")},
+            "snapshots": snap, "control_seed": CONTROL_SEED, "data": data}
+
+
+def point_done(sweep: Sweep, point: PointProfile) -> bool:
+    f = point.point_dir / "summary.json"
+    return f.is_file() and json.loads(f.read_text()).get("key") == _point_key(sweep, point)
+
+
+def analyse(point: PointProfile, reference, partners, out_dir: Path, device="cpu", threshold=0.5, progress=True):
+    """Universality of `reference` against `partners`, and against the untrained control (both cached)."""
+    from .universality import run_universality
+
+    res = run_universality(point, device=device, reference=reference, partners=partners, threshold=threshold,
+                           out_dir=out_dir, progress=progress)
+    ctrl = run_universality(point, device=device, reference=reference, partners=[str(control_model(point))],
+                            threshold=threshold, out_dir=out_dir / "control", progress=progress)
+    return res, ctrl
+
+
+def run_point(sweep: Sweep, point: PointProfile, device="cpu", threshold=0.5, progress=True) -> list[dict]:
+    """Train, analyse and summarise one point (every step cached); writes point_dir/summary.json last."""
+    members = train_point(sweep, point, device, progress)
+    info = _member_info(members[0])
+    stages = [(1.0, None, None, point.tables_dir)]
+    if point.point_id == sweep.snapshot_point:
+        ref = point.cfg["analysis"].get("reference_seed", point.seeds[0])
+        for f in sweep.fractions:
+            d = snapshot_dir(point, f)
+            stages.append((f, str(d / f"seed-{ref}"), [str(d / f"seed-{s}") for s in point.seeds if s != ref],
+                           d / "tables"))
+    rows = []
+    for fraction, reference, partners, out_dir in stages:
+        res, ctrl = analyse(point, reference, partners, out_dir, device, threshold, progress)
+        snap = _member_info(Path(res.info["checkpoint_dirs"][0]))
+        for r in pairing_rows(res, ctrl, threshold):
+            losses = _losses(res, r["pairing"])
+            rows.append({"point": point.point_id, "stage": "final" if fraction == 1.0 else "snapshot",
+                         "fraction": fraction, "d_model": point.point["d_model"], "d_mlp": point.point["d_mlp"],
+                         "n_head": point.point["n_head"], "n_layer": point.point["n_layer"],
+                         "neurons": point.point["n_layer"] * point.point["d_mlp"], "parameters": info["n_params"],
+                         "budget_tokens": point.point["tokens"], "tokens": snap["tokens"],
+                         "train_fraction": snap["tokens"] / info["tokens"],
+                         "heldout_loss": float(np.mean(losses)), "heldout_loss_sd": float(np.std(losses)),
+                         "n_seeds": len(point.seeds), **r})
+    write_json(point.point_dir / "summary.json", {"key": _point_key(sweep, point), "rows": rows})
+    return rows
+
+
+def read_results(sweep: Sweep) -> pd.DataFrame:
+    """Rows of every finished point of the sweep (from each point's summary.json), grid order."""
+    rows = []
+    for p in sweep.points:
+        if point_done(sweep, p):
+            rows += json.loads((p.point_dir / "summary.json").read_text())["rows"]
+    table = pd.DataFrame(rows)
+    first = [c for c in COLUMNS if c in table.columns]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+def write_results(sweep: Sweep) -> pd.DataFrame:
+    table = read_results(sweep)
+    with atomic_path(sweep.results_path) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def status(sweep: Sweep) -> pd.DataFrame:
+    return pd.DataFrame([{"point": p.point_id, "done": point_done(sweep, p),
+                          "snapshots": p.point_id == sweep.snapshot_point, **{k: p.point[k] for k in
+                          ("d_model", "d_mlp", "n_layer", "tokens")}} for p in sweep.points])
+
+
+def run_sweep(sweep: Sweep, points=None, device="cpu", threshold=0.5, limit: int | None = None,
+              progress=True) -> list[str]:
+    """Run every missing point (or those named in `points`), at most `limit` of them; rewrite results.csv
+    after each. Returns the ids of the points run now."""
+    chosen = [sweep.point(i) for i in points] if points else sweep.points
+    done = []
+    for p in chosen:
+        if point_done(sweep, p):
+            continue
+        if limit is not None and len(done) >= limit:
+            break
+        if progress:
+            print(f"[sweep] {p.name}", flush=True)
+        run_point(sweep, p, device=device, threshold=threshold, progress=progress)
+        done.append(p.point_id)
+        write_results(sweep)
+    if not sweep.results_path.is_file() or not done:
+        write_results(sweep)
+    return done
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ap = argparse.ArgumentParser(prog="python -m universal_neurons.sweep")
+    ap.add_argument("--profile", default="sweep")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    ap.add_argument("--points", nargs="+", metavar="ID", help="only these points (default: every missing one)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--limit", type=int, help="stop after this many points")
+    ap.add_argument("--out", help="the sweep's folder (default artifacts/<profile>)")
+    ap.add_argument("--list", action="store_true", help="list the points and which are done; run nothing")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        sw = load_sweep(args.profile, args.overrides, args.out)
+        if args.list:
+            print(status(sw).to_string(index=False))
+            return 0
+        ran = run_sweep(sw, args.points, device=args.device, threshold=args.threshold, limit=args.limit,
+                        progress=not args.quiet)
+        left = [p.point_id for p in sw.points if not point_done(sw, p)]
+        print(f"{sw.results_path}: ran {len(ran)} point(s){': ' + ', '.join(ran) if ran else ''}; "
+              f"{len(left)} missing{': ' + ', '.join(left) if left else ''}")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
