@@ -42,29 +42,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown
-from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 from scipy import stats
 
 import universal_neurons as un
+from universal_neurons.plotting import show
 from universal_neurons import properties as P
 from universal_neurons import universality as U
 
-set_matplotlib_formats("png")
-
-
-def show(fig):
-    """Display a figure as PNG, then free it."""
-    fig.tight_layout()
-    display(fig)
-    plt.close(fig)
 
 
 prof = un.load_profile(profile, overrides.split())
-try:  # the universality chapter's table, else computed with its defaults
-    U.load_results(prof.tables_dir)
-except un.UserError:
-    U.run_universality(prof, device=device, progress=False)
+U.ensure_results(prof, device=device)  # the universality chapter's table, else computed with its defaults
 props = P.compute_properties(prof, device=device, progress=False)
 table = props.table
 models = list(dict.fromkeys(table["model"]))

@@ -46,21 +46,13 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
-from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
 import universal_neurons as un
+from universal_neurons.plotting import show
 from universal_neurons import properties as P
 from universal_neurons.data import analysis_rows
 
-set_matplotlib_formats("png")
-
-
-def show(fig):
-    """Display a figure as PNG, then free it."""
-    fig.tight_layout()
-    display(fig)
-    plt.close(fig)
 
 
 prof = un.load_profile(profile, overrides.split())

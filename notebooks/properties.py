@@ -47,29 +47,18 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
-from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 from scipy import stats
 
 import universal_neurons as un
+from universal_neurons.plotting import show
 from universal_neurons import properties as P
 from universal_neurons import universality as U
 
-set_matplotlib_formats("png")
-
-
-def show(fig):
-    """Display a figure as PNG, then free it."""
-    fig.tight_layout()
-    display(fig)
-    plt.close(fig)
 
 
 prof = un.load_profile(profile, overrides.split())
-try:  # the universality chapter's table, else computed with its defaults
-    U.load_results(prof.tables_dir)
-except un.UserError:
-    U.run_universality(prof, device=device, progress=False)
+U.ensure_results(prof, device=device)  # the universality chapter's table, else computed with its defaults
 props = P.compute_properties(prof, device=device, n_tokens=n_tokens, progress=False)
 frame = P.neuron_frame(prof)
 live = frame[~frame["is_dead"]].reset_index(drop=True)

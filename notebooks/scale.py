@@ -43,21 +43,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
-from matplotlib_inline.backend_inline import set_matplotlib_formats
 from myst_nb import glue
 
 import universal_neurons as un
+from universal_neurons.plotting import show
 from universal_neurons import sweep as S
 from universal_neurons import universality as U
 
-set_matplotlib_formats("png")
-
-
-def show(fig):
-    """Display a figure as PNG, then free it."""
-    fig.tight_layout()
-    display(fig)
-    plt.close(fig)
 
 
 base = un.load_profile(profile, overrides.split())

@@ -431,6 +431,14 @@ def run_universality(profile, device="cpu", reference=None, partners=None, n_tok
     return load_results(out_dir)
 
 
+def ensure_results(profile, device="cpu") -> Results:
+    """The profile's universality tables if they exist (any parameters), else computed with the defaults."""
+    try:
+        return load_results(profile.tables_dir)
+    except UserError:
+        return run_universality(profile, device=device, progress=False)
+
+
 def untrained_control(profile, seed: int = 12345) -> Path:
     """An untrained model with the reference's config (fixed init seed), saved once as a control partner."""
     from transformers import AutoConfig, AutoModelForCausalLM
