@@ -22,7 +22,7 @@
 # %% tags=["parameters"]
 profile = "smoke"     # a profiles/<name>.yaml
 device = "cpu"        # "cuda" on a GPU
-overrides = ""        # space-separated section.key=value overrides, e.g. train.tokens=300000
+overrides = ""        # space-separated profile overrides, as in make book SET
 n_sample_tokens = 24  # greedy continuation length per prompt
 
 # %%
