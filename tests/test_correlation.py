@@ -208,7 +208,8 @@ def test_cuda_matches_numpy():
     assert max_err(sp.correlation().cpu(), numpy_corr(x, y.half())) < 1e-5
 
 
-def _dist_worker(rank, port, out):
+def _dist_worker(rank, port, out, threads):
+    torch.set_num_threads(threads)  # same float32 summation order as the parent's single-process run
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         x, y = make_data()
@@ -226,7 +227,7 @@ def test_all_reduce_gloo_two_ranks(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_dist_worker, args=(port, str(tmp_path)), nprocs=2)
+    torch.multiprocessing.spawn(_dist_worker, args=(port, str(tmp_path), torch.get_num_threads()), nprocs=2)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     x, y = make_data()
     x, y = x.float(), y.float()
