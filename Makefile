@@ -22,7 +22,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data zoo notebooks bench clean-book help browser sweep
+.PHONY: book test env data zoo notebooks bench clean-book help browser sweep FORCE
 .DELETE_ON_ERROR:
 
 help:
@@ -43,7 +43,8 @@ data: $(STAMP)
 
 # The zoo is retrained only when its profile or the training code changes (seeds already trained with
 # the same settings are kept).
-$(ART)/zoo/.trained: $(STAMP) profiles/$(PROFILE).yaml $(PKG)
+# the settings changed on the command line (SET) are not in any file's date: then always check the zoo.
+$(ART)/zoo/.trained: $(STAMP) profiles/$(PROFILE).yaml $(PKG) $(if $(SET),FORCE)
 	$(PY) -m universal_neurons zoo --profile $(PROFILE) --device $(DEVICE) $(OVERRIDES)
 	touch $@
 zoo: $(ART)/zoo/.trained
@@ -68,6 +69,8 @@ book: notebooks $(MATHJAX)
 	echo "$(PROFILE)" > book/generated/PROFILE
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
 	@echo "book: $(CURDIR)/_build/html/index.html (profile $(PROFILE))"
+
+FORCE:
 
 clean-book:
 	rm -rf _build book/generated
