@@ -222,3 +222,25 @@ def read_logs(profile):
                         "tokens_per_s": info["tokens"] / info["train_seconds"], "device": info["device"]})
         curves += [{"seed": s, **e} for e in info["log"]]
     return pd.DataFrame(summary), pd.DataFrame(curves)
+
+
+@torch.no_grad()
+def evaluate_members(profile, device: str = "cpu", n_tokens: int = 65536):
+    """For profiles of real checkpoints (trained elsewhere): parameters and held-out loss of each member,
+    measured here on the first `n_tokens` tokens of the analysis rows, in the shape of `read_logs`' summary."""
+    import pandas as pd
+
+    from .data import analysis_rows
+    from .loading import load_model
+
+    rows = analysis_rows(profile, progress=False)
+    tokens = rows.tokens[: max(1, n_tokens // rows.n_ctx)]
+    out = []
+    for source in profile.members():
+        model = load_model(source, device=device, revision=profile.revision)
+        losses = [model(torch.as_tensor(tokens[i:i + 8].astype(np.int64), device=device), return_type="loss").item()
+                  for i in range(0, len(tokens), 8)]
+        out.append({"seed": Path(str(source)).name, "parameters": sum(p.numel() for p in model.parameters()),
+                    "tokens": None, "heldout_loss": float(np.mean(losses)),
+                    "unigram_entropy": rows.header["unigram_entropy_nats"]})
+    return pd.DataFrame(out)
