@@ -1,6 +1,7 @@
 # The two commands: `make book` (environment, data, zoo, notebooks, book) and `make test`.
 # Everything is cached: a rerun redoes only what changed. PROFILE picks a profiles/<name>.yaml.
 PROFILE ?= default
+SWEEP ?= sweep
 SET ?=
 DEVICE ?= cpu
 PYTHON ?= python3.11
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ART := artifacts/$(PROFILE)
 NB_OUT := $(ART)/notebooks
-CHAPTERS := zoo universality properties prediction mysteries
+CHAPTERS := zoo universality scale properties prediction mysteries
 PKG := $(wildcard src/universal_neurons/*.py)
 MATHJAX := book/_vendor/mathjax/tex-chtml.js
 OVERRIDES := $(foreach s,$(SET),--set $(s))
@@ -57,6 +58,8 @@ $(NB_OUT)/%.ipynb: notebooks/%.py $(ART)/zoo/.trained
 		-p profile $(PROFILE) -p device $(DEVICE) -p overrides "$(SET)"
 	mv $(NB_OUT)/$*.tmp.ipynb $@ && rm -f $(NB_OUT)/$*.in.ipynb
 notebooks: $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb)
+# the scale chapter shows the sweep's results (make sweep), whatever the profile
+$(NB_OUT)/scale.ipynb: $(wildcard artifacts/$(SWEEP)/results.csv)
 
 $(MATHJAX):
 	rm -rf book/_vendor/mathjax && mkdir -p book/_vendor
@@ -85,7 +88,6 @@ test: browser
 	$(PY) -m pytest -q
 
 # The scale study (issue 4): zoos over a grid, each analysed; cached point by point, resumable.
-SWEEP ?= sweep
 sweep: $(STAMP)
 	$(PY) -m universal_neurons.sweep --profile $(SWEEP) --device $(DEVICE) $(OVERRIDES)
 
