@@ -4,20 +4,13 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
 from universal_neurons import UserError
 from universal_neurons import sweep as S
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread; restore the setting for the other test files."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # A tiny sweep on the smoke profile's corpus, tokenizer and rows: 2 widths x 1 depth x 1 budget x 2 seeds.
 TINY = ["data_from=smoke", "tokenizer.vocab_size=2048", "model.n_ctx=64", "model.n_head=2",

@@ -22,7 +22,6 @@ CLI: `python -m universal_neurons.properties --profile smoke`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -38,6 +37,7 @@ import torch
 
 from .activations import check_tokenizers, dropped_ids, plan_tokens
 from .atomic import atomic_path, write_json
+from .cli import one_line_errors, profile_parser
 from .errors import UserError
 
 N_BINS = 100
@@ -415,28 +415,18 @@ def neuron_activations(model, tokens: np.ndarray, neurons, n_tokens: int, batch_
     return torch.cat(acts).numpy(), torch.cat(nxt).numpy()
 
 
+@one_line_errors
 def main(argv=None) -> int:
     """CLI: compute (or reuse) a profile's neuron properties and say where they are."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    ap = argparse.ArgumentParser(prog="python -m universal_neurons.properties")
-    ap.add_argument("--profile", default="default")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    ap.add_argument("--device", default="cpu")
+    ap = profile_parser("python -m universal_neurons.properties")
     ap.add_argument("--n-tokens", type=int)
     ap.add_argument("--reference-only", action="store_true", help="activation statistics of the reference only")
-    ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    try:
-        from .profiles import load_profile
+    from .profiles import load_profile
 
-        profile = load_profile(args.profile, args.overrides)
-        res = compute_properties(profile, device=args.device, n_tokens=args.n_tokens,
-                                 all_members=not args.reference_only, progress=not args.quiet)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    profile = load_profile(args.profile, args.overrides)
+    res = compute_properties(profile, device=args.device, n_tokens=args.n_tokens,
+                             all_members=not args.reference_only, progress=not args.quiet)
     print(f"{profile.tables_dir / 'properties.csv'}: {len(res.info['names'])} models, "
           f"{res.info['n_tokens']:,} tokens, {res.info['seconds']:.0f} s")
     return 0

@@ -21,7 +21,6 @@ CLI: `python -m universal_neurons.sweep --profile sweep [--points ID ...] [--dev
 
 from __future__ import annotations
 
-import argparse
 import copy
 import itertools
 import json
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_dir, atomic_path, write_json
+from .cli import one_line_errors, profile_parser
 from .errors import UserError
 from .profiles import Profile, artifacts_root, available_profiles, load_profile
 
@@ -475,32 +475,24 @@ def run_sweep(sweep: Sweep, points=None, device="cpu", threshold=0.5, limit: int
     return done
 
 
+@one_line_errors
 def main(argv=None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    ap = argparse.ArgumentParser(prog="python -m universal_neurons.sweep")
-    ap.add_argument("--profile", default="sweep")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    ap = profile_parser("python -m universal_neurons.sweep", default_profile="sweep")
     ap.add_argument("--points", nargs="+", metavar="ID", help="only these points (default: every missing one)")
-    ap.add_argument("--device", default="cpu")
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--limit", type=int, help="stop after this many points")
     ap.add_argument("--out", help="the sweep's folder (default artifacts/<profile>)")
     ap.add_argument("--list", action="store_true", help="list the points and which are done; run nothing")
-    ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    try:
-        sw = load_sweep(args.profile, args.overrides, args.out)
-        if args.list:
-            print(status(sw).to_string(index=False))
-            return 0
-        ran = run_sweep(sw, args.points, device=args.device, threshold=args.threshold, limit=args.limit,
-                        progress=not args.quiet)
-        left = [p.point_id for p in sw.points if not point_done(sw, p)]
-        print(f"{sw.results_path}: ran {len(ran)} point(s){': ' + ', '.join(ran) if ran else ''}; "
-              f"{len(left)} missing{': ' + ', '.join(left) if left else ''}")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    sw = load_sweep(args.profile, args.overrides, args.out)
+    if args.list:
+        print(status(sw).to_string(index=False))
+        return 0
+    ran = run_sweep(sw, args.points, device=args.device, threshold=args.threshold, limit=args.limit,
+                    progress=not args.quiet)
+    left = [p.point_id for p in sw.points if not point_done(sw, p)]
+    print(f"{sw.results_path}: ran {len(ran)} point(s){': ' + ', '.join(ran) if ran else ''}; "
+          f"{len(left)} missing{': ' + ', '.join(left) if left else ''}")
     return 0
 
 

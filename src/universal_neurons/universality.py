@@ -20,7 +20,6 @@ CLI: `python -m universal_neurons.universality --profile smoke` (or `torchrun --
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -38,6 +37,7 @@ import torch
 from .activations import check_tokenizers, chunk_activations, dropped_ids, plan_tokens
 from .atomic import atomic_dir, atomic_path, write_json
 from .correlation import RunningMax, StreamingPearson
+from .cli import one_line_errors, profile_parser
 from .errors import UserError
 
 FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # token snapshots for the convergence curve
@@ -458,13 +458,10 @@ def untrained_control(profile, seed: int = 12345) -> Path:
     return out
 
 
+@one_line_errors
 def main(argv=None) -> int:
     """CLI (also under torchrun): compute and print where the neuron table is."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    ap = argparse.ArgumentParser(prog="python -m universal_neurons.universality")
-    ap.add_argument("--profile", default="default")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    ap.add_argument("--device", default="cpu")
+    ap = profile_parser("python -m universal_neurons.universality")
     ap.add_argument("--reference", help="zoo seed or model source (default: the profile's)")
     ap.add_argument("--partners", nargs="+", help="zoo seeds or model sources (default: the profile's)")
     ap.add_argument("--n-tokens", type=int)
@@ -472,7 +469,6 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--max-accumulator-gb", type=float)
-    ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
     def seed_or_source(x):
@@ -480,37 +476,33 @@ def main(argv=None) -> int:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = args.device
-    try:
-        import torch.distributed as dist
+    import torch.distributed as dist
 
-        from .data import token_rows
-        from .profiles import load_profile
+    from .data import token_rows
+    from .profiles import load_profile
 
-        profile = load_profile(args.profile, args.overrides)
-        if world > 1:
-            if device.startswith("cuda"):
-                device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-                torch.cuda.set_device(device)
-            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-            if dist.get_rank() == 0:
-                token_rows(profile, "heldout", progress=not args.quiet)  # built once, before the others read it
-            dist.barrier()
-        res = run_universality(profile, device=device, reference=seed_or_source(args.reference),
-                               partners=[seed_or_source(p) for p in args.partners] if args.partners else None,
-                               n_tokens=args.n_tokens, baseline=args.baseline, seed=args.seed,
-                               threshold=args.threshold, max_accumulator_gb=args.max_accumulator_gb,
-                               progress=not args.quiet)
-        if res is not None:
-            s = res.info["summary"]
-            print(f"{profile.tables_dir / 'neurons.csv'}: {s['n_universal']} / {s['n_neurons']} universal "
-                  f"({100 * s['share_universal']:.2f}%), excess median {s['excess_q50']:.3f}, "
-                  f"q99 {s['excess_q99']:.3f}, max {s['excess_max']:.3f}; {res.info['n_tokens']:,} tokens")
-        if world > 1:
-            dist.barrier()
-            dist.destroy_process_group()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    profile = load_profile(args.profile, args.overrides)
+    if world > 1:
+        if device.startswith("cuda"):
+            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if dist.get_rank() == 0:
+            token_rows(profile, "heldout", progress=not args.quiet)  # built once, before the others read it
+        dist.barrier()
+    res = run_universality(profile, device=device, reference=seed_or_source(args.reference),
+                           partners=[seed_or_source(p) for p in args.partners] if args.partners else None,
+                           n_tokens=args.n_tokens, baseline=args.baseline, seed=args.seed,
+                           threshold=args.threshold, max_accumulator_gb=args.max_accumulator_gb,
+                           progress=not args.quiet)
+    if res is not None:
+        s = res.info["summary"]
+        print(f"{profile.tables_dir / 'neurons.csv'}: {s['n_universal']} / {s['n_neurons']} universal "
+              f"({100 * s['share_universal']:.2f}%), excess median {s['excess_q50']:.3f}, "
+              f"q99 {s['excess_q99']:.3f}, max {s['excess_max']:.3f}; {res.info['n_tokens']:,} tokens")
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
     return 0
 
 
