@@ -28,7 +28,7 @@
 profile = "smoke"     # a profiles/<name>.yaml
 device = "cpu"        # cuda on a GPU
 overrides = ""        # space-separated profile overrides, as in make book SET
-threshold = 0.5       # excess correlation above which a neuron counts as universal (the paper: 0.5)
+threshold = 0.5       # excess correlation of a universal neuron (the paper: 0.5), or control: the scale-aware one
 top_pct = 2.0         # with fewer than min_universal universal neurons, compare this top percent by excess
 min_universal = 10
 frequent_pct = 5.0    # the most frequent neurons, in percent, for the opposite-direction check
@@ -133,8 +133,9 @@ glue("mys_verdict_opposite", in_models(fits[f"mean cos, {frequent_pct:g}% most f
 # %%
 frame = P.neuron_frame(prof)
 live = frame[~frame["is_dead"]].reset_index(drop=True)
-group, label = P.universal_group(live, threshold, top_pct, min_universal)
-n_universal = int((live["excess_corr"] > threshold).sum())
+thr, thr_name = U.resolve_threshold(threshold, prof)
+group, label = P.universal_group(live, thr, top_pct, min_universal)
+n_universal = int((live["excess_corr"] > thr).sum())
 fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
 edges = np.linspace(min(table["max_in_cos"].min(), table["max_out_cos"].min()), 1, 41)
 rows = []
@@ -153,10 +154,10 @@ show(fig)
 uniq = pd.DataFrame(rows).set_index(["statistic", "group"])
 display(uniq.round(4))
 if label.startswith("universal"):
-    group_md = f"its {int(group.sum()):,} universal neurons (excess correlation above {threshold:g}) against the rest"
+    group_md = f"its {int(group.sum()):,} universal neurons (excess correlation above {thr:.3g}) against the rest"
 else:
     group_md = (f"its top {top_pct:g}% of neurons by excess correlation against the rest, since only {n_universal} "
-                f"pass the paper's threshold of {threshold:g}")
+                f"pass {thr_name}")
 glue("mys_group_md", Markdown(group_md), display=False)
 for col in ("max_in_cos", "max_out_cos"):
     glue(f"mys_{col}_group", float(uniq.loc[(col, label), "median"]), display=False)

@@ -33,7 +33,7 @@ top_kurt_pct = 5.0      # with too few neurons above kurt_threshold, the top per
 n_tail = 12             # tokens listed at each tail
 n_ensemble = 3          # neurons per token class and direction
 n_class_tokens = 50000  # held-out tokens for the class activations, at most analysis.n_tokens
-threshold = 0.5         # excess correlation of a universal neuron, as in the properties chapter
+threshold = 0.5         # excess correlation of a universal neuron (or control), as in the properties chapter
 top_pct = 2.0           # the stand-in group when fewer than min_universal neurons are universal
 min_universal = 10
 
@@ -51,6 +51,7 @@ from myst_nb import glue
 import universal_neurons as un
 from universal_neurons.plotting import show
 from universal_neurons import properties as P
+from universal_neurons import universality as U
 from universal_neurons.data import analysis_rows
 
 
@@ -238,7 +239,7 @@ try:
     frame = P.neuron_frame(prof)
     if "excess_corr" in frame:
         live = frame[~frame["is_dead"]]
-        group, label = P.universal_group(live, threshold, top_pct, min_universal)
+        group, label = P.universal_group(live, U.resolve_threshold(threshold, prof)[0], top_pct, min_universal)
         hk = int((live.loc[group, "vocab_kurt"] > kurt_threshold).sum())
         uni_md = (f"Among the {int(group.sum())} {label} neurons of the reference, {hk} have `vocab_kurt` above "
                   f"{kurt_threshold:g} (the paper: 289 of the 1,211 universal GPT2-medium neurons).")

@@ -33,7 +33,7 @@
 profile = "smoke"     # a profiles/<name>.yaml
 device = "cpu"        # cuda on a GPU
 overrides = ""        # space-separated profile overrides, as in make book SET
-threshold = 0.5       # excess correlation above which a neuron counts as universal (the paper: 0.5)
+threshold = 0.5       # excess correlation of a universal neuron (the paper: 0.5), or control: the scale-aware one
 top_pct = 2.0         # with fewer than min_universal universal neurons, compare this top percent by excess
 min_universal = 10    # the smallest universal group worth comparing
 n_tokens = None       # held-out tokens for the activation moments; None: analysis.n_tokens of the profile
@@ -62,8 +62,9 @@ U.ensure_results(prof, device=device)  # the universality chapter's table, else 
 props = P.compute_properties(prof, device=device, n_tokens=n_tokens, progress=False)
 frame = P.neuron_frame(prof)
 live = frame[~frame["is_dead"]].reset_index(drop=True)
-group, label = P.universal_group(live, threshold, top_pct, min_universal)
-n_universal = int((live["excess_corr"] > threshold).sum())
+thr, thr_name = U.resolve_threshold(threshold, prof)
+group, label = P.universal_group(live, thr, top_pct, min_universal)
+n_universal = int((live["excess_corr"] > thr).sum())
 print(prof.cfg["description"])
 print(f"reference {props.info['reference']}: {len(frame)} neurons, {n_universal} universal, "
       f"compared group: {label} ({int(group.sum())} neurons)")
@@ -74,11 +75,11 @@ glue("prop_n_universal", n_universal, display=False)
 glue("prop_n_group", int(group.sum()), display=False)
 glue("prop_n_tokens", props.info["n_tokens"], display=False)
 if label.startswith("universal"):
-    group_md = (f"{n_universal:,} neurons pass the paper's threshold of {threshold:g}: they are the universal "
+    group_md = (f"{n_universal:,} neurons pass {thr_name}: they are the universal "
                 "group compared below with the rest.")
 else:
     passing = "No neuron passes" if n_universal == 0 else f"Only {n_universal:,} neurons pass"
-    group_md = (f"**{passing} the paper's threshold of {threshold:g}**, fewer than the {min_universal} a comparison "
+    group_md = (f"**{passing} {thr_name}**, fewer than the {min_universal} a comparison "
                 "needs (small zoos are expected to have none: see the universality chapter). Instead, the "
                 f"**top {top_pct:g}% of neurons by excess correlation** ({int(group.sum()):,} neurons, excess "
                 f"at least {live.loc[group, 'excess_corr'].min():.3f}) stand in for the universal neurons below. "

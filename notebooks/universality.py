@@ -159,11 +159,24 @@ axes[1].set(xlabel="excess_corr", title="Excess correlation")
 axes[1].legend(fontsize=8)
 show(fig)
 cs = ctrl.info["summary"] if ctrl is not None else None
-glue("control_md", Markdown(
-    f"Against the untrained control the excess correlation has median {cs['excess_q50']:.3f}, 99th percentile "
-    f"{cs['excess_q99']:.3f} and maximum {cs['excess_max']:.3f}, against {s['excess_q50']:.3f}, "
-    f"{s['excess_q99']:.3f} and {s['excess_max']:.3f} with the trained partners." if cs else
-    "No untrained control was run for this profile (it is run for trained zoos only)."), display=False)
+if cs:
+    q_ctrl = U.control_threshold(ctrl.neurons)
+    n_ctrl = int((live["excess_corr"] > q_ctrl).sum())
+    control_md = (
+        f"Against the untrained control the excess correlation has median {cs['excess_q50']:.3f}, 99th percentile "
+        f"{cs['excess_q99']:.3f} and maximum {cs['excess_max']:.3f}, against {s['excess_q50']:.3f}, "
+        f"{s['excess_q99']:.3f} and {s['excess_max']:.3f} with the trained partners.\n\n"
+        f"**A scale-aware threshold.** The paper's 0.5 was set for GPT-2 models. Beside it, this book reports the "
+        f"{100 * U.CONTROL_QUANTILE:g}th percentile of the excess correlation against the untrained control, "
+        f"here {q_ctrl:.3f}: a neuron above it correlates with its trained partners more than all but one in a "
+        f"thousand neurons correlate with an untrained model. **{n_ctrl:,} neurons "
+        f"({100 * n_ctrl / len(live):.2f}% of the live ones) pass it**, against {s['n_universal']:,} above the "
+        f"paper's {threshold:g}. The next chapters compare groups by the paper's threshold unless their "
+        "`threshold` parameter is set to `control` (this threshold) or another number; the scale chapter shows "
+        "how both change with the size of the models.")
+else:
+    control_md = "No untrained control was run for this profile (it is run for trained zoos only)."
+glue("control_md", Markdown(control_md), display=False)
 
 # %% [markdown]
 # {glue:md}`control_md`

@@ -6,7 +6,10 @@ algorithm (wesg52/universal-neurons, correlations_fast.py), accuracy against num
 Activations are synthetic but shaped like MLP post-activations: GELU of a Gaussian with per-neuron
 offsets and scales, partner neurons correlated with random reference neurons (strength U(0, 1)),
 stored in float16 as the reference pipeline stores them. Each update is timed separately, engines
-interleaved (so machine load hits all alike); the table gives medians.
+interleaved (so machine load hits all alike); the table gives medians. A second table times what the
+universality pass accumulates per batch, the correlation and the rotated baseline together: ours is one
+product plus each partner layer's own co-moments (the baseline follows from both exactly), the reference's
+is its algorithm run twice, on the partner's activations and on their rotation.
 """
 
 from __future__ import annotations
@@ -201,6 +204,56 @@ def bench_shape(n_a, n_b, tokens, batches, repeats, device, sample=256):
     return out
 
 
+class OursWithBaseline:
+    """The universality pass's accumulation per batch: reference x partner in one product, plus each partner
+    layer's own co-moments, from which the rotated baseline follows exactly (universality._tile_correlations)."""
+
+    def __init__(self, n_a, n_b, device):
+        self.acc = StreamingPearson(n_a, n_b, device=device)
+        self.grams = [StreamingPearson(D_LAYER, D_LAYER, device=device) for _ in range(n_b // D_LAYER)]
+
+    def update(self, x, y):
+        self.acc.update(x, y)
+        for l, g in enumerate(self.grams):
+            g.update(y[:, l * D_LAYER:(l + 1) * D_LAYER], y[:, l * D_LAYER:(l + 1) * D_LAYER])
+
+
+class ReferenceWithBaseline:
+    """The reference's way to the same two matrices: the correlation pass, and a second pass of the same
+    algorithm on the partner's activations rotated layer by layer (its `rotation` baseline)."""
+
+    def __init__(self, n_a, n_b, device):
+        self.real = ReferencePearson(n_a // D_LAYER, n_b // D_LAYER)
+        self.base = ReferencePearson(n_a // D_LAYER, n_b // D_LAYER)
+        g = torch.Generator().manual_seed(0)
+        r = torch.randn(n_b // D_LAYER, D_LAYER, D_LAYER, generator=g)
+        self.rot = (r / r.norm(dim=-1, keepdim=True)).to(device)  # [layers, d, d], unit-norm rows
+
+    def update(self, a, b):  # reference layout [layers, d, tokens]
+        self.real.update(a, b)
+        rotated = torch.einsum("lij,ljt->lit", self.rot, b.to(torch.float32)).to(b.dtype)
+        self.base.update(a, rotated)
+
+
+def bench_with_baseline(n_a, n_b, tokens, repeats, device):
+    """Time per batch of correlation + rotated baseline, ours against the reference's two passes."""
+    x, y = [t.to(device) for t in make_batches(n_a, n_b, tokens, 1)[0]]
+    xr, yr = to_reference_layout(x), to_reference_layout(y)
+    ours, ref = OursWithBaseline(n_a, n_b, device), ReferenceWithBaseline(n_a, n_b, device)
+    times = {"ours": [], "reference": []}
+    for rep in range(repeats + 1):
+        for name, f in (("ours", lambda: ours.update(x, y)), ("reference", lambda: ref.update(xr, yr))):
+            sync(device)
+            t0 = time.perf_counter()
+            f()
+            sync(device)
+            if rep:
+                times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"shape": f"{n_a}x{n_b}", "tokens": tokens, "ours_ms": round(med["ours"] * 1e3, 1),
+            "reference_ms": round(med["reference"] * 1e3, 1), "speedup": round(med["reference"] / med["ours"], 2)}
+
+
 def bench_offset(n, tokens, batches, offset_sd, device):
     """Accuracy with means = offset_sd x std: float32 input to both engines (isolates the formula)."""
     data = [(x.to(device), y.to(device)) for x, y in
@@ -219,7 +272,7 @@ def fmt(v, sci=False):
     return "-" if v is None else f"{v:.1e}" if sci else str(v)
 
 
-def report(meta, results, offsets) -> str:
+def report(meta, results, with_baseline, offsets) -> str:
     lines = [f"StreamingPearson benchmark on {meta['device']}, torch {meta['torch']}, "
              f"{meta['tokens_per_batch']} tokens per batch, load average {meta['loadavg_start_end']}",
              f"{'shape':>10} {'engine':>12} {'ms/batch':>9} {'GFLOP/s':>8} {'vs matmul':>9} {'host MiB':>9} "
@@ -233,6 +286,10 @@ def report(meta, results, offsets) -> str:
         lines.append(f"{r['shape']:>10} ours: {r['ours']['vs_matmul']:.0%} of a bare matmul, "
                      f"{r['matmul(out=)']['ms'] / r['ours']['ms']:.0%} of one into a preallocated output; "
                      f"{r['speedup_vs_reference']}x the reference port's speed")
+    lines.append("correlation + rotated baseline per batch (the universality pass; reference: two passes):")
+    for r in with_baseline:
+        lines.append(f"{r['shape']:>10} ours {r['ours_ms']} ms, reference {r['reference_ms']} ms: "
+                     f"{r['speedup']}x the reference port's speed")
     lines.append("accuracy, max|Δ| vs numpy float64 corrcoef (float32 input, 512x512 neurons):")
     for o in offsets:
         lines.append(f"  mean offset {o['offset_sd']:g} x std on top of GELU: ours {fmt(o['ours'], True)}, "
@@ -259,15 +316,17 @@ def main(argv=None):
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     results = [bench_shape(a, b, args.tokens, batches, repeats, device) for a, b in shapes]
+    with_baseline = [bench_with_baseline(a, b, args.tokens, repeats, device) for a, b in shapes]
     offsets = [bench_offset(512, args.tokens, 2, off, device) for off in (0.0, 1000.0)]
     dev_name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     meta = {"device": dev_name, "torch": torch.__version__, "tokens_per_batch": args.tokens,
             "loadavg_start_end": [round(load0, 2), round(os.getloadavg()[0], 2)],
             "seconds": round(time.perf_counter() - t0, 1)}
-    print(report(meta, results, offsets))
+    print(report(meta, results, with_baseline, offsets))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"meta": meta, "shapes": results, "offsets": offsets}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"meta": meta, "shapes": results, "with_baseline": with_baseline,
+                                               "offsets": offsets}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

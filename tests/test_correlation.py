@@ -127,14 +127,17 @@ def test_running_max_over_tiles_equals_full_matrix():
     m[7, 40] = 5.0  # the max sits in a late tile
     rm = RunningMax(20)
     for j0 in range(0, 53, 16):
-        rm.update(m[:, j0:j0 + 16], j0)
+        for i0 in (0, 8):  # tiles of 8 and 12 rows
+            rm.update(m[i0:i0 + 8 if i0 == 0 else 20, j0:j0 + 16], j0, i0)
     ref = m.numpy()
     valid = ~np.isnan(ref).all(axis=1)
     np.testing.assert_array_equal(rm.values.numpy()[valid], np.nanmax(ref[valid], axis=1))
     np.testing.assert_array_equal(rm.indices.numpy()[valid], np.nanargmax(ref[valid], axis=1))
     assert np.isnan(rm.values[3]) and rm.indices[3] == -1 and rm.indices[7] == 40
     with pytest.raises(UserError, match="block must be"):
-        rm.update(m[:5], 0)
+        rm.update(m[:5], 0, i0=18)  # rows 18-22 of 20
+    with pytest.raises(UserError, match="block must be"):
+        rm.update(m[0], 0)
 
 
 def test_bad_input_raises_user_error_and_leaves_state():

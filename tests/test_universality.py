@@ -214,18 +214,23 @@ def test_resume_after_interruption_equals_one_pass(tiny, models, tmp_path):
     assert not (tmp_path / "ck.rank0-of1.pt").exists()
 
 
-def test_tiled_equals_untiled(tiny, models):
+@pytest.mark.parametrize("budget, n_tiles", [
+    (150.5 * (32 * 128 + 8 * 512), 2),  # 150 columns: two partner layers (of 64) per pass, every reference row
+    (8 * 512 * 64 + 40 * (32 * 64 + 8 * 512), 16),  # under one layer: 40-row blocks x 4 partner layers
+])
+def test_tiled_equals_untiled(tiny, models, budget, n_tiles):
     names = ["seed0", "seed1", "perm"]
     with pytest.warns(UserWarning):
         whole = run(tiny, models, names)
     with pytest.warns(UserWarning):
-        tiled = run(tiny, models, names, max_accumulator_gb=150.5 * (32 * 128 + 8 * 512) / 1e9)  # 150-column tiles
-    assert whole.n_tiles == 1 and tiled.n_tiles == 4  # 512 partner columns (2 x (real + rotated) x 128)
+        tiled = run(tiny, models, names, max_accumulator_gb=budget / 1e9)
+    assert whole.n_tiles == 1 and tiled.n_tiles == n_tiles  # 2 partners x 2 layers x 64 neurons; 128 rows
     a, b = neuron_table(whole), neuron_table(tiled)
     np.testing.assert_allclose(a.select_dtypes("float"), b.select_dtypes("float"), atol=1e-6)
     assert a.select_dtypes("int").equals(b.select_dtypes("int"))
     for x, y in zip(whole.layer_max, tiled.layer_max):
         np.testing.assert_allclose(x, y, atol=1e-6)
+    assert whole.dead_partner_neurons == tiled.dead_partner_neurons
 
 
 def _gloo_worker(rank, sources, rows_prefix, init_file, out):
@@ -299,3 +304,62 @@ def test_cli_reports_bad_profile(capsys):
     assert main(["--profile", "no-such-profile"]) == 2
     assert "unknown profile" in capsys.readouterr().err
 
+
+
+def test_scale_aware_threshold_is_the_controls_quantile_of_live_neurons(tmp_path):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from universal_neurons.universality import CONTROL_QUANTILE, control_threshold, resolve_threshold
+
+    rng = np.random.default_rng(0)
+    ex = rng.normal(0.05, 0.03, 4000)
+    dead = np.zeros(4000, bool)
+    dead[:50] = True
+    ex[:50] = np.nan
+    ex[50:60] = 0.99  # live outliers count like any other neuron
+    table = pd.DataFrame({"excess_corr": ex, "is_dead": dead})
+    live = np.sort(ex[~dead])
+    # independent: numpy's linear-interpolation quantile over the live neurons only
+    assert control_threshold(table) == pytest.approx(float(np.quantile(live, CONTROL_QUANTILE)), abs=1e-12)
+
+    profile = SimpleNamespace(tables_dir=tmp_path)
+    with pytest.raises(UserError, match="control=True"):
+        resolve_threshold("control", profile)
+    (tmp_path / "control").mkdir()
+    table.to_csv(tmp_path / "control" / "neurons.csv", index=False)
+    value, words = resolve_threshold("control", profile)
+    assert value == pytest.approx(float(np.quantile(live, CONTROL_QUANTILE)), abs=1e-9)
+    assert "scale-aware" in words
+    assert resolve_threshold(0.5, profile) == (0.5, "the paper's threshold of 0.5")
+    assert resolve_threshold("0.3", profile)[0] == 0.3
+    with pytest.raises(UserError, match="a number .* or 'control'"):
+        resolve_threshold("high", profile)
+
+
+def test_algebraic_rotated_baseline_equals_rotating_the_activations():
+    """The baseline from co-moments (cov(x, v) Rᵀ, R Σ_vv Rᵀ) against numpy float64 on explicitly rotated data."""
+    from universal_neurons.correlation import StreamingPearson
+    from universal_neurons.universality import _tile_correlations
+
+    rng = np.random.default_rng(3)
+    t, n_a, d = 4000, 24, 16
+    x = rng.standard_normal((t, n_a)) * 2 + 300  # large means: the statistics must not cancel
+    mix = rng.standard_normal((n_a, 2 * d))
+    v = np.tanh(x @ mix / 20) + 0.5 * rng.standard_normal((t, 2 * d)) + 50
+    v[:, d:] = 7.0  # the second partner layer is dead: its rotated neurons have no variance either
+    acc = StreamingPearson(n_a, 2 * d)
+    grams = [StreamingPearson(d, d), StreamingPearson(d, d)]
+    for s in range(0, t, 1000):
+        xs, vs = torch.from_numpy(x[s:s + 1000]).float(), torch.from_numpy(v[s:s + 1000]).float()
+        acc.update(xs, vs)
+        for g, l in zip(grams, (0, 1)):
+            g.update(vs[:, l * d:(l + 1) * d], vs[:, l * d:(l + 1) * d])
+    rots = [rotation(d, 0, 0, l).double() for l in (0, 1)]
+    real, base, dead = _tile_correlations(acc, grams, rots)
+    xf, vf = x.astype(np.float32).astype(np.float64), v.astype(np.float32).astype(np.float64)  # what the engine saw
+    np.testing.assert_allclose(real[:, :d].numpy(), np_corr(xf, vf[:, :d]), atol=1e-6)
+    np.testing.assert_allclose(base[0].numpy(), np_corr(xf, vf[:, :d] @ rots[0].numpy().T), atol=1e-6)
+    assert torch.isnan(base[1]).all() and torch.isnan(real[:, d:]).all()
+    assert dead.tolist() == [False] * d + [True] * d

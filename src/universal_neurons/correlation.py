@@ -19,8 +19,8 @@ with T = 8192 (scripts/bench_correlation.py): ~80% of a bare matmul's GFLOP/s at
 more for larger n (the per-token work shrinks as 1/n). Memory: 8·n_a·n_b bytes of statistics plus
 4·(T·(n_a + n_b) + n_a·n_b) bytes of float32 work buffers, kept between batches.
 
-`RunningMax` reduces correlation tiles [n_a, j1 - j0] to a per-row max and global argmax, so a caller
-that splits the partner neurons into column tiles never holds the full matrix.
+`RunningMax` reduces correlation tiles (a block of rows by a block of columns) to a per-row max and
+global argmax, so a caller that splits the matrix into tiles never holds all of it.
 """
 
 from __future__ import annotations
@@ -200,13 +200,24 @@ class StreamingPearson:
         return torch.where(c > 1e-12 * q, c, torch.nan).sqrt()
 
     @torch.no_grad()
+    def comoment(self) -> torch.Tensor:
+        """float64 [n_a, n_b] centred co-moment Σ(x - x̄)(y - ȳ)ᵀ (N times the covariance)."""
+        if self.n == 0:
+            raise UserError("no tokens seen; call update() with at least one batch first")
+        return torch.addr(self.cross, self.sum_a, self.sum_b, alpha=-1.0 / self.n)
+
+    @torch.no_grad()
+    def norms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """float64 sqrt(Σ(x - x̄)²) [n_a] and the same for y [n_b]; NaN for zero-variance neurons."""
+        return self._centred_norm(self.sum_a, self.sum_sq_a), self._centred_norm(self.sum_b, self.sum_sq_b)
+
+    @torch.no_grad()
     def correlation(self) -> torch.Tensor:
         """float64 [n_a, n_b] Pearson matrix, NaN in the rows/columns of zero-variance neurons."""
-        if self.n == 0:
-            raise UserError("correlation(): no tokens seen; call update() with at least one batch first")
-        r = torch.addr(self.cross, self.sum_a, self.sum_b, alpha=-1.0 / self.n)  # centred co-moment
-        r /= self._centred_norm(self.sum_a, self.sum_sq_a)[:, None]
-        r /= self._centred_norm(self.sum_b, self.sum_sq_b)
+        r = self.comoment()
+        norm_a, norm_b = self.norms()
+        r /= norm_a[:, None]
+        r /= norm_b
         return r.clamp_(-1.0, 1.0)
 
     # ---- checkpoints --------------------------------------------------------------------------
@@ -244,18 +255,20 @@ class RunningMax:
         self.indices = torch.full((n_rows,), -1, dtype=torch.int64, device=device)  # [n_rows]
 
     @torch.no_grad()
-    def update(self, block: torch.Tensor, j0: int) -> None:
-        """Fold in block [n_rows, j1 - j0] holding columns [j0, j1) of the matrix."""
-        if block.dim() != 2 or block.shape[0] != self._values.shape[0]:
-            raise UserError(f"RunningMax.update(): block must be [{self._values.shape[0]}, columns], "
-                            f"got {list(block.shape)}; pass a column tile of the correlation matrix")
-        if block.shape[1] == 0:
+    def update(self, block: torch.Tensor, j0: int, i0: int = 0) -> None:
+        """Fold in block [rows, j1 - j0] holding columns [j0, j1) of rows [i0, i0 + rows) of the matrix."""
+        n = self._values.shape[0]
+        if block.dim() != 2 or not 0 <= i0 <= n - block.shape[0]:
+            raise UserError(f"RunningMax.update(): block must be [rows, columns] within the {n} rows, got "
+                            f"{list(block.shape)} at row {i0}; pass a tile of the correlation matrix")
+        if block.shape[1] == 0 or block.shape[0] == 0:
             return
         block = block.to(self._values.device)
         v, i = block.masked_fill(block.isnan(), -torch.inf).max(dim=1)
-        better = v.double() > self._values  # strict: ties keep the earlier column
-        self._values = torch.where(better, v.double(), self._values)
-        self.indices = torch.where(better, i + j0, self.indices)
+        rows = slice(i0, i0 + block.shape[0])
+        better = v.double() > self._values[rows]  # strict: ties keep the earlier column
+        self._values[rows] = torch.where(better, v.double(), self._values[rows])
+        self.indices[rows] = torch.where(better, i + j0, self.indices[rows])
 
     @property
     def values(self) -> torch.Tensor:

@@ -40,7 +40,6 @@ from .profiles import Profile, artifacts_root, available_profiles, load_profile
 
 VERSION = 1
 CONTROL_SEED = 12345
-CONTROL_QUANTILE = 0.999  # the scale-aware threshold: this quantile of the untrained control's excess
 SWEEP_KEYS = ("grid", "snapshots", "data_from")
 COLUMNS = ["point", "stage", "fraction", "train_fraction", "pairing", "reference", "partners", "d_model", "d_mlp",
            "n_head", "n_layer", "neurons", "parameters", "budget_tokens", "tokens", "heldout_loss", "heldout_loss_sd",
@@ -345,10 +344,9 @@ def _partner_table(neurons: pd.DataFrame, k: int) -> pd.DataFrame:
 def pairing_rows(res, ctrl, threshold: float = 0.5) -> list[dict]:
     """Summary rows of one analysis: `all` partners (the paper's), each partner `p<k>` alone, the `control`;
     each with the scale-aware threshold (CONTROL_QUANTILE of the control's excess) and the share above it."""
-    from .universality import summary
+    from .universality import CONTROL_QUANTILE, control_threshold, summary
 
-    cex = ctrl.neurons.loc[~ctrl.neurons["is_dead"], "excess_corr"]
-    q = float(cex.quantile(CONTROL_QUANTILE))
+    q = control_threshold(ctrl.neurons)
     names = res.info["names"]
     tables = [("all", res.neurons, names[1:])]
     tables += [(f"p{k}", _partner_table(res.neurons, k), [names[k]]) for k in range(1, len(names))]

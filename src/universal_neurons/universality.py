@@ -43,7 +43,8 @@ from .errors import UserError
 FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # token snapshots for the convergence curve
 BYTES_PER_PAIR = 32  # per (reference, partner column): float64 accumulator, float32 product, float64
 # correlation and its masked copy; `max_accumulator_gb` bounds these plus the chunk's partner activations
-VERSION = 1
+VERSION = 2  # 2: the rotated baseline computed from the partner layers' co-moments
+CONTROL_QUANTILE = 0.999  # the scale-aware threshold: this quantile of the excess against an untrained partner
 
 
 def rotation(d: int, seed: int, partner: int, layer: int, kind: str = "gaussian") -> torch.Tensor:
@@ -76,14 +77,44 @@ class Correlations:
     n_tiles: int
 
 
-def _segments(shapes):
-    """Column layout of the partner side: (partner, kind 0 real / 1 rotated, first column, width)."""
-    segs, col = [], 0
-    for p, (n_layers, d) in enumerate(shapes[1:]):
-        for kind in (0, 1):
-            segs.append((p, kind, col, n_layers * d))
-            col += n_layers * d
-    return segs, col
+def _units(shapes) -> list[tuple[int, int, int]]:
+    """The partner side, one unit per partner layer: (partner, layer, d_mlp), in column order."""
+    return [(p, l, d) for p, (n_layers, d) in enumerate(shapes[1:]) for l in range(n_layers)]
+
+
+def _tiles(n_a: int, units, budget_bytes: float, chunk_tokens: int):
+    """Passes over the tokens: (first row, end row, units). Whole partner layers side by side with every
+    reference row when one layer fits the budget; else one layer per tile against blocks of rows."""
+    max_d = max(d for *_, d in units)
+    width = int(budget_bytes // (BYTES_PER_PAIR * n_a + 8 * chunk_tokens))  # + the chunk's columns, shifted copy
+    if width >= max_d:
+        groups = [[]]
+        for u in units:
+            if groups[-1] and sum(d for *_, d in groups[-1]) + u[2] > width:
+                groups.append([])
+            groups[-1].append(u)
+        return [(0, n_a, g) for g in groups]
+    rows = max(1, int((budget_bytes - 8 * chunk_tokens * max_d) // (BYTES_PER_PAIR * max_d + 8 * chunk_tokens)))
+    return [(i0, min(i0 + rows, n_a), [u]) for u in units for i0 in range(0, n_a, rows)]
+
+
+def _tile_correlations(acc: StreamingPearson, grams, rots):
+    """A tile's correlations from its statistics: real [rows, Σd] (units side by side), and per unit the
+    baseline [rows, d] against the rotated neurons u = R v, exactly: cov(x, Rv) = cov(x, v) Rᵀ and
+    var(Rv)_j = R_j Σ_vv R_jᵀ (float64; NaN for zero variance). Also the dead partner columns [Σd]."""
+    cm = acc.comoment()  # [rows, Σd]
+    norm_a, norm_b = acc.norms()
+    base, c = [], 0
+    for gram, r in zip(grams, rots):  # r [d, d] float64
+        d = r.shape[0]
+        s = gram.comoment()  # [d, d] = N Σ_vv
+        var = ((r @ s) * r).sum(1)  # [d]
+        scale = (r * r) @ s.diagonal().clamp(min=0)  # the variance if the mixed neurons were uncorrelated
+        norm_u = torch.where(var > 1e-12 * scale, var, torch.nan).sqrt()
+        base.append((cm[:, c:c + d] @ r.T).div_(norm_a[:, None]).div_(norm_u).clamp_(-1.0, 1.0))
+        c += d
+    real = cm.div_(norm_a[:, None]).div_(norm_b).clamp_(-1.0, 1.0)
+    return real, base, norm_b.isnan()
 
 
 class _Maxima:
@@ -97,18 +128,18 @@ class _Maxima:
         self.rms |= {("layer", p, l): RunningMax(n_a, device) for p in range(P) for l in range(shapes[p + 1][0])}
         self.dead = [0] * P
 
-    def fold(self, corr: torch.Tensor, j0: int, parts, k: int) -> None:
-        """Fold corr [n_a, tile] (partner columns from j0) of snapshot k."""
-        for p, kind, s0, w in parts:
-            a0, a1 = max(j0, s0), min(j0 + corr.shape[1], s0 + w)
-            block = corr[:, a0 - j0:a1 - j0]
-            self.rms[k, p, kind].update(block, a0 - s0)
-            if k == self.n_snap - 1 and kind == 0:
-                self.dead[p] += int(block.isnan().all(0).sum())
-                d = self.shapes[p + 1][1]
-                for l in range((a0 - s0) // d, (a1 - s0 - 1) // d + 1):
-                    b0, b1 = max(a0, s0 + l * d), min(a1, s0 + (l + 1) * d)
-                    self.rms["layer", p, l].update(corr[:, b0 - j0:b1 - j0], b0 - s0 - l * d)
+    def fold(self, real, base, dead, units, i0: int, k: int) -> None:
+        """Fold snapshot k of a tile (rows from i0; `_tile_correlations`' output for `units`)."""
+        c = 0
+        for (p, l, d), b in zip(units, base):
+            block = real[:, c:c + d]
+            self.rms[k, p, 0].update(block, l * d, i0)
+            self.rms[k, p, 1].update(b, l * d, i0)
+            if k == self.n_snap - 1:
+                self.rms["layer", p, l].update(block, 0, i0)
+                if i0 == 0:
+                    self.dead[p] += int(dead[c:c + d].sum())
+            c += d
 
     def state_dict(self) -> dict:
         return {"dead": self.dead, **{"/".join(map(str, k)): dict(vars(rm)) for k, rm in self.rms.items()}}
@@ -178,15 +209,11 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
     device = torch.device(device)
     shapes = [(m.cfg.n_layers, m.cfg.d_mlp) for m in models]
     n_a = shapes[0][0] * shapes[0][1]
-    segs, n_cols = _segments(shapes)
-    per_col = BYTES_PER_PAIR * n_a + 8 * chunk_tokens  # + the chunk's partner columns and their shifted copy
-    width = max(1, min(n_cols, int(max_accumulator_gb * 1e9 // per_col)))
-    tiles = [(j, min(j + width, n_cols)) for j in range(0, n_cols, width)]
-    rots = [torch.stack([rotation(d, seed, p, l, baseline) for l in range(n_layers)]).to(device)  # [L, d, d]
-            for p, (n_layers, d) in enumerate(shapes[1:])]
+    tiles = _tiles(n_a, _units(shapes), max_accumulator_gb * 1e9, chunk_tokens)
     n_chunks = len(plan.chunks)
     maxima = _Maxima(n_a, shapes, len(plan.snap_chunks), device)
-    key = json.dumps([names, shapes, n_tokens, baseline, seed, chunk_tokens, width, list(fractions), world])
+    key = json.dumps([VERSION, names, shapes, n_tokens, baseline, seed, chunk_tokens,
+                      [(i0, i1, units) for i0, i1, units in tiles], list(fractions), world])
     ckpt = Path(f"{checkpoint}.rank{rank}-of{world}.pt") if checkpoint else None
     state = _resume(ckpt, key, device, world)
     step = state["step"] if state else 0
@@ -195,32 +222,41 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
     bar = tqdm(total=len(tiles) * n_chunks, initial=step, desc="correlations", unit="chunk",
                disable=not progress or rank != 0)
     done = 0
-    for t, (j0, j1) in enumerate(tiles):
+    for t, (i0, i1, units) in enumerate(tiles):
         if step >= (t + 1) * n_chunks:
             continue
-        acc = StreamingPearson(n_a, j1 - j0, device)
+        # the reference rows against the tile's partner layers, and each partner layer's own co-moments
+        # (the rotated baseline follows from both at every snapshot: no rotated activations, no second product)
+        acc = StreamingPearson(i1 - i0, sum(d for *_, d in units), device)
+        grams = [StreamingPearson(d, d, device) for *_, d in units]
         if state and step > t * n_chunks:
             acc.load_state_dict(state["acc"])
-        parts = [s for s in segs if s[2] < j1 and s[2] + s[3] > j0]  # segments overlapping the tile
-        need = sorted({p for p, *_ in parts})
+            for g, sd in zip(grams, state["grams"]):
+                g.load_state_dict(sd)
+        rots = [rotation(d, seed, p, l, baseline).to(device, torch.float64) for p, l, d in units]
+        need = sorted({p for p, *_ in units})
         for c in range(step - t * n_chunks, n_chunks):
             if c % world == rank:
                 acts = chunk_activations([models[0], *[models[p + 1] for p in need]],
                                          [names[0], *[names[p + 1] for p in need]], plan, c, batch_rows, device)
-                y = torch.cat([_columns(acts[1 + need.index(p)], rots[p], kind, max(j0, s0) - s0, min(j1, s0 + w) - s0)
-                               for p, kind, s0, w in parts], 1)  # [kept, j1 - j0]
-                acc.update(acts[0], y)
-                del acts, y
+                ys = [acts[1 + need.index(p)][:, l * d:(l + 1) * d] for p, l, d in units]  # [kept, d] each
+                acc.update(acts[0][:, i0:i1], torch.cat(ys, 1) if len(ys) > 1 else ys[0])
+                for g, y in zip(grams, ys):
+                    g.update(y, y)
+                del acts, ys
             if c in plan.snap_chunks:
                 if world > 1:
-                    acc.all_reduce_()
-                maxima.fold(acc.correlation(), j0, parts, plan.snap_chunks.index(c))
-                if world > 1 and rank != 0:  # rank 0 now holds the sum; the others start afresh
-                    acc = StreamingPearson(n_a, j1 - j0, device)
+                    for a in (acc, *grams):
+                        a.all_reduce_()
+                maxima.fold(*_tile_correlations(acc, grams, rots), units, i0, plan.snap_chunks.index(c))
+                if world > 1 and rank != 0:  # rank 0 now holds the sums; the others start afresh
+                    acc = StreamingPearson(i1 - i0, acc.n_b, device)
+                    grams = [StreamingPearson(g.n_a, g.n_b, device) for g in grams]
             step, done = step + 1, done + 1
             bar.update(1)
             if ckpt and step % checkpoint_every == 0 and step < len(tiles) * n_chunks:
-                _save_state(ckpt, {"key": key, "step": step, "acc": acc.state_dict(), "maxima": maxima.state_dict()})
+                _save_state(ckpt, {"key": key, "step": step, "acc": acc.state_dict(),
+                                   "grams": [g.state_dict() for g in grams], "maxima": maxima.state_dict()})
             if stop_after is not None and done >= stop_after:
                 bar.close()
                 return None
@@ -236,17 +272,6 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
                           "reference itself (or a permutation of its neurons); its excess correlation says nothing "
                           "about universality", stacklevel=3)
     return res
-
-
-def _columns(acts: torch.Tensor, rot: torch.Tensor, kind: int, a0: int, a1: int) -> torch.Tensor:
-    """Columns [a0, a1) of a partner's real (kind 0) or rotated (kind 1) neurons; acts [T, L*d], rot [L, d, d]."""
-    if kind == 0:
-        return acts[:, a0:a1]
-    d = rot.shape[1]
-    l0, l1 = a0 // d, (a1 - 1) // d + 1  # only the layers the columns touch
-    v = acts[:, l0 * d:l1 * d].reshape(len(acts), l1 - l0, d).transpose(0, 1)  # [layers, T, d]
-    u = torch.bmm(v, rot[l0:l1].transpose(1, 2)).transpose(0, 1).reshape(len(acts), -1)  # [T, layers*d]: u = R v
-    return u[:, a0 - l0 * d:a1 - l0 * d]
 
 
 # ---- tables ---------------------------------------------------------------------------------------------
@@ -315,6 +340,34 @@ def per_layer(table: pd.DataFrame, thresholds=(0.3, 0.4, 0.5)) -> pd.DataFrame:
     for t in thresholds:
         out[f"above_{t}"] = live.groupby("layer")["excess_corr"].apply(lambda e: int((e > t).sum()))
     return out.reset_index()
+
+
+def control_threshold(control: pd.DataFrame, quantile: float = CONTROL_QUANTILE) -> float:
+    """The scale-aware threshold: the `quantile` of the live reference neurons' excess correlation against an
+    untrained partner (`control`: that run's neuron table). Above it, a neuron correlates with its trained
+    partners more than all but a (1 - quantile) share of neurons correlate with an untrained one."""
+    ex = control.loc[~control["is_dead"].astype(bool), "excess_corr"].dropna()
+    if ex.empty:
+        raise UserError("the control table has no live neuron; rerun the universality chapter with control=True")
+    return float(ex.quantile(quantile))
+
+
+def resolve_threshold(threshold, profile) -> tuple[float, str]:
+    """A chapter's `threshold` parameter as (value, words for the page): a number (the paper's is 0.5), or
+    "control": the scale-aware threshold of this profile's untrained control (tables/control/neurons.csv,
+    written by the universality chapter)."""
+    if isinstance(threshold, str) and threshold.strip().lower() == "control":
+        path = Path(profile.tables_dir) / "control" / "neurons.csv"
+        if not path.is_file():
+            raise UserError(f"threshold 'control' needs the untrained control's table {path}; run the universality "
+                            "chapter (control=True) for this profile first, or pass a number")
+        q = control_threshold(pd.read_csv(path))
+        return q, f"the scale-aware threshold of {q:.3f} (the untrained control's {100 * CONTROL_QUANTILE:g}th percentile)"
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise UserError(f"threshold must be a number (the paper's is 0.5) or 'control', got {threshold!r}") from None
+    return value, f"the paper's threshold of {value:g}" if value == 0.5 else f"the threshold of {value:g}"
 
 
 def partner_gap(table: pd.DataFrame) -> pd.Series:
