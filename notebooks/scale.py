@@ -301,6 +301,58 @@ glue("trend_md", Markdown(trend_md), display=False)
 print(trend_md)
 
 # %% [markdown]
+# ## Where this book's default zoo sits
+#
+# The default profile (the zoo of the other chapters) was chosen with this sweep: see the README. It is
+# the largest zoo whose whole book fits in about 40 minutes on a 2-core CPU: 5 seeds of the 4-layer,
+# $d_\text{mlp}$ = 512 model, trained on twice the sweep's largest budget. Its universality chapter uses
+# 4 partners and more held-out tokens than the sweep's points, so it is shown beside them, not on their
+# curves. {glue:md}`default_md`
+
+# %%
+default_rows = []
+try:
+    dprof = un.load_profile("default")
+    dres = U.load_results(dprof.tables_dir)
+    ds = dres.info["summary"]
+    dlive = dres.neurons[~dres.neurons["is_dead"]]
+    dq = dshare = float("nan")
+    if (dprof.tables_dir / "control" / "neurons.csv").is_file():
+        dq = U.resolve_threshold("control", dprof)[0]
+        dshare = float((dlive["excess_corr"] > dq).mean())
+    m = dprof.cfg["model"]
+    default_rows.append({"zoo": "default", "d_mlp": m["d_mlp"], "n_layer": m["n_layer"],
+                         "tokens": dprof.cfg["train"]["tokens"], "partners": len(dres.info["partners"]),
+                         "n_tokens": dres.info["n_tokens"], f"% > {threshold}": 100 * ds["share_universal"],
+                         "control q99.9": dq, "% > control q99.9": 100 * dshare, "excess_q99": ds["excess_q99"],
+                         "excess_max": ds["excess_max"], "mean_corr_median": ds["mean_corr_median"],
+                         "mean_baseline_median": ds["mean_baseline_median"]})
+except un.UserError as e:
+    print(f"default profile: {e}")
+if default_rows and have:
+    top = allp.sort_values(["d_mlp", "tokens"]).iloc[-1]
+    default_rows.append({"zoo": top["point"], "d_mlp": top["d_mlp"], "n_layer": top["n_layer"],
+                         "tokens": top["tokens"], "partners": len(str(top["partners"]).split()),
+                         "n_tokens": top["n_tokens"], f"% > {threshold}": 100 * top["share_universal"],
+                         "control q99.9": top["control_q999"], "% > control q99.9": 100 * top["share_above_control_q999"],
+                         "excess_q99": top["excess_q99"], "excess_max": top["excess_max"],
+                         "mean_corr_median": top["mean_corr_median"], "mean_baseline_median": top["mean_baseline_median"]})
+if default_rows:
+    display(pd.DataFrame(default_rows).round(3))
+    d = default_rows[0]
+    default_md = (f"The default zoo's 99th percentile of the excess correlation is {d['excess_q99']:.3f} and its "
+                  f"largest {d['excess_max']:.3f}; {d[f'% > {threshold}']:.2f}% of its neurons pass the paper's "
+                  f"{threshold:g} and {d['% > control q99.9']:.2f}% pass its own control's 99.9th percentile "
+                  f"({d['control q99.9']:.3f}).")
+    if len(default_rows) > 1:
+        default_md += (f" The sweep's widest, longest-trained point `{default_rows[1]['zoo']}` reaches "
+                       f"{default_rows[1]['excess_q99']:.3f} and {default_rows[1]['excess_max']:.3f}.")
+else:
+    default_md = ("The default profile's universality tables are not on this machine (`make book` computes them), "
+                  "so it is not shown here.")
+glue("default_md", Markdown(default_md), display=False)
+
+# %% [markdown]
 # ## During training
 #
 # One zoo of the sweep was also saved part of the way through its training (the same run, stopped at a
@@ -330,6 +382,30 @@ else:
                else "This sweep saves no snapshots during training.")
     print(snap_md)
 glue("snap_md", Markdown(snap_md), display=False)
+
+# %% [markdown]
+# ## A larger grid on a GPU
+#
+# `profiles/sweep-gpu.yaml` extends the grid to GPT2-small's width ($d_\text{mlp}$ = 3,072), 12 layers
+# and up to 26M training tokens, sized for one GPU (`python -m universal_neurons.sweep --profile sweep-gpu
+# --device cuda`, then rebuild the book). {glue:md}`gpu_md`
+
+# %%
+gpu_md = "This page shows that grid."
+if base.name != "sweep-gpu":
+    gsw = S.expand(un.load_profile("sweep-gpu"))
+    gres = S.read_results(gsw)
+    if len(gres):
+        g = gres[(gres["stage"] == "final") & (gres["pairing"] == "all")]
+        display(g[["point", "d_mlp", "n_layer", "tokens", "heldout_loss", "share_universal", "share_above_control_q999",
+                   "excess_q99", "excess_max", "mean_corr_median", "mean_baseline_median"]].round(3))
+        gpu_md = (f"{len(g)} of its {len(gsw.points)} points have been run (the device of each is recorded in its "
+                  "`tables/universality.json`); their largest excess correlation is "
+                  f"{g['excess_max'].max():.3f}, and {int(g['n_universal'].sum()):,} neurons pass {threshold:g}.")
+    else:
+        gpu_md = ("None of its points has been run on the machine that built this book (it had no GPU), so this "
+                  "page makes no claim about models wider than d_mlp = 512.")
+glue("gpu_md", Markdown(gpu_md), display=False)
 
 # %% [markdown]
 # ## Reading the results

@@ -10,10 +10,17 @@ Dead neurons (zero variance over the kept tokens) have undefined correlations, h
 both sides: a dead partner neuron (real or rotated) never wins a max; a dead reference neuron gets NaN
 max_corr, baseline and excess_corr (never universal), layer -1 and `is_dead` True.
 
-Memory is bounded by `max_accumulator_gb`, not by the model: the partner columns (real and rotated, all
-partners side by side) are split into tiles, one pass over the tokens per tile, keeping per reference
-neuron only running maxima. Accumulators are checkpointed every few chunks (a killed run resumes), and
-under torchrun the chunks are shared out over the processes and the accumulators all-reduced.
+The baseline needs no rotated activations: the pass accumulates the reference-by-partner co-moments and
+each partner layer's own co-moments Σ_vv, and at every token snapshot cov(x, R v) = cov(x, v) Rᵀ and
+var(R v)_j = R_j Σ_vv R_jᵀ give the rotated correlations exactly. Per token that is one product of the
+reference against the real partner neurons plus a d_mlp x d_mlp product per partner layer, instead of a
+second full product against rotated neurons (about half the work).
+
+Memory is bounded by `max_accumulator_gb`, not by the model: the partner layers (all partners side by
+side) are grouped into tiles, one pass over the tokens per tile, keeping per reference neuron only
+running maxima; when even one partner layer is too wide, the reference neurons are split into row blocks
+as well. Accumulators are checkpointed every few chunks (a killed run resumes), and under torchrun the
+chunks are shared out over the processes and the accumulators all-reduced.
 
 CLI: `python -m universal_neurons.universality --profile smoke` (or `torchrun --nproc_per_node=K -m ...`).
 """
