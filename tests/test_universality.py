@@ -341,7 +341,7 @@ def test_scale_aware_threshold_is_the_controls_quantile_of_live_neurons(tmp_path
 def test_algebraic_rotated_baseline_equals_rotating_the_activations():
     """The baseline from co-moments (cov(x, v) Rᵀ, R Σ_vv Rᵀ) against numpy float64 on explicitly rotated data."""
     from universal_neurons.correlation import StreamingPearson
-    from universal_neurons.universality import _tile_correlations
+    from universal_neurons.universality import _baseline
 
     rng = np.random.default_rng(3)
     t, n_a, d = 4000, 24, 16
@@ -356,10 +356,10 @@ def test_algebraic_rotated_baseline_equals_rotating_the_activations():
         acc.update(xs, vs)
         for g, l in zip(grams, (0, 1)):
             g.update(vs[:, l * d:(l + 1) * d], vs[:, l * d:(l + 1) * d])
-    rots = [rotation(d, 0, 0, l).double() for l in (0, 1)]
-    real, base, dead = _tile_correlations(acc, grams, rots)
+    rots = [rotation(d, 0, 0, l) for l in (0, 1)]
+    real, cm, norm_a = acc.correlation(), acc.comoment(), acc.norms()[0]
+    base = [_baseline(cm[:, l * d:(l + 1) * d], norm_a, grams[l], rots[l]) for l in (0, 1)]
     xf, vf = x.astype(np.float32).astype(np.float64), v.astype(np.float32).astype(np.float64)  # what the engine saw
     np.testing.assert_allclose(real[:, :d].numpy(), np_corr(xf, vf[:, :d]), atol=1e-6)
-    np.testing.assert_allclose(base[0].numpy(), np_corr(xf, vf[:, :d] @ rots[0].numpy().T), atol=1e-6)
+    np.testing.assert_allclose(base[0].numpy(), np_corr(xf, vf[:, :d] @ rots[0].double().numpy().T), atol=1e-6)
     assert torch.isnan(base[1]).all() and torch.isnan(real[:, d:]).all()
-    assert dead.tolist() == [False] * d + [True] * d

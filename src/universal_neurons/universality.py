@@ -48,8 +48,8 @@ from .cli import one_line_errors, profile_parser
 from .errors import UserError
 
 FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # token snapshots for the convergence curve
-BYTES_PER_PAIR = 32  # per (reference, partner column): float64 accumulator, float32 product, float64
-# correlation and its masked copy; `max_accumulator_gb` bounds these plus the chunk's partner activations
+BYTES_PER_PAIR = 32  # per (reference, partner column): float64 accumulator, float32 product, float64 copy at a
+# snapshot, with room for one layer's masked maxima; `max_accumulator_gb` bounds these plus the chunk's columns
 VERSION = 2  # 2: the rotated baseline computed from the partner layers' co-moments
 CONTROL_QUANTILE = 0.999  # the scale-aware threshold: this quantile of the excess against an untrained partner
 
@@ -105,23 +105,16 @@ def _tiles(n_a: int, units, budget_bytes: float, chunk_tokens: int):
     return [(i0, min(i0 + rows, n_a), [u]) for u in units for i0 in range(0, n_a, rows)]
 
 
-def _tile_correlations(acc: StreamingPearson, grams, rots):
-    """A tile's correlations from its statistics: real [rows, Σd] (units side by side), and per unit the
-    baseline [rows, d] against the rotated neurons u = R v, exactly: cov(x, Rv) = cov(x, v) Rᵀ and
-    var(Rv)_j = R_j Σ_vv R_jᵀ (float64; NaN for zero variance). Also the dead partner columns [Σd]."""
-    cm = acc.comoment()  # [rows, Σd]
-    norm_a, norm_b = acc.norms()
-    base, c = [], 0
-    for gram, r in zip(grams, rots):  # r [d, d] float64
-        d = r.shape[0]
-        s = gram.comoment()  # [d, d] = N Σ_vv
-        var = ((r @ s) * r).sum(1)  # [d]
-        scale = (r * r) @ s.diagonal().clamp(min=0)  # the variance if the mixed neurons were uncorrelated
-        norm_u = torch.where(var > 1e-12 * scale, var, torch.nan).sqrt()
-        base.append((cm[:, c:c + d] @ r.T).div_(norm_a[:, None]).div_(norm_u).clamp_(-1.0, 1.0))
-        c += d
-    real = cm.div_(norm_a[:, None]).div_(norm_b).clamp_(-1.0, 1.0)
-    return real, base, norm_b.isnan()
+def _baseline(cm: torch.Tensor, norm_a: torch.Tensor, gram: StreamingPearson, rot: torch.Tensor) -> torch.Tensor:
+    """Correlations [rows, d] of reference rows with one partner layer's rotated neurons u = R v, from the
+    co-moments cm [rows, d] with that layer (norm_a [rows]: the rows' centred norms) and the layer's own
+    (`gram`), exactly: cov(x, Rv) = cov(x, v) Rᵀ and var(Rv)_j = R_j Σ_vv R_jᵀ. float64; NaN for zero variance."""
+    r = rot.to(torch.float64)  # [d, d]
+    s = gram.comoment()  # [d, d] = N Σ_vv
+    var = ((r @ s) * r).sum(1)  # [d]
+    scale = (r * r) @ s.diagonal().clamp(min=0)  # the variance if the mixed neurons were uncorrelated
+    norm_u = torch.where(var > 1e-12 * scale, var, torch.nan).sqrt()
+    return (cm @ r.T).div_(norm_a[:, None]).div_(norm_u).clamp_(-1.0, 1.0)
 
 
 class _Maxima:
@@ -135,17 +128,24 @@ class _Maxima:
         self.rms |= {("layer", p, l): RunningMax(n_a, device) for p in range(P) for l in range(shapes[p + 1][0])}
         self.dead = [0] * P
 
-    def fold(self, real, base, dead, units, i0: int, k: int) -> None:
-        """Fold snapshot k of a tile (rows from i0; `_tile_correlations`' output for `units`)."""
+    def fold(self, acc: StreamingPearson, grams, rots, units, i0: int, k: int) -> None:
+        """Fold snapshot k of a tile: `acc` holds its reference rows (from i0) against `units` side by side,
+        `grams` and `rots` each unit's own co-moments and baseline matrix. Holds one float64 copy of the tile."""
+        cm = acc.comoment()  # [rows, Σd]
+        norm_a, norm_b = acc.norms()
         c = 0
-        for (p, l, d), b in zip(units, base):
+        for (p, l, d), gram, rot in zip(units, grams, rots):  # the baseline needs cm before it is normalised
+            self.rms[k, p, 1].update(_baseline(cm[:, c:c + d], norm_a, gram, rot), l * d, i0)
+            c += d
+        real = cm.div_(norm_a[:, None]).div_(norm_b).clamp_(-1.0, 1.0)  # = acc.correlation(), in place
+        c = 0
+        for p, l, d in units:
             block = real[:, c:c + d]
             self.rms[k, p, 0].update(block, l * d, i0)
-            self.rms[k, p, 1].update(b, l * d, i0)
             if k == self.n_snap - 1:
                 self.rms["layer", p, l].update(block, 0, i0)
                 if i0 == 0:
-                    self.dead[p] += int(dead[c:c + d].sum())
+                    self.dead[p] += int(norm_b[c:c + d].isnan().sum())
             c += d
 
     def state_dict(self) -> dict:
@@ -240,7 +240,7 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
             acc.load_state_dict(state["acc"])
             for g, sd in zip(grams, state["grams"]):
                 g.load_state_dict(sd)
-        rots = [rotation(d, seed, p, l, baseline).to(device, torch.float64) for p, l, d in units]
+        rots = [rotation(d, seed, p, l, baseline).to(device) for p, l, d in units]  # float32 [d, d] each
         need = sorted({p for p, *_ in units})
         for c in range(step - t * n_chunks, n_chunks):
             if c % world == rank:
@@ -255,7 +255,7 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
                 if world > 1:
                     for a in (acc, *grams):
                         a.all_reduce_()
-                maxima.fold(*_tile_correlations(acc, grams, rots), units, i0, plan.snap_chunks.index(c))
+                maxima.fold(acc, grams, rots, units, i0, plan.snap_chunks.index(c))
                 if world > 1 and rank != 0:  # rank 0 now holds the sums; the others start afresh
                     acc = StreamingPearson(i1 - i0, acc.n_b, device)
                     grams = [StreamingPearson(g.n_a, g.n_b, device) for g in grams]
