@@ -157,12 +157,14 @@ if ctrl is not None:
     c = ctrl.neurons[~ctrl.neurons["is_dead"]]["excess_corr"]
     axes[1].hist(c, bins=56, histtype="step", color="grey", density=True, label="untrained partner")
 axes[1].axvline(threshold, color="red", ls=":", label=f"threshold {threshold}")
+if ctrl is not None:
+    q_ctrl = U.control_threshold(ctrl.neurons)
+    axes[1].axvline(q_ctrl, color="grey", ls="--", label=f"control q99.9 ({q_ctrl:.3f})")
 axes[1].set(xlabel="excess_corr", title="Excess correlation")
 axes[1].legend(fontsize=8)
 show(fig)
 cs = ctrl.info["summary"] if ctrl is not None else None
 if cs:
-    q_ctrl = U.control_threshold(ctrl.neurons)
     n_ctrl = int((live["excess_corr"] > q_ctrl).sum())
     control_md = (
         f"Against the untrained control the excess correlation has median {cs['excess_q50']:.3f}, 99th percentile "
