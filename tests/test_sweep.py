@@ -42,7 +42,7 @@ def test_grid_expands_to_derived_profiles_sharing_the_data(tiny, smoke):
         assert p.data_dir == smoke.data_dir and p.root == smoke.root  # one tokenizer and one set of rows
     assert tiny.snapshot_point == IDS[1] and S.snapshot_steps(tiny.points[1], [0.5]) == {0.5: 10}
     real = S.load_sweep("sweep")
-    assert len(real.points) == 6 and real.points[0].name == "sweep/w32-l4-t600000"
+    assert len(real.points) == 12 and real.points[0].name == "sweep/w32-l2-t600000"  # 3 widths x 2 depths x 2 budgets
     gpu = S.load_sweep("sweep-gpu")
     assert any(p.point["d_model"] == 768 and p.point["d_mlp"] == 3072 for p in gpu.points)
 
