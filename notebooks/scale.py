@@ -99,18 +99,22 @@ glue("missing_md", Markdown(missing_md), display=False)
 # correlate with an untrained one.
 
 # %%
-final = res[res["stage"] == "final"] if len(res) else res
-have = len(final) > 0
-if have:
-    allp = final[final["pairing"] == "all"].copy()
-    cols = ["point", "d_model", "d_mlp", "n_layer", "parameters", "tokens", "heldout_loss", "share_universal",
-            "control_q999", "share_above_control_q999", "excess_q50", "excess_q99", "excess_max",
-            "mean_corr_median", "mean_baseline_median"]
-    table = allp[cols].copy()
+def show_rows(rows, cols):
+    """Display results rows: shares in percent, the threshold columns named for the page."""
+    table = rows[cols].copy()
     for c in ("share_universal", "share_above_control_q999"):
         table[c] = 100 * table[c]
     display(table.rename(columns={"share_universal": f"% > {threshold}", "control_q999": "control q99.9",
                                   "share_above_control_q999": "% > control q99.9"}).round(3))
+
+
+final = res[res["stage"] == "final"] if len(res) else res
+have = len(final) > 0
+if have:
+    allp = final[final["pairing"] == "all"].copy()
+    show_rows(allp, ["point", "d_model", "d_mlp", "n_layer", "parameters", "tokens", "heldout_loss", "share_universal",
+                     "control_q999", "share_above_control_q999", "excess_q50", "excess_q99", "excess_max",
+                     "mean_corr_median", "mean_baseline_median"])
     threshold_md = (
         f"Over the finished points, {int(allp['n_universal'].sum()):,} reference neurons in all exceed the paper's "
         f"threshold of {threshold:g} (at most {100 * allp['share_universal'].max():.2f}% of a zoo's neurons). The "
@@ -310,43 +314,36 @@ print(trend_md)
 # curves. {glue:md}`default_md`
 
 # %%
-default_rows = []
+SIDE = ["d_mlp", "n_layer", "tokens", "partners", "n_tokens", "share_universal", "control_q999",
+        "share_above_control_q999", "excess_q99", "excess_max", "mean_corr_median", "mean_baseline_median"]
+side = {}  # zoo -> its row, in results.csv's columns
 try:
     dprof = un.load_profile("default")
     dres = U.load_results(dprof.tables_dir)
-    ds = dres.info["summary"]
-    dlive = dres.neurons[~dres.neurons["is_dead"]]
-    dq = dshare = float("nan")
-    if (dprof.tables_dir / "control" / "neurons.csv").is_file():
+    dlive = dres.neurons.loc[~dres.neurons["is_dead"], "excess_corr"]
+    try:
         dq = U.resolve_threshold("control", dprof)[0]
-        dshare = float((dlive["excess_corr"] > dq).mean())
-    m = dprof.cfg["model"]
-    default_rows.append({"zoo": "default", "d_mlp": m["d_mlp"], "n_layer": m["n_layer"],
-                         "tokens": dprof.cfg["train"]["tokens"], "partners": len(dres.info["partners"]),
-                         "n_tokens": dres.info["n_tokens"], f"% > {threshold}": 100 * ds["share_universal"],
-                         "control q99.9": dq, "% > control q99.9": 100 * dshare, "excess_q99": ds["excess_q99"],
-                         "excess_max": ds["excess_max"], "mean_corr_median": ds["mean_corr_median"],
-                         "mean_baseline_median": ds["mean_baseline_median"]})
+    except un.UserError:  # no control table: the scale-aware columns stay empty
+        dq = float("nan")
+    side["default"] = {**dres.info["summary"], "d_mlp": dprof.cfg["model"]["d_mlp"],
+                       "n_layer": dprof.cfg["model"]["n_layer"], "tokens": dprof.cfg["train"]["tokens"],
+                       "partners": len(dres.info["partners"]), "n_tokens": dres.info["n_tokens"],
+                       "control_q999": dq, "share_above_control_q999": float((dlive > dq).mean())}
 except un.UserError as e:
     print(f"default profile: {e}")
-if default_rows and have:
+if side and have:
     top = allp.sort_values(["d_mlp", "tokens"]).iloc[-1]
-    default_rows.append({"zoo": top["point"], "d_mlp": top["d_mlp"], "n_layer": top["n_layer"],
-                         "tokens": top["tokens"], "partners": len(str(top["partners"]).split()),
-                         "n_tokens": top["n_tokens"], f"% > {threshold}": 100 * top["share_universal"],
-                         "control q99.9": top["control_q999"], "% > control q99.9": 100 * top["share_above_control_q999"],
-                         "excess_q99": top["excess_q99"], "excess_max": top["excess_max"],
-                         "mean_corr_median": top["mean_corr_median"], "mean_baseline_median": top["mean_baseline_median"]})
-if default_rows:
-    display(pd.DataFrame(default_rows).round(3))
-    d = default_rows[0]
+    side[top["point"]] = {**top.to_dict(), "partners": len(str(top["partners"]).split())}
+if side:
+    show_rows(pd.DataFrame.from_dict(side, orient="index"), SIDE)
+    d = side["default"]
     default_md = (f"The default zoo's 99th percentile of the excess correlation is {d['excess_q99']:.3f} and its "
-                  f"largest {d['excess_max']:.3f}; {d[f'% > {threshold}']:.2f}% of its neurons pass the paper's "
-                  f"{threshold:g} and {d['% > control q99.9']:.2f}% pass its own control's 99.9th percentile "
-                  f"({d['control q99.9']:.3f}).")
-    if len(default_rows) > 1:
-        default_md += (f" The sweep's widest, longest-trained point `{default_rows[1]['zoo']}` reaches "
-                       f"{default_rows[1]['excess_q99']:.3f} and {default_rows[1]['excess_max']:.3f}.")
+                  f"largest {d['excess_max']:.3f}; {100 * d['share_universal']:.2f}% of its neurons pass the paper's "
+                  f"{threshold:g} and {100 * d['share_above_control_q999']:.2f}% pass its own control's 99.9th "
+                  f"percentile ({d['control_q999']:.3f}).")
+    if have:
+        default_md += (f" The sweep's widest, longest-trained point `{top['point']}` reaches "
+                       f"{top['excess_q99']:.3f} and {top['excess_max']:.3f}.")
 else:
     default_md = ("The default profile's universality tables are not on this machine (`make book` computes them), "
                   "so it is not shown here.")
