@@ -2,11 +2,13 @@
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import pytest
 
 from universal_neurons import UserError
-from universal_neurons.zoo import train_seed
+from universal_neurons.zoo import checkpoint_root, latest_checkpoint, train_members, train_seed
 
 SMALL = {"tokens": 30000, "batch_size": 8, "lr": 3e-3, "warmup_steps": 5, "weight_decay": 0.1, "checkpoint_every": 10,
          "eval_tokens": 4096}
@@ -36,10 +38,84 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, smoke, smoke
     full = train(tmp_path, "full", 3, smoke, smoke_data)
     ckpt = train(tmp_path, "resumed", 3, smoke, smoke_data, stop_after=12)
     assert not (tmp_path / "zoo" / "resumed").exists(), "an interrupted run must leave no final folder"
-    assert json.loads((ckpt / "state.json").read_text())["step"] == 10  # the last checkpoint before the stop
+    last = latest_checkpoint(ckpt)
+    assert json.loads((last / "state.json").read_text())["step"] == 10  # the last checkpoint before the stop
+    assert [p.name for p in ckpt.iterdir()] == [last.name], "older checkpoints are dropped"
     resumed = train(tmp_path, "resumed", 3, smoke, smoke_data)
     assert sha(full / "model.safetensors") == sha(resumed / "model.safetensors")
     assert not ckpt.exists(), "the checkpoint is removed once the member is saved"
+
+
+# A training run killed (os._exit: no clean-up) right after one of the checkpoint's writes at step 20.
+KILLED_RUN = """
+import os, sys, safetensors.torch, torch
+from pathlib import Path
+import universal_neurons.atomic as atomic, universal_neurons.zoo as zoo
+from universal_neurons import load_profile
+from universal_neurons.data import prepare, tokenizer_dir
+out, kill_after, small = Path(sys.argv[1]), sys.argv[2], eval(sys.argv[3])
+armed, renames = False, 0
+save_checkpoint = zoo._save_checkpoint
+def save(root, model, opt, step, *rest):
+    global armed
+    armed = step == 20
+    return save_checkpoint(root, model, opt, step, *rest)
+def after(name, fn):
+    def wrapped(*a, **k):
+        global renames
+        r = fn(*a, **k)
+        renames += armed and name == "rename"
+        if armed and name == kill_after and (name != "rename" or renames == 2):  # 1: state.json, 2: the folder
+            os._exit(9)
+        return r
+    return wrapped
+zoo._save_checkpoint = save
+safetensors.torch.save_file = after("model", safetensors.torch.save_file)
+torch.save = after("optimizer", torch.save)
+zoo.write_json = after("state", zoo.write_json)
+atomic.os.replace = after("rename", os.replace)
+prof = load_profile("smoke")
+train, heldout = prepare(prof, progress=False)
+zoo.train_seed(3, out, train, heldout, prof.cfg["model"], small, tokenizer_dir(prof, progress=False), progress=False)
+"""
+
+
+@pytest.mark.parametrize("kill_after", ["model", "optimizer", "state", "rename"])
+def test_training_killed_between_checkpoint_files_resumes_to_the_same_bytes(tmp_path, smoke, smoke_data, kill_after):
+    full = train(tmp_path, "full", 3, smoke, smoke_data)
+    out = tmp_path / "zoo" / "killed"
+    run = subprocess.run([sys.executable, "-c", KILLED_RUN, str(out), kill_after, repr(SMALL)], capture_output=True,
+                         text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 9, run.stderr[-2000:]
+    assert not out.exists()
+    last = latest_checkpoint(checkpoint_root(out))
+    step = json.loads((last / "state.json").read_text())["step"]
+    assert step == (20 if kill_after == "rename" else 10)  # the complete checkpoint, never a half-written one
+    resumed = train(tmp_path, "killed", 3, smoke, smoke_data)
+    assert sha(full / "model.safetensors") == sha(resumed / "model.safetensors")
+    assert not checkpoint_root(out).exists()
+
+
+def test_members_trained_side_by_side_equal_those_trained_one_by_one(tmp_path, smoke, smoke_data):
+    """The speed options (SDPA, fused AdamW, one-thread processes side by side) stay byte-deterministic."""
+    train_rows, heldout, tdir = smoke_data
+    jobs = [{"seed": s, "out_dir": tmp_path / "par" / f"seed-{s}", "train": train_rows, "heldout": heldout,
+             "model_cfg": smoke.cfg["model"], "train_cfg": dict(SMALL), "tokenizer_dir": tdir} for s in (1, 2)]
+    par = train_members(jobs, progress=False)
+    seq = [train(tmp_path, f"seq-{s}", s, smoke, smoke_data) for s in (1, 2)]
+    assert [sha(p / "model.safetensors") for p in par] == [sha(p / "model.safetensors") for p in seq]
+    info = json.loads((par[0] / "training_log.json").read_text())
+    assert info["threads"] == 1 and info["train"]["attention"] == "sdpa" and info["train"]["fused_adamw"] is True
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, smoke, smoke_data):
+    train_rows, heldout, tdir = smoke_data
+    ckpt = train(tmp_path, "a", 4, smoke, smoke_data, stop_after=12)
+    other = train_seed(4, tmp_path / "zoo" / "a", train_rows, heldout, smoke.cfg["model"], dict(SMALL, lr=1e-3), tdir,
+                       progress=False)
+    fresh = train_seed(4, tmp_path / "zoo" / "b", train_rows, heldout, smoke.cfg["model"], dict(SMALL, lr=1e-3), tdir,
+                       progress=False)
+    assert not ckpt.exists() and sha(other / "model.safetensors") == sha(fresh / "model.safetensors")
 
 
 def test_trained_member_is_reused_and_retrained_when_settings_change(tmp_path, smoke, smoke_data):

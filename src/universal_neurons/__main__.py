@@ -1,4 +1,8 @@
-"""Command line: `python -m universal_neurons <command> --profile NAME [--set section.key=value ...]`."""
+"""Command line: `python -m universal_neurons <command> --profile NAME [--set section.key=value ...]`.
+
+data: corpus + tokenizer + token rows. zoo: train every seed (a shipped zoo: check it; `--retrain`: train it
+again into artifacts/ and compare). release: train a shipped zoo's missing seeds into its repository folder.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from .cli import one_line_errors, profile_parser
 @one_line_errors
 def main(argv=None) -> int:
     ap = profile_parser("python -m universal_neurons")
-    ap.add_argument("command", choices=["data", "zoo", "info"], help="data: corpus+tokenizer+token rows; zoo: train every seed")
+    ap.add_argument("command", choices=["data", "zoo", "release", "info"])
+    ap.add_argument("--retrain", action="store_true", help="zoo: retrain a shipped zoo into artifacts/ and compare")
+    ap.add_argument("--seeds", type=int, nargs="+", help="release: only these seeds")
     args = ap.parse_args(argv)
     from .profiles import load_profile
 
@@ -23,12 +29,25 @@ def main(argv=None) -> int:
         print(f"{profile.name}: {len(train)} train rows, {len(heldout)} held-out rows of {train.n_ctx} tokens; "
               f"unigram entropy {train.header['unigram_entropy_nats']:.3f} nats")
     elif args.command == "zoo":
-        from .zoo import train_zoo
-
         if not profile.is_zoo:
             print(f"{profile.name}: real checkpoints ({', '.join(profile.members())}); nothing to train")
             return 0
-        for path in train_zoo(profile, device=args.device, progress=progress):
+        from . import shipped
+
+        if profile.uses_shipped and args.retrain:
+            for line in shipped.retrain_and_compare(profile, device=args.device, progress=progress):
+                print(line)
+        elif profile.uses_shipped:
+            print(shipped.check(profile))
+        else:
+            from .zoo import train_zoo
+
+            for path in train_zoo(profile, device=args.device, progress=progress):
+                print(path)
+    elif args.command == "release":
+        from . import shipped
+
+        for path in shipped.train_release(profile, seeds=args.seeds, device=args.device, progress=progress):
             print(path)
     elif args.command == "info":
         for m in profile.members():

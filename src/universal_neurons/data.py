@@ -19,6 +19,10 @@ def corpus_dir(profile: Profile, progress: bool = True) -> Path:
 def tokenizer_dir(profile: Profile, progress: bool = True) -> Path:
     """The profile's tokenizer folder: trained / fetched into artifacts, or the reference model's own."""
     t = profile.cfg["tokenizer"]
+    from .shipped import describes_shipped
+
+    if describes_shipped(profile, ("corpus", "tokenizer")) and (profile.shipped_dir / "tokenizer" / "tokenizer.json").is_file():
+        return profile.shipped_dir / "tokenizer"  # the shipped zoo's own (checked with it)
     if t["kind"] == "from_model":
         from .loading import resolve_checkpoint
 

@@ -95,7 +95,10 @@ def load_model(source, device: str = "cpu", revision: str | None = None, tokeniz
 
     from .tokenizer import load_tokenizer
 
+    from .shipped import verify_member
+
     folder = resolve_checkpoint(source, revision)
+    verify_member(folder)  # a member of a shipped zoo: its files must match the manifest
     cfg = hooked_config(folder, device)
     hf_logging.disable_progress_bar()
     hf_model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)

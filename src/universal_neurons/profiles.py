@@ -32,6 +32,13 @@ DEFAULTS = {
     "model": {"n_ctx": 128},
     "analysis": {"reference_seed": 0, "n_tokens": 300000, "batch_size": 64},
 }
+# What a zoo profile's `train:` and `model:` sections get unless they say otherwise: the trainer's speed
+# options measured fastest here (`make bench-train`). `threads` is part of the recipe: a seed's bytes
+# depend on it. `schedule`: cosine to 10% of the peak, or wsd (constant, then a linear decay to zero over
+# the last `decay_fraction` of the steps).
+TRAIN_DEFAULTS = {"threads": 1, "attention": "sdpa", "fused_adamw": True, "schedule": "cosine",
+                  "decay_fraction": 0.2, "eval_tokens": 2**18, "precision": "fp32"}
+MODEL_DEFAULTS = {"activation": "gelu_pytorch_tanh"}
 
 
 def _merged(defaults: dict, cfg: dict) -> dict:
@@ -83,7 +90,27 @@ class Profile:
         return artifacts_root() / self.name
 
     @property
+    def shipped_dir(self) -> Path | None:
+        """The repository folder of a shipped zoo (`shipped: zoo/release`), or None for a zoo trained here."""
+        rel = self.cfg.get("shipped")
+        return REPO_ROOT / rel if rel else None
+
+    @property
+    def uses_shipped(self) -> bool:
+        """True if the members are the shipped ones: a `shipped:` folder whose recipe the profile (with its
+        overrides) still is; an override of the recipe means a zoo trained here instead."""
+        from .shipped import describes_shipped
+
+        return self.shipped_dir is not None and describes_shipped(self)
+
+    @property
     def zoo_dir(self) -> Path:
+        """Where the members are: the shipped folder, or `artifacts/<profile>/zoo` for a zoo trained here."""
+        return self.shipped_dir if self.uses_shipped else self.trained_dir
+
+    @property
+    def trained_dir(self) -> Path:
+        """Where `make zoo` trains (for a shipped profile: where RETRAIN=1 retrains it)."""
         return self.root / "zoo"
 
     @property
@@ -129,6 +156,9 @@ def load_profile(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Prof
     if not path.is_file():
         raise UserError(f"unknown profile {name!r}; choose one of: {', '.join(available_profiles())}")
     cfg = _merged(DEFAULTS, yaml.safe_load(path.read_text()))
+    if "train" in cfg:
+        cfg["train"] = _merged(TRAIN_DEFAULTS, cfg["train"])
+        cfg["model"] = _merged(MODEL_DEFAULTS, cfg["model"])
     for item in overrides:
         _apply_override(cfg, item)
     return Profile(name, cfg)

@@ -130,9 +130,9 @@ def grid_points(cfg: dict) -> list[dict]:
     grid = cfg.get("grid")
     if not isinstance(grid, dict):
         raise UserError("the profile has no grid: section (widths, layers, tokens); see profiles/sweep.yaml")
-    unknown = set(grid) - {"widths", "layers", "tokens"}
+    unknown = set(grid) - {"widths", "layers", "tokens", "variants"}
     if unknown:
-        raise UserError(f"grid: unknown key(s) {', '.join(sorted(unknown))}; known: widths, layers, tokens")
+        raise UserError(f"grid: unknown key(s) {', '.join(sorted(unknown))}; known: widths, layers, tokens, variants")
     widths = []
     for w in _list(grid, "widths"):
         if not isinstance(w, list) or len(w) not in (2, 3):
@@ -144,14 +144,23 @@ def grid_points(cfg: dict) -> list[dict]:
         widths.append((d_model, d_mlp, n_head))
     layers = [_int(x, "grid.layers") for x in _list(grid, "layers")]
     tokens = [_int(x, "grid.tokens") for x in _list(grid, "tokens")]
+    variants = grid.get("variants") or [{}]
+    for v in variants:
+        if not isinstance(v, dict) or (len(variants) > 1 and not isinstance(v.get("id"), str)):
+            raise UserError(f"grid.variants: {v!r} is not a section with an id and train.* values, e.g. "
+                            "{id: wsd, schedule: wsd}")
+        bad = set(v) - {"id"} - set(cfg["train"])
+        if bad:
+            raise UserError(f"grid.variants {v.get('id')!r}: unknown train key(s) {', '.join(sorted(bad))}; "
+                            f"known: {', '.join(sorted(cfg['train']))}")
     out, seen = [], set()
-    for (d_model, d_mlp, n_head), n_layer, t in itertools.product(widths, layers, tokens):
-        pid = point_id(d_model, d_mlp, n_layer, t)
+    for (d_model, d_mlp, n_head), n_layer, t, v in itertools.product(widths, layers, tokens, variants):
+        pid = point_id(d_model, d_mlp, n_layer, t) + (f"-{v['id']}" if v.get("id") else "")
         if pid in seen:
             raise UserError(f"grid: point {pid} appears twice; remove the duplicate width, layer count or budget")
         seen.add(pid)
         out.append({"id": pid, "d_model": d_model, "d_mlp": d_mlp, "n_head": n_head, "n_layer": n_layer,
-                    "tokens": t})
+                    "tokens": t, "variant": v.get("id", ""), "train": {k: x for k, x in v.items() if k != "id"}})
     return out
 
 
@@ -181,11 +190,14 @@ def expand(base: Profile, directory=None) -> Sweep:
     directory = Path(directory) if directory is not None else artifacts_root() / base.name
     data_root = _data_root(base, directory)
     common = {k: v for k, v in base.cfg.items() if k not in SWEEP_KEYS}
+    if base.cfg.get("data_from"):  # the same tokenizer as that profile, shipped or not
+        common["shipped"] = load_profile(base.cfg["data_from"]).cfg.get("shipped")
     points = []
     for pt in grid_points(base.cfg):
         cfg = copy.deepcopy(common)
         cfg["model"].update(d_model=pt["d_model"], d_mlp=pt["d_mlp"], n_head=pt["n_head"], n_layer=pt["n_layer"])
         cfg["train"]["tokens"] = pt["tokens"]
+        cfg["train"].update(pt["train"])
         cfg["description"] = (f"{base.name} point {pt['id']}: {len(cfg['train']['seeds'])} seeds, {pt['n_layer']} "
                               f"layers, d_model {pt['d_model']}, d_mlp {pt['d_mlp']}, {pt['tokens']:,} tokens")
         points.append(PointProfile(f"{base.name}/{pt['id']}", cfg, point_id=pt["id"], point=pt,
@@ -247,7 +259,7 @@ def _export(ckpt: Path, dest: Path, point: Profile, tdir, info: dict) -> None:
 
     tok = load_tokenizer(tdir)
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(gpt2_config(point.cfg["model"], len(tok), tok.bos_token_id))
+    model = GPT2LMHeadModel(gpt2_config(point.cfg["model"], len(tok), tok.bos_token_id, point.cfg["train"]["attention"]))
     model.load_state_dict(load_file(str(ckpt / "model.safetensors")), strict=False)
     model.tie_weights()
     with atomic_dir(dest) as tmp:
@@ -269,31 +281,36 @@ def _snapshot_current(dest: Path, key: dict) -> bool:
 def train_with_snapshots(point: PointProfile, seed: int, fractions, train, heldout, tdir, device="cpu",
                          progress=True) -> Path:
     """Train one member of `point`, exporting the model at each snapshot fraction on the way (cached)."""
-    from .zoo import is_current, train_seed
+    from .zoo import checkpoint_root, is_current, latest_checkpoint, train_seed
 
     mc, tc, prov = point.cfg["model"], point.cfg["train"], train.header["provenance"]
     final = point.seed_dir(seed)
     steps = snapshot_steps(point, fractions)
     dests = {f: snapshot_dir(point, f) / f"seed-{seed}" for f in fractions}
     work = point.point_dir / "snapshots" / ".run" / f"seed-{seed}"  # the stopped-and-resumed run
-    ckpt = work.parent / ".partial" / work.name  # where train_seed keeps its checkpoint
+    ckpt = checkpoint_root(work)  # where train_seed keeps its checkpoints
+
+    def at_step() -> tuple[int, Path | None]:
+        last = latest_checkpoint(ckpt)
+        return (json.loads((last / "state.json").read_text())["step"], last) if last else (0, None)
+
     todo = [f for f in fractions if not _snapshot_current(dests[f], _snapshot_key(point, seed, steps[f], prov))]
     for f in todo:
         s = steps[f]
-        state = ckpt / "state.json"
-        at = json.loads(state.read_text())["step"] if state.is_file() else 0
+        at, _ = at_step()
         if at > s:  # a checkpoint past this snapshot (e.g. fractions changed): start again
             shutil.rmtree(ckpt)
             at = 0
         if at != s:
             train_seed(seed, work, train, heldout, mc, tc, tdir, device=device, progress=progress, stop_after=s)
-        st = json.loads(state.read_text())
-        if st["step"] != s:
-            raise RuntimeError(f"snapshot of seed {seed} expected at step {s}, checkpoint is at {st['step']}")
-        last = st["log"][-1]
-        _export(ckpt, dests[f], point, tdir, {
-            "key": _snapshot_key(point, seed, s, prov), "fraction": f, "step": s, "tokens": last["tokens"],
-            "heldout_loss": last["heldout_loss"], "train_loss": last["train_loss"], "total_steps": _total_steps(point),
+        at, last = at_step()
+        if at != s:
+            raise RuntimeError(f"snapshot of seed {seed} expected at step {s}, checkpoint is at {at}")
+        st = json.loads((last / "state.json").read_text())
+        entry = st["log"][-1]
+        _export(last, dests[f], point, tdir, {
+            "key": _snapshot_key(point, seed, s, prov), "fraction": f, "step": s, "tokens": entry["tokens"],
+            "heldout_loss": entry["heldout_loss"], "train_loss": entry["train_loss"], "total_steps": _total_steps(point),
             "heldout_loss_note": "measured during training on a quarter of train.eval_tokens held-out tokens"})
     if is_current(final, mc, tc, prov):
         shutil.rmtree(work.parent, ignore_errors=True)
@@ -321,6 +338,24 @@ def train_point(sweep: Sweep, point: PointProfile, device="cpu", progress=True) 
 
     return [train_seed(s, point.seed_dir(s), train, heldout, point.cfg["model"], point.cfg["train"], tdir,
                        device=device, progress=progress) for s in point.seeds]
+
+
+def train_side_by_side(sweep: Sweep, points: list[PointProfile], device="cpu", progress=True) -> None:
+    """Train the members of several points at once, one one-thread process per core (the snapshot point,
+    which stops and resumes, trains on its own in `run_point`)."""
+    from .data import prepare, tokenizer_dir
+    from .zoo import train_members
+
+    jobs = []
+    for p in points:
+        if p.point_id == sweep.snapshot_point:
+            continue
+        train, heldout = prepare(p, progress)
+        tdir = tokenizer_dir(p, progress)
+        jobs += [{"seed": s, "out_dir": p.seed_dir(s), "train": train, "heldout": heldout, "model_cfg": p.cfg["model"],
+                  "train_cfg": p.cfg["train"], "tokenizer_dir": tdir} for s in p.seeds]
+    if jobs:
+        train_members(jobs, device, progress)
 
 
 # ---- analysis and results -------------------------------------------------------------------------------
@@ -423,7 +458,8 @@ def run_point(sweep: Sweep, point: PointProfile, device="cpu", threshold=0.5, pr
                          "budget_tokens": point.point["tokens"], "tokens": snap["tokens"],
                          "train_fraction": snap["tokens"] / info["tokens"],
                          "heldout_loss": float(np.mean(losses)), "heldout_loss_sd": float(np.std(losses)),
-                         "n_seeds": len(point.seeds), **r})
+                         "n_seeds": len(point.seeds), "variant": point.point.get("variant", ""),
+                         "lr": point.cfg["train"]["lr"], "schedule": point.cfg["train"]["schedule"], **r})
     write_json(point.point_dir / "summary.json", {"key": _point_key(sweep, point), "rows": rows})
     return rows
 
@@ -440,10 +476,58 @@ def read_results(sweep: Sweep) -> pd.DataFrame:
 
 
 def write_results(sweep: Sweep) -> pd.DataFrame:
+    """results.csv of the finished points, and results.json: where, when and with what it was computed."""
+    import datetime
+
+    import torch
+
+    from .zoo import cpu_model
+
     table = read_results(sweep)
     with atomic_path(sweep.results_path) as tmp:
         table.to_csv(tmp, index=False)
+    done = [p.point_id for p in sweep.points if point_done(sweep, p)]
+    write_json(sweep.results_path.with_suffix(".json"), {
+        "sweep": sweep.base.name, "cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(), "points_done": done,
+        "recompute": f"python -m universal_neurons.sweep --profile {sweep.base.name}"})
     return table
+
+
+def shipped_results_path(sweep: Sweep) -> Path:
+    """`results/<sweep>.csv` in the repository: a finished sweep's table, kept because it costs hours."""
+    from .profiles import REPO_ROOT
+
+    return REPO_ROOT / "results" / f"{sweep.base.name}.csv"
+
+
+def ship_results(sweep: Sweep) -> Path:
+    """Copy results.csv and its provenance (results.json) into the repository's results/ folder."""
+    if not sweep.results_path.is_file():
+        raise UserError(f"{sweep.results_path} does not exist; run the sweep first")
+    dest = shipped_results_path(sweep)
+    for src, dst in ((sweep.results_path, dest), (sweep.results_path.with_suffix(".json"), dest.with_suffix(".json"))):
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+    return dest
+
+
+def results_for_book(sweep: Sweep) -> tuple[pd.DataFrame, str]:
+    """The sweep's results and where they come from: the points finished on this machine, or the table
+    shipped in results/ (with its machine and date) when it has more finished points."""
+    here = read_results(sweep)
+    shipped = shipped_results_path(sweep)
+    if shipped.is_file():
+        table = pd.read_csv(shipped)
+        prov = json.loads(shipped.with_suffix(".json").read_text()) if shipped.with_suffix(".json").is_file() else {}
+        if table["point"].nunique() > (here["point"].nunique() if len(here) else 0):
+            return table, (f"the table shipped in the repository (`results/{shipped.name}`), computed on "
+                           f"{prov.get('cpu', 'an unrecorded machine')} ({prov.get('cores', '?')} cores) on "
+                           f"{prov.get('date', 'an unrecorded date')}; `{prov.get('recompute', 'make sweep')}` "
+                           "recomputes it")
+    if len(here):
+        return here, f"computed on this machine (`{sweep.results_path}`)"
+    return here, "nothing yet: no point has been run here and no table is shipped"
 
 
 def status(sweep: Sweep) -> pd.DataFrame:
@@ -457,6 +541,7 @@ def run_sweep(sweep: Sweep, points=None, device="cpu", threshold=0.5, limit: int
     """Run every missing point (or those named in `points`), at most `limit` of them; rewrite results.csv
     after each. Returns the ids of the points run now."""
     chosen = [sweep.point(i) for i in points] if points else sweep.points
+    train_side_by_side(sweep, [p for p in chosen if not point_done(sweep, p)][:limit], device, progress)
     done = []
     for p in chosen:
         if point_done(sweep, p):
@@ -481,10 +566,14 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, help="stop after this many points")
     ap.add_argument("--out", help="the sweep's folder (default artifacts/<profile>)")
     ap.add_argument("--list", action="store_true", help="list the points and which are done; run nothing")
+    ap.add_argument("--ship", action="store_true", help="copy results.csv into the repository's results/ folder")
     args = ap.parse_args(argv)
     sw = load_sweep(args.profile, args.overrides, args.out)
     if args.list:
         print(status(sw).to_string(index=False))
+        return 0
+    if args.ship:
+        print(ship_results(sw))
         return 0
     ran = run_sweep(sw, args.points, device=args.device, threshold=args.threshold, limit=args.limit,
                     progress=not args.quiet)

@@ -7,8 +7,10 @@ Training resumes from its last checkpoint; on CPU the same seed gives byte-ident
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -18,29 +20,46 @@ import torch
 
 from .atomic import atomic_dir, atomic_path, write_json
 from .errors import UserError
+from .profiles import MODEL_DEFAULTS, TRAIN_DEFAULTS
 from .tokenizer import load_tokenizer
 from .tokens import TokenRows
 
 
-def gpt2_config(model_cfg: dict, vocab_size: int, bos_id: int):
-    """A Hugging Face GPT2Config: gelu_new, LayerNorm, learned positions, no dropout, tied embeddings."""
+ACTIVATIONS = ("gelu_pytorch_tanh", "gelu_new")  # GPT-2's tanh GELU: the same function, one kernel or several
+ATTENTION = ("sdpa", "eager")
+SCHEDULES = ("cosine", "wsd")
+
+
+def gpt2_config(model_cfg: dict, vocab_size: int, bos_id: int, attention: str = "sdpa"):
+    """A Hugging Face GPT2Config: tanh GELU, LayerNorm, learned positions, no dropout, tied embeddings."""
     from transformers import GPT2Config
 
-    m = model_cfg
+    m = {**MODEL_DEFAULTS, **model_cfg}
     if m["d_model"] % m["n_head"]:
         raise UserError(f"model.d_model={m['d_model']} is not divisible by model.n_head={m['n_head']}")
-    return GPT2Config(
+    if m["activation"] not in ACTIVATIONS:
+        raise UserError(f"model.activation={m['activation']!r} is not GPT-2's GELU; choose one of {', '.join(ACTIVATIONS)}")
+    if attention not in ATTENTION:
+        raise UserError(f"train.attention={attention!r} is unknown; choose one of {', '.join(ATTENTION)}")
+    cfg = GPT2Config(
         vocab_size=vocab_size, n_positions=m["n_ctx"], n_embd=m["d_model"], n_layer=m["n_layer"],
-        n_head=m["n_head"], n_inner=m["d_mlp"], activation_function="gelu_new",
+        n_head=m["n_head"], n_inner=m["d_mlp"], activation_function=m["activation"],
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=bos_id, eos_token_id=bos_id,
         tie_word_embeddings=True,
     )
+    cfg._attn_implementation = attention
+    return cfg
 
 
-def lr_at(step: int, total: int, lr: float, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak."""
+def lr_at(step: int, total: int, lr: float, warmup: int, schedule: str = "cosine", decay_fraction: float = 0.2) -> float:
+    """Linear warm-up, then either cosine decay to 10% of the peak (`cosine`) or the peak held constant
+    until the last `decay_fraction` of the steps, which decay linearly to zero (`wsd`: warm-up, stable, decay)."""
     if step < warmup:
         return lr * (step + 1) / warmup
+    if schedule == "wsd":
+        n_decay = max(1, round(decay_fraction * total))
+        start = total - n_decay
+        return lr if step < start else lr * (total - step) / n_decay
     frac = (step - warmup) / max(1, total - warmup)
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
@@ -60,31 +79,47 @@ def heldout_loss(model, rows: np.ndarray, device, batch_size: int = 32) -> float
     total, count = 0.0, 0
     for i in range(0, len(rows), batch_size):
         x = torch.as_tensor(rows[i:i + batch_size].astype(np.int64), device=device)
-        with _autocast(device):
-            logits = model(x).logits.float()
+        logits = model(x).logits.float()
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten(), reduction="sum")
         total, count = total + loss.item(), count + x[:, 1:].numel()
     model.train()
     return total / count
 
 
-def _autocast(device):
+def _autocast(device, precision: str = "fp32"):
     dev = torch.device(device)
     if dev.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def _save_checkpoint(ckpt: Path, model, opt, step: int, log: list) -> None:
+# ---- checkpoints: one folder per step, written whole under a temporary name and renamed ------------------
+def checkpoint_root(out_dir: Path) -> Path:
+    """Where a member's checkpoints live while it trains: `<zoo>/.partial/<member>/step-<n>/`."""
+    return Path(out_dir).parent / ".partial" / Path(out_dir).name
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete checkpoint folder under `root` (a folder appears only once it is whole)."""
+    steps = sorted(Path(root).glob("step-*[0-9]")) if Path(root).is_dir() else []
+    return steps[-1] if steps else None
+
+
+def _save_checkpoint(root: Path, model, opt, step: int, log: list, key: dict | None = None) -> Path:
+    """Write model, optimizer and state into `root/step-<n>` atomically, then drop the older ones: a kill at
+    any moment leaves the previous checkpoint or this one, never a mixture."""
     from safetensors.torch import save_file
 
-    ckpt.mkdir(parents=True, exist_ok=True)
-    with atomic_path(ckpt / "model.safetensors") as tmp:
+    dest = root / f"step-{step:09d}"
+    with atomic_dir(dest) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
-                   if k != "lm_head.weight"}, str(tmp))
-    with atomic_path(ckpt / "optimizer.pt") as tmp:
-        torch.save(opt.state_dict(), tmp)
-    write_json(ckpt / "state.json", {"step": step, "log": log})
+                   if k != "lm_head.weight"}, str(tmp / "model.safetensors"))
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        write_json(tmp / "state.json", {"step": step, "log": log, "key": key})
+    for old in root.iterdir():
+        if old != dest:
+            shutil.rmtree(old, ignore_errors=True)
+    return dest
 
 
 def _load_checkpoint(ckpt: Path, model, opt, device):
@@ -103,22 +138,52 @@ def is_current(out_dir: Path, model_cfg: dict, train_cfg: dict, provenance: dict
     if not log.is_file():
         return False
     info = json.loads(log.read_text())
-    return info["model"] == model_cfg and _no_seeds(info["train"]) == _no_seeds(train_cfg) and info["data"] == provenance
+    return (info["model"] == {**MODEL_DEFAULTS, **model_cfg}
+            and _no_seeds(info["train"]) == _no_seeds({**TRAIN_DEFAULTS, **train_cfg}) and info["data"] == provenance)
 
 
 def _no_seeds(train_cfg: dict) -> dict:
     return {k: v for k, v in train_cfg.items() if k != "seeds"}
 
 
-def train_seed(seed: int, out_dir, train: TokenRows, heldout: TokenRows, model_cfg: dict, train_cfg: dict,
-               tokenizer_dir, device: str = "cpu", progress: bool = True, stop_after: int | None = None) -> Path:
-    """Train one member into `out_dir` (skipped if it exists). `stop_after` simulates an interruption (tests)."""
-    from tqdm import tqdm
-    from transformers import GPT2LMHeadModel
+def cpu_model() -> str:
+    """The CPU's model name (bytes of a trained seed depend on it, and on the thread count)."""
+    import platform
 
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def train_seed(seed: int, out_dir, train: TokenRows, heldout: TokenRows, model_cfg: dict, train_cfg: dict,
+               tokenizer_dir, device: str = "cpu", progress: bool = True, stop_after: int | None = None,
+               position: int = 0) -> Path:
+    """Train one member into `out_dir` (skipped if it exists). `stop_after` simulates an interruption (tests)."""
+    model_cfg, train_cfg = {**MODEL_DEFAULTS, **model_cfg}, {**TRAIN_DEFAULTS, **train_cfg}
     out_dir = Path(out_dir)
     if is_current(out_dir, model_cfg, train_cfg, train.header["provenance"]):
         return out_dir
+    threads = train_cfg["threads"]
+    if not isinstance(threads, int) or threads < 1:
+        raise UserError(f"train.threads={threads!r} must be a whole number of threads >= 1 (e.g. train.threads=1)")
+    if train_cfg["schedule"] not in SCHEDULES:
+        raise UserError(f"train.schedule={train_cfg['schedule']!r} is unknown; choose one of {', '.join(SCHEDULES)}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _train(seed, out_dir, train, heldout, model_cfg, train_cfg, tokenizer_dir, device, progress,
+                      stop_after, position)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(seed, out_dir, train, heldout, model_cfg, train_cfg, tokenizer_dir, device, progress, stop_after,
+           position) -> Path:
+    from tqdm import tqdm
+    from transformers import GPT2LMHeadModel
+
     n_ctx = model_cfg["n_ctx"]
     if train.n_ctx != n_ctx:
         raise UserError(f"token rows have n_ctx={train.n_ctx} but model.n_ctx={n_ctx}; rebuild the data")
@@ -128,7 +193,8 @@ def train_seed(seed: int, out_dir, train: TokenRows, heldout: TokenRows, model_c
         torch.backends.cuda.matmul.allow_tf32 = True
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(gpt2_config(model_cfg, len(tok), tok.bos_token_id)).to(device)
+    model = GPT2LMHeadModel(gpt2_config(model_cfg, len(tok), tok.bos_token_id, train_cfg["attention"])).to(device)
+    model.loss_type = "ForCausalLM"  # the default it falls back to anyway, without the warning
     bs = train_cfg["batch_size"]
     if bs > len(train):
         raise UserError(f"train.batch_size={bs} exceeds the {len(train)} training rows; lower it or use a larger corpus")
@@ -139,21 +205,28 @@ def train_seed(seed: int, out_dir, train: TokenRows, heldout: TokenRows, model_c
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}],
-                            lr=train_cfg["lr"], betas=(0.9, 0.95), eps=1e-8)
-    ckpt = out_dir.parent / ".partial" / out_dir.name
-    step, log = (_load_checkpoint(ckpt, model, opt, device) if (ckpt / "state.json").is_file() else (0, []))
-    eval_tokens = train_cfg.get("eval_tokens", 2**18)  # held-out tokens for the final loss (a quarter meanwhile)
+                            lr=train_cfg["lr"], betas=(0.9, 0.95), eps=1e-8, fused=bool(train_cfg["fused_adamw"]))
+    root = checkpoint_root(out_dir)
+    key = json.loads(json.dumps({"seed": seed, "model": model_cfg, "train": _no_seeds(train_cfg),
+                                 "data": train.header["provenance"]}))  # as state.json stores it
+    last = latest_checkpoint(root)
+    if last and json.loads((last / "state.json").read_text()).get("key") != key:  # another recipe's run
+        shutil.rmtree(root)
+        last = None
+    step, log = _load_checkpoint(last, model, opt, device) if last else (0, [])
+    eval_tokens = train_cfg["eval_tokens"]  # held-out tokens for the final loss (a quarter meanwhile)
     eval_rows = heldout.tokens[: min(len(heldout), max(1, eval_tokens // 4 // n_ctx))]
-    every = train_cfg["checkpoint_every"]
+    every, precision = train_cfg["checkpoint_every"], train_cfg.get("precision", "fp32")
     t0, tokens_since, steps_since, loss_sum = time.time(), 0, 0, 0.0
-    bar = tqdm(total=total, initial=step, desc=f"seed {seed}", unit="step", disable=not progress)
+    bar = tqdm(total=total, initial=step, desc=f"seed {seed}", unit="step", disable=not progress, position=position)
     model.train()
     while step < total:
         rows = batch_rows(seed, step, bs, len(train))
         x = torch.as_tensor(train.tokens[rows].astype(np.int64), device=device)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, total, train_cfg["lr"], train_cfg["warmup_steps"])
-        with _autocast(device):
+            g["lr"] = lr_at(step, total, train_cfg["lr"], train_cfg["warmup_steps"], train_cfg["schedule"],
+                            train_cfg["decay_fraction"])
+        with _autocast(device, precision):
             loss = model(x, labels=x).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -165,28 +238,31 @@ def train_seed(seed: int, out_dir, train: TokenRows, heldout: TokenRows, model_c
         loss_sum += loss.item()
         tps = tokens_since / max(time.time() - t0, 1e-9)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tps:,.0f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tps:,.0f}", refresh=False)
         if step % every == 0 or step == total:
             log.append({"step": step, "tokens": step * bs * n_ctx, "train_loss": loss_sum / steps_since,
                         "heldout_loss": heldout_loss(model, eval_rows, device), "tokens_per_s": tps})
             t0, tokens_since, steps_since, loss_sum = time.time(), 0, 0, 0.0
-            _save_checkpoint(ckpt, model, opt, step, log)
+            _save_checkpoint(root, model, opt, step, log, key)
         if stop_after is not None and step >= stop_after and step < total:
             bar.close()
-            return ckpt
+            return root
     bar.close()
     final_loss = heldout_loss(model, heldout.tokens[: min(len(heldout), max(1, eval_tokens // n_ctx))], device)
     info = {"seed": seed, "steps": total, "tokens": total * bs * n_ctx, "batch_size": bs, "n_ctx": n_ctx,
             "heldout_loss": final_loss, "unigram_entropy_nats": train.header["unigram_entropy_nats"],
             "log": log,
             "model": model_cfg, "train": train_cfg, "data": train.header["provenance"], "device": device.type,
+            "cpu": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "n_params": sum(p.numel() for p in model.parameters())}
     info["train_seconds"] = sum(_interval_tokens(log, i) / log[i]["tokens_per_s"] for i in range(len(log)))
     with atomic_dir(out_dir) as tmp:
         model.cpu().save_pretrained(tmp)
         tok.save_pretrained(tmp)
         write_json(tmp / "training_log.json", info)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        root.parent.rmdir()
     return out_dir
 
 
@@ -194,16 +270,65 @@ def _interval_tokens(log: list, i: int) -> int:
     return log[i]["tokens"] - (log[i - 1]["tokens"] if i else 0)
 
 
-def train_zoo(profile, device: str = "cpu", progress: bool = True) -> list[Path]:
-    """Train every seed of a zoo profile (cached: a trained seed is skipped)."""
+def _train_job(job: dict) -> str:
+    return str(train_seed(**job))
+
+
+def parallel_workers(train_cfg: dict, n_jobs: int, device: str = "cpu") -> int:
+    """How many members to train side by side: one per `train.threads` cores on a CPU, one on a GPU."""
+    if torch.device(device).type != "cpu" or n_jobs < 2:
+        return 1
+    return max(1, min(n_jobs, (os.cpu_count() or 1) // {**TRAIN_DEFAULTS, **train_cfg}["threads"]))
+
+
+def train_members(jobs: list[dict], device: str = "cpu", progress: bool = True, on_done=None) -> list[Path]:
+    """Train several members (each a dict of `train_seed` arguments), side by side in separate processes
+    when the cores allow (a one-thread process per core beats one process using every core). `on_done(path)`
+    runs in this process as each member finishes (e.g. to record it in a manifest)."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    todo = [j for j in jobs if not is_current(j["out_dir"], j["model_cfg"], j["train_cfg"], j["train"].header["provenance"])]
+    workers = parallel_workers(todo[0]["train_cfg"], len(todo), device) if todo else 1
+    if workers == 1:
+        for i, j in enumerate(todo):
+            path = train_seed(**j, device=device, progress=progress)
+            if on_done:
+                on_done(path)
+        return [Path(j["out_dir"]) for j in jobs]
+    import multiprocessing as mp
+    from tqdm import tqdm
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_job, {**j, "device": device, "progress": progress, "position": i % workers + 1}): j
+                   for i, j in enumerate(todo)}
+        bar = tqdm(total=len(todo), desc=f"members ({workers} side by side)", unit="member", disable=not progress)
+        for f in as_completed(futures):
+            path = Path(f.result())
+            bar.update(1)
+            bar.write(f"trained {path}")
+            if on_done:
+                on_done(path)
+        bar.close()
+    return [Path(j["out_dir"]) for j in jobs]
+
+
+def zoo_jobs(profile, out_root: Path | None = None, progress: bool = True) -> list[dict]:
+    """One `train_seed` job per seed of a zoo profile, into `out_root/seed-<k>` (default the profile's zoo)."""
     from .data import prepare, tokenizer_dir
 
     if not profile.is_zoo:
         raise UserError(f"profile {profile.name!r} names real checkpoints, it has no zoo to train")
     train, heldout = prepare(profile, progress)
     tdir = tokenizer_dir(profile, progress)
-    return [train_seed(s, profile.seed_dir(s), train, heldout, profile.cfg["model"], profile.cfg["train"],
-                       tdir, device=device, progress=progress) for s in profile.seeds]
+    root = Path(out_root) if out_root is not None else profile.zoo_dir
+    return [{"seed": s, "out_dir": root / f"seed-{s}", "train": train, "heldout": heldout,
+             "model_cfg": profile.cfg["model"], "train_cfg": profile.cfg["train"], "tokenizer_dir": tdir}
+            for s in profile.seeds]
+
+
+def train_zoo(profile, device: str = "cpu", progress: bool = True) -> list[Path]:
+    """Train every seed of a zoo profile (cached: a trained seed is skipped)."""
+    return train_members(zoo_jobs(profile, progress=progress), device, progress)
 
 
 def read_logs(profile):
