@@ -66,9 +66,10 @@ $(NB_OUT)/%.ipynb: notebooks/%.py $(ART)/zoo/.trained
 		-p profile $(PROFILE) -p device $(DEVICE) -p overrides "$(SET)"
 	mv $(NB_OUT)/$*.tmp.ipynb $@ && rm -f $(NB_OUT)/$*.in.ipynb
 notebooks: $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb)
-# the scale chapter shows the sweep's results (make sweep) and the default zoo's, whatever the profile
-$(NB_OUT)/scale.ipynb: $(wildcard artifacts/$(SWEEP)/results.csv artifacts/sweep-gpu/results.csv \
-	artifacts/default/tables/universality.json)
+# the scale chapter shows the sweep's and the recipe's results (computed here or shipped in results/) and
+# the default and release zoos', whatever the profile
+$(NB_OUT)/scale.ipynb: $(wildcard artifacts/$(SWEEP)/results.csv artifacts/sweep-gpu/results.csv artifacts/recipe/results.csv \
+	results/*.csv artifacts/default/tables/universality.json artifacts/release/tables/universality.json)
 
 $(MATHJAX):
 	rm -rf book/_vendor/mathjax && mkdir -p book/_vendor

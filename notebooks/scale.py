@@ -332,46 +332,49 @@ else:
 glue("recipe_md", Markdown(recipe_md), display=False)
 
 # %% [markdown]
-# ## Where the release zoo sits
+# ## Where the book's zoos sit
 #
-# The release zoo has more seeds, more training tokens and more held-out tokens than the sweep's points,
-# so it is shown beside them, not on their curves: its universality chapter uses all its partners.
-# {glue:md}`default_md`
+# The default zoo and the release zoo have more seeds, more training tokens and more held-out tokens
+# than the sweep's points, so they are shown beside them, not on their curves: their universality
+# chapters use all their partners. {glue:md}`default_md`
 
 # %%
 SIDE = ["d_mlp", "n_layer", "tokens", "partners", "n_tokens", "share_universal", "control_q999",
         "share_above_control_q999", "excess_q99", "excess_max", "mean_corr_median", "mean_baseline_median"]
 side = {}  # zoo -> its row, in results.csv's columns
-try:
-    dprof = un.load_profile("default")
-    dres = U.load_results(dprof.tables_dir)
-    dlive = dres.neurons.loc[~dres.neurons["is_dead"], "excess_corr"]
+for zoo_name in ("default", "release"):
     try:
-        dq = U.resolve_threshold("control", dprof)[0]
+        zprof = un.load_profile(zoo_name)
+        zres = U.load_results(zprof.tables_dir)
+    except un.UserError as e:
+        print(f"{zoo_name} profile: {e}")
+        continue
+    zlive = zres.neurons.loc[~zres.neurons["is_dead"], "excess_corr"]
+    try:
+        zq = U.resolve_threshold("control", zprof)[0]
     except un.UserError:  # no control table: the scale-aware columns stay empty
-        dq = float("nan")
-    side["default"] = {**dres.info["summary"], "d_mlp": dprof.cfg["model"]["d_mlp"],
-                       "n_layer": dprof.cfg["model"]["n_layer"], "tokens": dprof.cfg["train"]["tokens"],
-                       "partners": len(dres.info["partners"]), "n_tokens": dres.info["n_tokens"],
-                       "control_q999": dq, "share_above_control_q999": float((dlive > dq).mean())}
-except un.UserError as e:
-    print(f"default profile: {e}")
-if side and have:
+        zq = float("nan")
+    side[zoo_name] = {**zres.info["summary"], "d_mlp": zprof.cfg["model"]["d_mlp"],
+                      "n_layer": zprof.cfg["model"]["n_layer"], "tokens": zprof.cfg["train"]["tokens"],
+                      "partners": len(zres.info["partners"]), "n_tokens": zres.info["n_tokens"],
+                      "control_q999": zq, "share_above_control_q999": float((zlive > zq).mean())}
+zoo_rows = dict(side)
+if have:
     top = allp.sort_values(["d_mlp", "tokens"]).iloc[-1]
     side[top["point"]] = {**top.to_dict(), "partners": len(str(top["partners"]).split())}
-if side:
+if zoo_rows:
     show_rows(pd.DataFrame.from_dict(side, orient="index"), SIDE)
-    d = side["default"]
-    default_md = (f"The release zoo's 99th percentile of the excess correlation is {d['excess_q99']:.3f} and its "
-                  f"largest {d['excess_max']:.3f}; {100 * d['share_universal']:.2f}% of its neurons pass the paper's "
-                  f"{threshold:g} and {100 * d['share_above_control_q999']:.2f}% pass its own control's 99.9th "
-                  f"percentile ({d['control_q999']:.3f}).")
+    default_md = " ".join(
+        f"The {name} zoo's 99th percentile of the excess correlation is {d['excess_q99']:.3f} and its largest "
+        f"{d['excess_max']:.3f}; {100 * d['share_universal']:.2f}% of its neurons pass the paper's {threshold:g} "
+        f"and {100 * d['share_above_control_q999']:.2f}% its own control's 99.9th percentile ({d['control_q999']:.3f})."
+        for name, d in zoo_rows.items())
     if have:
         default_md += (f" The sweep's widest, longest-trained point `{top['point']}` reaches "
                        f"{top['excess_q99']:.3f} and {top['excess_max']:.3f}.")
 else:
-    default_md = ("The default profile's universality tables are not on this machine (`make book` computes them), "
-                  "so it is not shown here.")
+    default_md = ("Neither the default nor the release profile's universality tables are on this machine "
+                  "(`make book PROFILE=...` computes them), so they are not shown here.")
 glue("default_md", Markdown(default_md), display=False)
 
 # %% [markdown]

@@ -14,8 +14,8 @@
 # # The zoo: GPT-2 models that differ only in their seed
 #
 # The paper compares five GPT-2 models trained from different random seeds. This chapter shows the
-# models the rest of the book studies: for the default profile, a zoo of small GPT-2 models trained
-# here on the registry prose corpus, one per seed; the seed sets both the initialisation and the order
+# models the rest of the book studies: a zoo of small GPT-2 models trained on the registry prose corpus
+# (here, or once and shipped in the repository, as the release zoo), one per seed; the seed sets both the initialisation and the order
 # of the training data. Each member is saved with `save_pretrained`, the format of the Stanford
 # checkpoints, and loaded by the same `load_model` that loads the paper's models.
 
@@ -35,7 +35,7 @@ from IPython.display import Markdown
 from myst_nb import glue
 
 import universal_neurons as un
-from universal_neurons import zoo
+from universal_neurons import shipped, zoo
 
 prof = un.load_profile(profile, overrides.split())
 print(prof.cfg["description"])
@@ -67,7 +67,8 @@ else:
 # ## The members
 #
 # Held-out loss is measured on held-out documents never seen in training (up to 262,144 tokens for a
-# zoo); seconds and tokens/s are the training time on the machine that built this book.
+# zoo); seconds and tokens/s are the training time on the machine that trained the zoo (this one, or for
+# a shipped zoo the one its manifest names).
 
 # %%
 display(summary.round(3))
@@ -80,8 +81,16 @@ beats = bool((summary["heldout_loss"] < summary["unigram_entropy"]).all())
 glue("context_verdict", "every member has learned to use context" if beats
      else "not every member does better than a model that ignores context", display=False)
 if prof.is_zoo:
-    training = (f"Training the whole zoo took {summary['train_seconds'].sum() / 60:.1f} minutes at about "
-                f"{summary['tokens_per_s'].mean():,.0f} tokens per second.")
+    threads = prof.cfg["train"]["threads"]
+    training = (f"Each seed trained for about {summary['train_seconds'].mean() / 60:.1f} minutes at about "
+                f"{summary['tokens_per_s'].mean():,.0f} tokens per second, on {threads} thread(s), seeds side by "
+                "side when the cores allow.")
+    if prof.uses_shipped:
+        man = shipped.verify(prof.shipped_dir, prof)
+        cpus = sorted({man["seeds"][str(s)]["cpu"] for s in prof.seeds})
+        training += (f" This zoo was trained once (on {', '.join(cpus)}) and is shipped in the repository "
+                     f"(`{prof.cfg['shipped']}`, {man['created']}): this book checked every file against the "
+                     "sha256 in its manifest and trained nothing.")
 else:
     training = "These checkpoints were trained elsewhere; this book only loads them."
 glue("training_md", Markdown(training), display=False)

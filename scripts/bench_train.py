@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 SETTINGS = {  # name: (attention, activation, fused AdamW, precision)
     "before (eager, gelu_new, AdamW)": ("eager", "gelu_new", False, "fp32"),
     "sdpa": ("sdpa", "gelu_new", False, "fp32"),
@@ -61,6 +63,7 @@ def main() -> int:
     ap.add_argument("--profile", default="default")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3, help="rounds over all settings; the median is reported")
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args()
     from universal_neurons import load_profile
@@ -75,26 +78,31 @@ def main() -> int:
     print(f"torch {torch.__version__}; profile {a.profile}: {m['n_layer']} layers, d_model {m['d_model']}, d_mlp "
           f"{m['d_mlp']}, vocab {vocab}, batch {t['batch_size']}x{m['n_ctx']}; {a.steps} steps after {a.warmup}")
     ctx = mp.get_context("spawn")
-    rows = []
-    for name, setting in SETTINGS.items():
-        for threads in sorted({1, cores}):
-            with ctx.Pool(1) as pool:  # a fresh process per measurement: no state carried over
-                tps = pool.apply(_worker, ((m, vocab, t["batch_size"], setting, threads, a.steps, a.warmup),))
-            rows.append({"setting": name, "threads": threads, "processes": 1, "tokens_per_s": tps})
-            print(f"{name:40s} {threads} thread(s), 1 process : {tps:9,.0f} tokens/s", flush=True)
-        if cores > 1:  # one seed per core, side by side, as `make zoo` trains
-            with ctx.Pool(cores) as pool:
-                tps = sum(pool.map(_worker, [(m, vocab, t["batch_size"], setting, 1, a.steps, a.warmup)] * cores))
-            rows.append({"setting": name, "threads": 1, "processes": cores, "tokens_per_s": tps})
-            print(f"{name:40s} 1 thread x {cores} processes   : {tps:9,.0f} tokens/s together", flush=True)
-    before = next(r["tokens_per_s"] for r in rows if r["setting"].startswith("before") and r["threads"] == cores
-                  and r["processes"] == 1)
-    print("\nratio to the old trainer (one process, every core):")
+    modes = [(cores, 1)] + ([(1, cores)] if cores > 1 else [])  # (threads, processes): the old way, the new way
+    runs: dict[tuple, list[float]] = {}
+    for rep in range(a.repeats):  # rounds over every setting, so that a slow moment hits all of them alike
+        for name, setting in SETTINGS.items():
+            for threads, procs in modes:
+                job = (m, vocab, t["batch_size"], setting, threads, a.steps, a.warmup)
+                with ctx.Pool(procs) as pool:  # fresh processes per measurement: no state carried over
+                    tps = sum(pool.map(_worker, [job] * procs))
+                runs.setdefault((name, threads, procs), []).append(tps)
+                print(f"round {rep + 1}: {name:38s} {threads} thread(s) x {procs} process(es): {tps:9,.0f} tokens/s",
+                      flush=True)
+    rows = [{"setting": n, "threads": th, "processes": p, "tokens_per_s": float(np.median(v)), "runs": v}
+            for (n, th, p), v in runs.items()]
+    old = next(r["tokens_per_s"] for r in rows if r["setting"].startswith("before") and r["threads"] == cores
+               and r["processes"] == 1)
+    print(f"\nmedian of {a.repeats} round(s); ratio to the old trainer (one process using all {cores} cores, eager "
+          "attention, gelu_new, plain AdamW):")
     for r in rows:
-        print(f"  {r['setting']:40s} {r['threads']}t x {r['processes']}p: {r['tokens_per_s'] / before:5.2f}x")
+        print(f"  {r['setting']:38s} {r['threads']} thread(s) x {r['processes']} process(es): "
+              f"{r['tokens_per_s']:9,.0f} tokens/s  {r['tokens_per_s'] / old:5.2f}x")
     if a.json:
+        from universal_neurons.zoo import cpu_model
+
         with open(a.json, "w") as f:
-            json.dump({"cpu": platform.processor(), "rows": rows}, f, indent=2)
+            json.dump({"cpu": cpu_model(), "torch": torch.__version__, "rows": rows}, f, indent=2)
     return 0
 
 

@@ -130,3 +130,25 @@ def test_a_profile_without_a_grid_and_the_cli(tmp_path, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert S.main(["--profile", "sweep", "--out", str(tmp_path), "--list", *sum((["--set", o] for o in TINY), [])]) == 0
     assert "w32-l2-t10240" in capsys.readouterr().out
+
+
+def test_grid_variants_change_training_settings_one_point_each(tmp_path):
+    sw = S.load_sweep("recipe", directory=tmp_path)
+    assert sw.ids == ["w128-l2-t3276800-cosine", "w128-l2-t3276800-wsd", "w128-m1024-l2-t3276800-cosine",
+                      "w128-m1024-l2-t3276800-wsd"]
+    wsd = sw.point("w128-m1024-l2-t3276800-wsd")
+    assert wsd.cfg["train"]["schedule"] == "wsd" and wsd.cfg["model"]["d_mlp"] == 1024
+    assert sw.point("w128-l2-t3276800-cosine").cfg["train"]["schedule"] == "cosine"
+    with pytest.raises(UserError, match="unknown train key") as e:
+        S.load_sweep("recipe", ["grid.variants=[{id: x, learning_rate: 1}]"], tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_the_book_shows_the_shipped_results_when_none_were_computed_here(tmp_path):
+    sw = S.load_sweep("recipe", directory=tmp_path)  # an empty folder: nothing computed on this machine
+    table, source = S.results_for_book(sw)
+    shipped = pd.read_csv(S.shipped_results_path(sw))
+    prov = json.loads(S.shipped_results_path(sw).with_suffix(".json").read_text())
+    assert len(table) == len(shipped) and "results/recipe.csv" in source and prov["cpu"] in source
+    assert set(table["point"]) <= set(sw.ids)
+    assert sorted(prov["points_done"]) == sorted(table["point"].unique())
