@@ -54,9 +54,11 @@ $(ART)/zoo/.trained: $(STAMP) profiles/$(PROFILE).yaml $(PKG) $(wildcard zoo/*/m
 	@mkdir -p $(@D) && touch $@
 zoo: $(ART)/zoo/.trained
 
-# Train the shipped zoo's missing seeds into zoo/<name>/ (hours on a CPU; resumable; commit each seed).
+# Train the shipped zoo's missing seeds into zoo/<name>/ (hours on a CPU; resumable); each finished seed is
+# committed at once (COMMIT= to leave that to you).
+COMMIT ?= 1
 release: $(STAMP)
-	$(PY) -m universal_neurons release --profile $(PROFILE) --device $(DEVICE) $(OVERRIDES)
+	$(PY) -m universal_neurons release --profile $(PROFILE) --device $(DEVICE) $(OVERRIDES) $(if $(COMMIT),--commit)
 
 # Notebooks are kept as py:percent text; jupytext converts, papermill executes with parameters.
 $(NB_OUT)/%.ipynb: notebooks/%.py $(ART)/zoo/.trained

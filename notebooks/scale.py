@@ -103,10 +103,12 @@ glue("missing_md", Markdown(missing_md), display=False)
 def show_rows(rows, cols):
     """Display results rows: shares in percent, the threshold columns named for the page."""
     table = rows[cols].copy()
-    for c in ("share_universal", "share_above_control_q999"):
-        table[c] = 100 * table[c]
+    for c in ("share_universal", "share_above_control_q999", "share_above_0.4", "share_above_0.3"):
+        if c in table:
+            table[c] = 100 * table[c]
     display(table.rename(columns={"share_universal": f"% > {threshold}", "control_q999": "control q99.9",
-                                  "share_above_control_q999": "% > control q99.9"}).round(3))
+                                  "share_above_control_q999": "% > control q99.9", "share_above_0.4": "% > 0.4",
+                                  "share_above_0.3": "% > 0.3"}).round(3))
 
 
 final = res[res["stage"] == "final"] if len(res) else res
@@ -308,7 +310,7 @@ print(trend_md)
 # %% [markdown]
 # ## How the release zoo's recipe was chosen
 #
-# The default profile, which the other chapters analyse, is a zoo trained once and shipped in the
+# The default profile, which the other chapters analyse, is the release zoo: trained once and shipped in the
 # repository (`zoo/release/`): `make book` checks its checksums and never trains it. Its recipe was chosen
 # by measurement on 2-seed zoos of the same 2-layer, $d_\text{model}$ = 128 model with a 4,096-entry BPE
 # (`profiles/recipe.yaml`: reference seed 0 against seed 1 alone, so the tails are wider than a mean over
@@ -320,8 +322,9 @@ rres, rsource = S.results_for_book(rsw)
 if len(rres):
     r_all = rres[(rres["stage"] == "final") & (rres["pairing"] == "all")].copy()
     r_all["schedule"] = r_all.get("schedule", pd.Series("cosine", index=r_all.index)).fillna("cosine")
-    show_rows(r_all, ["point", "d_mlp", "schedule", "lr", "tokens", "heldout_loss", "share_universal", "share_above_0.4",
-                      "excess_q99", "excess_max", "mean_corr_median", "mean_baseline_median", "control_q999"])
+    show_rows(r_all, ["point", "d_mlp", "schedule", "lr", "tokens", "heldout_loss", "n_universal", "share_universal",
+                      "share_above_0.4", "share_above_0.3", "excess_q99", "excess_max", "mean_corr_median",
+                      "mean_baseline_median", "control_q999"])
     best = r_all.sort_values("excess_q99").iloc[-1]
     recipe_md = (f"{len(r_all)} candidates ({rsource}). The highest 99th percentile of the excess correlation, "
                  f"{best['excess_q99']:.3f}, is that of `{best['point']}` (d_mlp {best['d_mlp']:g}, {best['schedule']} "
@@ -334,15 +337,15 @@ glue("recipe_md", Markdown(recipe_md), display=False)
 # %% [markdown]
 # ## Where the book's zoos sit
 #
-# The default zoo and the release zoo have more seeds, more training tokens and more held-out tokens
-# than the sweep's points, so they are shown beside them, not on their curves: their universality
-# chapters use all their partners. {glue:md}`default_md`
+# The default zoo (the shipped release zoo) and the small zoo (the former default, `PROFILE=small`) have
+# more training tokens and more held-out tokens than the sweep's points, so they are shown beside them,
+# not on their curves: their universality chapters use all their partners. {glue:md}`default_md`
 
 # %%
 SIDE = ["d_mlp", "n_layer", "tokens", "partners", "n_tokens", "share_universal", "control_q999",
         "share_above_control_q999", "excess_q99", "excess_max", "mean_corr_median", "mean_baseline_median"]
 side = {}  # zoo -> its row, in results.csv's columns
-for zoo_name in ("default", "release"):
+for zoo_name in ("default", "small"):
     try:
         zprof = un.load_profile(zoo_name)
         zres = U.load_results(zprof.tables_dir)
@@ -373,7 +376,7 @@ if zoo_rows:
         default_md += (f" The sweep's widest, longest-trained point `{top['point']}` reaches "
                        f"{top['excess_q99']:.3f} and {top['excess_max']:.3f}.")
 else:
-    default_md = ("Neither the default nor the release profile's universality tables are on this machine "
+    default_md = ("Neither the default nor the small profile's universality tables are on this machine "
                   "(`make book PROFILE=...` computes them), so they are not shown here.")
 glue("default_md", Markdown(default_md), display=False)
 

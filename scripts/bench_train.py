@@ -26,6 +26,10 @@ SETTINGS = {  # name: (attention, activation, fused AdamW, precision)
     "sdpa + tanh + fused AdamW": ("sdpa", "gelu_pytorch_tanh", True, "fp32"),
     "sdpa + tanh + fused + bf16 autocast": ("sdpa", "gelu_pytorch_tanh", True, "bf16"),
 }
+# The same as "sdpa + tanh + fused AdamW" with another malloc (LD_PRELOAD), where Debian's package is installed:
+# glibc returns the large logits buffers to the kernel every step (page faults), these allocators keep them.
+ALLOCATORS = {"+ tcmalloc": "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+              "+ jemalloc": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}
 
 
 def measure(model_cfg: dict, vocab: int, batch: int, setting, threads: int, steps: int, warmup: int) -> float:
@@ -80,12 +84,24 @@ def main() -> int:
     ctx = mp.get_context("spawn")
     modes = [(cores, 1)] + ([(1, cores)] if cores > 1 else [])  # (threads, processes): the old way, the new way
     runs: dict[tuple, list[float]] = {}
+    settings = [(n, st, None) for n, st in SETTINGS.items()]
+    settings += [(f"sdpa + tanh + fused {n}", SETTINGS["sdpa + tanh + fused AdamW"], lib)
+                 for n, lib in ALLOCATORS.items() if os.path.exists(lib)]
     for rep in range(a.repeats):  # rounds over every setting, so that a slow moment hits all of them alike
-        for name, setting in SETTINGS.items():
+        for name, setting, preload in settings:
             for threads, procs in modes:
                 job = (m, vocab, t["batch_size"], setting, threads, a.steps, a.warmup)
-                with ctx.Pool(procs) as pool:  # fresh processes per measurement: no state carried over
-                    tps = sum(pool.map(_worker, [job] * procs))
+                before_env = os.environ.get("LD_PRELOAD")
+                if preload:  # spawned processes start with this environment
+                    os.environ["LD_PRELOAD"] = preload
+                try:
+                    with ctx.Pool(procs) as pool:  # fresh processes per measurement: no state carried over
+                        tps = sum(pool.map(_worker, [job] * procs))
+                finally:
+                    if preload:
+                        os.environ.pop("LD_PRELOAD")
+                        if before_env is not None:
+                            os.environ["LD_PRELOAD"] = before_env
                 runs.setdefault((name, threads, procs), []).append(tps)
                 print(f"round {rep + 1}: {name:38s} {threads} thread(s) x {procs} process(es): {tps:9,.0f} tokens/s",
                       flush=True)

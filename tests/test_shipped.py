@@ -101,8 +101,8 @@ def test_retraining_the_shipped_zoo_reproduces_its_bytes(released, tmp_path):
     assert lines == [f"seed {s}: identical bytes to the shipped member ({tmp_path / 'zoo' / f'seed-{s}'})" for s in (0, 1)]
 
 
-def test_the_release_profile_is_the_shipped_release_zoo():
-    prof = load_profile("release")
+def test_the_default_profile_is_the_shipped_release_zoo():
+    prof = load_profile("default")
     assert prof.shipped_dir is not None and prof.shipped_dir.name == "release"
     if not (prof.shipped_dir / MANIFEST).is_file():
         pytest.skip("the release zoo is not in this checkout yet")
@@ -112,3 +112,21 @@ def test_the_release_profile_is_the_shipped_release_zoo():
     verify(prof.shipped_dir, prof)
     total = sum(f.stat().st_size for f in prof.shipped_dir.rglob("*.safetensors"))
     assert total <= 60e6, f"shipped weights {total / 1e6:.1f} MB exceed 60 MB"
+
+
+def test_a_finished_seed_is_committed_at_once(released, tmp_path, monkeypatch):
+    import subprocess
+
+    import universal_neurons.profiles as profiles
+    from universal_neurons.shipped import commit_seed
+
+    repo = tmp_path / "repo"
+    shutil.copytree(released.shipped_dir, repo / "zoo" / "release")
+    git = ["git", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    monkeypatch.setattr(profiles, "REPO_ROOT", repo)
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "t"), monkeypatch.setenv("GIT_AUTHOR_EMAIL", "t@t")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "t"), monkeypatch.setenv("GIT_COMMITTER_EMAIL", "t@t")
+    commit_seed(repo / "zoo" / "release", 1)
+    log = subprocess.run(git + ["log", "--format=%s", "--name-only"], capture_output=True, text=True, check=True).stdout
+    assert log.startswith("zoo/release: seed 1 (40,960 tokens") and "zoo/release/seed-1/model.safetensors" in log

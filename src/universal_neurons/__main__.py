@@ -17,6 +17,7 @@ def main(argv=None) -> int:
     ap.add_argument("command", choices=["data", "zoo", "release", "info"])
     ap.add_argument("--retrain", action="store_true", help="zoo: retrain a shipped zoo into artifacts/ and compare")
     ap.add_argument("--seeds", type=int, nargs="+", help="release: only these seeds")
+    ap.add_argument("--commit", action="store_true", help="release: git-commit each seed as soon as it is trained")
     args = ap.parse_args(argv)
     from .profiles import load_profile
 
@@ -47,7 +48,8 @@ def main(argv=None) -> int:
     elif args.command == "release":
         from . import shipped
 
-        for path in shipped.train_release(profile, seeds=args.seeds, device=args.device, progress=progress):
+        for path in shipped.train_release(profile, seeds=args.seeds, device=args.device, progress=progress,
+                                           commit=args.commit):
             print(path)
     elif args.command == "info":
         for m in profile.members():

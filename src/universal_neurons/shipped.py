@@ -147,9 +147,22 @@ def describes_shipped(profile, sections=RECIPE) -> bool:
 
 
 # ---- training it, checking it, training it again ---------------------------------------------------------
-def train_release(profile, seeds=None, device: str = "cpu", progress: bool = True) -> list[Path]:
+def commit_seed(zoo_dir: Path, seed: int) -> None:
+    """`git add` the shipped zoo's folder and commit it: a finished seed is kept even if the run stops later."""
+    import subprocess
+
+    from .profiles import REPO_ROOT
+
+    info = read_manifest(zoo_dir)["seeds"][str(seed)]
+    subprocess.run(["git", "-C", str(REPO_ROOT), "add", "--", str(zoo_dir)], check=True)
+    subprocess.run(["git", "-C", str(REPO_ROOT), "commit", "-q", "-m",
+                    f"{_rel(zoo_dir)}: seed {seed} ({info['tokens']:,} tokens, held-out loss {info['heldout_loss']:.4f}, "
+                    f"{info['train_seconds'] / 60:.0f} min on {info['cpu']})", "--", str(zoo_dir)], check=True)
+
+
+def train_release(profile, seeds=None, device: str = "cpu", progress: bool = True, commit: bool = False) -> list[Path]:
     """Train the shipped zoo's missing seeds into its repository folder, side by side when cores allow;
-    each finished seed is recorded in the manifest at once (commit it then). Resumable."""
+    each finished seed is recorded in the manifest at once (and committed with `commit`). Resumable."""
     import shutil
 
     from .atomic import atomic_dir
@@ -175,8 +188,13 @@ def train_release(profile, seeds=None, device: str = "cpu", progress: bool = Tru
     for j in jobs:  # trained before but not yet recorded (e.g. killed between the two)
         if j["seed"] not in final and (j["out_dir"] / "training_log.json").is_file():
             record_seed(zoo_dir, profile, j["seed"])
-    return train_members(jobs, device, progress,
-                         on_done=lambda path: record_seed(zoo_dir, profile, int(path.name.removeprefix("seed-"))))
+    def done(path: Path) -> None:
+        seed = int(path.name.removeprefix("seed-"))
+        record_seed(zoo_dir, profile, seed)
+        if commit:
+            commit_seed(zoo_dir, seed)
+
+    return train_members(jobs, device, progress, on_done=done)
 
 
 def check(profile) -> str:
