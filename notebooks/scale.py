@@ -321,7 +321,6 @@ rsw = S.load_sweep("recipe")
 rres, rsource = S.results_for_book(rsw)
 if len(rres):
     r_all = rres[(rres["stage"] == "final") & (rres["pairing"] == "all")].copy()
-    r_all["schedule"] = r_all.get("schedule", pd.Series("cosine", index=r_all.index)).fillna("cosine")
     show_rows(r_all, ["point", "d_mlp", "schedule", "lr", "tokens", "heldout_loss", "n_universal", "share_universal",
                       "share_above_0.4", "share_above_0.3", "excess_q99", "excess_max", "mean_corr_median",
                       "mean_baseline_median", "control_q999"])

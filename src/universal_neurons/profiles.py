@@ -101,7 +101,7 @@ class Profile:
         overrides) still is; an override of the recipe means a zoo trained here instead."""
         from .shipped import describes_shipped
 
-        return self.shipped_dir is not None and describes_shipped(self)
+        return describes_shipped(self)  # False without a `shipped:` folder
 
     @property
     def zoo_dir(self) -> Path:

@@ -334,26 +334,17 @@ def train_point(sweep: Sweep, point: PointProfile, device="cpu", progress=True) 
     if point.point_id == sweep.snapshot_point:
         return [train_with_snapshots(point, s, sweep.fractions, train, heldout, tdir, device, progress)
                 for s in point.seeds]
-    from .zoo import train_seed
+    from .zoo import train_members, zoo_jobs
 
-    return [train_seed(s, point.seed_dir(s), train, heldout, point.cfg["model"], point.cfg["train"], tdir,
-                       device=device, progress=progress) for s in point.seeds]
+    return train_members(zoo_jobs(point, progress=progress), device, progress)
 
 
 def train_side_by_side(sweep: Sweep, points: list[PointProfile], device="cpu", progress=True) -> None:
     """Train the members of several points at once, one one-thread process per core (the snapshot point,
     which stops and resumes, trains on its own in `run_point`)."""
-    from .data import prepare, tokenizer_dir
-    from .zoo import train_members
+    from .zoo import train_members, zoo_jobs
 
-    jobs = []
-    for p in points:
-        if p.point_id == sweep.snapshot_point:
-            continue
-        train, heldout = prepare(p, progress)
-        tdir = tokenizer_dir(p, progress)
-        jobs += [{"seed": s, "out_dir": p.seed_dir(s), "train": train, "heldout": heldout, "model_cfg": p.cfg["model"],
-                  "train_cfg": p.cfg["train"], "tokenizer_dir": tdir} for s in p.seeds]
+    jobs = [j for p in points if p.point_id != sweep.snapshot_point for j in zoo_jobs(p, progress=progress)]
     if jobs:
         train_members(jobs, device, progress)
 

@@ -290,7 +290,7 @@ def train_members(jobs: list[dict], device: str = "cpu", progress: bool = True, 
     todo = [j for j in jobs if not is_current(j["out_dir"], j["model_cfg"], j["train_cfg"], j["train"].header["provenance"])]
     workers = parallel_workers(todo[0]["train_cfg"], len(todo), device) if todo else 1
     if workers == 1:
-        for i, j in enumerate(todo):
+        for j in todo:
             path = train_seed(**j, device=device, progress=progress)
             if on_done:
                 on_done(path)
