@@ -40,16 +40,23 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 -r requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
+	-$(PY) -m universal_neurons.malloc  # best effort: tcmalloc for training (1.2x), from Debian if the system lacks it
 	touch $@
 
 data: $(STAMP)
 	$(PY) -m universal_neurons data --profile $(PROFILE) $(OVERRIDES)
 
+# The settings given on the command line (SET, DEVICE) are in no file's date: this file holds them and is
+# rewritten only when they change, so a plain `make book` after a `SET=...` run redoes the zoo check and
+# the notebooks with the profile's own settings instead of publishing the overridden ones.
+SETTINGS := $(ART)/.settings
+$(SETTINGS): FORCE
+	@mkdir -p $(@D) && printf '%s\n' "SET=$(SET) DEVICE=$(DEVICE)" | cmp -s - $@ || printf '%s\n' "SET=$(SET) DEVICE=$(DEVICE)" > $@
+
 # The zoo is retrained only when its profile or the training code changes (seeds already trained with
 # the same settings are kept). A shipped zoo (the default's zoo/release) is only checked against its
 # manifest, never trained; RETRAIN=1 retrains it into artifacts/ and compares the bytes.
-# the settings changed on the command line (SET) are not in any file's date: then always check the zoo.
-$(ART)/zoo/.trained: $(STAMP) profiles/$(PROFILE).yaml $(PKG) $(wildcard zoo/*/manifest.json) $(if $(SET)$(RETRAIN),FORCE)
+$(ART)/zoo/.trained: $(STAMP) profiles/$(PROFILE).yaml $(PKG) $(wildcard zoo/*/manifest.json) $(SETTINGS) $(if $(RETRAIN),FORCE)
 	$(PY) -m universal_neurons zoo --profile $(PROFILE) --device $(DEVICE) $(OVERRIDES) $(if $(RETRAIN),--retrain)
 	@mkdir -p $(@D) && touch $@
 zoo: $(ART)/zoo/.trained

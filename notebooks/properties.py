@@ -53,6 +53,7 @@ from scipy import stats
 import universal_neurons as un
 from universal_neurons.plotting import show
 from universal_neurons import properties as P
+from universal_neurons import paper
 from universal_neurons import universality as U
 
 
@@ -157,14 +158,12 @@ glue("prop_n_claims", len(verdicts), display=False)
 # %%
 cols = ["sparsity", "input_bias", "skew", "kurt", "l2_penalty"]
 ours = {f"{c}_{k}": float(live.loc[m, c].mean()) for c in cols for k, m in (("U", group), ("nonU", ~group))}
-table = pd.concat([pd.DataFrame([ours], index=[f"ours: {props.info['reference']} ({label})"]), P.PAPER_MEANS])
+table = pd.concat([pd.DataFrame([ours], index=[f"ours: {props.info['reference']} ({label})"]), paper.PROPERTY_MEANS])
 display(pd.DataFrame({c: [f"{u:.3f} / {n:.3f}" for u, n in zip(table[f"{c}_U"], table[f"{c}_nonU"])]
                       for c in cols}, index=table.index).rename(columns=lambda c: f"{c} U / non-U"))
-paper = U.paper_tables()
-if paper:
-    check = pd.DataFrame({m: t[cols].mean() for m, t in paper.items()}).T.round(3)
-    print("Means over the paper's published universal neurons (universal.csv), for comparison with its U column:")
-    display(check)
+check = pd.DataFrame({m: t[cols].mean() for m, t in paper.universal_tables().items()}).T.round(3)
+print("Means over the paper's published universal neurons (universal.csv), for comparison with its U column:")
+display(check)
 
 # %% [markdown]
 # ## Per-layer distributions

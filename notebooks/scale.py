@@ -48,6 +48,7 @@ from myst_nb import glue
 import universal_neurons as un
 from universal_neurons.plotting import show
 from universal_neurons import sweep as S
+from universal_neurons import paper
 from universal_neurons import universality as U
 
 
@@ -142,15 +143,8 @@ glue("threshold_md", Markdown(threshold_md), display=False)
 # Open black symbols mark the paper's three models where the axis applies (see the next section).
 
 # %%
-PAPER = pd.DataFrame([
-    # share: paper.md section 2; tokens: estimates, see the text; d_mlp and layers: paper.md section 1
-    {"model": "GPT2-small-a", "d_mlp": 3072, "n_layer": 12, "tokens": 400_000 * 512 * 1024,
-     "share": 1533 / 36864, "marker": "o"},
-    {"model": "GPT2-medium-a", "d_mlp": 4096, "n_layer": 24, "tokens": 400_000 * 512 * 1024,
-     "share": 1211 / 98304, "marker": "s"},
-    {"model": "Pythia-160m", "d_mlp": 3072, "n_layer": 12, "tokens": 300e9, "share": 465 / 36864, "marker": "^"},
-])
-paper_tabs = U.paper_tables()
+PAPER = paper.MODELS.copy()  # widths, depths, shares, token estimates (see the text)
+paper_tabs = paper.universal_tables()
 for m, t in paper_tabs.items():
     PAPER.loc[PAPER["model"] == m, "univ_corr"] = float(t["mean_corr"].median())
     PAPER.loc[PAPER["model"] == m, "univ_base"] = float(t["mean_baseline"].median())
@@ -172,7 +166,7 @@ def errbar(ax, x, y, lo_hi, **kw):
     ax.errorbar(x, y, yerr=yerr, capsize=2, **kw)
 
 
-def plot_axis(rows, axis, label, log, paper=True):
+def plot_axis(rows, axis, label, log, with_paper=True):
     """One row of three panels for one axis; rows: results (final or snapshot stage)."""
     a = rows[rows["pairing"] == "all"].sort_values(axis)
     fig, axs = plt.subplots(1, 3, figsize=(12, 3.4))
@@ -192,7 +186,7 @@ def plot_axis(rows, axis, label, log, paper=True):
                                   ("mean_baseline_median", "--", "x", "baseline")):
             errbar(axs[2], x, g[col].to_numpy(), spread(rows, col).loc[g["point"]], color=color, ls=ls, marker=mk,
                    label=f"{name} ({tag})" if tag else name)
-    if paper and axis in PAPER:
+    if with_paper and axis in PAPER:
         for _, r in PAPER.iterrows():
             axs[0].plot(r[axis], 100 * r["share"], r["marker"], mfc="none", color="k", label=r["model"])
             if "univ_corr" in r and not math.isnan(r.get("univ_corr", float("nan"))):
@@ -215,7 +209,7 @@ if have:
     for axis, label, log in AXES:
         if axis != "heldout_loss" and allp[axis].nunique() < 2 and not (axis in PAPER and len(paper_tabs)):
             print(f"{label}: only one value among the finished points ({allp[axis].iloc[0]:g})")
-        show(plot_axis(final, axis, label, log, paper=axis != "heldout_loss"))
+        show(plot_axis(final, axis, label, log, with_paper=axis != "heldout_loss"))
 else:
     print("No finished point: no figures.")
 
@@ -232,24 +226,17 @@ else:
 # {glue:md}`paper_md`
 
 # %%
-if paper_tabs:
-    rows = []
-    for m, t in paper_tabs.items():
-        rows.append({"model": m, "universal neurons": len(t), "median mean_corr": t["mean_corr"].median(),
-                     "median mean_baseline": t["mean_baseline"].median(), "median excess": t["excess_corr"].median()})
-    display(pd.DataFrame(rows).round(3))
-    small = paper_tabs.get("GPT2-small-a")
-    paper_md = (f"In the published tables the universal neurons' median baseline is "
-                + ", ".join(f"{r['median mean_baseline']:.2f} ({r['model']})" for r in rows)
-                + ", against a median mean_corr of "
-                + ", ".join(f"{r['median mean_corr']:.2f}" for r in rows) + ".")
-    if have:
-        paper_md += (f" In the finished points of this sweep the median baseline over all neurons is "
-                     f"{allp['mean_baseline_median'].min():.2f} to {allp['mean_baseline_median'].max():.2f}.")
-else:
-    paper_md = ("The paper's per-neuron tables were not found (expected in "
-                "`../shared/reference-data/universal-neurons-paper/`, relative to the repository root), so only "
-                "the paper's shares are drawn; its universal neurons' medians are missing from the figures.")
+rows = [{"model": m, "universal neurons": len(t), "median mean_corr": t["mean_corr"].median(),
+         "median mean_baseline": t["mean_baseline"].median(), "median excess": t["excess_corr"].median()}
+        for m, t in paper_tabs.items()]
+display(pd.DataFrame(rows).round(3))
+paper_md = (f"In the published tables the universal neurons' median baseline is "
+            + ", ".join(f"{r['median mean_baseline']:.2f} ({r['model']})" for r in rows)
+            + ", against a median mean_corr of "
+            + ", ".join(f"{r['median mean_corr']:.2f}" for r in rows) + ".")
+if have:
+    paper_md += (f" In the finished points of this sweep the median baseline over all neurons is "
+                 f"{allp['mean_baseline_median'].min():.2f} to {allp['mean_baseline_median'].max():.2f}.")
 glue("paper_md", Markdown(paper_md), display=False)
 
 # %% [markdown]
@@ -396,7 +383,7 @@ if len(stages):
     display(s_all[["fraction", "tokens", "heldout_loss", "share_universal", "share_above_control_q999",
                    "excess_q50", "excess_q99", "mean_corr_median", "mean_baseline_median", "control_q999"]].round(3))
     fig = plot_axis(stages.assign(point=stages["point"] + "@" + stages["tokens"].astype(str),
-                                  n_layer=stages["n_layer"]), "tokens", "tokens seen so far", 10, paper=False)
+                                  n_layer=stages["n_layer"]), "tokens", "tokens seen so far", 10, with_paper=False)
     show(fig)
     first, last = s_all.iloc[0], s_all.iloc[-1]
     snap_md = (f"From {first['tokens']:,.0f} to {last['tokens']:,.0f} tokens of point `{snap_pid}`, the 99th "

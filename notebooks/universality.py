@@ -22,7 +22,7 @@
 # a random mixture of a layer's neurons says how much correlation comes for free. Averaging over the
 # partners,
 #
-# $$\text{excess\_corr}(i) = \text{mean}_m\, \text{max\_corr}_m(i) - \text{mean}_m\, \text{baseline}_m(i),$$
+# $$\mathrm{excess\_corr}(i) = \mathrm{mean}_m\, \mathrm{max\_corr}_m(i) - \mathrm{mean}_m\, \mathrm{baseline}_m(i),$$
 #
 # and a neuron is *universal* when its excess correlation exceeds 0.5. Beginning-of-text and newline
 # tokens are left out, as in the paper. All correlations of all partners are accumulated in one pass over
@@ -54,6 +54,7 @@ from myst_nb import glue
 
 import universal_neurons as un
 from universal_neurons.plotting import show
+from universal_neurons import paper
 from universal_neurons import universality as U
 
 
@@ -129,8 +130,8 @@ fig, ax = plt.subplots(figsize=(7, 3.5))
 depth = layers["layer"] / max(1, layers["layer"].max())
 for t, mk in zip((0.3, 0.4, threshold), ("o", "s", "D")):
     ax.plot(depth, 100 * layers[f"above_{t}"] / layers["neurons"], marker=mk, label=f"ours, excess > {t}")
-for name, counts in U.PAPER["per_layer"].items():
-    ax.plot(np.linspace(0, 1, len(counts)), 100 * np.array(counts) / U.PAPER["d_mlp"][name], ls="--",
+for name, counts in paper.PER_LAYER.items():
+    ax.plot(np.linspace(0, 1, len(counts)), 100 * np.array(counts) / paper.D_MLP[name], ls="--",
             label=f"paper {name}, > 0.5")
 ax.set(xlabel="relative depth (layer / last layer)", ylabel="% of the layer's neurons",
        title="Universal neurons per layer")
@@ -263,32 +264,29 @@ rows = [{"model": f"ours ({prof.name}, {info['names'][0]})", "universal": s["n_u
          "share %": pct, "mean gap, all": float(gap.mean()), "mean gap, universal": float(gap[uni].mean()),
          "mean excess of universal": float(live.loc[uni, "excess_corr"].mean())}]
 rows += [{"model": f"paper {m}", "universal": n, "neurons": N, "share %": 100 * n / N,
-          "mean excess of universal": U.PAPER["excess_universal_mean"]} for m, (n, N) in U.PAPER["shares"].items()]
-rows += [{"model": "paper (text, figure 2b)", "mean gap, all": U.PAPER["gap_all"],
-          "mean gap, universal": U.PAPER["gap_universal"]}]
+          "mean excess of universal": paper.EXCESS_UNIVERSAL_MEAN} for m, (n, N) in paper.SHARES.items()]
+rows += [{"model": "paper (text, figure 2b)", "mean gap, all": paper.GAP_ALL,
+          "mean gap, universal": paper.GAP_UNIVERSAL}]
 display(pd.DataFrame(rows).round(4))
-paper = U.paper_tables()
+paper_tabs = paper.universal_tables()
 glue("paper_md", Markdown(
     "Below, the distributions of the paper's universal neurons (from its published tables) beside ours: our "
     + ("universal neurons." if s["n_universal"]
-       else "top 1% of neurons by excess correlation, since none is universal.")
-    if paper else "The paper's published tables were not found (expected in `../shared/reference-data/"
-    "universal-neurons-paper/` next to the repository), so its distributions are not plotted."), display=False)
+       else "top 1% of neurons by excess correlation, since none is universal.")), display=False)
 
 # %% [markdown]
 # {glue:md}`paper_md`
 
 # %%
-if paper:
-    ours = live[live["is_universal"]] if s["n_universal"] else live[top]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
-    for ax, col in zip(axes, ("excess_corr", "mean_corr", "mean_baseline")):
-        for name, t in paper.items():
-            ax.hist(t[col], bins=30, range=(0, 1), density=True, histtype="step", label=f"paper {name}")
-        ax.hist(ours[col], bins=30, range=(0, 1), density=True, alpha=0.4, color="k", label="ours")
-        ax.set(xlabel=col, title=col)
-    axes[0].legend(fontsize=7)
-    show(fig)
+ours = live[live["is_universal"]] if s["n_universal"] else live[top]
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
+for ax, col in zip(axes, ("excess_corr", "mean_corr", "mean_baseline")):
+    for name, t in paper_tabs.items():
+        ax.hist(t[col], bins=30, range=(0, 1), density=True, histtype="step", label=f"paper {name}")
+    ax.hist(ours[col], bins=30, range=(0, 1), density=True, alpha=0.4, color="k", label="ours")
+    ax.set(xlabel=col, title=col)
+axes[0].legend(fontsize=7)
+show(fig)
 
 # %% [markdown]
 # ## How many tokens are enough?

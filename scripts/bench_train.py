@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from universal_neurons import malloc
+
 SETTINGS = {  # name: (attention, activation, fused AdamW, precision)
     "before (eager, gelu_new, AdamW)": ("eager", "gelu_new", False, "fp32"),
     "sdpa": ("sdpa", "gelu_new", False, "fp32"),
@@ -26,9 +28,10 @@ SETTINGS = {  # name: (attention, activation, fused AdamW, precision)
     "sdpa + tanh + fused AdamW": ("sdpa", "gelu_pytorch_tanh", True, "fp32"),
     "sdpa + tanh + fused + bf16 autocast": ("sdpa", "gelu_pytorch_tanh", True, "bf16"),
 }
-# The same as "sdpa + tanh + fused AdamW" with another malloc (LD_PRELOAD), where Debian's package is installed:
-# glibc returns the large logits buffers to the kernel every step (page faults), these allocators keep them.
-ALLOCATORS = {"+ tcmalloc": "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+# The same as "sdpa + tanh + fused AdamW" with another malloc (LD_PRELOAD), where one is found: glibc returns
+# the large logits buffers to the kernel every step (page faults), these allocators keep them. tcmalloc is
+# the one `make zoo` uses (universal_neurons.malloc: fetched into the venv by `make env`).
+ALLOCATORS = {"+ tcmalloc": malloc.find() or "",
               "+ jemalloc": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}
 
 
@@ -91,17 +94,9 @@ def main() -> int:
         for name, setting, preload in settings:
             for threads, procs in modes:
                 job = (m, vocab, t["batch_size"], setting, threads, a.steps, a.warmup)
-                before_env = os.environ.get("LD_PRELOAD")
-                if preload:  # spawned processes start with this environment
-                    os.environ["LD_PRELOAD"] = preload
-                try:
-                    with ctx.Pool(procs) as pool:  # fresh processes per measurement: no state carried over
-                        tps = sum(pool.map(_worker, [job] * procs))
-                finally:
-                    if preload:
-                        os.environ.pop("LD_PRELOAD")
-                        if before_env is not None:
-                            os.environ["LD_PRELOAD"] = before_env
+                # fresh processes per measurement (no state carried over), started with the allocator preloaded
+                with malloc.preloaded(preload), ctx.Pool(procs) as pool:
+                    tps = sum(pool.map(_worker, [job] * procs))
                 runs.setdefault((name, threads, procs), []).append(tps)
                 print(f"round {rep + 1}: {name:38s} {threads} thread(s) x {procs} process(es): {tps:9,.0f} tokens/s",
                       flush=True)

@@ -4,6 +4,7 @@ processes, the cached profile run, and bad input. Runs on a tiny zoo trained her
 import glob
 import json
 import sysconfig
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -305,6 +306,16 @@ def test_cli_reports_bad_profile(capsys):
     assert "unknown profile" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("device, message", [
+    ("cuda", "torch sees no CUDA device here: use --device cpu"), ("gpu0", "unknown device 'gpu0'")])
+def test_cli_refuses_a_device_it_cannot_use_before_any_work(capsys, device, message):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from universal_neurons.__main__ import main
+
+    assert main(["zoo", "--profile", "smoke", "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
 
 def test_scale_aware_threshold_is_the_controls_quantile_of_live_neurons(tmp_path):
     from types import SimpleNamespace
@@ -334,8 +345,10 @@ def test_scale_aware_threshold_is_the_controls_quantile_of_live_neurons(tmp_path
     assert "scale-aware" in words
     assert resolve_threshold(0.5, profile) == (0.5, "the paper's threshold of 0.5")
     assert resolve_threshold("0.3", profile)[0] == 0.3
-    with pytest.raises(UserError, match="a number .* or 'control'"):
-        resolve_threshold("high", profile)
+    assert resolve_threshold(1, profile) == (1.0, "the threshold of 1")
+    for bad in ("high", -1, 0, 2.0, float("nan"), None, True):
+        with pytest.raises(UserError, match=r"threshold must be a number in \(0, 1\] \(the paper's is 0.5\) or 'control'"):
+            resolve_threshold(bad, profile)
 
 
 def test_algebraic_rotated_baseline_equals_rotating_the_activations():
@@ -363,3 +376,33 @@ def test_algebraic_rotated_baseline_equals_rotating_the_activations():
     np.testing.assert_allclose(real[:, :d].numpy(), np_corr(xf, vf[:, :d]), atol=1e-6)
     np.testing.assert_allclose(base[0].numpy(), np_corr(xf, vf[:, :d] @ rots[0].double().numpy().T), atol=1e-6)
     assert torch.isnan(base[1]).all() and torch.isnan(real[:, d:]).all()
+
+
+def test_paper_tables_ship_in_the_package_and_match_the_papers_counts():
+    """The published universal.csv files (paper_data/) hold exactly the paper's counts of universal neurons
+    (paper.md section 2: 1,533, 1,211 and 465), all above its threshold of 0.5."""
+    from universal_neurons import paper
+
+    assert paper.folder().is_relative_to(Path(un.__file__).parent)
+    tables = paper.universal_tables()
+    assert {m: len(t) for m, t in tables.items()} == {"GPT2-small-a": 1533, "GPT2-medium-a": 1211, "Pythia-160m": 465}
+    assert {m: n for m, (n, _) in paper.SHARES.items()} == {m: len(t) for m, t in tables.items()}
+    for m, counts in paper.PER_LAYER.items():  # the per-layer counts quoted from figure 2 are the tables' own
+        assert list(tables[m]["layer"].value_counts().sort_index()) == counts
+    assert all((t["excess_corr"] > 0.5).all() for t in tables.values())
+
+
+def test_a_flipped_byte_in_a_paper_table_fails_with_one_line(tmp_path):
+    import shutil
+
+    from universal_neurons import paper
+
+    copy = tmp_path / "paper"
+    shutil.copytree(paper.folder(), copy)
+    target = copy / "pythia-160m" / "universal.csv"
+    data = bytearray(target.read_bytes())
+    data[100] ^= 1
+    target.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"pythia-160m/universal.csv is missing or differs from its checksum") as e:
+        paper.universal_tables(copy)
+    assert "\n" not in str(e.value) and "git checkout --" in str(e.value)

@@ -2,12 +2,13 @@
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from universal_neurons import UserError
+from universal_neurons import UserError, malloc
 from universal_neurons.zoo import checkpoint_root, latest_checkpoint, train_members, train_seed
 
 SMALL = {"tokens": 30000, "batch_size": 8, "lr": 3e-3, "warmup_steps": 5, "weight_decay": 0.1, "checkpoint_every": 10,
@@ -85,7 +86,7 @@ def test_training_killed_between_checkpoint_files_resumes_to_the_same_bytes(tmp_
     full = train(tmp_path, "full", 3, smoke, smoke_data)
     out = tmp_path / "zoo" / "killed"
     run = subprocess.run([sys.executable, "-c", KILLED_RUN, str(out), kill_after, repr(SMALL)], capture_output=True,
-                         text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                         text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert run.returncode == 9, run.stderr[-2000:]
     assert not out.exists()
     last = latest_checkpoint(checkpoint_root(out))
@@ -97,7 +98,8 @@ def test_training_killed_between_checkpoint_files_resumes_to_the_same_bytes(tmp_
 
 
 def test_members_trained_side_by_side_equal_those_trained_one_by_one(tmp_path, smoke, smoke_data):
-    """The speed options (SDPA, fused AdamW, one-thread processes side by side) stay byte-deterministic."""
+    """The speed options (SDPA, fused AdamW, one-thread processes side by side, tcmalloc in those processes)
+    stay byte-deterministic: the sequential members are trained in this process, with glibc malloc."""
     train_rows, heldout, tdir = smoke_data
     jobs = [{"seed": s, "out_dir": tmp_path / "par" / f"seed-{s}", "train": train_rows, "heldout": heldout,
              "model_cfg": smoke.cfg["model"], "train_cfg": dict(SMALL), "tokenizer_dir": tdir} for s in (1, 2)]
@@ -106,6 +108,24 @@ def test_members_trained_side_by_side_equal_those_trained_one_by_one(tmp_path, s
     assert [sha(p / "model.safetensors") for p in par] == [sha(p / "model.safetensors") for p in seq]
     info = json.loads((par[0] / "training_log.json").read_text())
     assert info["threads"] == 1 and info["train"]["attention"] == "sdpa" and info["train"]["fused_adamw"] is True
+
+
+def _mapped_libraries(_=None):
+    return open("/proc/self/maps").read()
+
+
+@pytest.mark.skipif(malloc.find() is None, reason="no tcmalloc on this machine (make env fetches it on Debian)")
+def test_members_are_trained_with_tcmalloc_preloaded_and_this_process_is_not():
+    """train_members starts its workers under malloc.preloaded(malloc.find()), so the side-by-side test above
+    compares tcmalloc-trained members with glibc-trained ones."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with malloc.preloaded(malloc.find()), ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        child = pool.submit(_mapped_libraries).result()
+    assert "libtcmalloc_minimal" in child
+    if malloc.LIB not in os.environ.get("LD_PRELOAD", ""):  # unless the test run itself was started with it
+        assert "libtcmalloc_minimal" not in _mapped_libraries()
 
 
 def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, smoke, smoke_data):

@@ -16,9 +16,27 @@ def profile_parser(prog: str, default_profile: str = "default") -> argparse.Argu
     ap = argparse.ArgumentParser(prog=prog)
     ap.add_argument("--profile", default=default_profile)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", type=checked_device, help="cpu, cuda, cuda:<k> or mps")
     ap.add_argument("--quiet", action="store_true")
     return ap
+
+
+def checked_device(name: str) -> str:
+    """`name` if torch can use it here, else a one-line UserError (never a silent fall-back to the CPU)."""
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}: use cpu, cuda, cuda:<k> or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for, but torch sees no CUDA device here: use --device cpu "
+                        "(or DEVICE=cpu with make)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"device {name!r}: torch sees only {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {name!r} asked for, but MPS is not available here: use --device cpu")
+    return name
 
 
 def one_line_errors(main):

@@ -45,14 +45,6 @@ VERSION = 1
 WEIGHT_COLS = ["w_in_norm", "input_bias", "w_out_norm", "in_out_sim", "l2_penalty", "max_in_cos", "max_out_cos",
                "vocab_mean", "vocab_var", "vocab_skew", "vocab_kurt"]
 ACT_COLS = ["mean", "var", "skew", "kurt", "sparsity"]
-# The paper's universal (U) / non-universal means (paper.md section 3).
-PAPER_MEANS = pd.DataFrame(
-    [("GPT2-small-a", 0.045, 0.135, -0.82, -0.48, 0.95, 0.07, 7.2, 4.0, 0.83, 0.64),
-     ("GPT2-medium-a", 0.049, 0.139, -0.49, -0.25, 1.10, 0.03, 8.1, 3.8, 0.66, 0.43),
-     ("Pythia-160m", 0.062, 0.230, -0.07, -0.05, 0.85, -0.05, 7.1, 3.4, 2.06, 1.17)],
-    columns=["model", "sparsity_U", "sparsity_nonU", "input_bias_U", "input_bias_nonU", "skew_U", "skew_nonU",
-             "kurt_U", "kurt_nonU", "l2_penalty_U", "l2_penalty_nonU"]).set_index("model")
-
 
 # ---- weights -------------------------------------------------------------------------------------------
 def _unit(w: torch.Tensor, dim: int) -> torch.Tensor:

@@ -45,6 +45,7 @@ from .activations import check_tokenizers, chunk_activations, dropped_ids, plan_
 from .atomic import atomic_dir, atomic_path, write_json
 from .correlation import RunningMax, StreamingPearson
 from .cli import one_line_errors, profile_parser
+from . import paper
 from .errors import UserError
 
 FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # token snapshots for the convergence curve
@@ -373,33 +374,16 @@ def resolve_threshold(threshold, profile) -> tuple[float, str]:
     try:
         value = float(threshold)
     except (TypeError, ValueError):
-        raise UserError(f"threshold must be a number (the paper's is 0.5) or 'control', got {threshold!r}") from None
-    return value, f"the paper's threshold of {value:g}" if value == 0.5 else f"the threshold of {value:g}"
+        value = float("nan")
+    if not 0 < value <= 1 or isinstance(threshold, bool):  # an excess correlation lies in [-2, 2]; NaN fails too
+        raise UserError(f"threshold must be a number in (0, 1] (the paper's is {paper.THRESHOLD}) or 'control', "
+                        f"got {threshold!r}")
+    return value, f"the paper's threshold of {value:g}" if value == paper.THRESHOLD else f"the threshold of {value:g}"
 
 
 def partner_gap(table: pd.DataFrame) -> pd.Series:
     """Per neuron: max minus min over partners of the max correlation (paper: 0.049 all, 0.105 universal)."""
     return table["max_corr"] - table["min_corr"]
-
-
-# The paper's headline numbers (paper.md section 2) and its published tables (section 11).
-PAPER = {"shares": {"GPT2-small-a": (1533, 36864), "GPT2-medium-a": (1211, 98304), "Pythia-160m": (465, 36864)},
-         "per_layer": {"GPT2-small-a": [222, 244, 101, 110, 71, 72, 56, 112, 101, 142, 125, 177],
-                       "GPT2-medium-a": [132, 140, 44, 40, 40, 30, 23, 21, 26, 24, 25, 17, 36, 36, 57, 52, 53, 56,
-                                         49, 55, 46, 52, 61, 96]},
-         "d_mlp": {"GPT2-small-a": 3072, "GPT2-medium-a": 4096},
-         "gap_all": 0.049, "gap_universal": 0.105, "excess_universal_mean": 0.59}
-PAPER_DIRS = {"GPT2-small-a": "stanford-gpt2-small-a", "GPT2-medium-a": "stanford-gpt2-medium-a",
-              "Pythia-160m": "pythia-160m"}
-
-
-def paper_tables(folder=None) -> dict[str, pd.DataFrame]:
-    """The paper's published universal.csv per model ({} if the folder is absent)."""
-    from .profiles import REPO_ROOT
-
-    folder = Path(folder or REPO_ROOT / ".." / "shared" / "reference-data" / "universal-neurons-paper")
-    return {m: pd.read_csv(folder / d / "universal.csv") for m, d in PAPER_DIRS.items()
-            if (folder / d / "universal.csv").is_file()}
 
 
 # ---- a profile's run, cached ---------------------------------------------------------------------------

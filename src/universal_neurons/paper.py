@@ -1,0 +1,69 @@
+"""The paper's facts, in one place: every number the book quotes from Gurnee et al. (2024), with its source
+(`../shared/docs/paper.md` sections, the paper's text, figures and tables), and its published neuron
+tables, shipped in `paper_data/` (MIT, from wesg52/universal-neurons) and checked against their sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import UserError
+
+THRESHOLD = 0.5  # excess correlation above which a neuron is universal (section 4.1)
+
+# Universal neurons / all neurons (section 4.1: 4.16%, 1.23%, 1.26%).
+SHARES = {"GPT2-small-a": (1533, 36864), "GPT2-medium-a": (1211, 98304), "Pythia-160m": (465, 36864)}
+# Universal neurons per layer (figure 2 / the published universal.csv).
+PER_LAYER = {"GPT2-small-a": [222, 244, 101, 110, 71, 72, 56, 112, 101, 142, 125, 177],
+             "GPT2-medium-a": [132, 140, 44, 40, 40, 30, 23, 21, 26, 24, 25, 17, 36, 36, 57, 52, 53, 56,
+                               49, 55, 46, 52, 61, 96]}
+D_MLP = {"GPT2-small-a": 3072, "GPT2-medium-a": 4096}
+GAP_ALL, GAP_UNIVERSAL = 0.049, 0.105  # mean max-minus-min over partners of max_corr (text, figure 2b)
+EXCESS_UNIVERSAL_MEAN = 0.59  # mean excess correlation of the universal neurons (text)
+
+# Universal (U) / non-universal means of the neuron properties (section 4.2, figure 3; paper.md section 3).
+PROPERTY_MEANS = pd.DataFrame(
+    [("GPT2-small-a", 0.045, 0.135, -0.82, -0.48, 0.95, 0.07, 7.2, 4.0, 0.83, 0.64),
+     ("GPT2-medium-a", 0.049, 0.139, -0.49, -0.25, 1.10, 0.03, 8.1, 3.8, 0.66, 0.43),
+     ("Pythia-160m", 0.062, 0.230, -0.07, -0.05, 0.85, -0.05, 7.1, 3.4, 2.06, 1.17)],
+    columns=["model", "sparsity_U", "sparsity_nonU", "input_bias_U", "input_bias_nonU", "skew_U", "skew_nonU",
+             "kurt_U", "kurt_nonU", "l2_penalty_U", "l2_penalty_nonU"]).set_index("model")
+
+# The models themselves: width and depth exact (section 1); training tokens are estimates the paper does not
+# state (Stanford CRFM: 400,000 steps of 512 x 1,024 tokens; Pythia: about 3e11 tokens of the Pile).
+MODELS = pd.DataFrame([
+    {"model": "GPT2-small-a", "d_mlp": 3072, "n_layer": 12, "tokens": 400_000 * 512 * 1024, "marker": "o"},
+    {"model": "GPT2-medium-a", "d_mlp": 4096, "n_layer": 24, "tokens": 400_000 * 512 * 1024, "marker": "s"},
+    {"model": "Pythia-160m", "d_mlp": 3072, "n_layer": 12, "tokens": 300e9, "marker": "^"},
+]).assign(share=lambda t: [SHARES[m][0] / SHARES[m][1] for m in t["model"]])
+
+TABLE_DIRS = {"GPT2-small-a": "stanford-gpt2-small-a", "GPT2-medium-a": "stanford-gpt2-medium-a",
+              "Pythia-160m": "pythia-160m"}
+
+
+def folder() -> Path:
+    """The published tables inside the package (paper_data/README.md: source and licence)."""
+    from importlib.resources import files
+
+    return Path(str(files("universal_neurons") / "paper_data" / "universal-neurons-paper"))
+
+
+def read_table(relpath: str, root: Path | None = None) -> pd.DataFrame:
+    """One published table (e.g. `pythia-160m/universal.csv`), checked against the folder's SHA256SUMS."""
+    root = Path(root) if root is not None else folder()
+    sums, path = root / "SHA256SUMS", root / relpath
+    if not sums.is_file():
+        raise UserError(f"{sums} is missing: restore it with `git checkout -- {root}`")
+    expected = {name.removeprefix("./"): digest for digest, name in (ln.split() for ln in sums.read_text().splitlines())}
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != expected.get(relpath):
+        raise UserError(f"{path} is missing or differs from its checksum in {sums}: restore it with "
+                        f"`git checkout -- {path}`")
+    return pd.read_csv(path)
+
+
+def universal_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
+    """The published universal.csv of each model: its universal neurons and their properties."""
+    return {m: read_table(f"{d}/universal.csv", root) for m, d in TABLE_DIRS.items()}
