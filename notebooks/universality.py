@@ -90,7 +90,8 @@ for k in ("excess_q50", "excess_q90", "excess_q99", "excess_max", "mean_corr_med
     glue(k, s[k], display=False)
 if s["n_universal"]:
     verdict = (f"**{s['n_universal']:,} neurons ({pct:.2f}%) are universal** by the paper's criterion "
-               f"(the paper finds 4.16% in GPT2-small, 1.23% in GPT2-medium and 1.26% in Pythia-160m).")
+               "(the paper finds " + ", ".join(f"{100 * n / N:.2f}% in {m}" for m, (n, N) in paper.SHARES.items())
+               + ").")
 else:
     verdict = (f"**No neuron of this model passes the paper's threshold of {threshold}.** That is expected at "
                "this scale: in small, briefly trained models a random mixture of a layer's neurons already "
