@@ -5,12 +5,12 @@ tables, shipped in `paper_data/` (MIT, from wesg52/universal-neurons) and checke
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
 
 from .errors import UserError
+from .tokens import file_sha256
 
 THRESHOLD = 0.5  # excess correlation above which a neuron is universal (section 4.1)
 
@@ -58,7 +58,7 @@ def read_table(relpath: str, root: Path | None = None) -> pd.DataFrame:
     if not sums.is_file():
         raise UserError(f"{sums} is missing: restore it with `git checkout -- {root}`")
     expected = {name.removeprefix("./"): digest for digest, name in (ln.split() for ln in sums.read_text().splitlines())}
-    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != expected.get(relpath):
+    if not path.is_file() or file_sha256(path) != expected.get(relpath):
         raise UserError(f"{path} is missing or differs from its checksum in {sums}: restore it with "
                         f"`git checkout -- {path}`")
     return pd.read_csv(path)
