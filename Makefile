@@ -1,5 +1,6 @@
 # The two commands: `make book` (environment, data, zoo, notebooks, book) and `make test`.
-# Everything is cached: a rerun redoes only what changed. PROFILE picks a profiles/<name>.yaml.
+# Everything is cached: a rerun redoes only what changed. PROFILE picks src/universal_neurons/profiles/<name>.yaml;
+# SET overrides any key of it (`universal-neurons config --profile NAME` lists them, with their defaults).
 PROFILE ?= default
 SWEEP ?= sweep
 SET ?=
@@ -11,12 +12,16 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-ART := artifacts/$(PROFILE)
+# The run folder: artifacts/<profile>, or artifacts/<profile>+<sha1 of SET> (its first 10 hex digits, of SET with
+# its whitespace collapsed) for a run with overrides, so that it never overwrites the profile's own notebooks and
+# tables. The same name as `Profile.run_name` (tests/test_config.py checks both agree).
+SET_ID := $(if $(strip $(SET)),+$(shell printf '%s' '$(subst ','\'',$(strip $(SET)))' | sha1sum | cut -c1-10))
+ART := artifacts/$(PROFILE)$(SET_ID)
+CONFIG := $(ART)/config.yaml
 NB_OUT := $(ART)/notebooks
 CHAPTERS := zoo universality scale properties prediction mysteries
-PKG := $(wildcard src/universal_neurons/*.py)
+PKG := $(wildcard src/universal_neurons/*.py src/universal_neurons/*/*.py)
 MATHJAX := book/_vendor/mathjax/tex-chtml.js
-OVERRIDES := $(foreach s,$(SET),--set $(s))
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
@@ -24,8 +29,10 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data zoo release notebooks bench bench-train clean-book help browser sweep FORCE
+.PHONY: book test env data zoo release notebooks bench bench-train clean-book help browser sweep where FORCE
 .DELETE_ON_ERROR:
+# One recipe at a time: the steps share the run folder and the CPU cores (`make -j` is safe, and serial).
+.NOTPARALLEL:
 
 help:
 	@echo "make book [PROFILE=default|smoke|gpt2-small|...] [SET='train.tokens=1e6 ...'] [DEVICE=cuda]"
@@ -33,6 +40,7 @@ help:
 	@echo "make bench   # correlation engine benchmark"
 	@echo "make bench-train   # trainer throughput: today's settings against the old ones, one run"
 	@echo "make zoo PROFILE=default RETRAIN=1   # retrain the shipped zoo into artifacts/ and compare bytes"
+	@echo "make where [PROFILE=...] [SET=...]   # the run folder of these settings"
 
 env: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
@@ -44,20 +52,25 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 data: $(STAMP)
-	$(PY) -m universal_neurons data --profile $(PROFILE) $(OVERRIDES)
+	$(PY) -m universal_neurons data --profile $(PROFILE) --set "$(SET)"
 
-# The settings given on the command line (SET, DEVICE) are in no file's date: this file holds them and is
-# rewritten only when they change, so a plain `make book` after a `SET=...` run redoes the zoo check and
-# the notebooks with the profile's own settings instead of publishing the overridden ones.
-SETTINGS := $(ART)/.settings
-$(SETTINGS): FORCE
-	@mkdir -p $(@D) && printf '%s\n' "SET=$(SET) DEVICE=$(DEVICE)" | cmp -s - $@ || printf '%s\n' "SET=$(SET) DEVICE=$(DEVICE)" > $@
+where:
+	@echo $(ART)
 
-# The zoo is retrained only when its profile or the training code changes (seeds already trained with
+# The resolved configuration (the profile, its defaults and SET) is written into the run folder, rewritten only
+# when it changes; DEVICE likewise. The zoo check and the notebooks depend on both, so a plain `make book` after a
+# `SET=...` run (another run folder) or after a profile edit redoes exactly what changed.
+$(CONFIG): $(STAMP) FORCE
+	@$(PY) -m universal_neurons config --profile $(PROFILE) --set "$(SET)" --write $@
+DEVICE_FILE := $(ART)/device
+$(DEVICE_FILE): FORCE
+	@mkdir -p $(@D) && printf '%s\n' "$(DEVICE)" | cmp -s - $@ || printf '%s\n' "$(DEVICE)" > $@
+
+# The zoo is retrained only when its configuration or the training code changes (seeds already trained with
 # the same settings are kept). A shipped zoo (the default's zoo/release) is only checked against its
 # manifest, never trained; RETRAIN=1 retrains it into artifacts/ and compares the bytes.
-$(ART)/zoo/.trained: $(STAMP) profiles/$(PROFILE).yaml $(PKG) $(wildcard zoo/*/manifest.json) $(SETTINGS) $(if $(RETRAIN),FORCE)
-	$(PY) -m universal_neurons zoo --profile $(PROFILE) --device $(DEVICE) $(OVERRIDES) $(if $(RETRAIN),--retrain)
+$(ART)/zoo/.trained: $(STAMP) $(CONFIG) $(DEVICE_FILE) $(PKG) $(wildcard zoo/*/manifest.json) $(if $(RETRAIN),FORCE)
+	$(PY) -m universal_neurons zoo --profile $(PROFILE) --device $(DEVICE) --set "$(SET)" $(if $(RETRAIN),--retrain)
 	@mkdir -p $(@D) && touch $@
 zoo: $(ART)/zoo/.trained
 
@@ -65,7 +78,7 @@ zoo: $(ART)/zoo/.trained
 # committed at once (COMMIT= to leave that to you).
 COMMIT ?= 1
 release: $(STAMP)
-	$(PY) -m universal_neurons release --profile $(PROFILE) --device $(DEVICE) $(OVERRIDES) $(if $(COMMIT),--commit)
+	$(PY) -m universal_neurons release --profile $(PROFILE) --device $(DEVICE) --set "$(SET)" $(if $(COMMIT),--commit)
 
 # Notebooks are kept as py:percent text; jupytext converts, papermill executes with parameters.
 $(NB_OUT)/%.ipynb: notebooks/%.py $(ART)/zoo/.trained
@@ -89,8 +102,9 @@ book: notebooks $(MATHJAX)
 	rm -rf book/generated && mkdir -p book/generated
 	cp $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb) book/generated/
 	echo "$(PROFILE)" > book/generated/PROFILE
+	printf '%s\n' "$(SET)" > book/generated/SET
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
-	@echo "book: $(CURDIR)/_build/html/index.html (profile $(PROFILE))"
+	@echo "book: $(CURDIR)/_build/html/index.html (profile $(PROFILE), run folder $(ART))"
 
 FORCE:
 
@@ -104,11 +118,11 @@ browser:
 # make test: the smoke profile's whole pipeline and book, then the test suite.
 test: browser
 	$(MAKE) book PROFILE=smoke SET= DEVICE=cpu
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --strict-markers
 
 # The scale study (issue 4): zoos over a grid, each analysed; cached point by point, resumable.
 sweep: $(STAMP)
-	$(PY) -m universal_neurons.sweep --profile $(SWEEP) --device $(DEVICE) $(OVERRIDES)
+	$(PY) -m universal_neurons sweep --profile $(SWEEP) --device $(DEVICE) --set "$(SET)"
 
 bench: $(STAMP)
 	$(PY) scripts/bench_correlation.py $(BENCH_ARGS)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.book
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 CHAPTERS = ["zoo", "universality", "scale", "properties", "prediction", "mysteries"]
@@ -70,3 +71,56 @@ def test_pages_render_in_chromium_with_mathjax(built, tmp_path):
     assert "mjx-container" in dom, "MathJax (vendored) did not typeset the formula"
     dom = render(built / "book" / "generated" / "zoo.html", tmp_path / "b")
     assert "Training curves" in dom and "<img" in dom
+
+
+SCREEN_CHARS = 1500  # about one screen of prose at the book's width: the first number or figure comes before
+
+
+def _visible_code(el) -> bool:
+    """A code cell's input that the reader sees unfolded (not inside a hide-input toggle)."""
+    return "cell_input" in el.get("class", []) and el.find_parent("details") is None
+
+
+def _result(el) -> bool:
+    """A glued number or sentence, or a figure."""
+    classes = el.get("class", [])
+    return el.name == "img" or "pasted-text" in classes or "pasted-inline" in classes
+
+
+def test_each_page_opens_with_numbers_or_figures_not_code(built):
+    """A first-time reader sees the chapter's first number or figure within a screen of the title, and no code
+    cell before it (boilerplate is removed from the page, the teaching calls are folded)."""
+    from bs4 import BeautifulSoup
+
+    for name in CHAPTERS:
+        soup = BeautifulSoup((built / "book" / "generated" / f"{name}.html").read_text(), "html.parser")
+        article = soup.find("article") or soup
+        title = article.find("h1")
+        assert title is not None, f"{name}: no title"
+        seen = 0
+        for el in title.find_all_next(True):
+            assert not _visible_code(el), f"{name}: a code cell comes before the first number or figure"
+            if _result(el):
+                break
+            if el.string and el.find_parent(["p", "li"]) is not None:
+                seen += len(el.string)
+        else:
+            pytest.fail(f"{name}: no glued number and no figure")
+        assert seen < SCREEN_CHARS, f"{name}: {seen} characters of prose before the first number or figure"
+
+
+def test_figures_are_numbered_and_captioned(built):
+    from bs4 import BeautifulSoup
+
+    for name in CHAPTERS:
+        soup = BeautifulSoup((built / "book" / "generated" / f"{name}.html").read_text(), "html.parser")
+        for fig in soup.find_all("figure"):
+            caption = fig.find("figcaption")
+            assert caption is not None and caption.get_text(strip=True), f"{name}: a figure without a caption"
+            assert fig.find(class_="caption-number"), f"{name}: an unnumbered figure"
+
+
+def test_math_never_escapes_underscores_in_text_mode():
+    """MathJax shows the backslash of \\_ inside \\text{...}: names with underscores go in \\mathrm{...}."""
+    for nb in (ROOT / "notebooks").glob("*.py"):
+        assert not re.search(r"\\text\{[^}]*\\_", nb.read_text()), f"{nb.name}: \\text{{..\\_..}} in math"

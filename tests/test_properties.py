@@ -1,6 +1,7 @@
 """Neuron properties against independent computations: numpy on the Hugging Face weights with LayerNorm
 folded by hand, scipy moments of pre-activations collected with HF forward hooks, exact streaming moments on
-shifted data, gated / bias-free MLPs, and the cached profile run joined into neurons.csv (smoke zoo)."""
+shifted data, gated / bias-free MLPs, the cached profile run joined into neurons.csv (smoke zoo), and the one
+hook runner every pass over the held-out tokens uses, against TransformerLens' `run_with_cache`."""
 
 import json
 import warnings
@@ -13,7 +14,11 @@ from scipy import stats
 
 import universal_neurons as un
 from universal_neurons import UserError
+from universal_neurons import activations as A
 from universal_neurons import properties as P
+from universal_neurons.activation_stats import ACT_COLS, MomentAccumulator, activation_stats, neuron_activations
+from universal_neurons.token_classes import class_scores
+from universal_neurons.weight_stats import WEIGHT_COLS, weight_stats
 
 N_TOKENS = 4000
 
@@ -59,7 +64,7 @@ def unit(w, axis):
 
 def test_weight_stats_match_numpy_on_hand_folded_hf_weights(ref):
     model, folder = ref
-    ours, problems = P.weight_stats(model)
+    ours, problems = weight_stats(model)
     assert not problems and len(ours) == model.cfg.n_layers * model.cfg.d_mlp
     layers, w_u = hand_folded(folder)
     u = unit(w_u, 0)
@@ -84,7 +89,7 @@ def test_weight_stats_match_numpy_on_hand_folded_hf_weights(ref):
     mask[np.random.default_rng(0).choice(len(mask), 40, replace=False)] = True
     c = unit(layers[-1]["w_out"], 1) @ u
     expect = (c[:, mask].mean(1) - c[:, ~mask].mean(1)) / c.std(1)
-    got = P.class_scores(model, {"some": mask})
+    got = class_scores(model, {"some": mask})
     np.testing.assert_allclose(got.loc[got["layer"] == len(layers) - 1, "some"], expect, rtol=1e-4, atol=1e-6)
 
 
@@ -92,7 +97,7 @@ def test_streaming_moments_match_scipy_on_hf_hooks(ref, rows):
     from transformers import GPT2LMHeadModel
 
     model, folder = ref
-    (ours, hist), = P.activation_stats([model], ["seed-0"], rows, N_TOKENS, batch_rows=8)  # ~9 batches
+    (ours, hist), = activation_stats([model], ["seed-0"], rows, N_TOKENS, batch_rows=8)  # ~9 batches
     # independent: HF hooks on c_fc (pre-activation) and act (post), tokens filtered as the paper does
     tok = model.tokenizer
     bad = [i for i in range(len(tok)) if i in tok.all_special_ids or (not tok.decode([i]).strip()
@@ -121,7 +126,7 @@ def test_streaming_moments_match_scipy_on_hf_hooks(ref, rows):
     assert (hist["counts"].sum(1) == N_TOKENS).all()
     # post-activations of chosen neurons, aligned with the next token
     pairs = [(1, 5), (0, 7), (1, 200)]
-    acts, nxt = P.neuron_activations(model, rows, pairs, 1000, batch_rows=8)
+    acts, nxt = neuron_activations(model, rows, pairs, 1000, batch_rows=8)
     want = {l: post[l][torch.from_numpy(has_next)].numpy() for l in post}
     np.testing.assert_allclose(acts, np.stack([want[l][:, n] for l, n in pairs], 1), rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(nxt, x[:, 1:][has_next[:, :-1]])
@@ -131,7 +136,7 @@ def test_accumulator_is_exact_far_from_zero():
     """Power sums about the first batch's mean: exact where raw float64 sums would cancel catastrophically."""
     rng = np.random.default_rng(0)
     x = (1e4 + rng.lognormal(0, 1, (3000, 5))).astype(np.float32)
-    acc = P.MomentAccumulator(5, n_bins=20)
+    acc = MomentAccumulator(5, n_bins=20)
     for part in np.array_split(x, 3):
         acc.update(torch.from_numpy(part))
     got, xd = acc.result(), x.astype(np.float64)
@@ -152,19 +157,19 @@ def test_gated_and_bias_free_mlps_warn_and_keep_the_rest(ref, rows):
                                   seed=0)
     gated = HookedTransformer(cfg, tokenizer=model.tokenizer)
     with pytest.warns(UserWarning, match=r"gated MLP.*w_in_norm, input_bias, in_out_sim, l2_penalty"):
-        w, problems = P.weight_stats(gated, "gated")
+        w, problems = weight_stats(gated, "gated")
     assert len(w) == 80 and len(problems) == 1  # d_mlp = 40, not 4 * d_model
     assert w[["w_in_norm", "input_bias", "in_out_sim", "l2_penalty", "max_in_cos"]].isna().all().all()
     assert np.isfinite(w[["w_out_norm", "max_out_cos", "vocab_var", "vocab_kurt"]].to_numpy()).all()
-    (a, _), = P.activation_stats([gated], ["gated"], rows, 500)
-    assert np.isfinite(a[P.ACT_COLS].to_numpy()).all()
+    (a, _), = activation_stats([gated], ["gated"], rows, 500)
+    assert np.isfinite(a[ACT_COLS].to_numpy()).all()
 
     saved = [blk.mlp.b_in for blk in model.blocks]
     for blk in model.blocks:
         blk.mlp.b_in = None
     try:
         with pytest.warns(UserWarning, match="no input bias.*input_bias"):
-            w, _ = P.weight_stats(model, "nobias")
+            w, _ = weight_stats(model, "nobias")
     finally:
         for blk, b in zip(model.blocks, saved):
             blk.mlp.b_in = b
@@ -177,7 +182,7 @@ def test_profile_run_is_cached_and_joined_into_neurons_csv(smoke, smoke_zoo, tmp
         res = P.compute_properties(smoke, n_tokens=2000, out_dir=tmp_path, progress=False)
     names = res.info["names"]
     assert names[0] == f"seed-{smoke.seeds[0]}" and set(res.table["model"]) == set(names) == set(res.hists)
-    assert res.table[P.WEIGHT_COLS + P.ACT_COLS].notna().all().all() and len(res.table) == 3 * 512
+    assert res.table[WEIGHT_COLS + ACT_COLS].notna().all().all() and len(res.table) == 3 * 512
     alone = P.neuron_frame(smoke, tmp_path)  # no neurons.csv yet: the reference's properties
     assert len(alone) == 512 and "excess_corr" not in alone
     neurons = pd.DataFrame({"layer": np.repeat([0, 1], 256), "neuron": np.tile(np.arange(256), 2),
@@ -194,6 +199,65 @@ def test_profile_run_is_cached_and_joined_into_neurons_csv(smoke, smoke_zoo, tmp
     assert stamps == [(tmp_path / f).stat().st_mtime_ns for f in ("neurons.csv", "properties.json")]
     group, label = P.universal_group(joined, threshold=0.5, top_pct=2)
     assert label.startswith("top 2%") and group.sum() == 11 and joined.loc[group, "excess_corr"].min() > 0.39
+    assert json.loads((tmp_path / "properties.key.json").read_text())["n_tokens"] == 2000  # cache.py's key file
+    fewer = P.compute_properties(smoke, n_tokens=1500, out_dir=tmp_path, progress=False)  # a new key: recomputed
+    assert fewer.info["n_tokens"] == 1500 and (fewer.hists[names[0]]["counts"].sum(1) == 1500).all()
     (tmp_path / "universality.json").write_text(json.dumps({"names": ["elsewhere"]}))
     with pytest.raises(UserError, match="not a member"):
         P.neuron_frame(smoke, tmp_path)
+
+
+def test_hook_runner_gives_run_with_cache_activations_at_the_kept_positions(ref, rows):
+    """hook_pre, hook_post, ln_final.hook_scale (masked) and an attention pattern (whole) of every batch of a
+    planned pass equal those of a plain forward with `run_with_cache`, bit for bit; the batches cover exactly
+    the planned kept tokens, never cross a chunk's end, and `next_token` drops each row's last position."""
+    model, _ = ref
+    plan = A.plan_pass([model], ["seed-0"], rows, 3000, chunk_tokens=1000)
+    masked = {**A.mlp_points(model, "hook_pre"), **{f"blocks.{l}.mlp.hook_post": ("post", l)
+                                                     for l in range(model.cfg.n_layers)}, "ln_final.hook_scale": "scale"}
+    kept, starts = 0, []  # (first row, end row) of each batch
+    for b0, toks, mask in A.held_out_batches(plan, 8, "cpu"):
+        starts.append((b0, b0 + len(toks)))
+        np.testing.assert_array_equal(toks.numpy(), np.asarray(rows[b0:b0 + len(toks)], dtype=np.int64))
+        got = {}
+        A.run_hooks(model, toks, mask, masked, got.__setitem__, name="seed-0")
+        A.run_hooks(model, toks, None, {"blocks.1.attn.hook_pattern": "pattern"}, got.__setitem__)
+        with torch.inference_mode():
+            _, cache = model.run_with_cache(toks)
+        for point, key in masked.items():
+            assert torch.equal(got[key], cache[point][mask]), point
+        assert torch.equal(got["pattern"], cache["blocks.1.attn.hook_pattern"])
+        kept += int(mask.sum())
+    assert kept == 3000 == plan.snap_tokens[-1]
+    assert all(any(r0 <= b0 and b1 <= r1 for r0, r1 in plan.chunks) for b0, b1 in starts)  # inside one chunk
+    assert len(plan.chunks) > 1 and [b for b, _ in starts] == sorted({b for b, _ in starts}) and starts[0][0] == 0
+    assert starts[-1][1] == plan.n_rows and all(a[1] == b[0] for a, b in zip(starts, starts[1:]))  # every row once
+    last = [m for *_, m in A.held_out_batches(plan, 8, "cpu", next_token=True)]
+    assert not any(m[:, -1].any() for m in last)
+    # the correlation pass's chunk matrix: hook_post of every layer side by side, in the same token order
+    post = torch.cat([A.chunk_activations([model], ["seed-0"], plan, c, 8, "cpu")[0] for c in range(len(plan.chunks))])
+    want = []
+    for _, toks, mask in A.held_out_batches(plan, 8, "cpu"):
+        _, cache = model.run_with_cache(toks)
+        want.append(torch.cat([cache[f"blocks.{l}.mlp.hook_post"][mask] for l in range(model.cfg.n_layers)], 1))
+    assert torch.equal(post, torch.cat(want))
+
+
+def test_hook_runner_refuses_nan_and_rows_that_do_not_fit(ref, rows):
+    model, _ = ref
+    plan = A.plan_pass([model], ["seed-0"], rows, 500)
+    b0, toks, mask = next(A.held_out_batches(plan, 8, "cpu"))
+    b_in = model.blocks[1].mlp.b_in
+    saved = b_in.detach().clone()
+    with torch.no_grad():
+        b_in[3] = float("nan")
+    try:
+        with pytest.raises(UserError, match=r"^seed-0: NaN or inf activation in layer 1, held-out rows 0-7; [^\n]*$"):
+            A.run_hooks(model, toks, mask, A.mlp_points(model), lambda *_: None, name="seed-0",
+                        rows="held-out rows 0-7")
+    finally:
+        with torch.no_grad():
+            b_in.copy_(saved)
+    wide = np.concatenate([rows[:50], rows[:50]], 1)  # rows longer than the model's context
+    with pytest.raises(UserError, match="do not fit the models"):
+        A.plan_pass([model], ["seed-0"], wide, 500)

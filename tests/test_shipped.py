@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from universal_neurons import UserError, load_profile
-from universal_neurons.profiles import Profile
+from universal_neurons.config import Profile
 from universal_neurons.shipped import MANIFEST, check, retrain_and_compare, train_release, verify
 
 
@@ -114,7 +114,7 @@ def test_the_default_profile_is_the_shipped_release_zoo():
 def test_a_finished_seed_is_committed_at_once(released, tmp_path, monkeypatch):
     import subprocess
 
-    import universal_neurons.profiles as profiles
+    import universal_neurons.config as profiles
     from universal_neurons.shipped import commit_seed
 
     repo = tmp_path / "repo"

@@ -1,4 +1,5 @@
-"""The scale sweep: grid expansion, the driver (train, analyse, summarise every point), resume, bad input."""
+"""The scale sweep: grid expansion, the driver (train, analyse, summarise every point), resume, another threshold
+re-derived from the saved passes, bad input, and the shipped results the book shows."""
 
 import json
 
@@ -7,8 +8,7 @@ import pytest
 
 from universal_neurons import UserError
 from universal_neurons import sweep as S
-
-
+from universal_neurons import sweep_results as R
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,28 +48,28 @@ def test_grid_expands_to_derived_profiles_sharing_the_data(tiny, smoke):
 
 
 def test_driver_runs_every_point_and_a_stopped_sweep_resumes_only_the_missing(tiny, monkeypatch):
-    assert S.run_sweep(tiny, limit=1, progress=False) == [IDS[0]]  # stopped after the first point
+    assert R.run_sweep(tiny, limit=1, progress=False) == [IDS[0]]  # stopped after the first point
     first = tiny.points[0].point_dir
     before = mtimes(first)
     assert (first / "summary.json").is_file() and not (tiny.points[1].point_dir / "summary.json").exists()
     assert set(pd.read_csv(tiny.results_path)["point"]) == {IDS[0]}
 
-    real_analyse = S.analyse  # killed during the second point's analysis, after its training
+    real_analyse = R.analyse  # killed during the second point's analysis, after its training
 
     def killed(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(S, "analyse", killed)
+    monkeypatch.setattr(R, "analyse", killed)
     with pytest.raises(KeyboardInterrupt):
-        S.run_sweep(tiny, progress=False)
+        R.run_sweep(tiny, progress=False)
     second = tiny.points[1]
     trained = {s: (second.seed_dir(s) / "model.safetensors").stat().st_mtime_ns for s in second.seeds}
-    monkeypatch.setattr(S, "analyse", real_analyse)
+    monkeypatch.setattr(R, "analyse", real_analyse)
 
-    assert S.run_sweep(tiny, progress=False) == [IDS[1]]
+    assert R.run_sweep(tiny, progress=False) == [IDS[1]]
     assert mtimes(first) == before, "a finished point is not touched again"
     assert {s: (second.seed_dir(s) / "model.safetensors").stat().st_mtime_ns for s in second.seeds} == trained
-    assert S.run_sweep(tiny, progress=False) == []
+    assert R.run_sweep(tiny, progress=False) == []
 
     res = pd.read_csv(tiny.results_path)
     final = res[res["stage"] == "final"]
@@ -86,12 +86,43 @@ def test_driver_runs_every_point_and_a_stopped_sweep_resumes_only_the_missing(ti
     assert (final["control_q999"] == final.groupby("point")["control_q999"].transform("first")).all()
 
 
+def test_another_threshold_rederives_the_rows_from_the_saved_passes(tiny, monkeypatch):
+    """Rows at another threshold come from the saved maxima (correlate fails if called); each point's share
+    above it equals numpy's on its neuron table (one partner: excess = max_corr_p1 - baseline_p1)."""
+    import numpy as np
+
+    from universal_neurons import universality
+    from universal_neurons.control import CONTROL_SEED
+
+    for p in tiny.points:
+        if not R.point_done(tiny, p):
+            R.run_sweep(tiny, points=[p.point_id], progress=False)
+        assert (p.control_dir / f"untrained-seed-{CONTROL_SEED}" / "config.json").is_file()  # one control per point
+
+    def not_again(*a, **k):
+        raise AssertionError("the pass ran again")
+
+    monkeypatch.setattr(universality, "correlate", not_again)
+    assert not R.point_done(tiny, tiny.points[0], 0.2)
+    assert R.run_sweep(tiny, threshold=0.2, progress=False) == IDS
+    assert R.point_done(tiny, tiny.points[0], 0.2) and not R.point_done(tiny, tiny.points[0])
+    res = pd.read_csv(tiny.results_path)
+    assert (res["threshold"] == 0.2).all() and set(res["point"]) == set(IDS)
+    for p in tiny.points:
+        n = pd.read_csv(p.tables_dir / "neurons.csv")
+        live = ~n["is_dead"].to_numpy()
+        ex = (n["max_corr_p1"].to_numpy(np.float64) - n["baseline_p1"].to_numpy(np.float64))[live]
+        rows = res[(res["point"] == p.point_id) & (res["stage"] == "final") & res["pairing"].isin(["all", "p1"])]
+        assert len(rows) == 2 and (rows["n_universal"] == int((ex > 0.2).sum())).all()
+        np.testing.assert_allclose(rows["share_universal"], (ex > 0.2).mean(), rtol=0, atol=1e-12)
+
+
 def test_snapshots_come_from_the_same_run_as_the_final_model(tiny, smoke_data, tmp_path):
     from universal_neurons.zoo import train_seed
 
     point = tiny.points[1]
-    if not S.point_done(tiny, point):
-        S.run_sweep(tiny, points=[point.point_id], progress=False)
+    if not R.point_done(tiny, point):
+        R.run_sweep(tiny, points=[point.point_id], progress=False)
     train_rows, heldout, tdir = smoke_data
     straight = train_seed(0, tmp_path / "seed-0", train_rows, heldout, point.cfg["model"], point.cfg["train"], tdir,
                           progress=False)
@@ -121,15 +152,17 @@ def test_bad_grid_input_fails_with_one_line(tmp_path, change, message):
     assert "\n" not in str(e.value)
 
 
-def test_a_profile_without_a_grid_and_the_cli(tmp_path, capsys):
+def test_a_profile_without_a_grid_and_the_status_listing(tmp_path):
     from universal_neurons import load_profile
 
     with pytest.raises(UserError, match="no grid"):
         S.expand(load_profile("smoke"), tmp_path)
-    assert S.main(["--profile", "smoke", "--out", str(tmp_path)]) == 2
-    assert len(capsys.readouterr().err.strip().splitlines()) == 1
-    assert S.main(["--profile", "sweep", "--out", str(tmp_path), "--list", *sum((["--set", o] for o in TINY), [])]) == 0
-    assert "w32-l2-t10240" in capsys.readouterr().out
+    table = R.status(S.load_sweep("sweep", TINY, tmp_path))
+    assert table["point"].tolist() == IDS and not table["done"].any()
+    assert table["snapshots"].tolist() == [False, True]
+    with pytest.raises(UserError, match="a sweep's threshold is a number") as e:
+        R.status(S.load_sweep("sweep", TINY + ["book.threshold=control"], tmp_path))
+    assert "\n" not in str(e.value)
 
 
 def test_grid_variants_change_training_settings_one_point_each(tmp_path):
@@ -146,9 +179,9 @@ def test_grid_variants_change_training_settings_one_point_each(tmp_path):
 
 def test_the_book_shows_the_shipped_results_when_none_were_computed_here(tmp_path):
     sw = S.load_sweep("recipe", directory=tmp_path)  # an empty folder: nothing computed on this machine
-    table, source = S.results_for_book(sw)
-    shipped = pd.read_csv(S.shipped_results_path(sw))
-    prov = json.loads(S.shipped_results_path(sw).with_suffix(".json").read_text())
+    table, source = R.results_for_book(sw)
+    shipped = pd.read_csv(R.shipped_results_path(sw))
+    prov = json.loads(R.shipped_results_path(sw).with_suffix(".json").read_text())
     assert len(table) == len(shipped) and "results/recipe.csv" in source and prov["cpu"] in source
     assert set(table["point"]) <= set(sw.ids)
     assert sorted(prov["points_done"]) == sorted(table["point"].unique())

@@ -1,8 +1,10 @@
 """Universality: the correlation pass against independent numpy computations, resume, tiling, two gloo
-processes, the cached profile run, and bad input. Runs on a tiny zoo trained here in a few seconds."""
+processes, the cached profile run and its tables re-derived at another threshold from the saved maxima, the
+untrained control and the threshold policy, and bad input. Runs on a tiny zoo trained here in a few seconds."""
 
 import glob
 import json
+import shutil
 import sysconfig
 from pathlib import Path
 from dataclasses import dataclass
@@ -13,7 +15,8 @@ import torch
 
 import universal_neurons as un
 from universal_neurons import UserError
-from universal_neurons.universality import correlate, neuron_table, rotation
+from universal_neurons.neuron_tables import neuron_table
+from universal_neurons.universality import correlate, rotation
 
 N_TOKENS = 3000
 MODEL = {"n_layer": 2, "d_model": 32, "d_mlp": 64, "n_head": 4, "n_ctx": 32}
@@ -260,21 +263,37 @@ def test_two_gloo_processes_equal_one(tiny, models, tmp_path):
     assert single.select_dtypes("int").equals(two.select_dtypes("int"))
 
 
-def test_profile_run_writes_tables_and_reuses_them(tiny, monkeypatch):
-    from universal_neurons import data, universality
-    from universal_neurons.profiles import Profile
+ANALYSIS = {"reference_seed": 0, "n_tokens": N_TOKENS, "batch_size": 16, "partners": None, "baseline": "gaussian",
+            "baseline_seed": 0, "control": True, "chunk_tokens": 1024, "max_accumulator_gb": 4.0}
+
+
+@pytest.fixture
+def tiny_profile(tiny, monkeypatch):
+    """Profile 'tiny' (its zoo, its held-out rows) with every analysis key, in a fresh tables folder."""
+    from universal_neurons import data
+    from universal_neurons.config import Profile
 
     monkeypatch.setenv("UN_ARTIFACTS", str(tiny["root"] / "artifacts"))
     monkeypatch.setattr(data, "token_rows", lambda profile, split, progress=True: tiny["rows"])
-    analysis = {"reference_seed": 0, "n_tokens": N_TOKENS, "batch_size": 16, "chunk_tokens": 1024}
-    prof = Profile("tiny", {"train": {"seeds": [0, 1]}, "model": MODEL, "analysis": analysis})
+    prof = Profile("tiny", {"train": {"seeds": [0, 1]}, "model": MODEL, "analysis": dict(ANALYSIS),
+                            "book": {"threshold": 0.5}})
+    shutil.rmtree(prof.tables_dir, ignore_errors=True)
+    yield prof
+    shutil.rmtree(prof.tables_dir, ignore_errors=True)
+
+
+def test_profile_run_writes_tables_and_reuses_them(tiny, tiny_profile):
+    from universal_neurons import universality
+
+    prof = tiny_profile
     res = universality.run_universality(prof, progress=False)
     out = prof.tables_dir
-    for f in ("neurons.csv", "layer_similarity.csv", "convergence.csv", "universality.json"):
-        assert (out / f).is_file()
+    for f in ("neurons.csv", "layer_similarity.csv", "convergence.csv", "universality.json", "maxima.npz",
+              "pass.json", "universality-pass.key.json", "universality-tables.key.json"):
+        assert (out / f).is_file(), f
     assert len(res.neurons) == 128 and {"max_corr_p1", "baseline_p1", "max_sim_layer_p1", "excess_corr", "is_universal",
                                         "is_dead", "mean_baseline", "min_corr"} <= set(res.neurons.columns)
-    assert res.info["n_tokens"] == N_TOKENS and res.info["baseline"]["seed"] == 0
+    assert res.info["n_tokens"] == N_TOKENS and res.info["baseline"]["seed"] == 0 and res.info["threshold"] == 0.5
     assert res.info["checkpoint_dirs"] == [str(s) for s in tiny["seeds"]]
     assert res.convergence["n_tokens"].iloc[-1] == N_TOKENS
     assert np.isclose(res.convergence["share_universal"].iloc[-1], res.neurons["is_universal"].mean())
@@ -283,9 +302,84 @@ def test_profile_run_writes_tables_and_reuses_them(tiny, monkeypatch):
     mtime = (out / "neurons.csv").stat().st_mtime_ns
     universality.run_universality(prof, progress=False)
     assert (out / "neurons.csv").stat().st_mtime_ns == mtime
-    universality.run_universality(prof, progress=False, seed=1)
+    prof.cfg["analysis"]["baseline_seed"] = 1
+    universality.run_universality(prof, progress=False)
     assert json.loads((out / "universality.json").read_text())["baseline"]["seed"] == 1
     assert not (out / ".partial").exists()
+
+
+def test_another_threshold_rederives_the_tables_from_the_saved_maxima(tiny, tiny_profile, models, monkeypatch):
+    """The pass is not run again (correlate fails if called); the tables equal a fresh pass's at that threshold,
+    and the summary equals numpy's counts and quantiles over the live neurons."""
+    import pandas as pd
+
+    from universal_neurons import neuron_tables, universality
+    from universal_neurons.data import analysis_rows
+
+    prof = tiny_profile
+    universality.run_universality(prof, progress=False)
+    pass_mtime = (prof.tables_dir / "maxima.npz").stat().st_mtime_ns
+    rows = analysis_rows(prof, progress=False).tokens  # the pass's rows: the held-out rows, shuffled
+    fresh = correlate([models("seed0"), models("seed1")], rows, N_TOKENS, chunk_tokens=ANALYSIS["chunk_tokens"],
+                      batch_rows=ANALYSIS["batch_size"])
+    table = neuron_table(fresh, 0.05)
+
+    def not_again(*a, **k):
+        raise AssertionError("the pass ran again")
+
+    monkeypatch.setattr(universality, "correlate", not_again)
+    low = neuron_tables.load_results(prof, 0.05)
+    again = universality.run_universality(prof, progress=False, threshold=0.05)
+    assert (prof.tables_dir / "maxima.npz").stat().st_mtime_ns == pass_mtime
+    pd.testing.assert_frame_equal(low.neurons, table, check_exact=False, atol=1e-12)
+    pd.testing.assert_frame_equal(again.neurons, low.neurons)
+    assert low.neurons["is_universal"].sum() > 0 and low.info["threshold"] == 0.05
+    ex = low.neurons.loc[~low.neurons["is_dead"], "excess_corr"].to_numpy(np.float64)
+    s = low.info["summary"]
+    assert s["n_universal"] == int((ex > 0.05).sum()) and s["share_universal"] == pytest.approx((ex > 0.05).mean())
+    for q in (50, 90, 99):
+        assert s[f"excess_q{q}"] == pytest.approx(np.quantile(ex, q / 100), abs=1e-12)
+    final = low.convergence.iloc[-1]
+    assert final["n_universal"] == s["n_universal"] and final["excess_q99"] == pytest.approx(s["excess_q99"])
+    back = neuron_tables.load_results(prof.tables_dir)  # a folder: the paper's threshold
+    assert back.info["threshold"] == 0.5 and back.info["summary"]["n_universal"] == int((ex > 0.5).sum())
+
+
+def test_untrained_control_is_one_model_and_its_run_goes_into_tables_control(tiny, tiny_profile):
+    from universal_neurons.control import CONTROL_SEED, control_threshold, run_control, untrained_control
+
+    prof = tiny_profile
+    path = untrained_control(prof)
+    assert path == prof.root / "control" / f"untrained-seed-{CONTROL_SEED}" and (path / "config.json").is_file()
+    assert untrained_control(prof) == path
+    ctrl = run_control(prof, progress=False)
+    assert (prof.tables_dir / "control" / "neurons.csv").is_file()
+    assert ctrl.info["partners"] == [str(path)] and ctrl.info["reference"] == str(tiny["seeds"][0])
+    live = ctrl.neurons.loc[~ctrl.neurons["is_dead"], "excess_corr"].to_numpy(np.float64)
+    assert len(live) > 100 and control_threshold(ctrl.neurons) == pytest.approx(np.quantile(live, 0.999), abs=1e-12)
+
+
+def test_tables_of_an_older_run_are_read_at_their_own_threshold_only(tmp_path):
+    import pandas as pd
+
+    from universal_neurons.neuron_tables import load_results
+
+    for name in ("neurons", "layer_similarity", "convergence"):
+        pd.DataFrame({"a": [1.0]}).to_csv(tmp_path / f"{name}.csv", index=False)
+    (tmp_path / "universality.json").write_text(json.dumps({"threshold": 0.5, "summary": {}}))
+    assert load_results(tmp_path, 0.5).info["threshold"] == 0.5
+    with pytest.raises(UserError, match="without saving the pass") as e:
+        load_results(tmp_path, 0.4)
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match="no universality results"):
+        load_results(tmp_path / "nothing")
+
+
+def test_torchrun_session_alone_keeps_the_device():
+    from universal_neurons.universality import torchrun_session
+
+    with torchrun_session(None, "cpu") as device:
+        assert device == "cpu"
 
 
 @pytest.mark.parametrize("names, n_tokens, message", [
@@ -299,13 +393,6 @@ def test_bad_input_fails_with_one_line(tiny, models, names, n_tokens, message):
     assert "\n" not in str(e.value)
 
 
-def test_cli_reports_bad_profile(capsys):
-    from universal_neurons.universality import main
-
-    assert main(["--profile", "no-such-profile"]) == 2
-    assert "unknown profile" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize("device, message", [
     ("cuda", "torch sees no CUDA device here: use --device cpu"), ("gpu0", "unknown device 'gpu0'")])
 def test_cli_refuses_a_device_it_cannot_use_before_any_work(capsys, device, message):
@@ -317,12 +404,13 @@ def test_cli_refuses_a_device_it_cannot_use_before_any_work(capsys, device, mess
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
+
 def test_scale_aware_threshold_is_the_controls_quantile_of_live_neurons(tmp_path):
     from types import SimpleNamespace
 
     import pandas as pd
 
-    from universal_neurons.universality import CONTROL_QUANTILE, control_threshold, resolve_threshold
+    from universal_neurons.control import CONTROL_QUANTILE, control_threshold, resolve_threshold
 
     rng = np.random.default_rng(0)
     ex = rng.normal(0.05, 0.03, 4000)

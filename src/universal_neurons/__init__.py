@@ -3,7 +3,7 @@
 import warnings
 
 from .errors import UserError
-from .profiles import load_profile
+from .config import Profile, load_profile
 
 # tqdm.auto (imported by TransformerLens) warns in notebooks without ipywidgets; the book has no widgets.
 warnings.filterwarnings("ignore", message="IProgress not found")
@@ -16,4 +16,4 @@ def load_model(source, device: str = "cpu", revision: str | None = None, tokeniz
     return _load(source, device=device, revision=revision, tokenizer=tokenizer)
 
 
-__all__ = ["UserError", "load_model", "load_profile"]
+__all__ = ["Profile", "UserError", "load_model", "load_profile"]

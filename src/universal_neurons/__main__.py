@@ -1,59 +1,172 @@
-"""Command line: `python -m universal_neurons <command> --profile NAME [--set section.key=value ...]`.
-
-data: corpus + tokenizer + token rows. zoo: train every seed (a shipped zoo: check it; `--retrain`: train it
-again into artifacts/ and compare). release: train a shipped zoo's missing seeds into its repository folder.
+"""The command line: `universal-neurons <command> --profile NAME [--set section.key=value ...]` (the same as
+`python -m universal_neurons ...`; the universality pass also under `torchrun --nproc_per_node=K -m
+universal_neurons universality ...`). `universal-neurons <command> --help` describes every option.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
-from .cli import one_line_errors, profile_parser
+from .cli import one_line_errors, profile_options
+
+COMMANDS = {
+    "data": "build the corpus, the tokenizer and the train / held-out token rows",
+    "zoo": "train every seed of a zoo profile (a shipped zoo: check it against its manifest)",
+    "release": "train a shipped zoo's missing seeds into its repository folder (hours on a CPU; resumable)",
+    "info": "print the profile's members, reference first",
+    "universality": "correlate the reference with its partners and write the neuron tables (paper section 2)",
+    "properties": "compute the neuron properties (weight and activation statistics) of every member",
+    "sweep": "train and analyse the zoos of a sweep profile's grid, point by point (resumable)",
+    "config": "print the resolved configuration (defaults and overrides applied) as YAML",
+    "where": "print the run folder of the profile with its overrides, relative to the working directory",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="universal-neurons", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    light = profile_options(device=False)  # commands that compute nothing need no torch
+    heavy = profile_options()
+    cmd = {name: sub.add_parser(name, help=text, description=text,
+                                parents=[light if name in ("info", "config", "where", "data") else
+                                         profile_options("sweep") if name == "sweep" else heavy])
+           for name, text in COMMANDS.items()}
+    cmd["zoo"].add_argument("--retrain", action="store_true",
+                            help="a shipped zoo: retrain it into artifacts/ and compare the bytes with the shipped ones")
+    cmd["release"].add_argument("--seeds", type=int, nargs="+", metavar="K", help="only these seeds (default: all missing)")
+    cmd["release"].add_argument("--commit", action="store_true", help="git-commit each seed as soon as it is trained")
+    cmd["properties"].add_argument("--reference-only", action="store_true",
+                                   help="activation statistics of the reference only (weight statistics of every member)")
+    cmd["sweep"].add_argument("--points", nargs="+", metavar="ID", help="only these points (default: every missing one)")
+    cmd["sweep"].add_argument("--limit", type=int, metavar="N", help="stop after N points")
+    cmd["sweep"].add_argument("--out", metavar="DIR", help="the sweep's folder (default: artifacts/<profile>)")
+    cmd["sweep"].add_argument("--list", action="store_true", help="list the points and which are done; run nothing")
+    cmd["sweep"].add_argument("--ship", action="store_true", help="copy results.csv into the repository's results/ folder")
+    cmd["config"].add_argument("--write", metavar="FILE",
+                               help="write the YAML into FILE (atomically, and only when it changed: for make)")
+    cmd["config"].add_argument("--list", action="store_true", help="list the shipped profiles and their descriptions")
+    return ap
 
 
 @one_line_errors
 def main(argv=None) -> int:
-    ap = profile_parser("python -m universal_neurons")
-    ap.add_argument("command", choices=["data", "zoo", "release", "info"])
-    ap.add_argument("--retrain", action="store_true", help="zoo: retrain a shipped zoo into artifacts/ and compare")
-    ap.add_argument("--seeds", type=int, nargs="+", help="release: only these seeds")
-    ap.add_argument("--commit", action="store_true", help="release: git-commit each seed as soon as it is trained")
-    args = ap.parse_args(argv)
-    from .profiles import load_profile
+    args = parser().parse_args(argv)
+    from .config import load_profile
 
+    if args.command == "config" and args.list:
+        return _list_profiles()
     profile = load_profile(args.profile, args.overrides)
-    progress = not args.quiet
-    if args.command == "data":
-        from .data import prepare
+    run = globals()[f"_{args.command}"]
+    return run(profile, args, progress=not args.quiet) or 0
 
-        train, heldout = prepare(profile, progress)
-        print(f"{profile.name}: {len(train)} train rows, {len(heldout)} held-out rows of {train.n_ctx} tokens; "
-              f"unigram entropy {train.header['unigram_entropy_nats']:.3f} nats")
-    elif args.command == "zoo":
-        if not profile.is_zoo:
-            print(f"{profile.name}: real checkpoints ({', '.join(profile.members())}); nothing to train")
-            return 0
-        from . import shipped
 
-        if profile.uses_shipped and args.retrain:
-            for line in shipped.retrain_and_compare(profile, device=args.device, progress=progress):
-                print(line)
-        elif profile.uses_shipped:
-            print(shipped.check(profile))
-        else:
-            from .zoo import train_zoo
+def _data(profile, args, progress):
+    from .data import prepare
 
-            for path in train_zoo(profile, device=args.device, progress=progress):
-                print(path)
-    elif args.command == "release":
-        from . import shipped
+    train, heldout = prepare(profile, progress)
+    print(f"{profile.name}: {len(train)} train rows, {len(heldout)} held-out rows of {train.n_ctx} tokens; "
+          f"unigram entropy {train.header['unigram_entropy_nats']:.3f} nats")
 
-        for path in shipped.train_release(profile, seeds=args.seeds, device=args.device, progress=progress,
-                                           commit=args.commit):
+
+def _zoo(profile, args, progress):
+    if not profile.is_zoo:
+        print(f"{profile.name}: real checkpoints ({', '.join(profile.members())}); nothing to train")
+        return
+    from . import shipped
+
+    if profile.uses_shipped and args.retrain:
+        for line in shipped.retrain_and_compare(profile, device=args.device, progress=progress):
+            print(line)
+    elif profile.uses_shipped:
+        print(shipped.check(profile))
+    else:
+        from .zoo import train_zoo
+
+        for path in train_zoo(profile, device=args.device, progress=progress):
             print(path)
-    elif args.command == "info":
-        for m in profile.members():
-            print(m)
+
+
+def _release(profile, args, progress):
+    from . import shipped
+
+    for path in shipped.train_release(profile, seeds=args.seeds, device=args.device, progress=progress,
+                                       commit=args.commit):
+        print(path)
+
+
+def _info(profile, args, progress):
+    for member in profile.members():
+        print(member)
+
+
+def _universality(profile, args, progress):
+    from .universality import run_universality, torchrun_session
+
+    with torchrun_session(profile, args.device, progress) as device:
+        res = run_universality(profile, device=device, progress=progress)
+        if res is not None:
+            s = res.info["summary"]
+            print(f"{profile.tables_dir / 'neurons.csv'}: {s['n_universal']} / {s['n_neurons']} universal "
+                  f"({100 * s['share_universal']:.2f}%), excess median {s['excess_q50']:.3f}, "
+                  f"q99 {s['excess_q99']:.3f}, max {s['excess_max']:.3f}; {res.info['n_tokens']:,} tokens")
+
+
+def _properties(profile, args, progress):
+    from .properties import compute_properties
+
+    res = compute_properties(profile, device=args.device, all_members=not args.reference_only, progress=progress)
+    print(f"{profile.tables_dir / 'properties.csv'}: {len(res.info['names'])} models, "
+          f"{res.info['n_tokens']:,} tokens, {res.info['seconds']:.0f} s")
+
+
+def _sweep(profile, args, progress):
+    from .sweep import expand
+    from .sweep_results import point_done, run_sweep, ship_results, status
+
+    sw = expand(profile, args.out)
+    if args.list:
+        print(status(sw).to_string(index=False))
+    elif args.ship:
+        print(ship_results(sw))
+    else:
+        ran = run_sweep(sw, args.points, device=args.device, limit=args.limit, progress=progress)
+        left = [p.point_id for p in sw.points if not point_done(sw, p)]
+        print(f"{sw.results_path}: ran {len(ran)} point(s){': ' + ', '.join(ran) if ran else ''}; "
+              f"{len(left)} missing{': ' + ', '.join(left) if left else ''}")
+
+
+def _config(profile, args, progress):
+    import yaml
+
+    from .atomic import write_text
+
+    head = f"# profile {profile.name}" + (f", overrides: {' '.join(profile.overrides)}" if profile.overrides else "")
+    text = f"{head}\n# run folder: {_relative(profile.root)}\n" + yaml.safe_dump(profile.cfg, sort_keys=False, width=1000)
+    if args.write is None:
+        print(text, end="")
+    elif not Path(args.write).is_file() or Path(args.write).read_text() != text:
+        write_text(args.write, text)
+
+
+def _where(profile, args, progress):
+    print(_relative(profile.root))
+
+
+def _relative(path: Path) -> str:
+    """`path` relative to the working directory when it lies under it, else absolute."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _list_profiles() -> int:
+    from .config import available_profiles, load_profile
+
+    for name in available_profiles():
+        print(f"{name:12s} {load_profile(name).cfg.get('description', '')}")
     return 0
 
 

@@ -1,13 +1,18 @@
-"""MLP activations of several models on the same held-out tokens, each batch read once (paper section 2).
+"""Passes over the held-out tokens: which tokens are kept, in which batches, and the one hook runner that
+every pass (correlations, neuron properties, the chapters' activations) reads activations with (paper section 2).
 
 Kept tokens: every position whose token is neither a special token (BOS/EOS/pad: one id in GPT-2 and
 Pythia) nor a newline token (decoded text made only of whitespace and containing a newline).
 A pass reads rows in order until exactly `n_tokens` tokens are kept (the last row is cut), in chunks of
-about `chunk_tokens` kept tokens (one correlation-engine update each) that end at every snapshot.
+about `chunk_tokens` kept tokens (one correlation-engine update each) that end at every snapshot, each
+chunk in batches of `batch_rows` rows (`held_out_batches`); `run_hooks` runs one batch through a model and
+hands each hooked activation, at the kept positions, to a callback.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -85,28 +90,79 @@ def plan_tokens(tokens: np.ndarray, drop: np.ndarray, n_tokens: int, chunk_token
     return Plan(tokens, drop, n_rows, last_keep, chunks, snap_chunks, [int(cum[e - 1]) for e in ends])
 
 
+def plan_pass(models, names, tokens: np.ndarray, n_tokens: int, chunk_tokens: int = 1 << 16,
+              fractions=(1.0,)) -> Plan:
+    """`plan_tokens` for a pass of `models` over `tokens` [rows, n_ctx], after checking that they share the
+    reference's tokenizer and that the rows fit every model (context and vocabulary): else a UserError."""
+    check_tokenizers(models, names)
+    plan = plan_tokens(tokens, dropped_ids(models[0].tokenizer), n_tokens, chunk_tokens, fractions)
+    top = int(tokens[:plan.n_rows].max())
+    if tokens.shape[1] > min(m.cfg.n_ctx for m in models) or top >= min(m.cfg.d_vocab for m in models):
+        raise UserError(f"the token rows (n_ctx {tokens.shape[1]}, max id {top}) do not fit the models (n_ctx "
+                        f"{min(m.cfg.n_ctx for m in models)}, vocabulary {min(m.cfg.d_vocab for m in models)}); "
+                        "build the rows with the models' tokenizer and context")
+    return plan
+
+
+def held_out_batches(plan: Plan, batch_rows: int, device, chunks=None,
+                     next_token: bool = False) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(first row, tokens [b, n_ctx] int64, kept mask [b, n_ctx] bool) for every batch of the planned chunks
+    (all, or the indices in `chunks`); a batch never crosses a chunk's end. `next_token`: keep only the
+    positions that have a next token in their row (not the last)."""
+    for c in range(len(plan.chunks)) if chunks is None else chunks:
+        r0, r1 = plan.chunks[c]
+        mask = plan.mask(r0, r1)
+        if next_token:
+            mask[:, -1] = False
+        for b0 in range(r0, r1, batch_rows):
+            b1 = min(b0 + batch_rows, r1)
+            yield (b0, torch.from_numpy(plan.tokens[b0:b1].astype(np.int64)).to(device),
+                   torch.from_numpy(mask[b0 - r0:b1 - r0]).to(device))
+
+
+def mlp_points(model, hook: str = "hook_post", layers=None) -> dict[str, int]:
+    """{"blocks.{l}.mlp.<hook>": l} for the given layers (default all): hook_post (the activation) or
+    hook_pre (the pre-activation; a gated MLP's gate)."""
+    return {f"blocks.{l}.mlp.{hook}": l for l in (range(model.cfg.n_layers) if layers is None else layers)}
+
+
+@torch.inference_mode()
+def run_hooks(model, tokens: torch.Tensor, mask: torch.Tensor | None, points: dict[str, object],
+              fn: Callable[[object, torch.Tensor], None], *, name: str = "model", rows: str = "") -> None:
+    """One forward pass of `tokens` [b, n_ctx] calling fn(key, act) at every hook point of `points`
+    ({hook name: key}): act is the hook's activation at the kept positions, act[mask] [kept, ...], or the
+    whole tensor when `mask` is None (e.g. attention patterns [b, heads, q, k]). The pass stops after the last
+    block hooked when every point is inside a block (`blocks.{l}.`), else it runs to the logits
+    (`ln_final.hook_scale`). A NaN or inf activation is a UserError naming the model, the point and `rows`."""
+    def at(act, hook, key):
+        a = act if mask is None else act[mask]
+        if not torch.isfinite(a).all():
+            where = f"layer {key}" if isinstance(key, int) else hook.name
+            raise UserError(f"{name}: NaN or inf activation in {where}{', ' + rows if rows else ''}; check the "
+                            "checkpoint's weights (or run in float32)")
+        fn(key, a)
+
+    blocks = [re.match(r"blocks\.(\d+)\.", p) for p in points]
+    stop = max(int(m[1]) for m in blocks) + 1 if blocks and all(blocks) else None
+    model.run_with_hooks(tokens, stop_at_layer=stop, fwd_hooks=[(p, partial(at, key=k)) for p, k in points.items()])
+
+
 @torch.inference_mode()
 def chunk_activations(models, names, plan: Plan, chunk: int, batch_rows: int, device) -> list[torch.Tensor]:
     """Post-activations `blocks.{l}.mlp.hook_post` of every model on the kept tokens of one chunk:
     per model float32 [kept, n_layers * d_mlp], layer-major. The forward stops after the last block."""
     r0, r1 = plan.chunks[chunk]
-    mask = torch.from_numpy(plan.mask(r0, r1)).to(device)  # [rows, n_ctx]
-    toks = torch.from_numpy(plan.tokens[r0:r1].astype(np.int64)).to(device)  # [rows, n_ctx]
-    kept = torch.cat([torch.zeros(1, dtype=torch.int64, device=device), mask.sum(1).cumsum(0)]).tolist()
-    outs = [torch.empty(kept[-1], m.cfg.n_layers * m.cfg.d_mlp, device=device) for m in models]
-
-    def hook(act, hook, out, layer, d, b0, b1, name):  # act [batch, n_ctx, d_mlp]
-        a = act[mask[b0:b1]]  # [kept in batch, d_mlp]
-        if not torch.isfinite(a).all():
-            raise UserError(f"{name}: NaN or inf activation in layer {layer}, batch of held-out rows "
-                            f"{r0 + b0}-{r0 + b1 - 1}; check the checkpoint's weights (or run in float32)")
-        out[kept[b0]:kept[b1], layer * d:(layer + 1) * d] = a
-
-    for b0 in range(0, r1 - r0, batch_rows):
-        b1 = min(b0 + batch_rows, r1 - r0)
+    outs = [torch.empty(int(plan.mask(r0, r1).sum()), m.cfg.n_layers * m.cfg.d_mlp, device=device) for m in models]
+    k0 = 0
+    for b0, toks, mask in held_out_batches(plan, batch_rows, device, chunks=[chunk]):
+        k1 = k0 + int(mask.sum())
         for model, out, name in zip(models, outs, names):
-            n_layers, d = model.cfg.n_layers, model.cfg.d_mlp
-            hooks = [(f"blocks.{l}.mlp.hook_post", partial(hook, out=out, layer=l, d=d, b0=b0, b1=b1, name=name))
-                     for l in range(n_layers)]
-            model.run_with_hooks(toks[b0:b1], stop_at_layer=n_layers, fwd_hooks=hooks)
+            d = model.cfg.d_mlp
+
+            def keep(layer, a, out=out, d=d, k0=k0, k1=k1):  # a [kept in batch, d_mlp]
+                out[k0:k1, layer * d:(layer + 1) * d] = a
+
+            run_hooks(model, toks, mask, mlp_points(model), keep, name=name,
+                      rows=f"batch of held-out rows {b0}-{b0 + len(toks) - 1}")
+        k0 = k1
     return outs

@@ -1,4 +1,4 @@
-"""What every command line of the package shares: the profile arguments and one-line errors."""
+"""What every subcommand of `universal-neurons` shares: the profile options, the device check and one-line errors."""
 
 from __future__ import annotations
 
@@ -10,14 +10,20 @@ import sys
 from .errors import UserError
 
 
-def profile_parser(prog: str, default_profile: str = "default") -> argparse.ArgumentParser:
-    """A parser with --profile, --set, --device and --quiet; nothing reaches a hub unless asked."""
+def profile_options(default_profile: str = "default", device: bool = True) -> argparse.ArgumentParser:
+    """A parent parser with --profile, --set, --quiet (and --device); nothing reaches a hub unless asked."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    ap = argparse.ArgumentParser(prog=prog)
-    ap.add_argument("--profile", default=default_profile)
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    ap.add_argument("--device", default="cpu", type=checked_device, help="cpu, cuda, cuda:<k> or mps")
-    ap.add_argument("--quiet", action="store_true")
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--profile", default=default_profile,
+                    help=f"a shipped profile name (see `config --list`) or the path of a .yaml file "
+                         f"(default: {default_profile})")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override one key, e.g. --set train.tokens=1e6; one --set may hold several separated by "
+                         "spaces (\"train.seeds=[0, 1] book.threshold=0.4\"), and --set may be repeated")
+    if device:
+        ap.add_argument("--device", default="cpu", type=checked_device,
+                        help="where to compute: cpu, cuda, cuda:<k> or mps (default: cpu)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
     return ap
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import corpus
-from .profiles import Profile
+from .config import Profile
 from .tokenizer import build_tokenizer, load_tokenizer
 from .tokens import TokenRows, build_rows, file_sha256, open_rows
 
@@ -31,7 +31,7 @@ def tokenizer_dir(profile: Profile, progress: bool = True) -> Path:
     if t["kind"] == "bpe":
         cdir = corpus_dir(profile, progress)
         texts = (d.text for d in corpus.iter_documents(cdir, "train"))
-    return build_tokenizer(t["kind"], profile.root / "tokenizer", texts=texts, vocab_size=t.get("vocab_size", 8192))
+    return build_tokenizer(t["kind"], profile.trained_tokenizer_dir, texts=texts, vocab_size=t.get("vocab_size", 8192))
 
 
 def token_rows(profile: Profile, split: str, progress: bool = True) -> TokenRows:

@@ -32,6 +32,22 @@ PROPERTY_MEANS = pd.DataFrame(
     columns=["model", "sparsity_U", "sparsity_nonU", "input_bias_U", "input_bias_nonU", "skew_U", "skew_nonU",
              "kurt_U", "kurt_nonU", "l2_penalty_U", "l2_penalty_nonU"]).set_index("model")
 
+# Prediction, suppression and partition neurons (section 5.1, figures 5, 6, 22-24; paper.md section 5), on the
+# moments of c_v = cos(w_out, W_U[:, v]) over the vocabulary: prediction = vocab_kurt > 10 and vocab_skew > 0,
+# suppression = vocab_kurt > 10 and vocab_skew < 0 (text); partition = vocab_var > 0.005 (the paper's notebook),
+# a cut set for GPT2-medium, whose d_model is 1024 (section 1).
+VOCAB_KURT_THRESHOLD = 10
+PARTITION_VAR = 0.005
+PARTITION_D_MODEL = 1024
+# The text's examples in GPT2-medium-a: L19.1169 predicts years, L23.2042 suppresses "(", L18.3483 partitions the
+# tokens by whether they start with a space.
+EXAMPLE_NEURONS = {"prediction": "L19.1169", "suppression": "L23.2042", "partition": "L18.3483"}
+# Universal GPT2-medium-a neurons with vocab_kurt > 10, of all its universal neurons (text: "289 of the 1,211").
+HIGH_KURT_UNIVERSAL = (289, SHARES["GPT2-medium-a"][0])
+
+# Mysteries (section 6, figure 9): the cosine between a neuron's w_in and w_out saturates near ±0.8 (text).
+IN_OUT_COS_SATURATION = 0.8
+
 # The models themselves: width and depth exact (section 1); training tokens are estimates the paper does not
 # state (Stanford CRFM: 400,000 steps of 512 x 1,024 tokens; Pythia: about 3e11 tokens of the Pile).
 MODELS = pd.DataFrame([

@@ -24,7 +24,7 @@ RECIPE = ("corpus", "tokenizer", "model", "train")  # the profile sections a shi
 
 
 def _rel(path: Path) -> str:
-    from .profiles import REPO_ROOT
+    from .config import REPO_ROOT
 
     try:
         return str(Path(path).resolve().relative_to(REPO_ROOT))
@@ -151,7 +151,7 @@ def commit_seed(zoo_dir: Path, seed: int) -> None:
     """`git add` the shipped zoo's folder and commit it: a finished seed is kept even if the run stops later."""
     import subprocess
 
-    from .profiles import REPO_ROOT
+    from .config import REPO_ROOT
 
     info = read_manifest(zoo_dir)["seeds"][str(seed)]
     subprocess.run(["git", "-C", str(REPO_ROOT), "add", "--", str(zoo_dir)], check=True)

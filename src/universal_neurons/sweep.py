@@ -11,12 +11,10 @@ A sweep profile (`profiles/sweep.yaml`) is an ordinary zoo profile plus
 
 Per point, under `artifacts/<sweep>/<point id>/`: `zoo/seed-<k>` (train_seed, cached), `tables/` (universality
 of the reference seed against the other seeds), `control/` + `tables/control/` (an untrained partner: the
-noise floor), `snapshots/f<fraction>/` for the snapshot point, and `summary.json` (its rows of results.csv,
-written last: a point with a current summary.json is skipped, so a killed sweep resumes point by point).
-`artifacts/<sweep>/results.csv` gathers every finished point's rows: one per pairing, `all` (the paper's
-mean over partners), `p<k>` (the reference against partner k alone: the seed-to-seed spread) and `control`.
+noise floor), `snapshots/f<fraction>/` for the snapshot point. This module builds the points and trains them;
+`sweep_results` analyses and summarises them (`run_sweep`, `results.csv`, the shipped results).
 
-CLI: `python -m universal_neurons.sweep --profile sweep [--points ID ...] [--device cuda] [--limit N] [--list]`.
+CLI: `python -m universal_neurons sweep --profile sweep [--points ID ...] [--device cuda] [--limit N] [--list]`.
 """
 
 from __future__ import annotations
@@ -26,26 +24,16 @@ import itertools
 import json
 import os
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from .atomic import atomic_dir, atomic_path, write_json
-from .cli import one_line_errors, profile_parser
+from . import cache
+from .atomic import atomic_dir, write_json
 from .errors import UserError
-from .profiles import Profile, artifacts_root, available_profiles, load_profile
+from .config import Profile, available_profiles, load_profile
 
-VERSION = 1
-CONTROL_SEED = 12345
+SNAPSHOT_VERSION = 2  # 2: the key in snapshot.key.json (cache.py)
 SWEEP_KEYS = ("grid", "snapshots", "data_from")
-COLUMNS = ["point", "stage", "fraction", "train_fraction", "pairing", "reference", "partners", "d_model", "d_mlp",
-           "n_head", "n_layer", "neurons", "parameters", "budget_tokens", "tokens", "heldout_loss", "heldout_loss_sd",
-           "n_seeds", "n_tokens", "threshold", "n_neurons", "n_dead", "n_universal", "share_universal",
-           "share_above_0.3", "share_above_0.4", "control_q999", "share_above_control_q999", "excess_q50",
-           "excess_q90", "excess_q99", "excess_q999", "excess_max", "mean_corr_median", "mean_baseline_median"]
 
 
 @dataclass
@@ -184,10 +172,11 @@ def _data_root(base: Profile, directory: Path) -> Path:
 
 
 def expand(base: Profile, directory=None) -> Sweep:
-    """The sweep's points as derived profiles. `directory`: where its outputs go (default artifacts/<name>)."""
+    """The sweep's points as derived profiles. `directory`: where its outputs go (default the profile's run
+    folder, artifacts/<name> without overrides)."""
     if not base.is_zoo:
         raise UserError(f"profile {base.name!r} has no train: section; a sweep trains zoos")
-    directory = Path(directory) if directory is not None else artifacts_root() / base.name
+    directory = Path(directory) if directory is not None else base.root
     data_root = _data_root(base, directory)
     common = {k: v for k, v in base.cfg.items() if k not in SWEEP_KEYS}
     if base.cfg.get("data_from"):  # the same tokenizer as that profile, shipped or not
@@ -248,7 +237,7 @@ def snapshot_dir(point: PointProfile, fraction: float) -> Path:
     return point.point_dir / "snapshots" / f"f{fraction:g}"
 
 
-def _export(ckpt: Path, dest: Path, point: Profile, tdir, info: dict) -> None:
+def _export(ckpt: Path, dest: Path, point: Profile, tdir, key: dict, info: dict) -> None:
     """A loadable model folder (save_pretrained + tokenizer + snapshot.json) from a training checkpoint."""
     import torch
     from safetensors.torch import load_file
@@ -262,20 +251,16 @@ def _export(ckpt: Path, dest: Path, point: Profile, tdir, info: dict) -> None:
     model = GPT2LMHeadModel(gpt2_config(point.cfg["model"], len(tok), tok.bos_token_id, point.cfg["train"]["attention"]))
     model.load_state_dict(load_file(str(ckpt / "model.safetensors")), strict=False)
     model.tie_weights()
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest) as tmp, cache.updating(tmp, key):
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         write_json(tmp / "snapshot.json", info)
 
 
 def _snapshot_key(point: Profile, seed: int, step: int, provenance: dict) -> dict:
-    return {"model": point.cfg["model"], "train": {k: v for k, v in point.cfg["train"].items() if k != "seeds"},
-            "data": provenance, "seed": seed, "step": step}
-
-
-def _snapshot_current(dest: Path, key: dict) -> bool:
-    f = dest / "snapshot.json"
-    return f.is_file() and json.loads(f.read_text()).get("key") == key
+    return cache.make_key("snapshot", version=SNAPSHOT_VERSION, model=point.cfg["model"],
+                          train={k: v for k, v in point.cfg["train"].items() if k != "seeds"}, data=provenance,
+                          seed=seed, step=step)
 
 
 def train_with_snapshots(point: PointProfile, seed: int, fractions, train, heldout, tdir, device="cpu",
@@ -294,7 +279,7 @@ def train_with_snapshots(point: PointProfile, seed: int, fractions, train, heldo
         last = latest_checkpoint(ckpt)
         return (json.loads((last / "state.json").read_text())["step"], last) if last else (0, None)
 
-    todo = [f for f in fractions if not _snapshot_current(dests[f], _snapshot_key(point, seed, steps[f], prov))]
+    todo = [f for f in fractions if not cache.is_current(dests[f], _snapshot_key(point, seed, steps[f], prov))]
     for f in todo:
         s = steps[f]
         at, _ = at_step()
@@ -308,8 +293,8 @@ def train_with_snapshots(point: PointProfile, seed: int, fractions, train, heldo
             raise RuntimeError(f"snapshot of seed {seed} expected at step {s}, checkpoint is at {at}")
         st = json.loads((last / "state.json").read_text())
         entry = st["log"][-1]
-        _export(last, dests[f], point, tdir, {
-            "key": _snapshot_key(point, seed, s, prov), "fraction": f, "step": s, "tokens": entry["tokens"],
+        _export(last, dests[f], point, tdir, _snapshot_key(point, seed, s, prov), {
+            "fraction": f, "step": s, "tokens": entry["tokens"],
             "heldout_loss": entry["heldout_loss"], "train_loss": entry["train_loss"], "total_steps": _total_steps(point),
             "heldout_loss_note": "measured during training on a quarter of train.eval_tokens held-out tokens"})
     if is_current(final, mc, tc, prov):
@@ -347,232 +332,3 @@ def train_side_by_side(sweep: Sweep, points: list[PointProfile], device="cpu", p
     jobs = [j for p in points if p.point_id != sweep.snapshot_point for j in zoo_jobs(p, progress=progress)]
     if jobs:
         train_members(jobs, device, progress)
-
-
-# ---- analysis and results -------------------------------------------------------------------------------
-def control_model(point: PointProfile) -> Path:
-    """The point's untrained control partner (the reference's config, a fixed init seed), under point_dir."""
-    from types import SimpleNamespace
-
-    from .universality import untrained_control
-
-    shim = SimpleNamespace(root=point.point_dir, members=point.members, revision=None)
-    return untrained_control(shim, seed=CONTROL_SEED)
-
-
-def _partner_table(neurons: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The neuron table of the reference against partner k alone (its max correlation and baseline)."""
-    return pd.DataFrame({"is_dead": neurons["is_dead"], "mean_corr": neurons[f"max_corr_p{k}"],
-                         "mean_baseline": neurons[f"baseline_p{k}"],
-                         "excess_corr": neurons[f"max_corr_p{k}"] - neurons[f"baseline_p{k}"]})
-
-
-def pairing_rows(res, ctrl, threshold: float = 0.5) -> list[dict]:
-    """Summary rows of one analysis: `all` partners (the paper's), each partner `p<k>` alone, the `control`;
-    each with the scale-aware threshold (CONTROL_QUANTILE of the control's excess) and the share above it."""
-    from .universality import CONTROL_QUANTILE, control_threshold, summary
-
-    q = control_threshold(ctrl.neurons)
-    names = res.info["names"]
-    tables = [("all", res.neurons, names[1:])]
-    tables += [(f"p{k}", _partner_table(res.neurons, k), [names[k]]) for k in range(1, len(names))]
-    tables += [("control", ctrl.neurons, ["untrained"])]
-    rows = []
-    for pairing, table, partners in tables:
-        live = table.loc[~table["is_dead"], "excess_corr"]
-        rows.append({"pairing": pairing, "reference": names[0], "partners": " ".join(partners),
-                     "n_tokens": res.info["n_tokens"], "threshold": threshold, **summary(table, threshold),
-                     "control_q999": q, "share_above_control_q999": float((live > q).mean()),
-                     "excess_q999": float(live.quantile(CONTROL_QUANTILE))})
-    return rows
-
-
-def _member_info(folder: Path) -> dict:
-    folder = Path(folder)
-    if (folder / "snapshot.json").is_file():
-        return json.loads((folder / "snapshot.json").read_text())
-    info = json.loads((folder / "training_log.json").read_text())
-    return info
-
-
-def _losses(res, pairing: str) -> list[float]:
-    dirs = res.info["checkpoint_dirs"]
-    chosen = dirs if pairing == "all" else dirs[:1] if pairing == "control" else [dirs[0], dirs[int(pairing[1:])]]
-    return [_member_info(Path(d))["heldout_loss"] for d in chosen]
-
-
-def _point_key(sweep: Sweep, point: PointProfile) -> dict:
-    snap = sweep.fractions if point.point_id == sweep.snapshot_point else []
-    header = point.data_dir / "train.json"  # the shared rows' provenance (corpus and tokenizer checksums)
-    data = json.loads(header.read_text()).get("provenance") if header.is_file() else None
-    return {"version": VERSION, "cfg": {k: point.cfg[k] for k in ("corpus", "tokenizer", "model", "train", "analysis")},
-            "snapshots": snap, "control_seed": CONTROL_SEED, "data": data}
-
-
-def point_done(sweep: Sweep, point: PointProfile) -> bool:
-    f = point.point_dir / "summary.json"
-    return f.is_file() and json.loads(f.read_text()).get("key") == _point_key(sweep, point)
-
-
-def analyse(point: PointProfile, reference, partners, out_dir: Path, device="cpu", threshold=0.5, progress=True):
-    """Universality of `reference` against `partners`, and against the untrained control (both cached)."""
-    from .universality import run_universality
-
-    res = run_universality(point, device=device, reference=reference, partners=partners, threshold=threshold,
-                           out_dir=out_dir, progress=progress)
-    ctrl = run_universality(point, device=device, reference=reference, partners=[str(control_model(point))],
-                            threshold=threshold, out_dir=out_dir / "control", progress=progress)
-    return res, ctrl
-
-
-def run_point(sweep: Sweep, point: PointProfile, device="cpu", threshold=0.5, progress=True) -> list[dict]:
-    """Train, analyse and summarise one point (every step cached); writes point_dir/summary.json last."""
-    members = train_point(sweep, point, device, progress)
-    info = _member_info(members[0])
-    stages = [(1.0, None, None, point.tables_dir)]
-    if point.point_id == sweep.snapshot_point:
-        ref = point.cfg["analysis"].get("reference_seed", point.seeds[0])
-        for f in sweep.fractions:
-            d = snapshot_dir(point, f)
-            stages.append((f, str(d / f"seed-{ref}"), [str(d / f"seed-{s}") for s in point.seeds if s != ref],
-                           d / "tables"))
-    rows = []
-    for fraction, reference, partners, out_dir in stages:
-        res, ctrl = analyse(point, reference, partners, out_dir, device, threshold, progress)
-        snap = _member_info(Path(res.info["checkpoint_dirs"][0]))
-        for r in pairing_rows(res, ctrl, threshold):
-            losses = _losses(res, r["pairing"])
-            rows.append({"point": point.point_id, "stage": "final" if fraction == 1.0 else "snapshot",
-                         "fraction": fraction, "d_model": point.point["d_model"], "d_mlp": point.point["d_mlp"],
-                         "n_head": point.point["n_head"], "n_layer": point.point["n_layer"],
-                         "neurons": point.point["n_layer"] * point.point["d_mlp"], "parameters": info["n_params"],
-                         "budget_tokens": point.point["tokens"], "tokens": snap["tokens"],
-                         "train_fraction": snap["tokens"] / info["tokens"],
-                         "heldout_loss": float(np.mean(losses)), "heldout_loss_sd": float(np.std(losses)),
-                         "n_seeds": len(point.seeds), "variant": point.point.get("variant", ""),
-                         "lr": point.cfg["train"]["lr"], "schedule": point.cfg["train"]["schedule"], **r})
-    write_json(point.point_dir / "summary.json", {"key": _point_key(sweep, point), "rows": rows})
-    return rows
-
-
-def read_results(sweep: Sweep) -> pd.DataFrame:
-    """Rows of every finished point of the sweep (from each point's summary.json), grid order."""
-    rows = []
-    for p in sweep.points:
-        if point_done(sweep, p):
-            rows += json.loads((p.point_dir / "summary.json").read_text())["rows"]
-    table = pd.DataFrame(rows)
-    first = [c for c in COLUMNS if c in table.columns]
-    return table[first + [c for c in table.columns if c not in first]]
-
-
-def write_results(sweep: Sweep) -> pd.DataFrame:
-    """results.csv of the finished points, and results.json: where, when and with what it was computed."""
-    import datetime
-
-    import torch
-
-    from .zoo import cpu_model
-
-    table = read_results(sweep)
-    with atomic_path(sweep.results_path) as tmp:
-        table.to_csv(tmp, index=False)
-    done = [p.point_id for p in sweep.points if point_done(sweep, p)]
-    write_json(sweep.results_path.with_suffix(".json"), {
-        "sweep": sweep.base.name, "cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-        "date": datetime.date.today().isoformat(), "points_done": done,
-        "recompute": f"python -m universal_neurons.sweep --profile {sweep.base.name}"})
-    return table
-
-
-def shipped_results_path(sweep: Sweep) -> Path:
-    """`results/<sweep>.csv` in the repository: a finished sweep's table, kept because it costs hours."""
-    from .profiles import REPO_ROOT
-
-    return REPO_ROOT / "results" / f"{sweep.base.name}.csv"
-
-
-def ship_results(sweep: Sweep) -> Path:
-    """Copy results.csv and its provenance (results.json) into the repository's results/ folder."""
-    if not sweep.results_path.is_file():
-        raise UserError(f"{sweep.results_path} does not exist; run the sweep first")
-    dest = shipped_results_path(sweep)
-    for src, dst in ((sweep.results_path, dest), (sweep.results_path.with_suffix(".json"), dest.with_suffix(".json"))):
-        with atomic_path(dst) as tmp:
-            shutil.copyfile(src, tmp)
-    return dest
-
-
-def results_for_book(sweep: Sweep) -> tuple[pd.DataFrame, str]:
-    """The sweep's results and where they come from: the points finished on this machine, or the table
-    shipped in results/ (with its machine and date) when it has more finished points."""
-    here = read_results(sweep)
-    shipped = shipped_results_path(sweep)
-    if shipped.is_file():
-        table = pd.read_csv(shipped)
-        prov = json.loads(shipped.with_suffix(".json").read_text()) if shipped.with_suffix(".json").is_file() else {}
-        if table["point"].nunique() > (here["point"].nunique() if len(here) else 0):
-            return table, (f"the table shipped in the repository (`results/{shipped.name}`), computed on "
-                           f"{prov.get('cpu', 'an unrecorded machine')} ({prov.get('cores', '?')} cores) on "
-                           f"{prov.get('date', 'an unrecorded date')}; `{prov.get('recompute', 'make sweep')}` "
-                           "recomputes it")
-    if len(here):
-        return here, f"computed on this machine (`{sweep.results_path}`)"
-    return here, "nothing yet: no point has been run here and no table is shipped"
-
-
-def status(sweep: Sweep) -> pd.DataFrame:
-    return pd.DataFrame([{"point": p.point_id, "done": point_done(sweep, p),
-                          "snapshots": p.point_id == sweep.snapshot_point, **{k: p.point[k] for k in
-                          ("d_model", "d_mlp", "n_layer", "tokens")}} for p in sweep.points])
-
-
-def run_sweep(sweep: Sweep, points=None, device="cpu", threshold=0.5, limit: int | None = None,
-              progress=True) -> list[str]:
-    """Run every missing point (or those named in `points`), at most `limit` of them; rewrite results.csv
-    after each. Returns the ids of the points run now."""
-    chosen = [sweep.point(i) for i in points] if points else sweep.points
-    train_side_by_side(sweep, [p for p in chosen if not point_done(sweep, p)][:limit], device, progress)
-    done = []
-    for p in chosen:
-        if point_done(sweep, p):
-            continue
-        if limit is not None and len(done) >= limit:
-            break
-        if progress:
-            print(f"[sweep] {p.name}", flush=True)
-        run_point(sweep, p, device=device, threshold=threshold, progress=progress)
-        done.append(p.point_id)
-        write_results(sweep)
-    if not sweep.results_path.is_file() or not done:
-        write_results(sweep)
-    return done
-
-
-@one_line_errors
-def main(argv=None) -> int:
-    ap = profile_parser("python -m universal_neurons.sweep", default_profile="sweep")
-    ap.add_argument("--points", nargs="+", metavar="ID", help="only these points (default: every missing one)")
-    ap.add_argument("--threshold", type=float, default=0.5)
-    ap.add_argument("--limit", type=int, help="stop after this many points")
-    ap.add_argument("--out", help="the sweep's folder (default artifacts/<profile>)")
-    ap.add_argument("--list", action="store_true", help="list the points and which are done; run nothing")
-    ap.add_argument("--ship", action="store_true", help="copy results.csv into the repository's results/ folder")
-    args = ap.parse_args(argv)
-    sw = load_sweep(args.profile, args.overrides, args.out)
-    if args.list:
-        print(status(sw).to_string(index=False))
-        return 0
-    if args.ship:
-        print(ship_results(sw))
-        return 0
-    ran = run_sweep(sw, args.points, device=args.device, threshold=args.threshold, limit=args.limit,
-                    progress=not args.quiet)
-    left = [p.point_id for p in sw.points if not point_done(sw, p)]
-    print(f"{sw.results_path}: ran {len(ran)} point(s){': ' + ', '.join(ran) if ran else ''}; "
-          f"{len(left)} missing{': ' + ', '.join(left) if left else ''}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,6 @@ Documents are joined with the end-of-text token, which is also the BOS of every 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path, write_json
+from .checksum import file_sha256  # noqa: F401  (data, shipped and paper import it from here)
 from .errors import UserError
-
-
-def file_sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Universal neurons (paper section 2): correlate every reference neuron with every neuron of each partner,
-and with the partner's randomly rotated neurons as a baseline, in one streaming pass.
+"""Universal neurons (paper section 2), the pass: correlate every reference neuron with every neuron of each
+partner, and with the partner's randomly rotated neurons as a baseline, in one streaming pass that keeps,
+per reference neuron, only the maxima. The tables derived from them live in `neuron_tables`.
 
 For reference neuron i and partner m: max_corr_m(i) is the signed max Pearson correlation over all partner
 neurons (all layers), baseline_m(i) the same over the partner's rotated neurons u = R_l v (one fixed
@@ -19,40 +20,38 @@ second full product against rotated neurons (about half the work).
 Memory is bounded by `max_accumulator_gb`, not by the model: the partner layers (all partners side by
 side) are grouped into tiles, one pass over the tokens per tile, keeping per reference neuron only
 running maxima; when even one partner layer is too wide, the reference neurons are split into row blocks
-as well. Accumulators are checkpointed every few chunks (a killed run resumes), and under torchrun the
-chunks are shared out over the processes and the accumulators all-reduced.
+as well. Accumulators are checkpointed every few chunks (a killed run resumes), and under torchrun
+(`torchrun_session`) the chunks are shared out over the processes and the accumulators all-reduced.
 
-CLI: `python -m universal_neurons.universality --profile smoke` (or `torchrun --nproc_per_node=K -m ...`).
+`run_universality` runs the pass for a profile, cached (cache.py; the key has no threshold): it saves every
+snapshot's per-partner maxima, argmax indices and baselines and the per-layer maxima (`maxima.npz`, with
+`pass.json`), then returns the tables derived from them (`neuron_tables.load_results`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from .activations import check_tokenizers, chunk_activations, dropped_ids, plan_tokens
-from .atomic import atomic_dir, atomic_path, write_json
+from . import cache
+from .activations import chunk_activations, plan_pass
+from .atomic import atomic_path, write_json
 from .correlation import RunningMax, StreamingPearson
-from .cli import one_line_errors, profile_parser
-from . import paper
 from .errors import UserError
 
 FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # token snapshots for the convergence curve
 BYTES_PER_PAIR = 32  # per (reference, partner column): float64 accumulator, float32 product, float64 copy at a
 # snapshot, with room for one layer's masked maxima; `max_accumulator_gb` bounds these plus the chunk's columns
-VERSION = 2  # 2: the rotated baseline computed from the partner layers' co-moments
-CONTROL_QUANTILE = 0.999  # the scale-aware threshold: this quantile of the excess against an untrained partner
+VERSION = 3  # 2: the rotated baseline computed from the partner layers' co-moments; 3: the raw pass saved
+MAXIMA, PASS_INFO, PASS_KIND = "maxima.npz", "pass.json", "universality-pass"  # the saved pass, its cache kind
 
 
 def rotation(d: int, seed: int, partner: int, layer: int, kind: str = "gaussian") -> torch.Tensor:
@@ -83,6 +82,28 @@ class Correlations:
     layer_max: list[np.ndarray]
     dead_partner_neurons: list[int]
     n_tiles: int
+
+    def save(self, folder, info: dict) -> None:
+        """Write the pass into `folder`: its arrays in maxima.npz, the rest (with `info`) in pass.json."""
+        arrays = {"real": np.stack(self.real), "real_idx": np.stack(self.real_idx), "base": np.stack(self.base),
+                  **{f"layer_max_p{p + 1}": m for p, m in enumerate(self.layer_max)}}  # [snapshots, P, n_a]
+        with atomic_path(Path(folder) / MAXIMA) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        write_json(Path(folder) / PASS_INFO, {**info, "names": self.names, "shapes": self.shapes,
+                                              "snap_tokens": self.snap_tokens, "n_tiles": self.n_tiles,
+                                              "dead_partner_neurons": self.dead_partner_neurons})
+
+    @classmethod
+    def load(cls, folder) -> tuple[Correlations, dict]:
+        """The pass `save` wrote into `folder`, and its pass.json."""
+        folder = Path(folder)
+        info = json.loads((folder / PASS_INFO).read_text())
+        with np.load(folder / MAXIMA) as z:
+            res = cls(info["names"], [tuple(s) for s in info["shapes"]], info["snap_tokens"], list(z["real"]),
+                      list(z["real_idx"]), list(z["base"]),
+                      [z[f"layer_max_p{p}"] for p in range(1, len(info["shapes"]))], info["dead_partner_neurons"],
+                      info["n_tiles"])
+        return res, info
 
 
 def _units(shapes) -> list[tuple[int, int, int]]:
@@ -207,12 +228,7 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
     names = names or [str(getattr(m, "checkpoint_dir", i)) for i, m in enumerate(models)]
     if len(models) < 2:
         raise UserError("universality needs a reference and at least one partner model")
-    check_tokenizers(models, names)
-    plan = plan_tokens(tokens, dropped_ids(models[0].tokenizer), n_tokens, chunk_tokens, fractions)
-    top = int(tokens[:plan.n_rows].max())
-    if tokens.shape[1] > min(m.cfg.n_ctx for m in models) or top >= min(m.cfg.d_vocab for m in models):
-        raise UserError(f"the token rows (n_ctx {tokens.shape[1]}, max id {top}) do not fit the models (n_ctx "
-                        f"{models[0].cfg.n_ctx}); build the rows with the models' tokenizer and context")
+    plan = plan_pass(models, names, tokens, n_tokens, chunk_tokens, fractions)
     rank, world = _dist()
     device = torch.device(device)
     shapes = [(m.cfg.n_layers, m.cfg.d_mlp) for m in models]
@@ -282,273 +298,74 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
     return res
 
 
-# ---- tables ---------------------------------------------------------------------------------------------
-def neuron_table(res: Correlations, threshold: float = 0.5, snapshot: int = -1) -> pd.DataFrame:
-    """One row per reference neuron: per-partner max correlation, baseline and argmax layer/neuron, then
-    max/mean/min over partners of both, excess_corr and is_universal (see the module docstring)."""
-    n_layers, d = res.shapes[0]
-    real, base, idx = res.real[snapshot], res.base[snapshot], res.real_idx[snapshot]  # [P, n_a]
-    cols = {"layer": np.repeat(np.arange(n_layers), d), "neuron": np.tile(np.arange(d), n_layers),
-            "is_dead": np.isnan(real).all(0)}
-    for p in range(len(real)):
-        dp = res.shapes[p + 1][1]
-        cols[f"max_corr_p{p + 1}"] = real[p]
-        cols[f"baseline_p{p + 1}"] = base[p]
-        cols[f"max_sim_layer_p{p + 1}"] = np.where(idx[p] >= 0, idx[p] // dp, -1)
-        cols[f"max_sim_neuron_p{p + 1}"] = np.where(idx[p] >= 0, idx[p] % dp, -1)
-    for name, a in (("corr", real), ("baseline", base)):  # NaN propagates: dead reference neurons
-        cols[f"max_{name}"], cols[f"mean_{name}"], cols[f"min_{name}"] = a.max(0), a.mean(0), a.min(0)
-    cols["excess_corr"] = cols["mean_corr"] - cols["mean_baseline"]
-    cols["is_universal"] = cols["excess_corr"] > threshold
-    return pd.DataFrame(cols)
-
-
-def layer_similarity(res: Correlations, table: pd.DataFrame) -> pd.DataFrame:
-    """Per (reference layer, partner layer): mean over live reference neurons and partners of the max
-    correlation within that partner layer, and the share of argmaxes (max_sim_layer) landing there."""
-    rows = []
-    live = ~table["is_dead"].to_numpy()
-    for p, lm in enumerate(res.layer_max):  # lm [n_a, L_p]
-        arg = table[f"max_sim_layer_p{p + 1}"].to_numpy()
-        for a in range(res.shapes[0][0]):
-            sel = live & (table["layer"].to_numpy() == a)
-            for b in range(lm.shape[1]):
-                rows.append({"partner": p + 1, "ref_layer": a, "partner_layer": b,
-                             "mean_max_corr": np.nanmean(lm[sel, b]) if sel.any() else np.nan,
-                             "argmax_share": (arg[sel] == b).mean() if sel.any() else np.nan})
-    per = pd.DataFrame(rows)
-    return per.groupby(["ref_layer", "partner_layer"], as_index=False)[["mean_max_corr", "argmax_share"]].mean()
-
-
-def summary(table: pd.DataFrame, threshold: float = 0.5) -> dict:
-    """Headline numbers of a neuron table: shares above thresholds and excess quantiles (live neurons)."""
-    live = table[~table["is_dead"]]
-    ex = live["excess_corr"]
-    out = {"n_neurons": len(table), "n_dead": int(table["is_dead"].sum()),
-           "n_universal": int((ex > threshold).sum()), "share_universal": float((ex > threshold).mean())}
-    for t in (0.3, 0.4):
-        out[f"share_above_{t}"] = float((ex > t).mean())
-    for q in (0.5, 0.9, 0.99):
-        out[f"excess_q{round(q * 100)}"] = float(ex.quantile(q))
-    out.update(excess_max=float(ex.max()), mean_corr_median=float(live["mean_corr"].median()),
-               mean_baseline_median=float(live["mean_baseline"].median()))
-    return out
-
-
-def convergence(res: Correlations, threshold: float = 0.5) -> pd.DataFrame:
-    """`summary` of the neuron table at every token snapshot of the pass."""
-    return pd.DataFrame([{"n_tokens": n, **summary(neuron_table(res, threshold, k), threshold)}
-                         for k, n in enumerate(res.snap_tokens)])
-
-
-def per_layer(table: pd.DataFrame, thresholds=(0.3, 0.4, 0.5)) -> pd.DataFrame:
-    """Per reference layer: live neurons and how many have excess_corr above each threshold."""
-    live = table[~table["is_dead"]]
-    out = live.groupby("layer").agg(neurons=("neuron", "size"))
-    for t in thresholds:
-        out[f"above_{t}"] = live.groupby("layer")["excess_corr"].apply(lambda e: int((e > t).sum()))
-    return out.reset_index()
-
-
-def control_threshold(control: pd.DataFrame, quantile: float = CONTROL_QUANTILE) -> float:
-    """The scale-aware threshold: the `quantile` of the live reference neurons' excess correlation against an
-    untrained partner (`control`: that run's neuron table). Above it, a neuron correlates with its trained
-    partners more than all but a (1 - quantile) share of neurons correlate with an untrained one."""
-    ex = control.loc[~control["is_dead"].astype(bool), "excess_corr"].dropna()
-    if ex.empty:
-        raise UserError("the control table has no live neuron; rerun the universality chapter with control=True")
-    return float(ex.quantile(quantile))
-
-
-def resolve_threshold(threshold, profile) -> tuple[float, str]:
-    """A chapter's `threshold` parameter as (value, words for the page): a number (the paper's is 0.5), or
-    "control": the scale-aware threshold of this profile's untrained control (tables/control/neurons.csv,
-    written by the universality chapter)."""
-    if isinstance(threshold, str) and threshold.strip().lower() == "control":
-        path = Path(profile.tables_dir) / "control" / "neurons.csv"
-        if not path.is_file():
-            raise UserError(f"threshold 'control' needs the untrained control's table {path}; run the universality "
-                            "chapter (control=True) for this profile first, or pass a number")
-        q = control_threshold(pd.read_csv(path))
-        return q, f"the scale-aware threshold of {q:.3f} (the untrained control's {100 * CONTROL_QUANTILE:g}th percentile)"
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0 < value <= 1 or isinstance(threshold, bool):  # an excess correlation lies in [-2, 2]; NaN fails too
-        raise UserError(f"threshold must be a number in (0, 1] (the paper's is {paper.THRESHOLD}) or 'control', "
-                        f"got {threshold!r}")
-    return value, f"the paper's threshold of {value:g}" if value == paper.THRESHOLD else f"the threshold of {value:g}"
-
-
-def partner_gap(table: pd.DataFrame) -> pd.Series:
-    """Per neuron: max minus min over partners of the max correlation (paper: 0.049 all, 0.105 universal)."""
-    return table["max_corr"] - table["min_corr"]
-
-
-# ---- a profile's run, cached ---------------------------------------------------------------------------
-@dataclass
-class Results:
-    """The files of one run: neurons.csv, layer_similarity.csv, convergence.csv, universality.json."""
-
-    neurons: pd.DataFrame
-    layers: pd.DataFrame
-    convergence: pd.DataFrame
-    info: dict
-
-
-def members(profile, reference=None, partners=None) -> list[str]:
-    """Model sources, reference first: a zoo seed (int) or any source `load_model` takes; None = the profile's."""
-    def src(x):
-        return str(profile.seed_dir(x)) if profile.is_zoo and isinstance(x, int) else str(x)
-
-    default = profile.members()
-    ref = default[0] if reference is None else src(reference)
-    parts = [src(p) for p in partners] if partners is not None else [m for m in default if m != ref]
-    return [ref, *parts]
-
-
-def _weights_signature(folder: Path) -> list:
-    return sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in Path(folder).glob("*.safetensors"))
-
-
-def load_results(out_dir) -> Results:
-    """Read the tables `run_universality` wrote into `out_dir`."""
-    out_dir = Path(out_dir)
-    if not (out_dir / "universality.json").is_file():
-        raise UserError(f"no universality results in {out_dir}; run "
-                        "`python -m universal_neurons.universality --profile <name>`")
-    return Results(pd.read_csv(out_dir / "neurons.csv"), pd.read_csv(out_dir / "layer_similarity.csv"),
-                   pd.read_csv(out_dir / "convergence.csv"), json.loads((out_dir / "universality.json").read_text()))
-
-
-def run_universality(profile, device="cpu", reference=None, partners=None, n_tokens: int | None = None,
-                     baseline: str = "gaussian", seed: int = 0, threshold: float = 0.5, out_dir=None,
-                     max_accumulator_gb: float | None = None, progress: bool = True,
-                     stop_after: int | None = None) -> Results | None:
-    """Correlate a profile's reference with its partners on its held-out rows and write, into `out_dir`
-    (default the profile's tables folder): neurons.csv, layer_similarity.csv, convergence.csv and
-    universality.json (provenance). A rerun with the same parameters and checkpoints reuses them."""
+# ---- a profile's pass, cached --------------------------------------------------------------------------
+def run_universality(profile, device="cpu", progress: bool = True, out_dir=None, partners=None, reference=None,
+                     stop_after: int | None = None, threshold=None):
+    """Correlate a profile's reference with its partners on its held-out rows (n_tokens, baseline, baseline_seed,
+    batch_size, chunk_tokens, max_accumulator_gb, reference_seed and partners from `profile.cfg["analysis"]`;
+    `reference`, `partners`: zoo seeds or model sources that override them), save the pass into `out_dir` (default the
+    profile's tables folder) and return its tables at `threshold` (None: the profile's book.threshold; as
+    `neuron_tables.load_results`). Cached: a rerun with the same models, data and parameters reuses the saved
+    pass. Returns None on the ranks other than 0 under torchrun, and after `stop_after` chunks."""
+    from .control import book_threshold
     from .data import analysis_rows
     from .loading import load_model, resolve_checkpoint
+    from .neuron_tables import load_results
 
-    analysis = profile.cfg.get("analysis", {})
-    n_tokens = int(n_tokens or analysis["n_tokens"])
-    gb = max_accumulator_gb or analysis.get("max_accumulator_gb", 4.0)
+    a = profile.cfg["analysis"]
     out_dir = Path(out_dir or profile.tables_dir)
-    sources = members(profile, reference, partners)
+    sources = profile.members(reference, partners)  # None: analysis.reference_seed / analysis.partners
     dirs = [resolve_checkpoint(s, profile.revision) for s in sources]
     rows = analysis_rows(profile, progress=progress)
-    key = {"version": VERSION, "models": sources, "checkpoint_dirs": [str(d) for d in dirs],
-           "weights": [_weights_signature(d) for d in dirs], "data": rows.header["provenance"],
-           "n_tokens": n_tokens, "baseline": baseline, "seed": seed, "threshold": threshold,
-           "fractions": list(FRACTIONS)}
-    info_path = out_dir / "universality.json"
-    if info_path.is_file() and json.loads(info_path.read_text()).get("key") == key:
-        return load_results(out_dir)
-    t0 = time.time()
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]  # checkpoints of this run only
-    models = [load_model(s, device=device, revision=profile.revision) for s in sources]
-    names = [Path(s).name if Path(s).exists() else s for s in sources]
-    res = correlate(models, rows.tokens, n_tokens, names=names, baseline=baseline, seed=seed, device=device,
-                    batch_rows=analysis.get("batch_size", 64), chunk_tokens=analysis.get("chunk_tokens", 16384),
-                    max_accumulator_gb=gb, checkpoint=out_dir / ".partial" / f"universality-{digest}",
-                    progress=progress, stop_after=stop_after)
+    n_tokens, baseline, seed, gb = int(a["n_tokens"]), a["baseline"], a["baseline_seed"], a["max_accumulator_gb"]
+    key = cache.make_key(PASS_KIND, version=VERSION, models=sources, checkpoint_dirs=[str(d) for d in dirs],
+                         weights=[cache.weights_signature(d) for d in dirs], data=rows.header["provenance"],
+                         n_tokens=n_tokens, baseline=baseline, seed=seed, fractions=list(FRACTIONS))
     rank, world = _dist()
-    if res is None or rank != 0:
+    if not cache.is_current(out_dir, key):
+        t0 = time.time()
+        models = [load_model(s, device=device, revision=profile.revision) for s in sources]
+        names = [Path(s).name if Path(s).exists() else s for s in sources]
+        res = correlate(models, rows.tokens, n_tokens, names=names, baseline=baseline, seed=seed, device=device,
+                        batch_rows=a["batch_size"], chunk_tokens=a["chunk_tokens"], max_accumulator_gb=gb,
+                        checkpoint=out_dir / ".partial" / f"universality-{cache.digest(key)}",  # this run's only
+                        progress=progress, stop_after=stop_after)
+        if res is None or rank != 0:
+            return None
+        with contextlib.suppress(OSError):
+            (out_dir / ".partial").rmdir()
+        with cache.updating(out_dir, key):
+            res.save(out_dir, {
+                "models": sources, "checkpoint_dirs": [str(d) for d in dirs], "reference": sources[0],
+                "partners": sources[1:], "n_tokens": n_tokens, "max_accumulator_gb": gb, "world_size": world,
+                "baseline": {"kind": baseline, "seed": seed, "generator": "numpy default_rng([seed, partner, layer])"},
+                "device": str(device), "seconds": time.time() - t0, "dropped": "BOS/EOS/pad and newline tokens"})
+    if rank != 0:
         return None
-    with contextlib.suppress(OSError):
-        (out_dir / ".partial").rmdir()
-    table = neuron_table(res, threshold)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, df in (("neurons", table), ("layer_similarity", layer_similarity(res, table)),
-                     ("convergence", convergence(res, threshold))):
-        with atomic_path(out_dir / f"{name}.csv") as tmp:
-            df.to_csv(tmp, index=False)
-    info = {"key": key, "models": sources, "names": names, "checkpoint_dirs": key["checkpoint_dirs"],
-            "reference": sources[0], "partners": sources[1:], "n_tokens": n_tokens,
-            "baseline": {"kind": baseline, "seed": seed, "generator": "numpy default_rng([seed, partner, layer])"},
-            "threshold": threshold, "n_tiles": res.n_tiles, "max_accumulator_gb": gb, "world_size": world,
-            "device": str(device), "seconds": time.time() - t0, "dead_partner_neurons": res.dead_partner_neurons,
-            "summary": summary(table, threshold), "dropped": "BOS/EOS/pad and newline tokens"}
-    write_json(info_path, info)
-    return load_results(out_dir)
+    return load_results(out_dir, book_threshold(profile) if threshold is None else threshold)
 
 
-def ensure_results(profile, device="cpu") -> Results:
-    """The profile's universality tables if they exist (any parameters), else computed with the defaults."""
-    try:
-        return load_results(profile.tables_dir)
-    except UserError:
-        return run_universality(profile, device=device, progress=False)
-
-
-def untrained_control(profile, seed: int = 12345) -> Path:
-    """An untrained model with the reference's config (fixed init seed), saved once as a control partner."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from .loading import resolve_checkpoint
-    from .tokenizer import load_tokenizer
-
-    out = profile.root / "control" / f"untrained-seed-{seed}"
-    if (out / "config.json").is_file():
-        return out
-    ref = resolve_checkpoint(profile.members()[0], profile.revision)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(ref), local_files_only=True))
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        load_tokenizer(ref).save_pretrained(tmp)
-    return out
-
-
-@one_line_errors
-def main(argv=None) -> int:
-    """CLI (also under torchrun): compute and print where the neuron table is."""
-    ap = profile_parser("python -m universal_neurons.universality")
-    ap.add_argument("--reference", help="zoo seed or model source (default: the profile's)")
-    ap.add_argument("--partners", nargs="+", help="zoo seeds or model sources (default: the profile's)")
-    ap.add_argument("--n-tokens", type=int)
-    ap.add_argument("--baseline", default="gaussian", choices=["gaussian", "orthogonal"])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threshold", type=float, default=0.5)
-    ap.add_argument("--max-accumulator-gb", type=float)
-    args = ap.parse_args(argv)
-
-    def seed_or_source(x):
-        return int(x) if x is not None and x.isdigit() else x
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = args.device
+@contextlib.contextmanager
+def torchrun_session(profile, device: str = "cpu", progress: bool = True):
+    """Under torchrun (WORLD_SIZE > 1): join the process group (nccl on CUDA with this rank's cuda:LOCAL_RANK,
+    else gloo), build the profile's held-out rows once on rank 0, and yield the device to run on; leave the
+    group at the end. In a single process: yield `device` as it is."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield device
+        return
     import torch.distributed as dist
 
     from .data import token_rows
-    from .profiles import load_profile
 
-    profile = load_profile(args.profile, args.overrides)
-    if world > 1:
-        if device.startswith("cuda"):
-            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    if device.startswith("cuda"):
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
         if dist.get_rank() == 0:
-            token_rows(profile, "heldout", progress=not args.quiet)  # built once, before the others read it
+            token_rows(profile, "heldout", progress=progress)  # built once, before the others read it
         dist.barrier()
-    res = run_universality(profile, device=device, reference=seed_or_source(args.reference),
-                           partners=[seed_or_source(p) for p in args.partners] if args.partners else None,
-                           n_tokens=args.n_tokens, baseline=args.baseline, seed=args.seed,
-                           threshold=args.threshold, max_accumulator_gb=args.max_accumulator_gb,
-                           progress=not args.quiet)
-    if res is not None:
-        s = res.info["summary"]
-        print(f"{profile.tables_dir / 'neurons.csv'}: {s['n_universal']} / {s['n_neurons']} universal "
-              f"({100 * s['share_universal']:.2f}%), excess median {s['excess_q50']:.3f}, "
-              f"q99 {s['excess_q99']:.3f}, max {s['excess_max']:.3f}; {res.info['n_tokens']:,} tokens")
-    if world > 1:
+        yield device
         dist.barrier()
+    finally:
         dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,7 +20,7 @@ import torch
 
 from .atomic import atomic_dir, atomic_path, write_json
 from .errors import UserError
-from .profiles import MODEL_DEFAULTS, TRAIN_DEFAULTS
+from .config import MODEL_DEFAULTS, TRAIN_DEFAULTS
 from .tokenizer import load_tokenizer
 from .tokens import TokenRows
 

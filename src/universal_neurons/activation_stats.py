@@ -1,0 +1,117 @@
+"""Activation statistics of every neuron on the held-out tokens (paper sections 4.2 and 6; figures 3, 10, 14).
+
+Pre-activations (`blocks.{l}.mlp.hook_pre`, the tokens `activations.plan_tokens` keeps: no BOS/EOS/pad, no
+newline): mean, var, skew, kurt and sparsity (the share of tokens with pre-activation > 0), from power
+sums of (x - K) accumulated in float64, K = the neuron's mean over the first batch: exact, no histogram
+involved. Variances and moments are population ones (ddof 0, scipy's `bias=True`); kurtosis is not excess
+(a Gaussian has 3). Per-neuron histograms for plots: `N_BINS` equal bins over the first batch's range
+widened by half its width on each side, plus an underflow and an overflow bin, so every token is counted.
+A gated MLP's `hook_pre` is its gate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .activations import held_out_batches, mlp_points, plan_pass, run_hooks
+from .weight_stats import neuron_index
+
+N_BINS = 100
+ACT_COLS = ["mean", "var", "skew", "kurt", "sparsity"]
+PLAN_CHUNK_TOKENS = 1 << 16  # the batches of a properties pass never cross a multiple of this many kept tokens
+
+
+class MomentAccumulator:
+    """Exact streaming mean, var, skew, kurt and sparsity of n values per update row, with histograms."""
+
+    def __init__(self, n: int, device="cpu", n_bins: int = N_BINS):
+        self.n_bins, self.count = n_bins, 0
+        self.sums = torch.zeros(4, n, dtype=torch.float64, device=device)  # sum of (x - shift)^k, k = 1..4
+        self.positive = torch.zeros(n, dtype=torch.int64, device=device)
+        self.hist = torch.zeros(n, n_bins + 2, dtype=torch.int64, device=device)  # [under, bins..., over]
+        self.shift = self.lo = self.width = None
+
+    def update(self, x: torch.Tensor) -> None:
+        """x [tokens, n]: one value per token and neuron."""
+        if not len(x):
+            return
+        if self.shift is None:
+            xd = x.double()
+            self.shift = xd.mean(0)
+            lo, hi = xd.min(0).values, xd.max(0).values
+            span = (hi - lo).clamp_min(1e-6)
+            self.lo, self.width = lo - span / 2, 2 * span / self.n_bins
+        d = x.double() - self.shift  # [T, n]
+        d2 = d * d
+        self.sums += torch.stack([d.sum(0), d2.sum(0), (d2 * d).sum(0), (d2 * d2).sum(0)])
+        self.positive += (x > 0).sum(0)
+        self.count += len(x)
+        b = ((x.double() - self.lo) / self.width).floor().clamp(-1, self.n_bins).long() + 1  # [T, n] in [0, nb+1]
+        flat = (b + torch.arange(x.shape[1], device=x.device) * (self.n_bins + 2)).flatten()
+        self.hist += torch.bincount(flat, minlength=self.hist.numel()).view_as(self.hist)
+
+    def result(self) -> dict[str, np.ndarray]:
+        """mean, var, skew, kurt, sparsity [n] (NaN skew/kurt for constant neurons)."""
+        m1, m2, m3, m4 = (self.sums / self.count).cpu().numpy()
+        mu2 = m2 - m1 ** 2
+        mu3 = m3 - 3 * m1 * m2 + 2 * m1 ** 3
+        mu4 = m4 - 4 * m1 * m3 + 6 * m1 ** 2 * m2 - 3 * m1 ** 4
+        with np.errstate(divide="ignore", invalid="ignore"):
+            live = mu2 > 1e-12 * np.maximum(1.0, m2)
+            return {"mean": self.shift.cpu().numpy() + m1, "var": np.maximum(mu2, 0.0),
+                    "skew": np.where(live, mu3 / mu2 ** 1.5, np.nan), "kurt": np.where(live, mu4 / mu2 ** 2, np.nan),
+                    "sparsity": self.positive.cpu().numpy() / self.count}
+
+
+def _rows(b0: int, toks: torch.Tensor) -> str:
+    return f"batch of held-out rows {b0}-{b0 + len(toks) - 1}"
+
+
+@torch.inference_mode()
+def activation_stats(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int = 64, device="cpu",
+                     n_bins: int = N_BINS) -> list[tuple[pd.DataFrame, dict]]:
+    """Per model, on the same first `n_tokens` kept tokens of `tokens` [rows, n_ctx]: a frame (layer, neuron,
+    ACT_COLS) and its histograms {counts [N, n_bins + 2], lo [N], width [N]} (bin k covers lo + (k-1) width)."""
+    plan = plan_pass(models, names, tokens, n_tokens, PLAN_CHUNK_TOKENS)
+    accs = [[MomentAccumulator(m.W_out.shape[1], device, n_bins) for _ in range(m.cfg.n_layers)] for m in models]
+    for b0, toks, mask in held_out_batches(plan, batch_rows, device):
+        for model, name, acc in zip(models, names, accs):
+            run_hooks(model, toks, mask, mlp_points(model, "hook_pre"), lambda l, a, acc=acc: acc[l].update(a),
+                      name=name, rows=_rows(b0, toks))
+    out = []
+    for model, acc in zip(models, accs):
+        res = [a.result() for a in acc]
+        frame = pd.DataFrame({**neuron_index(model.cfg.n_layers, model.W_out.shape[1]),
+                              **{k: np.concatenate([r[k] for r in res]) for k in ACT_COLS}})
+        hist = {"counts": torch.cat([a.hist for a in acc]).cpu().numpy(),
+                "lo": torch.cat([a.lo for a in acc]).float().cpu().numpy(),
+                "width": torch.cat([a.width for a in acc]).float().cpu().numpy()}
+        out.append((frame, hist))
+    return out
+
+
+@torch.inference_mode()
+def neuron_activations(model, tokens: np.ndarray, neurons, n_tokens: int, batch_rows: int = 64,
+                       device="cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Post-activations (`hook_post`) of some (layer, neuron) pairs at those of the first `n_tokens` kept
+    positions that have a next token (not the row's last), and that next token: (float32 [T, k], int64 [T])."""
+    name = str(getattr(model, "checkpoint_dir", "model"))
+    plan = plan_pass([model], [name], tokens, n_tokens, PLAN_CHUNK_TOKENS)
+    by_layer: dict[int, list[tuple[int, int]]] = {}
+    for j, (l, n) in enumerate(neurons):
+        by_layer.setdefault(l, []).append((j, n))
+    acts, nxt = [], []
+    for b0, toks, mask in held_out_batches(plan, batch_rows, device, next_token=True):
+        out = torch.empty(int(mask.sum()), len(neurons), device=device)
+
+        def keep(l, a, out=out):
+            for j, n in by_layer[l]:
+                out[:, j] = a[:, n]
+
+        run_hooks(model, toks, mask, mlp_points(model, "hook_post", sorted(by_layer)), keep, name=name,
+                  rows=_rows(b0, toks))
+        acts.append(out.cpu())
+        nxt.append(toks[:, 1:][mask[:, :-1]].cpu())
+    return torch.cat(acts).numpy(), torch.cat(nxt).numpy()

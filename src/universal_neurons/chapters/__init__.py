@@ -1,0 +1,1 @@
+"""The book's chapters: each computes its tables, figures, glued numbers and verdict sentences."""

@@ -1,0 +1,290 @@
+"""Prediction, suppression and partition neurons (paper section 5.1, figures 5, 6 and 22-24): the paper's rules on
+the moments of c_v = cos(w_out, W_U[:, v]), by layer and model, its threshold-free claims, and token-class ensembles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown
+
+from .. import activation_stats, paper, plotting, token_classes, weight_stats
+from .. import properties as P
+from ..data import analysis_rows
+from ..errors import UserError
+from ..loading import load_model
+from ..config import load_profile
+from ..publish import Chapter
+from .properties import compared_group
+
+KINDS = ["prediction", "suppression", "partition", "partition_scaled"]
+QUANTILES = [5, 10, 50, 90, 95]  # percentiles of vocab_kurt and vocab_skew per layer (figure 6)
+MIN_HIGH_KURT = 10  # fewer neurons above the kurtosis threshold: the top percent by vocab_kurt instead
+MIN_CLASS_NEXT = 20  # a class rarer than this as a next token in the sample gets no ensemble row
+KIND_COLORS = {"prediction": "C2", "suppression": "C3", "partition": "C0"}
+
+
+def scaled_partition_threshold(partition_var: float, d_model: int) -> float:
+    """The partition threshold at the same multiple of 1/d_model (the variance of a random direction's cosines)
+    as `partition_var` is for the model the paper set it on (GPT2-medium)."""
+    return partition_var * paper.PARTITION_D_MODEL / d_model
+
+
+def with_rules(table: pd.DataFrame, kurt_threshold: float, partition_var: float, d_model: int) -> pd.DataFrame:
+    """`table` with a bool column per rule: prediction (vocab_kurt > kurt_threshold, vocab_skew > 0), suppression
+    (the same with vocab_skew < 0), partition (vocab_var > partition_var) and partition_scaled (the scaled one)."""
+    high = table["vocab_kurt"] > kurt_threshold
+    return table.assign(prediction=high & (table["vocab_skew"] > 0), suppression=high & (table["vocab_skew"] < 0),
+                        partition=table["vocab_var"] > partition_var,
+                        partition_scaled=table["vocab_var"] > scaled_partition_threshold(partition_var, d_model))
+
+
+def layer_bands(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (layer, quantile): the mean, min and max over the models of each model's layer quantile of vocab_kurt
+    and vocab_skew (columns (statistic, mean|min|max))."""
+    per = (table.groupby(["model", "layer"])[["vocab_kurt", "vocab_skew"]].quantile([q / 100 for q in QUANTILES])
+           .rename_axis(["model", "layer", "q"]).reset_index())
+    return per.groupby(["layer", "q"])[["vocab_kurt", "vocab_skew"]].agg(["mean", "min", "max"])
+
+
+def holds(ok: bool) -> str:
+    return "holds" if ok else "does not hold"
+
+
+def late_kurtosis_verdict(p95_early: float, p95_late: float) -> str:
+    """Heavy-tailed neurons appear after mid-depth: the 95th percentile of vocab_kurt is larger in the second half."""
+    return holds(p95_late > p95_early)
+
+
+def suppression_verdict(skew_p5_last: float, skew_p95_last: float) -> str:
+    """Suppression dominates the last layer: its vocab_skew has a longer left tail (5th percentile) than right."""
+    return holds(-skew_p5_last > skew_p95_last)
+
+
+def examples_sentence(passes: dict[str, bool]) -> str:
+    """Whether each kind's strongest example passes the paper's rule, as one sentence."""
+    notes = [f"the {kind} example {'passes' if ok else 'does not pass'} the paper's rule" for kind, ok in passes.items()]
+    return "; ".join(notes).capitalize() + "."
+
+
+def high_kurtosis(late: pd.DataFrame, kurt_threshold: float, top_kurt_pct: float) -> tuple[pd.Series, str]:
+    """The high-kurtosis neurons of the second-half layers: vocab_kurt above the threshold if at least
+    MIN_HIGH_KURT pass, else each model's top percent by vocab_kurt; and a sentence saying which."""
+    high = late["vocab_kurt"] > kurt_threshold
+    if high.sum() >= MIN_HIGH_KURT:
+        return high, (f"The {int(high.sum()):,} neurons of the second half of the layers (all models) with "
+                      f"`vocab_kurt` above {kurt_threshold:g}.")
+    cut = late.groupby("model")["vocab_kurt"].transform(lambda k: k.quantile(1 - top_kurt_pct / 100))
+    top = late["vocab_kurt"] >= cut
+    return top, (f"Only {int(high.sum())} neurons of the second half of the layers pass `vocab_kurt` > "
+                 f"{kurt_threshold:g}, so this uses the top {top_kurt_pct:g}% by `vocab_kurt` of each model's "
+                 f"second-half layers instead ({int(top.sum()):,} neurons, all models).")
+
+
+def count_sentence(totals: pd.DataFrame, kurt_threshold: float) -> str:
+    """What the counts per layer (summed over models; columns prediction, suppression) say about the claims."""
+    if not totals["prediction"].sum():
+        return (f"No neuron passes the paper's prediction rule (`vocab_kurt` > {kurt_threshold:g}) in any model of "
+                "this profile, so the counts cannot test the claims; the percentile curves above can.")
+    half = len(totals) // 2
+    late_share = totals["prediction"].iloc[half:].sum() / totals["prediction"].sum()
+    return (f"{100 * late_share:.0f}% of the prediction neurons sit in the second half of the layers, and the last "
+            f"layer has {int(totals['suppression'].iloc[-1])} suppression against "
+            f"{int(totals['prediction'].iloc[-1])} prediction neurons (all models).")
+
+
+def universal_kurtosis_sentence(n_group: int, label: str, n_high: int, kurt_threshold: float) -> str:
+    """How many of the compared group pass the kurtosis rule, beside the paper's count."""
+    k, n = paper.HIGH_KURT_UNIVERSAL
+    return (f"Among the {n_group} {label} neurons of the reference, {n_high} have `vocab_kurt` above "
+            f"{kurt_threshold:g} (the paper: {k} of the {n:,} universal GPT2-medium neurons).")
+
+
+def class_sentence(summary: pd.DataFrame, n_tokens: int) -> str:
+    """Share of each ensemble's neurons that fire more before the class's tokens (summary: class, role,
+    difference)."""
+    if not len(summary):
+        return "None of the token classes occurs often enough in this tokenizer and sample to build an ensemble."
+    by_role = summary.groupby("role")["difference"].apply(lambda d: 100 * float((d > 0).mean()))
+    return (f"Over {summary['class'].nunique()} classes and {n_tokens:,} held-out tokens, "
+            f"{by_role.get('prediction', float('nan')):.0f}% of the prediction-ensemble neurons and "
+            f"{by_role.get('suppression', float('nan')):.0f}% of the suppression-ensemble neurons fire more "
+            "(higher mean post-activation) when the next token is in the class.")
+
+
+def token_text(tokenizer, i: int) -> str:
+    return repr(tokenizer.decode([int(i)])) if i < len(tokenizer) else f"<unused id {i}>"
+
+
+def strongest_examples(model, ref: pd.DataFrame, n_tail: int) -> tuple[list, pd.DataFrame]:
+    """The reference's strongest prediction (largest vocab_kurt, skew > 0), suppression (skew < 0) and partition
+    (largest vocab_var) neurons: [(kind, row, c_v)] and a table of the tokens at both tails of c_v."""
+    picks = {"prediction": ref[ref["vocab_skew"] > 0].nlargest(1, "vocab_kurt"),
+             "suppression": ref[ref["vocab_skew"] < 0].nlargest(1, "vocab_kurt"), "partition": ref.nlargest(1, "vocab_var")}
+    examples, tails = [], []
+    for kind, r in picks.items():
+        r = r.iloc[0]
+        c = weight_stats.vocab_cosines(model, int(r["layer"]), [int(r["neuron"])])[0]
+        order = np.argsort(c)
+        examples.append((kind, r, c))
+        tails.append({"kind": kind, "neuron": f"L{int(r['layer'])}.{int(r['neuron'])}",
+                      "highest c_v": " ".join(token_text(model.tokenizer, i) for i in order[::-1][:n_tail]),
+                      "lowest c_v": " ".join(token_text(model.tokenizer, i) for i in order[:n_tail])})
+    return examples, pd.DataFrame(tails).set_index("kind")
+
+
+def class_ensembles(model, classes, tokens, n_tokens: int, n_ensemble: int, batch_size: int, device):
+    """Per class, the n_ensemble neurons with the highest (prediction) and lowest (suppression) class score and
+    their post-activations on held-out tokens, split by whether the next token is in the class: (summary, long)."""
+    summary, long = [], []
+    if not classes:
+        return pd.DataFrame(summary), pd.DataFrame(long)
+    scores = token_classes.class_scores(model, classes)
+    ens = [(name, role, int(scores.at[i, "layer"]), int(scores.at[i, "neuron"]), float(scores.at[i, name]))
+           for name in classes for role, idx in (("prediction", scores[name].nlargest(n_ensemble).index),
+                                                 ("suppression", scores[name].nsmallest(n_ensemble).index))
+           for i in idx]
+    pairs = sorted({(l, n) for _, _, l, n, _ in ens})
+    acts, nxt = activation_stats.neuron_activations(model, tokens, pairs, n_tokens, batch_size, device)
+    for name, role, l, n, score in ens:
+        inside = classes[name][nxt]
+        if inside.sum() < MIN_CLASS_NEXT:
+            continue
+        a = acts[:, pairs.index((l, n))]
+        summary.append({"class": name, "role": role, "neuron": f"L{l}.{n}", "score": score,
+                        "next in class": a[inside].mean(), "next not in class": a[~inside].mean(),
+                        "class share of next tokens": inside.mean()})
+        long.append(pd.DataFrame({"class": name, "neuron": f"L{l}.{n} ({role})", "activation": a,
+                                  "next token": np.where(inside, "in class", "not in class")}))
+    summary = pd.DataFrame(summary)
+    if len(summary):
+        summary["difference"] = summary["next in class"] - summary["next not in class"]
+    return summary, (pd.concat(long, ignore_index=True) if long else pd.DataFrame(long))
+
+
+def _universal_md(prof, kurt_threshold: float) -> str:
+    try:
+        frame = P.neuron_frame(prof)
+        if "excess_corr" not in frame:
+            return "No universality table for this profile yet: run the universality chapter first."
+        live = frame[~frame["is_dead"]]
+        group = compared_group(prof, live)
+        n_high = int((live.loc[group.mask, "vocab_kurt"] > kurt_threshold).sum())
+        return universal_kurtosis_sentence(int(group.mask.sum()), group.label, n_high, kurt_threshold)
+    except UserError as e:
+        return f"No universality table: {e}"
+
+
+def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
+    """The chapter's counts, verdicts, sentences and tables (neuron properties reused when cached)."""
+    prof = load_profile(profile, overrides)
+    b = prof.cfg["book"]
+    kurt_threshold, partition_var = float(b["kurt_threshold"]), float(b["partition_var"])
+    props = P.compute_properties(prof, device=device, progress=False)
+    model = load_model(props.info["models"][0], device=device, revision=prof.revision)
+    n_layers, d_model, half = model.cfg.n_layers, model.cfg.d_model, model.cfg.n_layers // 2
+    table = with_rules(props.table, kurt_threshold, partition_var, d_model)
+    ref = table[table["model"] == props.info["reference"]].reset_index(drop=True)
+    n_models = table["model"].nunique()
+    glue = {"pred_n_models": n_models, "pred_d_model": d_model,
+            "pred_scaled_var": scaled_partition_threshold(partition_var, d_model), "pred_random_var": 1 / d_model,
+            "pred_kurt_max": float(table["vocab_kurt"].max())}
+    for k in KINDS:
+        glue[f"pred_n_{k}"], glue[f"pred_all_{k}"] = int(ref[k].sum()), int(table[k].sum())
+    examples, tails = strongest_examples(model, ref, int(b["n_tail"]))
+    glue["pred_examples_md"] = Markdown(examples_sentence({kind: bool(r[kind]) for kind, r, _ in examples}))
+
+    band = layer_bands(table)
+    mean_q = band.xs("mean", axis=1, level=1)  # [(layer, q), statistic]
+    p95 = mean_q["vocab_kurt"].xs(0.95, level="q")
+    last = mean_q["vocab_skew"].xs(n_layers - 1, level="layer")
+    glue.update(pred_p95_early=float(p95.iloc[:half].mean()), pred_p95_late=float(p95.iloc[half:].mean()),
+                pred_skew_p5_last=float(last[0.05]), pred_skew_p95_last=float(last[0.95]))
+    glue["pred_verdict_late"] = late_kurtosis_verdict(glue["pred_p95_early"], glue["pred_p95_late"])
+    glue["pred_verdict_supp"] = suppression_verdict(glue["pred_skew_p5_last"], glue["pred_skew_p95_last"])
+
+    late = table[table["layer"] >= half]
+    high, high_md = high_kurtosis(late, kurt_threshold, float(b["top_kurt_pct"]))
+    selected = late[high]
+    glue["pred_high_md"] = Markdown(high_md)
+    glue["pred_high_neg_pct"] = 100 * float((selected["vocab_skew"] < 0).mean())
+
+    counts = table.groupby(["model", "layer"])[KINDS].sum()
+    agg = counts.groupby("layer").agg(["mean", "min", "max"])
+    counts_table = pd.DataFrame({k: [f"{m:.1f} [{lo}-{hi}]" for m, lo, hi in agg[k].itertuples(index=False)]
+                                 for k in KINDS}, index=agg.index)
+    glue["pred_count_md"] = Markdown(count_sentence(counts.groupby("layer").sum(), kurt_threshold))
+    glue["pred_uni_md"] = Markdown(_universal_md(prof, kurt_threshold))
+
+    classes = token_classes.token_classes(model.tokenizer, model.cfg.d_vocab)
+    n_tok = min(int(b["n_class_tokens"]), int(prof.cfg["analysis"]["n_tokens"]))
+    summary, activations = class_ensembles(model, classes, analysis_rows(prof, progress=False).tokens, n_tok,
+                                           int(b["n_ensemble"]), int(prof.cfg["analysis"]["batch_size"]), device)
+    glue["pred_class_md"] = Markdown(class_sentence(summary, n_tok))
+    glue["pred_classes"] = ", ".join(classes) if classes else "none"
+    glue.update(pred_paper_kurt=paper.VOCAB_KURT_THRESHOLD, pred_paper_var=paper.PARTITION_VAR,
+                pred_paper_d_model=paper.PARTITION_D_MODEL, pred_paper_random_var=1 / paper.PARTITION_D_MODEL,
+                **{f"pred_paper_{k}_md": Markdown(n) for k, n in paper.EXAMPLE_NEURONS.items()})
+    tables = {"tails": tails.style, "counts": counts_table, "classes": summary.round(4)}
+    data = {"examples": examples, "band": band, "n_layers": n_layers, "n_models": n_models,
+            "kurt_threshold": kurt_threshold, "selected": selected, "activations": activations}
+    return Chapter("prediction", prof, glue=glue, tables=tables, data=data)
+
+
+def examples_figure(ch: Chapter):
+    """Figure 5: the distribution of c_v over the vocabulary for the strongest example of each kind."""
+    fig, axes = plotting.subplots(1, 3, height=3.5, width=13)
+    for ax, (kind, r, c) in zip(axes, ch.data["examples"]):
+        ax.hist(c, bins=80, color=KIND_COLORS[kind], log=True)
+        ax.set(xlabel="cos(w_out, W_U[:, v])", ylabel="tokens",
+               title=f"{kind}: L{int(r['layer'])}.{int(r['neuron'])}\nkurt {r['vocab_kurt']:.1f}, skew "
+                     f"{r['vocab_skew']:.2f}, var {r['vocab_var']:.4f}")
+    return fig
+
+
+def percentiles_figure(ch: Chapter):
+    """Figure 6: per layer, percentiles of vocab_kurt and vocab_skew (mean over models, min-max band)."""
+    band, n_layers, kurt_threshold = ch.data["band"], ch.data["n_layers"], ch.data["kurt_threshold"]
+    fig, axes = plotting.subplots(1, 2, height=3.8)
+    for ax, col in zip(axes, ["vocab_kurt", "vocab_skew"]):
+        for j, q in enumerate(QUANTILES):
+            b = band.xs(q / 100, level="q")[col]
+            ax.plot(b.index, b["mean"], marker="o", color=f"C{j}", label=f"{q}th")
+            ax.fill_between(b.index, b["min"], b["max"], color=f"C{j}", alpha=0.2)
+        ax.set(xlabel="layer", ylabel=col, title=f"{col} percentiles by layer ({ch.data['n_models']} models)",
+               xticks=range(n_layers), yscale="log" if col == "vocab_kurt" else "linear")
+        if col == "vocab_kurt":
+            ax.axhline(kurt_threshold, color="k", ls=":", lw=1, label=f"threshold {kurt_threshold:g}")
+        else:
+            ax.axhline(0, color="k", lw=0.8)
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    return fig
+
+
+def skew_figure(ch: Chapter):
+    """Figures 22-24: the skew of the high-kurtosis neurons of the second-half layers, per model."""
+    sel = ch.data["selected"]
+    fig, ax = plotting.subplots(height=3.5, width=6.5)
+    bins = np.linspace(sel["vocab_skew"].min(), sel["vocab_skew"].max(), 31)
+    for name, g in sel.groupby("model"):
+        ax.hist(g["vocab_skew"], bins=bins, histtype="step", lw=1.5, label=name)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set(xlabel="vocab_skew", ylabel="neurons", title="Skew of high-kurtosis neurons, second half of the layers")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def classes_figure(ch: Chapter):
+    """Post-activations of each class's ensembles, split by whether the next token is in the class."""
+    data = ch.data["activations"]
+    shown = list(dict.fromkeys(data["class"])) if len(data) else []
+    fig, axes = plotting.subplots(max(1, len(shown)), 1, height=2.6, squeeze=False)
+    for ax, name in zip(axes[:, 0], shown):
+        sns.boxplot(data=data[data["class"] == name], x="neuron", y="activation", hue="next token",
+                    hue_order=["in class", "not in class"], showfliers=False, ax=ax, palette=["C1", "0.7"])
+        ax.set(title=f"class {name}", xlabel="")
+        ax.legend(fontsize=7)
+    if not shown:
+        axes[0, 0].text(0.5, 0.5, "no token class occurs often enough", ha="center", va="center")
+        axes[0, 0].axis("off")
+    return fig

@@ -1,0 +1,79 @@
+"""What a chapter hands to its page: glued numbers and sentences, tables and numbered figures.
+
+A chapter module (universal_neurons.chapters.<name>) computes a `Chapter`; its notebook calls `glue_all` once and
+`figure` once per figure. Every figure is also saved under `<run folder>/figures/<chapter>-<name>.png`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from .atomic import atomic_path
+
+
+@dataclass
+class Chapter:
+    """What a chapter computes. `glue`: name -> value, glued as text (or Markdown, for {glue:md}); `tables`: shown
+    on the page; `data`: what its figure functions draw; `profile`: the configuration it ran with."""
+
+    name: str
+    profile: Any
+    glue: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def glue_all(ch: Chapter) -> None:
+    """Glue every value of the chapter (nothing is displayed: the page's prose places them)."""
+    from myst_nb import glue
+
+    for name, value in ch.glue.items():
+        glue(name, value, display=False)
+
+
+def figures_dir(ch: Chapter) -> Path:
+    prof = ch.profile
+    return Path(getattr(prof, "figures_dir", Path(prof.root) / "figures"))
+
+
+def figure(ch: Chapter, name: str, fig) -> Path:
+    """Save `fig` as `<figures>/<chapter>-<name>.png` and glue it as `fig-<chapter>-<name>` for a numbered
+    {glue:figure} with a caption; the figure is then closed."""
+    from matplotlib_inline.backend_inline import set_matplotlib_formats
+    from myst_nb import glue
+
+    set_matplotlib_formats("png")
+    fig.tight_layout()
+    path = figures_dir(ch) / f"{ch.name}-{name}.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    glue(f"fig-{ch.name}-{name}", fig, display=False)
+    plt.close(fig)
+    return path
+
+
+def remove_injected_parameters(notebook) -> None:
+    """Tag papermill's injected-parameters cell `remove-cell` in an executed notebook, in place: the page opens
+    with prose and numbers; the values stay in the notebook file (and in the run's config.yaml)."""
+    import json
+
+    from .atomic import write_text
+
+    path = Path(notebook)
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":  # python -m universal_neurons.publish NOTEBOOK...: used by the Makefile after papermill
+    import sys
+
+    for arg in sys.argv[1:]:
+        remove_injected_parameters(arg)
