@@ -80,12 +80,14 @@ COMMIT ?= 1
 release: $(STAMP)
 	$(PY) -m universal_neurons release --profile $(PROFILE) --device $(DEVICE) --set "$(SET)" $(if $(COMMIT),--commit)
 
-# Notebooks are kept as py:percent text; jupytext converts, papermill executes with parameters.
+# Notebooks are kept as py:percent text; jupytext converts, papermill executes with parameters (profile, device and
+# SET: every other setting is a configuration key).
 $(NB_OUT)/%.ipynb: notebooks/%.py $(ART)/zoo/.trained
 	@mkdir -p $(NB_OUT)
 	$(PY) -m jupytext --quiet --to ipynb --output $(NB_OUT)/$*.in.ipynb $<
 	$(PY) -m papermill --no-progress-bar -k python3 --cwd $(CURDIR) $(NB_OUT)/$*.in.ipynb $(NB_OUT)/$*.tmp.ipynb \
 		-p profile $(PROFILE) -p device $(DEVICE) -p overrides "$(SET)"
+	$(PY) -m universal_neurons.publish $(NB_OUT)/$*.tmp.ipynb  # papermill's injected parameters: off the page
 	mv $(NB_OUT)/$*.tmp.ipynb $@ && rm -f $(NB_OUT)/$*.in.ipynb
 notebooks: $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb)
 # the scale chapter shows the sweep's and the recipe's results (computed here or shipped in results/) and

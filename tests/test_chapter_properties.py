@@ -18,7 +18,8 @@ from universal_neurons.chapters import properties as chapter
 # ---- verdicts and sentences ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("median, sign, p, verdict", [
     (70.0, +1, 0.01, "holds"), (30.0, -1, 0.01, "holds"),
-    (70.0, +1, 0.2, "points the same way, not significantly"), (30.0, -1, 0.05, "points the same way, not significantly"),
+    (70.0, +1, 0.2, "points the same way, not significantly"),
+    (30.0, -1, 0.05, "points the same way, not significantly"),
     (30.0, +1, 0.001, "does not hold"), (70.0, -1, 0.001, "does not hold"), (50.0, +1, 0.001, "does not hold"),
     (70.0, +1, float("nan"), "points the same way, not significantly")])
 def test_claim_verdict(median, sign, p, verdict):

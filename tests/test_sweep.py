@@ -29,6 +29,7 @@ def mtimes(folder):
     return {str(p): p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_grid_expands_to_derived_profiles_sharing_the_data(tiny, smoke):
     assert tiny.ids == IDS
     assert [p.name for p in tiny.points] == [f"sweep/{i}" for i in IDS]
@@ -47,6 +48,7 @@ def test_grid_expands_to_derived_profiles_sharing_the_data(tiny, smoke):
     assert any(p.point["d_model"] == 768 and p.point["d_mlp"] == 3072 for p in gpu.points)
 
 
+@pytest.mark.slow
 def test_driver_runs_every_point_and_a_stopped_sweep_resumes_only_the_missing(tiny, monkeypatch):
     assert R.run_sweep(tiny, limit=1, progress=False) == [IDS[0]]  # stopped after the first point
     first = tiny.points[0].point_dir
@@ -86,6 +88,7 @@ def test_driver_runs_every_point_and_a_stopped_sweep_resumes_only_the_missing(ti
     assert (final["control_q999"] == final.groupby("point")["control_q999"].transform("first")).all()
 
 
+@pytest.mark.slow
 def test_another_threshold_rederives_the_rows_from_the_saved_passes(tiny, monkeypatch):
     """Rows at another threshold come from the saved maxima (correlate fails if called); each point's share
     above it equals numpy's on its neuron table (one partner: excess = max_corr_p1 - baseline_p1)."""
@@ -117,6 +120,7 @@ def test_another_threshold_rederives_the_rows_from_the_saved_passes(tiny, monkey
         np.testing.assert_allclose(rows["share_universal"], (ex > 0.2).mean(), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_snapshots_come_from_the_same_run_as_the_final_model(tiny, smoke_data, tmp_path):
     from universal_neurons.zoo import train_seed
 

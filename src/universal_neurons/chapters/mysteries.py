@@ -99,7 +99,8 @@ def frequency_figure(ch: Chapter):
         ax.hist2d(x, y, bins=int(min(ch.data["bins"], max(10, np.sqrt(len(x)) / 2))), cmap="viridis", norm="log")
         xs = np.linspace(x.min(), x.max(), 2)
         ax.plot(xs, fits.at[m, "slope"] * xs + fits.at[m, "intercept"], color="r", lw=1.5)
-        ax.set(xlabel="activation frequency", ylabel="cos(w_in, w_out)", title=f"{m}: r = {fits.at[m, 'pearson r']:.2f}")
+        ax.set(xlabel="activation frequency", ylabel="cos(w_in, w_out)",
+               title=f"{m}: r = {fits.at[m, 'pearson r']:.2f}")
     for ax in axes.flat[len(with_acts):]:
         ax.axis("off")
     return fig

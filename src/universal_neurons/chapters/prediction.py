@@ -63,7 +63,8 @@ def suppression_verdict(skew_p5_last: float, skew_p95_last: float) -> str:
 
 def examples_sentence(passes: dict[str, bool]) -> str:
     """Whether each kind's strongest example passes the paper's rule, as one sentence."""
-    notes = [f"the {kind} example {'passes' if ok else 'does not pass'} the paper's rule" for kind, ok in passes.items()]
+    notes = [f"the {kind} example {'passes' if ok else 'does not pass'} the paper's rule"
+             for kind, ok in passes.items()]
     return "; ".join(notes).capitalize() + "."
 
 
@@ -120,7 +121,8 @@ def strongest_examples(model, ref: pd.DataFrame, n_tail: int) -> tuple[list, pd.
     """The reference's strongest prediction (largest vocab_kurt, skew > 0), suppression (skew < 0) and partition
     (largest vocab_var) neurons: [(kind, row, c_v)] and a table of the tokens at both tails of c_v."""
     picks = {"prediction": ref[ref["vocab_skew"] > 0].nlargest(1, "vocab_kurt"),
-             "suppression": ref[ref["vocab_skew"] < 0].nlargest(1, "vocab_kurt"), "partition": ref.nlargest(1, "vocab_var")}
+             "suppression": ref[ref["vocab_skew"] < 0].nlargest(1, "vocab_kurt"),
+             "partition": ref.nlargest(1, "vocab_var")}
     examples, tails = [], []
     for kind, r in picks.items():
         r = r.iloc[0]

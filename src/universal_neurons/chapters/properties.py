@@ -121,8 +121,8 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     glue["prop_n_hold"] = int((verdicts["verdict"] == "holds").sum())
     glue["prop_n_claims"] = len(verdicts)
     published = pd.DataFrame({m: t[MEAN_COLS].mean() for m, t in paper.universal_tables().items()}).T.round(3)
-    tables = {"verdicts": verdicts.round(4), "means": means_table(live, group.mask, f"ours: {reference} ({group.label})"),
-              "published_means": published}
+    tables = {"verdicts": verdicts.round(4), "published_means": published,
+              "means": means_table(live, group.mask, f"ours: {reference} ({group.label})")}
     data = {"live": live, "group": group, "percentiles": pct, "reference": reference,
             "hist": props.hists[reference], "d_mlp": int(frame["neuron"].max()) + 1}
     return Chapter("properties", prof, glue=glue, tables=tables, data=data)
@@ -167,7 +167,8 @@ def histogram_picks(live: pd.DataFrame) -> list[tuple[str, object]]:
     middle of the excess distribution."""
     order = live.sort_values("excess_corr", ascending=False)
     mid = len(order) // 2
-    return [("top", r) for r in order.head(4).itertuples()] + [("median", r) for r in order.iloc[mid - 2:mid + 2].itertuples()]
+    return ([("top", r) for r in order.head(4).itertuples()]
+            + [("median", r) for r in order.iloc[mid - 2:mid + 2].itertuples()])
 
 
 def histograms_figure(ch: Chapter):

@@ -1,0 +1,171 @@
+"""Universality, the tables: the cached profile run, its tables re-derived at another threshold from the saved
+maxima (against a fresh pass and numpy), tables of an older run, the untrained control and the threshold policy."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tiny_zoo import MODEL, N_TOKENS, models, tiny  # noqa: F401 (fixtures)
+from universal_neurons import UserError
+from universal_neurons.neuron_tables import neuron_table
+from universal_neurons.universality import correlate
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+ANALYSIS = {"reference_seed": 0, "n_tokens": N_TOKENS, "batch_size": 16, "partners": None, "baseline": "gaussian",
+            "baseline_seed": 0, "control": True, "chunk_tokens": 1024, "max_accumulator_gb": 4.0}
+
+
+@pytest.fixture
+def tiny_profile(tiny, monkeypatch):
+    """Profile 'tiny' (its zoo, its held-out rows) with every analysis key, in a fresh tables folder."""
+    from universal_neurons import data
+    from universal_neurons.config import Profile
+
+    monkeypatch.setenv("UN_ARTIFACTS", str(tiny["root"] / "artifacts"))
+    monkeypatch.setattr(data, "token_rows", lambda profile, split, progress=True: tiny["rows"])
+    prof = Profile("tiny", {"train": {"seeds": [0, 1]}, "model": MODEL, "analysis": dict(ANALYSIS),
+                            "book": {"threshold": 0.5}})
+    shutil.rmtree(prof.tables_dir, ignore_errors=True)
+    yield prof
+    shutil.rmtree(prof.tables_dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_profile_run_writes_tables_and_reuses_them(tiny, tiny_profile):
+    from universal_neurons import universality
+
+    prof = tiny_profile
+    res = universality.run_universality(prof, progress=False)
+    out = prof.tables_dir
+    for f in ("neurons.csv", "layer_similarity.csv", "convergence.csv", "universality.json", "maxima.npz",
+              "pass.json", "universality-pass.key.json", "universality-tables.key.json"):
+        assert (out / f).is_file(), f
+    assert len(res.neurons) == 128 and {"max_corr_p1", "baseline_p1", "max_sim_layer_p1", "excess_corr", "is_universal",
+                                        "is_dead", "mean_baseline", "min_corr"} <= set(res.neurons.columns)
+    assert res.info["n_tokens"] == N_TOKENS and res.info["baseline"]["seed"] == 0 and res.info["threshold"] == 0.5
+    assert res.info["checkpoint_dirs"] == [str(s) for s in tiny["seeds"]]
+    assert res.convergence["n_tokens"].iloc[-1] == N_TOKENS
+    assert np.isclose(res.convergence["share_universal"].iloc[-1], res.neurons["is_universal"].mean())
+    sim = res.layers.pivot(index="ref_layer", columns="partner_layer", values="argmax_share")
+    np.testing.assert_allclose(sim.sum(1), 1.0)
+    mtime = (out / "neurons.csv").stat().st_mtime_ns
+    universality.run_universality(prof, progress=False)
+    assert (out / "neurons.csv").stat().st_mtime_ns == mtime
+    prof.cfg["analysis"]["baseline_seed"] = 1
+    universality.run_universality(prof, progress=False)
+    assert json.loads((out / "universality.json").read_text())["baseline"]["seed"] == 1
+    assert not (out / ".partial").exists()
+
+
+@pytest.mark.slow
+def test_another_threshold_rederives_the_tables_from_the_saved_maxima(tiny, tiny_profile, models, monkeypatch):
+    """The pass is not run again (correlate fails if called); the tables equal a fresh pass's at that threshold,
+    and the summary equals numpy's counts and quantiles over the live neurons."""
+    import pandas as pd
+
+    from universal_neurons import neuron_tables, universality
+    from universal_neurons.data import analysis_rows
+
+    prof = tiny_profile
+    universality.run_universality(prof, progress=False)
+    pass_mtime = (prof.tables_dir / "maxima.npz").stat().st_mtime_ns
+    rows = analysis_rows(prof, progress=False).tokens  # the pass's rows: the held-out rows, shuffled
+    fresh = correlate([models("seed0"), models("seed1")], rows, N_TOKENS, chunk_tokens=ANALYSIS["chunk_tokens"],
+                      batch_rows=ANALYSIS["batch_size"])
+    table = neuron_table(fresh, 0.05)
+
+    def not_again(*a, **k):
+        raise AssertionError("the pass ran again")
+
+    monkeypatch.setattr(universality, "correlate", not_again)
+    low = neuron_tables.load_results(prof, 0.05)
+    again = universality.run_universality(prof, progress=False, threshold=0.05)
+    assert (prof.tables_dir / "maxima.npz").stat().st_mtime_ns == pass_mtime
+    pd.testing.assert_frame_equal(low.neurons, table, check_exact=False, atol=1e-12)
+    pd.testing.assert_frame_equal(again.neurons, low.neurons)
+    assert low.neurons["is_universal"].sum() > 0 and low.info["threshold"] == 0.05
+    ex = low.neurons.loc[~low.neurons["is_dead"], "excess_corr"].to_numpy(np.float64)
+    s = low.info["summary"]
+    assert s["n_universal"] == int((ex > 0.05).sum()) and s["share_universal"] == pytest.approx((ex > 0.05).mean())
+    for q in (50, 90, 99):
+        assert s[f"excess_q{q}"] == pytest.approx(np.quantile(ex, q / 100), abs=1e-12)
+    final = low.convergence.iloc[-1]
+    assert final["n_universal"] == s["n_universal"] and final["excess_q99"] == pytest.approx(s["excess_q99"])
+    back = neuron_tables.load_results(prof.tables_dir)  # a folder: the paper's threshold
+    assert back.info["threshold"] == 0.5 and back.info["summary"]["n_universal"] == int((ex > 0.5).sum())
+
+
+@pytest.mark.slow
+def test_untrained_control_is_one_model_and_its_run_goes_into_tables_control(tiny, tiny_profile):
+    from universal_neurons.control import CONTROL_SEED, control_threshold, run_control, untrained_control
+
+    prof = tiny_profile
+    path = untrained_control(prof)
+    assert path == prof.root / "control" / f"untrained-seed-{CONTROL_SEED}" and (path / "config.json").is_file()
+    assert untrained_control(prof) == path
+    ctrl = run_control(prof, progress=False)
+    assert (prof.tables_dir / "control" / "neurons.csv").is_file()
+    assert ctrl.info["partners"] == [str(path)] and ctrl.info["reference"] == str(tiny["seeds"][0])
+    live = ctrl.neurons.loc[~ctrl.neurons["is_dead"], "excess_corr"].to_numpy(np.float64)
+    assert len(live) > 100 and control_threshold(ctrl.neurons) == pytest.approx(np.quantile(live, 0.999), abs=1e-12)
+
+
+def test_tables_of_an_older_run_are_read_at_their_own_threshold_only(tmp_path):
+    import pandas as pd
+
+    from universal_neurons.neuron_tables import load_results
+
+    for name in ("neurons", "layer_similarity", "convergence"):
+        pd.DataFrame({"a": [1.0]}).to_csv(tmp_path / f"{name}.csv", index=False)
+    (tmp_path / "universality.json").write_text(json.dumps({"threshold": 0.5, "summary": {}}))
+    assert load_results(tmp_path, 0.5).info["threshold"] == 0.5
+    with pytest.raises(UserError, match="without saving the pass") as e:
+        load_results(tmp_path, 0.4)
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match="no universality results"):
+        load_results(tmp_path / "nothing")
+
+
+def test_torchrun_session_alone_keeps_the_device():
+    from universal_neurons.universality import torchrun_session
+
+    with torchrun_session(None, "cpu") as device:
+        assert device == "cpu"
+
+
+def test_scale_aware_threshold_is_the_controls_quantile_of_live_neurons(tmp_path):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from universal_neurons.control import CONTROL_QUANTILE, control_threshold, resolve_threshold
+
+    rng = np.random.default_rng(0)
+    ex = rng.normal(0.05, 0.03, 4000)
+    dead = np.zeros(4000, bool)
+    dead[:50] = True
+    ex[:50] = np.nan
+    ex[50:60] = 0.99  # live outliers count like any other neuron
+    table = pd.DataFrame({"excess_corr": ex, "is_dead": dead})
+    live = np.sort(ex[~dead])
+    # independent: numpy's linear-interpolation quantile over the live neurons only
+    assert control_threshold(table) == pytest.approx(float(np.quantile(live, CONTROL_QUANTILE)), abs=1e-12)
+
+    profile = SimpleNamespace(tables_dir=tmp_path)
+    with pytest.raises(UserError, match="control=True"):
+        resolve_threshold("control", profile)
+    (tmp_path / "control").mkdir()
+    table.to_csv(tmp_path / "control" / "neurons.csv", index=False)
+    value, words = resolve_threshold("control", profile)
+    assert value == pytest.approx(float(np.quantile(live, CONTROL_QUANTILE)), abs=1e-9)
+    assert "scale-aware" in words
+    assert resolve_threshold(0.5, profile) == (0.5, "the paper's threshold of 0.5")
+    assert resolve_threshold("0.3", profile)[0] == 0.3
+    assert resolve_threshold(1, profile) == (1.0, "the threshold of 1")
+    for bad in ("high", -1, 0, 2.0, float("nan"), None, True):
+        with pytest.raises(UserError, match=r"threshold must be a number in \(0, 1\] \(the paper's is 0.5\) or 'control'"):
+            resolve_threshold(bad, profile)
