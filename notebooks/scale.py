@@ -26,7 +26,7 @@
 # seed, and against an untrained model of the same shape (the noise floor). One zoo is also saved at several
 # points during its training, to watch universality emerge.
 #
-# Every point is cached on its own (`python -m universal_neurons.sweep --profile sweep`), so the sweep can
+# Every point is cached on its own (`python -m universal_neurons sweep --profile sweep`), so the sweep can
 # grow point by point. This page shows whichever points have been run, and lists those that have not. It reads
 # the sweep profile named by the setting `book.sweep` (the book's profile itself when that is a sweep).
 
@@ -183,7 +183,7 @@ ch.tables["snapshots"]
 # ## A larger grid on a GPU
 #
 # `profiles/sweep-gpu.yaml` extends the grid to GPT2-small's width ($d_\mathrm{mlp}$ = 3,072), 12 layers
-# and up to 26M training tokens, sized for one GPU (`python -m universal_neurons.sweep --profile sweep-gpu
+# and up to 26M training tokens, sized for one GPU (`python -m universal_neurons sweep --profile sweep-gpu
 # --device cuda`, then rebuild the book). {glue:md}`gpu_md`
 
 # %% tags=["hide-input"]

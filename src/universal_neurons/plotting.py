@@ -27,13 +27,3 @@ def subplots(nrows: int = 1, ncols: int = 1, height: float = 3.6, width: float =
 
 setup()
 
-
-def show(fig) -> None:
-    """Display `fig` as a PNG output of the current cell, then close it."""
-    from IPython.display import display
-    from matplotlib_inline.backend_inline import set_matplotlib_formats
-
-    set_matplotlib_formats("png")
-    fig.tight_layout()
-    display(fig)
-    plt.close(fig)

@@ -17,19 +17,15 @@ import numpy as np
 import pandas as pd
 
 from . import cache
-from .activation_stats import ACT_COLS, N_BINS, MomentAccumulator, activation_stats, neuron_activations
+from .activation_stats import ACT_COLS, N_BINS, activation_stats
 from .atomic import atomic_path, write_json
 from .errors import UserError
-from .token_classes import class_scores, token_classes
-from .weight_stats import WEIGHT_COLS, max_cosines, vocab_cosines, weight_stats
+from .weight_stats import WEIGHT_COLS, weight_stats
 
 VERSION = 1  # of the files below; a change of it recomputes them
 
 __all__ = ["Properties", "compute_properties", "load_properties", "neuron_frame", "layer_percentiles",
-           "universal_group",
-           # re-exported for the chapters, which read every neuron statistic from here
-           "WEIGHT_COLS", "ACT_COLS", "N_BINS", "MomentAccumulator", "activation_stats", "neuron_activations",
-           "weight_stats", "max_cosines", "vocab_cosines", "token_classes", "class_scores"]
+           "universal_group"]
 
 
 @dataclass
@@ -139,10 +135,9 @@ def layer_percentiles(frame: pd.DataFrame, cols) -> pd.DataFrame:
     return frame.groupby("layer")[list(cols)].rank(pct=True) * 100
 
 
-def universal_group(frame: pd.DataFrame, threshold: float = 0.5, top_pct: float = 2.0,
-                    min_count: int = 10) -> tuple[pd.Series, str]:
+def universal_group(frame: pd.DataFrame, threshold: float, top_pct: float, min_count: int) -> tuple[pd.Series, str]:
     """The neurons compared with the rest: excess_corr > threshold if at least `min_count` pass, else the top
-    `top_pct`% of live neurons by excess_corr. Returns (bool Series over frame, a label for plots)."""
+    `top_pct`% of live neurons by excess_corr (the settings book.threshold, book.top_pct, book.min_universal). Returns (bool Series over frame, a label for plots)."""
     live = ~frame["is_dead"].astype(bool) & frame["excess_corr"].notna()
     universal = live & (frame["excess_corr"] > threshold)
     if universal.sum() >= min_count:

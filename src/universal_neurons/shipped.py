@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .atomic import write_json
 from .errors import UserError
-from .tokens import file_sha256
+from .checksum import file_sha256
 
 MANIFEST = "manifest.json"
 PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "transformer-lens")

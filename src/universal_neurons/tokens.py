@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path, write_json
-from .checksum import file_sha256  # noqa: F401  (data, shipped and paper import it from here)
 from .errors import UserError
 
 

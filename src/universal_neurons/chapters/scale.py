@@ -95,7 +95,7 @@ def missing_sentence(missing: list[str], n_points: int, sweep_name: str) -> str:
     if not missing:
         return "Every point of the grid has been run."
     return (f"**{len(missing)} of the {n_points} points {'has' if len(missing) == 1 else 'have'} not been run yet**: "
-            + ", ".join(f"`{m}`" for m in missing) + f". Run them with `python -m universal_neurons.sweep "
+            + ", ".join(f"`{m}`" for m in missing) + f". Run them with `python -m universal_neurons sweep "
             f"--profile {sweep_name}` (cached: finished points are kept); every number below is computed "
             "from the finished points only.")
 
