@@ -52,6 +52,28 @@ def test_rows_start_with_bos_and_hold_the_documents_in_order(tmp_path, smoke_dat
     assert open_rows(tmp_path / "x").tokens.shape == rows.tokens.shape
 
 
+def test_rows_are_reused_only_while_their_cache_key_is_current(tmp_path, smoke_data, monkeypatch):
+    tok = load_tokenizer(smoke_data[2])
+
+    class Doc:
+        source, text = "a", "The quick brown fox jumps over the lazy dog. " * 8
+
+    build_rows([Doc()], tok, 16, tmp_path / "x", {"test": 1}, progress=False)
+    assert (tmp_path / "rows-x.key.json").is_file()
+    calls = []
+    real = tok.__class__.__call__
+    monkeypatch.setattr(tok.__class__, "__call__", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    build_rows([Doc()], tok, 16, tmp_path / "x", {"test": 1}, progress=False)
+    assert not calls, "same key: the rows are reused"
+    build_rows([Doc()], tok, 16, tmp_path / "x", {"test": 2}, progress=False)
+    assert calls, "other provenance: the rows are rebuilt"
+    calls.clear()
+    (tmp_path / "x.bin").write_bytes(b"")  # a build killed while writing: its key was removed first
+    (tmp_path / "rows-x.key.json").unlink()
+    rows = build_rows([Doc()], tok, 16, tmp_path / "x", {"test": 2}, progress=False)
+    assert calls and rows.tokens.size > 0
+
+
 def test_file_sha256_reads_in_blocks_and_matches_hashlib(tmp_path):
     import hashlib
 

@@ -51,12 +51,17 @@ def is_current(folder, key: dict) -> bool:
     return stored_key(folder, key["kind"]) == _normalised(key)
 
 
+def forget(folder, key: dict) -> None:
+    """Remove the stored key of `key`'s kind: until a new one is written, the files are not current."""
+    key_path(folder, key).unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def updating(folder, key: dict):
     """Rewrite the files of `key` in `folder`: the old key goes first, the new one is written on success."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    key_path(folder, key).unlink(missing_ok=True)
+    forget(folder, key)
     yield folder
     write_json(key_path(folder, key), _normalised(key))
 

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cache
 from .atomic import atomic_path, write_json
 from .errors import UserError
+
+ROWS_VERSION = 1  # of the row files' layout; a change of it rebuilds them
 
 
 @dataclass
@@ -57,15 +60,16 @@ def open_rows(prefix) -> TokenRows:
 
 
 def build_rows(documents, tokenizer, n_ctx: int, prefix, provenance: dict, progress: bool = True) -> TokenRows:
-    """Tokenise `documents` (an iterable of corpus Documents) into rows of n_ctx; cached by provenance."""
+    """Tokenise `documents` (an iterable of corpus Documents) into rows of n_ctx; cached by provenance (the
+corpus and tokenizer checksums) and n_ctx, with the key in `<folder>/rows-<name>.key.json`."""
     from tqdm import tqdm
 
     prefix = Path(prefix)
     header_path = prefix.with_suffix(".json")
-    if header_path.is_file():
-        h = json.loads(header_path.read_text())
-        if h.get("provenance") == provenance and h["n_ctx"] == n_ctx:
-            return open_rows(prefix)
+    key = cache.make_key(f"rows-{prefix.name}", version=ROWS_VERSION, provenance=provenance, n_ctx=n_ctx)
+    if cache.is_current(prefix.parent, key) and header_path.is_file():
+        return open_rows(prefix)
+    cache.forget(prefix.parent, key)  # rows half-written by this build are never taken for current ones
     bos = tokenizer.bos_token_id
     if bos is None:
         raise UserError("the tokenizer has no BOS/end-of-text token; rows need one to start with")
@@ -112,5 +116,6 @@ def build_rows(documents, tokenizer, n_ctx: int, prefix, provenance: dict, progr
         "tokens": int(rows * n_ctx), "sources": names, "provenance": provenance,
         "unigram_entropy_nats": float(-(p * np.log(p)).sum()),
     }
-    write_json(header_path, header)
+    with cache.updating(prefix.parent, key):
+        write_json(header_path, header)
     return open_rows(prefix)
