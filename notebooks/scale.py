@@ -120,9 +120,9 @@ ch.tables["finished"]
 # GPT2-small-a, {glue:text}`paper_share_medium:.2f`% for GPT2-medium-a and {glue:text}`paper_share_pythia:.2f`%
 # for Pythia-160m. Their widths and depths are exact; their training tokens are estimates that the paper does
 # not state: the Stanford CRFM GPT-2 runs took 400,000 steps of 512 sequences of 1,024 tokens (about
-# {glue:text}`paper_tokens_gpt2:.1e` tokens of OpenWebText), Pythia about {glue:text}`paper_tokens_pythia:.1e`
-# tokens of the Pile. Their held-out losses are on another corpus and tokenizer, so they are left off the
-# loss axis. The paper publishes per-neuron tables only for its universal neurons, so its median
+# {glue:text}`paper_tokens_gpt2_billions:.0f` billion tokens of OpenWebText), Pythia about
+# {glue:text}`paper_tokens_pythia_billions:.0f` billion tokens of the Pile. Their held-out losses are on another
+# corpus and tokenizer, so they are left off the loss axis. The paper publishes per-neuron tables only for its universal neurons, so its median
 # mean_corr and baseline (open black and grey symbols) describe those neurons, not all neurons as ours do.
 # {glue:md}`paper_md`
 

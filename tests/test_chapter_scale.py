@@ -186,4 +186,5 @@ def test_paper_glue_is_the_papers_numbers():
     g = scale.paper_glue()
     assert f"{g['paper_share_small']:.2f}" == "4.16" and f"{g['paper_share_medium']:.2f}" == "1.23"
     assert f"{g['paper_share_pythia']:.2f}" == "1.26" and g["paper_threshold"] == 0.5
-    assert g["paper_tokens_gpt2"] == 400_000 * 512 * 1024 and g["paper_tokens_pythia"] == 3e11
+    assert g["paper_tokens_gpt2_billions"] * 1e9 == 400_000 * 512 * 1024
+    assert g["paper_tokens_pythia_billions"] == 300

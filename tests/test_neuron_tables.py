@@ -156,7 +156,7 @@ def test_scale_aware_threshold_is_the_controls_quantile_of_live_neurons(tmp_path
     assert control_threshold(table) == pytest.approx(float(np.quantile(live, CONTROL_QUANTILE)), abs=1e-12)
 
     profile = SimpleNamespace(tables_dir=tmp_path)
-    with pytest.raises(UserError, match="control=True"):
+    with pytest.raises(UserError, match="analysis.control=true"):
         resolve_threshold("control", profile)
     (tmp_path / "control").mkdir()
     table.to_csv(tmp_path / "control" / "neurons.csv", index=False)

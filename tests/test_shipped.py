@@ -114,14 +114,13 @@ def test_the_default_profile_is_the_shipped_release_zoo():
 def test_a_finished_seed_is_committed_at_once(released, tmp_path, monkeypatch):
     import subprocess
 
-    import universal_neurons.config as profiles
     from universal_neurons.shipped import commit_seed
 
     repo = tmp_path / "repo"
     shutil.copytree(released.shipped_dir, repo / "zoo" / "release")
     git = ["git", "-C", str(repo)]
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    monkeypatch.setattr(profiles, "REPO_ROOT", repo)
+    monkeypatch.chdir(repo)  # commands run in the checkout: the commit message names the folder relative to it
     monkeypatch.setenv("GIT_AUTHOR_NAME", "t"), monkeypatch.setenv("GIT_AUTHOR_EMAIL", "t@t")
     monkeypatch.setenv("GIT_COMMITTER_NAME", "t"), monkeypatch.setenv("GIT_COMMITTER_EMAIL", "t@t")
     commit_seed(repo / "zoo" / "release", 1)

@@ -37,12 +37,6 @@ def artifacts_root() -> Path:
     return Path(os.environ.get("UN_ARTIFACTS") or project_dir() / "artifacts").absolute()
 
 
-def __getattr__(name: str):
-    if name == "REPO_ROOT":  # the former name of project_dir(), still imported by shipped.py and sweep_results.py
-        return project_dir()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _profile_files():
     return resources.files("universal_neurons") / "profiles"
 

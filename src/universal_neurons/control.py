@@ -70,7 +70,8 @@ def control_threshold(control: pd.DataFrame, quantile: float = CONTROL_QUANTILE)
     partners more than all but a (1 - quantile) share of neurons correlate with an untrained one."""
     ex = control.loc[~control["is_dead"].astype(bool), "excess_corr"].dropna()
     if ex.empty:
-        raise UserError("the control table has no live neuron; rerun the universality chapter with control=True")
+        raise UserError("the control table has no live neuron; rerun the universality chapter with "
+                        "analysis.control=true")
     return float(ex.quantile(quantile))
 
 
@@ -82,7 +83,7 @@ def resolve_threshold(threshold, profile) -> tuple[float, str]:
         path = Path(profile.tables_dir) / "control" / "neurons.csv"
         if not path.is_file():
             raise UserError(f"threshold 'control' needs the untrained control's table {path}; run the universality "
-                            "chapter (control=True) for this profile first, or pass a number")
+                            "chapter (analysis.control=true) for this profile first, or set a number")
         q = control_threshold(pd.read_csv(path))
         return q, (f"the scale-aware threshold of {q:.3f} (the untrained control's "
                    f"{100 * CONTROL_QUANTILE:g}th percentile)")

@@ -24,10 +24,10 @@ RECIPE = ("corpus", "tokenizer", "model", "train")  # the profile sections a shi
 
 
 def _rel(path: Path) -> str:
-    from .config import REPO_ROOT
+    from .config import project_dir
 
     try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
+        return str(Path(path).resolve().relative_to(project_dir().resolve()))
     except ValueError:
         return str(path)
 
@@ -148,14 +148,13 @@ def describes_shipped(profile, sections=RECIPE) -> bool:
 
 # ---- training it, checking it, training it again ---------------------------------------------------------
 def commit_seed(zoo_dir: Path, seed: int) -> None:
-    """`git add` the shipped zoo's folder and commit it: a finished seed is kept even if the run stops later."""
+    """`git add` the shipped zoo's folder and commit it (in the repository that holds it): a finished seed is kept
+    even if the run stops later."""
     import subprocess
 
-    from .config import REPO_ROOT
-
     info = read_manifest(zoo_dir)["seeds"][str(seed)]
-    subprocess.run(["git", "-C", str(REPO_ROOT), "add", "--", str(zoo_dir)], check=True)
-    subprocess.run(["git", "-C", str(REPO_ROOT), "commit", "-q", "-m",
+    subprocess.run(["git", "-C", str(zoo_dir), "add", "--", str(zoo_dir)], check=True)
+    subprocess.run(["git", "-C", str(zoo_dir), "commit", "-q", "-m",
                     f"{_rel(zoo_dir)}: seed {seed} ({info['tokens']:,} tokens, held-out loss {info['heldout_loss']:.4f}, "
                     f"{info['train_seconds'] / 60:.0f} min on {info['cpu']})", "--", str(zoo_dir)], check=True)
 

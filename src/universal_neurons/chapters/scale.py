@@ -231,7 +231,8 @@ def paper_glue() -> dict[str, float]:
     tokens = paper.MODELS.set_index("model")["tokens"]
     return {"paper_threshold": paper.THRESHOLD,
             **{f"paper_share_{k}": 100 * paper.SHARES[m][0] / paper.SHARES[m][1] for k, m in PAPER_MODELS.items()},
-            "paper_tokens_gpt2": float(tokens["GPT2-small-a"]), "paper_tokens_pythia": float(tokens["Pythia-160m"])}
+            "paper_tokens_gpt2_billions": float(tokens["GPT2-small-a"]) / 1e9,
+            "paper_tokens_pythia_billions": float(tokens["Pythia-160m"]) / 1e9}
 
 
 def compute(profile: str = "smoke", device: str = "cpu", overrides: str = "") -> Chapter:

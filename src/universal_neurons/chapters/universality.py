@@ -124,8 +124,8 @@ def control_paragraph(summary: dict, control: dict | None, q_control: float | No
         f"{ours}. It asks whether a neuron's match is above noise, a weaker claim than the paper's threshold, which "
         f"selects {math.floor(100 * min(shares))}-{math.ceil(100 * max(shares))}% of GPT-2's neurons; the control "
         "is a single partner while the trained comparison averages over partners, so the noise it measures is, if "
-        "anything, too wide. The next chapters compare groups by the paper's threshold unless their `threshold` "
-        "parameter is set to `control` (this threshold) or another number; the scale chapter shows how both change "
+        "anything, too wide. The next chapters compare groups by the paper's threshold unless the setting "
+        "`book.threshold` is `control` (this threshold) or another number; the scale chapter shows how both change "
         "with the size of the models.")
 
 
