@@ -7,6 +7,16 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+SLOW_FIXTURES = {"smoke_zoo", "smoke_data"}  # a test that needs the smoke profile's data or zoo builds it if missing
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that need the smoke zoo or its data are `slow` (they build them when missing: about a minute)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models: one thread is fastest and immune to other processes competing for the cores; the

@@ -203,6 +203,7 @@ def test_ieee_fp32_context_restores_setting():
     assert m.fp32_precision == before
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_numpy():
     x, y = make_data()
