@@ -51,7 +51,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, smoke, smoke
 KILLED_RUN = """
 import os, sys, safetensors.torch, torch
 from pathlib import Path
-import universal_neurons.atomic as atomic, universal_neurons.zoo as zoo
+import universal_neurons.atomic as atomic, universal_neurons.zoo as zoo, universal_neurons.zoo_checkpoints as ckpts
 from universal_neurons import load_profile
 from universal_neurons.data import prepare, tokenizer_dir
 out, kill_after, small = Path(sys.argv[1]), sys.argv[2], eval(sys.argv[3])
@@ -73,7 +73,7 @@ def after(name, fn):
 zoo._save_checkpoint = save
 safetensors.torch.save_file = after("model", safetensors.torch.save_file)
 torch.save = after("optimizer", torch.save)
-zoo.write_json = after("state", zoo.write_json)
+ckpts.write_json = after("state", ckpts.write_json)
 atomic.os.replace = after("rename", os.replace)
 prof = load_profile("smoke")
 train, heldout = prepare(prof, progress=False)

@@ -1,15 +1,22 @@
 """The command line: `universal-neurons <command> --profile NAME [--set section.key=value ...]` (the same as
 `python -m universal_neurons ...`; the universality pass also under `torchrun --nproc_per_node=K -m
 universal_neurons universality ...`). `universal-neurons <command> --help` describes every option.
+
+The commands that write (data, zoo, release, universality, properties, sweep) first check that their folders are
+writable and that the disk has room (a rough estimate), then hold `<folder>/.lock` of each folder they write: a
+second run on the same folder waits up to UN_LOCK_WAIT seconds (default 10), then stops with one line. Once the
+lock is held, the temporary files and folders of killed runs there (`.<name>.<random>.tmp`) are removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from .cli import one_line_errors, profile_options
+from .cli import enough_space, one_line_errors, profile_options, writable
+from .lock import clean_leftovers, run_lock
 
 COMMANDS = {
     "data": "build the corpus, the tokenizer and the train / held-out token rows",
@@ -59,7 +66,58 @@ def main(argv=None) -> int:
         return _list_profiles()
     profile = load_profile(args.profile, args.overrides)
     run = globals()[f"_{args.command}"]
-    return run(profile, args, progress=not args.quiet) or 0
+    if args.command not in WRITERS or (args.command == "sweep" and (args.list or args.ship)):
+        return run(profile, args, progress=not args.quiet) or 0
+    folders = _written_folders(profile, args)
+    for folder in folders:  # before any work: each folder writable, the disk not (nearly) full
+        writable(folder)
+    checks_only = args.command == "zoo" and profile.is_zoo and profile.uses_shipped and not args.retrain
+    enough_space(profile.root, _space_needed(profile, "check" if checks_only else args.command), f"`{args.command}`")
+    rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun the job's rank 0 holds the lock for all
+    with run_lock(folders if rank0 else [], clean=int(os.environ.get("WORLD_SIZE", "1")) <= 1):
+        if args.command == "release" and profile.shipped_dir is not None:
+            clean_leftovers(profile.shipped_dir)  # killed writes of the repository's zoo (its folder: no lock file)
+        return run(profile, args, progress=not args.quiet) or 0
+
+
+# the subcommands that write; each holds `<folder>/.lock` of every folder it writes while it runs (lock.py)
+WRITERS = ("data", "zoo", "release", "universality", "properties", "sweep")
+MIB = 2**20
+
+
+def _written_folders(profile, args) -> list[Path]:
+    """The run folders a writing subcommand writes into (a shared data or zoo folder included)."""
+    if args.command == "sweep":
+        from .sweep import expand
+
+        sw = expand(profile, args.out)
+        return sorted({Path(sw.directory), Path(sw.data_root)})
+    folders = {profile.root, profile.data_dir.parent}
+    if args.command in ("zoo", "release") and profile.is_zoo:
+        folders.add(profile.trained_dir.parent)
+    return sorted(folders)
+
+
+def _n_params(model: dict, vocab: int) -> int:
+    d, L, f, n_ctx = (int(model.get(k, 0) or 0) for k in ("d_model", "n_layer", "d_mlp", "n_ctx"))
+    return L * (4 * d * d + 2 * d * f) + (vocab + n_ctx) * d
+
+
+def _space_needed(profile, command: str) -> float:
+    """A rough estimate of the bytes a subcommand writes (checked against the free space before it starts)."""
+    cfg = profile.cfg
+    need = 64 * MIB  # tables, token rows, figures: small
+    if command in ("zoo", "release") and profile.is_zoo:
+        # per seed: the model (float32) and, while training, two checkpoints of model + AdamW's two moments
+        vocab = int(cfg.get("tokenizer", {}).get("vocab_size") or 50257)
+        need += len(profile.seeds) * 28 * _n_params(cfg.get("model", {}), vocab)
+    elif command == "universality" and profile.is_zoo:
+        m, a = cfg.get("model", {}), cfg.get("analysis", {})
+        n_a = int(m.get("n_layer", 0)) * int(m.get("d_mlp", 0))
+        n_b = n_a * max(1, len(profile.seeds) - 1)
+        # the resumable state: the accumulators (float64), at most a share of the memory budget, twice while saved
+        need += 2 * min(8 * n_a * n_b, float(a.get("max_accumulator_gb", 4.0)) * 1e9 / 4)
+    return need
 
 
 def _data(profile, args, progress):
@@ -84,6 +142,9 @@ def _zoo(profile, args, progress):
     else:
         from .zoo import train_zoo
 
+        note = shipped.recipe_note(profile)  # a shipped profile whose recipe SET changed: trained here, say so
+        if note:
+            print(note, flush=True)
         for path in train_zoo(profile, device=args.device, progress=progress):
             print(path)
 

@@ -71,7 +71,7 @@ def plan_tokens(tokens: np.ndarray, drop: np.ndarray, n_tokens: int, chunk_token
         total, r = total + int(c.sum()), r + len(c)
     if total < n_tokens:
         raise UserError(f"the held-out split keeps only {total:,} tokens ({len(tokens):,} rows, BOS and newline "
-                        f"tokens dropped) but {n_tokens:,} were requested; lower analysis.n_tokens (--n-tokens) "
+                        f"tokens dropped) but {n_tokens:,} were requested; lower analysis.n_tokens (--set analysis.n_tokens=N) "
                         "or use a larger corpus")
     cum = np.cumsum(np.concatenate(counts))  # [rows read] kept tokens up to each row
     n_rows = int(np.searchsorted(cum, n_tokens)) + 1

@@ -1,4 +1,6 @@
-"""Atomic file and folder writes: write to a temporary name beside the target, then rename."""
+"""Atomic file and folder writes: write to a temporary name beside the target, then rename. A failed write
+removes its temporary file or folder; one left by a killed process (`.<name>.<random>.tmp`) is removed by the
+next run of its folder (`lock.clean_leftovers`)."""
 
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ def atomic_path(path: str | os.PathLike):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-    try:
+    try:  # from here on a failure (a full disk, a read-only folder, a kill) removes the temporary file
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -39,8 +41,8 @@ def atomic_dir(path: str | os.PathLike):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         yield tmp
         if path.exists():
             shutil.rmtree(path)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from .errors import UserError
 
@@ -45,15 +49,74 @@ def checked_device(name: str) -> str:
     return name
 
 
+# the machine's faults, turned into one line: (what happened, the fix)
+DISK_FAULTS = {
+    errno.ENOSPC: ("no space left on the device", "free some space, or set UN_ARTIFACTS to a folder on a larger disk"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space, or set UN_ARTIFACTS to a folder on another disk"),
+    errno.EROFS: ("read-only file system", "set UN_ARTIFACTS to a writable folder (or remount it read-write)"),
+    errno.EACCES: ("permission denied", "make it writable for this user, or set UN_ARTIFACTS to a writable folder"),
+    errno.EPERM: ("operation not permitted", "make it writable for this user, or set UN_ARTIFACTS to a writable folder"),
+}
+
+
+def disk_fault(e: OSError) -> str | None:
+    """One line for an OSError of a full disk, a read-only file system or missing permissions, else None."""
+    if e.errno not in DISK_FAULTS:
+        return None
+    what, fix = DISK_FAULTS[e.errno]
+    where = e.filename if e.filename is not None else "a file"
+    return f"{where}: {what}; {fix}"
+
+
 def one_line_errors(main):
-    """Wrap a `main(argv) -> int | None`: a UserError becomes one line on stderr and exit status 2."""
+    """Wrap a `main(argv) -> int | None`: a UserError, or an OSError of a full disk, a read-only file system or
+    a refused permission (wherever it is raised), becomes one line on stderr and exit status 2."""
 
     @functools.wraps(main)
     def wrapper(argv=None) -> int:
         try:
             return main(argv) or 0
         except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        except OSError as e:
+            line = disk_fault(e)
+            if line is None:
+                raise
+            print(f"error: {line}", file=sys.stderr)
             return 2
 
     return wrapper
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
+
+
+def writable(folder) -> Path:
+    """`folder` (created if missing) if a file can be written in it, else a one-line UserError naming it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        what, fix = DISK_FAULTS.get(e.errno, (e.strerror or str(e), "choose another folder with UN_ARTIFACTS"))
+        raise UserError(f"{folder}: cannot write there ({what}); {fix}") from None
+    return folder
+
+
+def _existing(folder: Path) -> Path:
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def enough_space(folder, need_bytes: float, what: str = "this run") -> None:
+    """A one-line UserError if the disk of `folder` has less than `need_bytes` free (a rough estimate)."""
+    free = shutil.disk_usage(_existing(folder)).free
+    if free < need_bytes:
+        raise UserError(f"{folder}: {free / 2**20:,.0f} MiB free, but {what} writes about {need_bytes / 2**20:,.0f} "
+                        "MiB; free some space, or set UN_ARTIFACTS to a folder on a larger disk")

@@ -73,6 +73,9 @@ def split_overrides(text: str) -> list[str]:
 
 def normalised_overrides(overrides) -> list[str]:
     """A string or a list of strings (each may hold several items) as a list of single `section.key=value` items."""
+    if overrides is not None and not isinstance(overrides, (str, list, tuple)):
+        raise UserError(f"overrides={overrides!r} must be text of section.key=value items (or a list of them), "
+                        "e.g. overrides=\"book.threshold=0.4 analysis.n_tokens=30000\"")
     texts = [overrides] if isinstance(overrides, str) else list(overrides or ())
     return [item for text in texts for item in split_overrides(str(text))]
 
@@ -151,7 +154,11 @@ def _read_profile(name: str) -> tuple[str, dict]:
     """(profile name, raw sections) of a shipped profile, or of a YAML file named by its path."""
     if name.endswith((".yaml", ".yml")) and Path(name).is_file():
         path, label, name = Path(name), name, Path(name).stem
-        text = path.read_text()
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{label} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                            "give a readable UTF-8 YAML file") from None
     else:
         path = _profile_files() / f"{name}.yaml"
         if not path.is_file():
@@ -244,15 +251,25 @@ def dump(config: Config) -> dict:
     return config.model_dump(exclude_unset=True)
 
 
-def load_profile(name: str, overrides=()) -> Profile:
+def load_profile(name: str, overrides=(), device: str | None = None) -> Profile:
     """Load a shipped profile (or a .yaml file by path), apply `section.key=value` overrides (a list, or one
-    string of several separated by whitespace) and check it; bad input is a one-line UserError."""
+    string of several separated by whitespace) and check it; bad input is a one-line UserError. `device` (a
+    chapter's parameter): checked too, like the CLI's --device (CUDA asked for and absent is a UserError)."""
+    if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
+        raise UserError(f"profile={name!r} must be a profile name ({', '.join(available_profiles())}) or the path "
+                        "of a .yaml file, e.g. profile=\"smoke\"")
     items = normalised_overrides(overrides)
-    name, raw = _read_profile(name)
+    name, raw = _read_profile(str(name))
     cfg = with_defaults(raw)
     for item in items:
         _apply_override(cfg, item, name)
     config = validated(cfg, name, [_override_key(i) for i in items])
+    if device is not None:
+        from .cli import checked_device
+
+        if not isinstance(device, str):
+            raise UserError(f"device={device!r} must be text: cpu, cuda, cuda:<k> or mps")
+        checked_device(device)
     return Profile(name, dump(config), tuple(items))
 
 

@@ -226,11 +226,31 @@ class Config(Section):
                 raise ValueError(f"model.d_model={self.model.d_model} is not divisible by model.n_head={self.model.n_head}")
             seeds = self.train.seeds
             if self.analysis.reference_seed not in seeds:
-                raise ValueError(f"analysis.reference_seed={self.analysis.reference_seed} is not among train.seeds "
-                                 f"{seeds}; set analysis.reference_seed={seeds[0]} (or another of them)")
+                ref = self.analysis.reference_seed
+                raise ValueError(f"analysis.reference_seed={ref} is not among train.seeds {seeds}; set "
+                                 f"analysis.reference_seed={seeds[0]} (or another of them), or add {ref} to "
+                                 f"train.seeds (e.g. train.seeds={sorted(seeds + [ref])})")
             stray = [p for p in self.analysis.partners or [] if isinstance(p, int) and p not in seeds]
             if stray:
                 raise ValueError(f"analysis.partners: seed(s) {stray} not among train.seeds {seeds}")
+            reference = self.analysis.reference_seed
+        else:
+            reference = self.models.reference
+            if reference in self.models.partners:
+                raise ValueError(f"models.partners names the reference {reference!r} itself; remove it from "
+                                 "models.partners (the reference is compared with the others)")
+        if self.book.threshold == "control" and (self.train is None or not self.analysis.control):
+            why = ("analysis.control=false" if self.train is not None else
+                   "real checkpoints have none here")
+            fix = "set analysis.control=true or" if self.train is not None else ""
+            raise ValueError(f"book.threshold=control needs the untrained control ({why}); {fix} set a number, "
+                             f"e.g. book.threshold={paper.THRESHOLD}".replace("  ", " "))
+        partners = self.analysis.partners or []
+        if reference in partners:
+            raise ValueError(f"analysis.partners={partners} names the reference {reference!r} itself; remove it "
+                             "(the reference is compared with its partners; null: every other member)")
+        if len(set(map(str, partners))) < len(partners):
+            raise ValueError(f"analysis.partners={partners} names a member twice; list each partner once")
         return self
 
 

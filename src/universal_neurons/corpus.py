@@ -95,15 +95,32 @@ def corpus_key(source: str = "registry", *, tier: str = "prose", path: str | Non
 
 
 def iter_documents(corpus_dir: str | Path, split: str) -> Iterator[Document]:
-    """Yield the documents of one split ("train" or "heldout") of a built corpus, in build order."""
+    """Yield the documents of one split ("train" or "heldout") of a built corpus, in build order. The split file
+    is checked against the sha256 its manifest records (`files`) before the first document: a damaged or edited
+    split is a one-line UserError, never documents silently dropped or changed."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
-    read_manifest(corpus_dir)  # a clear error if the corpus is missing
-    with open(Path(corpus_dir) / f"{split}.jsonl", encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            pos = d.get("pos")
-            yield Document(d["source"], d["doc_id"], d["text"], None if pos is None else [tuple(p) for p in pos])
+    manifest = read_manifest(corpus_dir)  # a clear error if the corpus is missing
+    path = Path(corpus_dir) / f"{split}.jsonl"
+    fix = f"delete the folder {corpus_dir} so that it is rebuilt (`python -m universal_neurons data --profile <name>`)"
+    if not path.is_file():
+        raise UserError(f"corpus split {path} is missing; {fix}")
+    expected = manifest.get("files", {}).get(path.name)
+    if expected is not None and file_sha256(path) != expected:
+        raise UserError(f"corpus split {path} does not match the sha256 in its manifest.json (truncated or "
+                        f"edited); {fix}")
+    return _read_split(path, fix)
+
+
+def _read_split(path: Path, fix: str) -> Iterator[Document]:
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                d = json.loads(line)
+                pos = d.get("pos")
+                yield Document(d["source"], d["doc_id"], d["text"], None if pos is None else [tuple(p) for p in pos])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise UserError(f"corpus split {path}, line {n}: not a document record; {fix}") from None
 
 
 def read_manifest(corpus_dir: str | Path) -> dict:
@@ -111,7 +128,14 @@ def read_manifest(corpus_dir: str | Path) -> dict:
     path = Path(corpus_dir) / "manifest.json"
     if not path.exists():
         raise UserError(f"no corpus at {corpus_dir}: build it first with build_corpus()")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        man = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(man, dict):
+            raise ValueError("not an object")
+        return man
+    except (ValueError, OSError) as e:
+        raise UserError(f"corpus manifest {path} is unreadable ({type(e).__name__}); delete the folder {corpus_dir} "
+                        "so that it is rebuilt") from None
 
 
 def count_characters(corpus_dir: str | Path, split: str) -> int:

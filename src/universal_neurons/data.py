@@ -6,6 +6,7 @@ from pathlib import Path
 
 from . import corpus
 from .config import Profile
+from .errors import UserError
 from .tokenizer import build_tokenizer, load_tokenizer
 from .checksum import file_sha256
 from .tokens import TokenRows, build_rows, open_rows
@@ -39,6 +40,7 @@ def token_rows(profile: Profile, split: str, progress: bool = True) -> TokenRows
     """Rows of `model.n_ctx` tokens of the profile's corpus split ("train" or "heldout"), cached."""
     cdir = corpus_dir(profile, progress)
     tdir = tokenizer_dir(profile, progress)
+    check_n_ctx(profile, tdir)
     tok = load_tokenizer(tdir)
     tok_file = Path(tdir) / "tokenizer.json"
     provenance = {
@@ -50,6 +52,25 @@ def token_rows(profile: Profile, split: str, progress: bool = True) -> TokenRows
     prefix = profile.data_dir / split
     return build_rows(corpus.iter_documents(cdir, split), tok, profile.cfg["model"]["n_ctx"], prefix,
                       provenance, progress)
+
+
+def check_n_ctx(profile: Profile, checkpoint_dir=None) -> None:
+    """One line if `model.n_ctx` exceeds the context of the profile's real checkpoint (its config.json's
+    n_positions / max_position_embeddings), before any rows are built."""
+    import json
+
+    n_ctx = profile.cfg["model"]["n_ctx"]
+    if checkpoint_dir is None or profile.cfg["tokenizer"]["kind"] != "from_model":
+        return  # a zoo trained here: model.n_ctx is its context
+    config = Path(checkpoint_dir) / "config.json"
+    try:
+        hf = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return  # not a model folder: loading reports it
+    limit = hf.get("n_positions") or hf.get("max_position_embeddings")
+    if isinstance(limit, int) and n_ctx > limit:
+        raise UserError(f"model.n_ctx={n_ctx} is larger than the context of {profile.members()[0]} "
+                        f"({limit} positions, {config}); set model.n_ctx to at most {limit}")
 
 
 def analysis_rows(profile: Profile, progress: bool = True) -> TokenRows:

@@ -84,6 +84,62 @@ def hooked_config(folder: Path, device: str = "cpu"):
     return HookedTransformerConfig.from_dict(cfg)
 
 
+def _weights_fix(folder: Path) -> str:
+    if (folder / "training_log.json").is_file():
+        return (f"delete {folder} and retrain it with `python -m universal_neurons zoo --profile <name>` (or restore "
+                "it from a backup)")
+    return f"fetch the checkpoint again (delete {folder} from the Hugging Face cache) or restore it"
+
+
+def verify_recorded(folder: Path) -> None:
+    """If the folder's training_log.json records sha256 checksums of its files (`files` or `sha256`: name ->
+    hex digest), check them; one-line UserError naming the first file that differs."""
+    from .checksum import file_sha256
+
+    log = Path(folder) / "training_log.json"
+    if not log.is_file():
+        return
+    try:
+        info = json.loads(log.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{log} is unreadable (damaged); {_weights_fix(Path(folder))}") from None
+    record = info.get("files") or info.get("sha256") if isinstance(info, dict) else None
+    if not isinstance(record, dict):
+        return
+    for name, digest in record.items():
+        f = Path(folder) / name
+        if not f.is_file():
+            raise UserError(f"{f} is missing (recorded in {log.name}); {_weights_fix(Path(folder))}")
+        if file_sha256(f) != digest:
+            raise UserError(f"{f} does not match the sha256 recorded in {log.name} (truncated, damaged or "
+                            f"edited); {_weights_fix(Path(folder))}")
+
+
+def check_safetensors(folder: Path) -> None:
+    """Every .safetensors file of the folder is whole: its JSON header parses and its tensors end where the file
+    ends (a truncated or cut file is a one-line UserError, not a traceback from deep inside the loader)."""
+    import struct
+
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        size = f.stat().st_size
+        problem = None
+        try:
+            with open(f, "rb") as fh:
+                head = fh.read(8)
+                n = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+                if n is None or n > size - 8:
+                    problem = "its header is cut"
+                else:
+                    header = json.loads(fh.read(n))
+                    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+                    if 8 + n + end != size:
+                        problem = f"it holds {size} bytes where its header describes {8 + n + end}"
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+            problem = f"its header is unreadable ({type(e).__name__})"
+        if problem:
+            raise UserError(f"weight file {f} is truncated or damaged: {problem}; {_weights_fix(Path(folder))}")
+
+
 def load_model(source, device: str = "cpu", revision: str | None = None, tokenizer=None):
     """Load `source` into a HookedTransformer with the paper's weight processing, in eval mode."""
     with warnings.catch_warnings():
@@ -99,9 +155,15 @@ def load_model(source, device: str = "cpu", revision: str | None = None, tokeniz
 
     folder = resolve_checkpoint(source, revision)
     verify_member(folder)  # a member of a shipped zoo: its files must match the manifest
+    verify_recorded(folder)  # a zoo member whose training log records its files' sha256
     cfg = hooked_config(folder, device)
     hf_logging.disable_progress_bar()
-    hf_model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+    check_safetensors(folder)
+    try:
+        hf_model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise UserError(f"the weights in {folder} could not be read ({type(e).__name__}: "
+                        f"{(str(e).splitlines() or [''])[0][:120]}); {_weights_fix(folder)}") from None
     convert = convert_gpt2_weights if cfg.original_architecture == "GPT2LMHeadModel" else convert_neox_weights
     state = convert(hf_model, cfg)
     del hf_model

@@ -125,8 +125,19 @@ def write_tables(res: Correlations, pass_info: dict, out_dir, threshold: float) 
 
 
 def _read(out_dir: Path) -> Results:
-    return Results(*(pd.read_csv(out_dir / f"{name}.csv") for name in TABLES),
-                   json.loads((out_dir / "universality.json").read_text()))
+    """The tables of `out_dir`; a one-line UserError if one is missing, unreadable or cut (neurons.csv must hold
+    one row per reference neuron, as universality.json's summary counts them)."""
+    try:
+        info = json.loads((out_dir / "universality.json").read_text())
+        frames = [pd.read_csv(out_dir / f"{name}.csv") for name in TABLES]
+        n = info.get("summary", {}).get("n_neurons")
+        if n is not None and len(frames[0]) != n:
+            raise ValueError(f"neurons.csv has {len(frames[0])} rows, universality.json counts {n}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, pd.errors.ParserError) as e:
+        raise UserError(f"the universality tables in {out_dir} are damaged ({type(e).__name__}: "
+                        f"{(str(e).splitlines() or [''])[0][:100]}); delete {out_dir / 'universality-tables.key.json'} "
+                        "and rerun `python -m universal_neurons universality --profile <name>`") from None
+    return Results(*frames, info)
 
 
 def load_results(source, threshold=None) -> Results:
@@ -141,10 +152,21 @@ def load_results(source, threshold=None) -> Results:
     if not (out_dir / MAXIMA).is_file():
         return _legacy(out_dir, threshold)
     key = cache.make_key(KIND, version=VERSION, threshold=threshold, maxima=file_sha256(out_dir / MAXIMA))
-    if not cache.is_current(out_dir, key):
+    if cache.is_current(out_dir, key):
+        try:
+            return _read(out_dir)
+        except UserError:
+            pass  # a damaged table counts as missing: derived again below
+    try:
         res, pass_info = Correlations.load(out_dir)
-        with cache.updating(out_dir, key):
-            write_tables(res, pass_info, out_dir, threshold)
+    except UserError:
+        if profile is None:
+            raise
+        from .universality import run_universality  # the damaged pass was removed: recompute it
+
+        return run_universality(profile, progress=False, threshold=threshold)
+    with cache.updating(out_dir, key):
+        write_tables(res, pass_info, out_dir, threshold)
     return _read(out_dir)
 
 

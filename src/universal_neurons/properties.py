@@ -40,15 +40,31 @@ def _files(out_dir: Path):
 
 
 def load_properties(profile, out_dir=None) -> Properties:
-    """Read what `compute_properties` wrote into `out_dir` (default the profile's tables folder)."""
+    """Read what `compute_properties` wrote into `out_dir` (default the profile's tables folder); a one-line
+    UserError if the files are missing, unreadable, or do not match the sha256 properties.json records."""
+    from .checksum import file_sha256
+
     csv, npz, js = _files(Path(out_dir or profile.tables_dir))
     if not js.is_file():
         raise UserError(f"no neuron properties in {js.parent}; run `python -m universal_neurons properties "
                         f"--profile {profile.name}`")
-    info = json.loads(js.read_text())
-    with np.load(npz) as z:
-        hists = {n: {k: z[f"{k}_{i}"] for k in ("counts", "lo", "width")} for i, n in enumerate(info["act_models"])}
-    return Properties(pd.read_csv(csv), hists, info)
+    try:
+        info = json.loads(js.read_text())
+        for f in (csv, npz):
+            recorded = info.get("files", {}).get(f.name)
+            if recorded is not None and file_sha256(f) != recorded:
+                raise ValueError(f"{f.name} does not match its sha256 in {js.name}")
+        with np.load(npz) as z:
+            hists = {n: {k: z[f"{k}_{i}"] for k in ("counts", "lo", "width")}
+                     for i, n in enumerate(info["act_models"])}
+        table = pd.read_csv(csv)
+        if not {"model", "layer", "neuron", *WEIGHT_COLS} <= set(table.columns):
+            raise ValueError(f"{csv.name} lacks its columns")
+    except Exception as e:  # damaged JSON, zip or CSV: many classes, one meaning
+        raise UserError(f"the neuron properties in {js.parent} are damaged ({type(e).__name__}: "
+                        f"{(str(e).splitlines() or [''])[0][:100]}); rerun `python -m universal_neurons properties "
+                        f"--profile {profile.name}` (it recomputes them)") from None
+    return Properties(table, hists, info)
 
 
 def compute_properties(profile, device="cpu", all_members: bool = True, out_dir=None, progress: bool = True, *,
@@ -71,6 +87,11 @@ def compute_properties(profile, device="cpu", all_members: bool = True, out_dir=
     key = cache.make_key("properties", version=VERSION, models=sources, checkpoint_dirs=[str(d) for d in dirs],
                          weights=[cache.weights_signature(d) for d in dirs], data=rows.header["provenance"],
                          n_tokens=n_tokens, all_members=all_members, n_bins=N_BINS)
+    if cache.is_current(out_dir, key):
+        try:
+            load_properties(profile, out_dir)
+        except UserError:
+            cache.forget(out_dir, key)  # damaged files count as missing: recomputed
     if not cache.is_current(out_dir, key):
         with cache.updating(out_dir, key):
             _write_properties(out_dir, sources, names, rows.tokens, n_tokens, all_members,
@@ -97,7 +118,10 @@ def _write_properties(out_dir: Path, sources, names, tokens, n_tokens, all_membe
         table.to_csv(tmp, index=False)
     with atomic_path(npz) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **{f"{k}_{i}": h[k] for i, (_, h) in enumerate(acts) for k in h})
-    write_json(js, {"models": sources, "names": names, "reference": names[0],
+    from .checksum import file_sha256
+
+    write_json(js, {"files": {f.name: file_sha256(f) for f in (csv, npz)}, "models": sources, "names": names,
+                    "reference": names[0],
                     "act_models": names[:n_act], "n_tokens": n_tokens, "device": str(device),
                     "seconds": time.time() - t0, "warnings": [w for _, p in stats for w in p],
                     "dropped": "BOS/EOS/pad and newline tokens", "n_bins": N_BINS})
@@ -111,7 +135,18 @@ def neuron_frame(profile, tables_dir=None) -> pd.DataFrame:
     uni_json, neurons_csv = tables_dir / "universality.json", tables_dir / "neurons.csv"
     ref = props.info["reference"]
     if uni_json.is_file():
-        ref = json.loads(uni_json.read_text())["names"][0]
+        from .neuron_tables import load_results
+
+        from .universality import MAXIMA
+
+        try:
+            uni = json.loads(uni_json.read_text())
+            ref = uni["names"][0]
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            raise UserError(f"{uni_json} is damaged; rerun `python -m universal_neurons universality --profile "
+                            f"{profile.name}`") from None
+        if (tables_dir / MAXIMA).is_file() and uni.get("threshold") is not None:
+            load_results(tables_dir, uni["threshold"])  # checks the tables: a damaged neurons.csv is derived again
         if ref not in set(props.table["model"]):
             raise UserError(f"neurons.csv is about {ref}, which is not a member of profile {profile.name}; rerun "
                             f"`python -m universal_neurons universality --profile {profile.name}`")

@@ -13,6 +13,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 
 from .atomic import atomic_path
+from .errors import UserError
 
 
 @dataclass
@@ -70,6 +71,31 @@ def remove_injected_parameters(notebook) -> None:
         if "injected-parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
     write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def _one_line_error(shell, etype, value, tb, tb_offset=None):
+    """IPython's handler of a UserError: the cell fails (papermill stops the build) with `error: <line>` as its
+    whole traceback, as the CLI prints it."""
+    stb = [f"error: {value}"]
+    shell._showtraceback(etype, value, stb)
+    return stb
+
+
+def one_line_errors_in_notebook() -> bool:
+    """In an IPython kernel, show a UserError as one line (`error: <line>`) instead of a traceback; the cell still
+    fails. Called when this module is imported (every chapter's notebook imports it before computing)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    shell.set_custom_exc((UserError,), _one_line_error)
+    return True
+
+
+one_line_errors_in_notebook()
 
 
 if __name__ == "__main__":  # python -m universal_neurons.publish NOTEBOOK...: used by the Makefile after papermill

@@ -146,6 +146,37 @@ def describes_shipped(profile, sections=RECIPE) -> bool:
             == _recipe_key({k: profile.cfg[k] for k in sections}))
 
 
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def recipe_differences(profile) -> list[str]:
+    """`key=value (shipped: value)` for every recipe key (seeds aside) where the profile, with its overrides,
+    differs from its shipped zoo's manifest; empty without a `shipped:` folder or manifest, or when it matches."""
+    man = read_manifest(profile.shipped_dir) if profile.shipped_dir is not None else {}
+    if not man or describes_shipped(profile):
+        return []
+    mine = _flat(json.loads(json.dumps({k: profile.cfg.get(k, {}) for k in RECIPE})))
+    theirs = _flat({k: man["recipe"].get(k, {}) for k in RECIPE})
+    keys = [k for k in dict.fromkeys([*mine, *theirs]) if k != "train.seeds" and mine.get(k) != theirs.get(k)]
+    return [f"{k}={mine.get(k, '(unset)')} (shipped: {theirs.get(k, '(unset)')})" for k in keys]
+
+
+def recipe_note(profile) -> str | None:
+    """One line for `universal-neurons zoo` when a profile with a `shipped:` zoo no longer has its recipe (an
+    override of corpus, tokenizer, model or train): what differs, and that its zoo is trained here instead."""
+    diff = recipe_differences(profile)
+    if not diff:
+        return None
+    return (f"note: profile {profile.name!r} differs from the shipped zoo {_rel(profile.shipped_dir)} in "
+            f"{', '.join(diff)}: its {len(profile.seeds)} seed(s) are trained here into {_rel(profile.trained_dir)} "
+            f"({profile.cfg['train']['tokens']:,} tokens each), not read from the shipped zoo; drop those overrides "
+            "to use it")
+
+
 # ---- training it, checking it, training it again ---------------------------------------------------------
 def commit_seed(zoo_dir: Path, seed: int) -> None:
     """`git add` the shipped zoo's folder and commit it (in the repository that holds it): a finished seed is kept

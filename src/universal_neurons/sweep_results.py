@@ -86,15 +86,29 @@ def _losses(res, pairing: str) -> list[float]:
 def _point_key(sweep: Sweep, point: PointProfile, threshold: float) -> dict:
     snap = sweep.fractions if point.point_id == sweep.snapshot_point else []
     header = point.data_dir / "train.json"  # the shared rows' provenance (corpus and tokenizer checksums)
-    data = json.loads(header.read_text()).get("provenance") if header.is_file() else None
+    try:
+        data = json.loads(header.read_text()).get("provenance") if header.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        data = None  # a damaged header: the rows are rebuilt, and this key is not current
     return cache.make_key("sweep-point", version=POINT_VERSION, data=data, snapshots=snap, threshold=threshold,
                           cfg={k: point.cfg[k] for k in ("corpus", "tokenizer", "model", "train", "analysis")},
                           control_seed=CONTROL_SEED)
 
 
 def point_done(sweep: Sweep, point: PointProfile, threshold=None) -> bool:
-    """True if the point's rows (summary.json) are current, at `threshold` (None: the sweep's book.threshold)."""
-    return cache.is_current(point.point_dir, _point_key(sweep, point, sweep_threshold(sweep, threshold)))
+    """True if the point's rows (summary.json) are current, at `threshold` (None: the sweep's book.threshold);
+    a damaged summary.json counts as missing (the point is summarised again)."""
+    return (cache.is_current(point.point_dir, _point_key(sweep, point, sweep_threshold(sweep, threshold)))
+            and _summary_rows(point) is not None)
+
+
+def _summary_rows(point: PointProfile) -> list[dict] | None:
+    """The rows of the point's summary.json, or None if it is missing or damaged."""
+    try:
+        rows = json.loads((point.point_dir / "summary.json").read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return rows if isinstance(rows, list) and all(isinstance(r, dict) for r in rows) else None
 
 
 def analyse(point: PointProfile, reference, partners, out_dir: Path, device="cpu", threshold=None, progress=True):
@@ -145,7 +159,7 @@ def read_results(sweep: Sweep, threshold=None) -> pd.DataFrame:
     rows = []
     for p in sweep.points:
         if point_done(sweep, p, threshold):
-            rows += json.loads((p.point_dir / "summary.json").read_text())["rows"]
+            rows += _summary_rows(p)
     table = pd.DataFrame(rows)
     first = [c for c in COLUMNS if c in table.columns]
     return table[first + [c for c in table.columns if c not in first]]

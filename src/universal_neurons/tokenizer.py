@@ -69,11 +69,25 @@ def gpt2_bpe():
     return _wrap(tok)
 
 
+BUILD_FILE = "build.json"  # beside a tokenizer built here: the kind and vocab_size it was built with
+
+
 def build_tokenizer(kind: str, out_dir: Path, texts: Iterable[str] | None = None, vocab_size: int = 8192) -> Path:
-    """Build the tokenizer of `kind` ("bpe" or "gpt2") into `out_dir`, unless it is already there."""
+    """Build the tokenizer of `kind` ("bpe" or "gpt2") into `out_dir`, unless it is already there (built with the
+    same kind and vocab_size: another one is rebuilt, never kept)."""
+    import json
+
     out_dir = Path(out_dir)
+    wanted = {"kind": kind, "vocab_size": vocab_size if kind == "bpe" else None}
     if (out_dir / "tokenizer.json").is_file():
-        return out_dir
+        try:
+            made = json.loads((out_dir / BUILD_FILE).read_text())
+        except FileNotFoundError:
+            made = wanted  # built before the record existed: taken as it is
+        except (OSError, ValueError):
+            made = None
+        if made == wanted:
+            return out_dir
     if kind == "bpe":
         tok = train_bpe(texts, vocab_size)
     elif kind == "gpt2":
@@ -82,6 +96,7 @@ def build_tokenizer(kind: str, out_dir: Path, texts: Iterable[str] | None = None
         raise UserError(f"unknown tokenizer.kind {kind!r}; choose bpe, gpt2 or from_model")
     with atomic_dir(out_dir) as tmp:
         tok.save_pretrained(tmp)
+        (tmp / BUILD_FILE).write_text(json.dumps(wanted, sort_keys=True) + "\n")
     return out_dir
 
 
@@ -89,8 +104,16 @@ def load_tokenizer(folder):
     """Load a tokenizer folder (ours, or any Hugging Face model folder) without touching the network."""
     from transformers import AutoTokenizer
 
+    folder = Path(folder)
+    if (folder / "config.json").is_file() and not (folder / BUILD_FILE).is_file():  # a model's own folder
+        fix = f"restore the checkpoint {folder} (fetch it again, or retrain the zoo member)"
+    else:
+        fix = f"delete the folder {folder} so that `python -m universal_neurons data --profile <name>` rebuilds it"
     try:
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise UserError(f"no tokenizer in {folder} ({str(e).splitlines()[0][:120]}); build it with "
-                        "`python -m universal_neurons data --profile <name>`") from None
+        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as e:  # tokenizers raises plain Exception for a damaged tokenizer.json
+        msg = (str(e).splitlines() or [""])[0][:120]
+        raise UserError(f"no readable tokenizer in {folder} ({type(e).__name__}: {msg}); {fix}") from None
+    if isinstance(tok, bool) or not hasattr(tok, "bos_token_id"):
+        raise UserError(f"no readable tokenizer in {folder}; {fix}")
+    return tok

@@ -1,8 +1,10 @@
 """Token datasets: rows of n_ctx tokens, each starting with BOS, in a memory map with a JSON header.
 
 `<prefix>.bin` holds uint16 (vocabulary < 65,536) or uint32 tokens of shape [rows, n_ctx];
-`<prefix>.sources.bin` holds, per token, the index of the corpus source it came from (uint8);
-`<prefix>.json` the header: shape, dtype, BOS id, source names, tokenizer and corpus checksums.
+`<prefix>.sources.bin` holds, per token, the index of the corpus source it came from (uint16: up to 65,536
+sources, e.g. a local folder of that many .txt files);
+`<prefix>.json` the header: shape, dtype, BOS id, source names, tokenizer and corpus checksums, and the sha256 of
+both .bin files, checked whenever the rows are opened (a damaged file is rebuilt by `build_rows`).
 Documents are joined with the end-of-text token, which is also the BOS of every row.
 """
 
@@ -18,7 +20,9 @@ from . import cache
 from .atomic import atomic_path, write_json
 from .errors import UserError
 
-ROWS_VERSION = 1  # of the row files' layout; a change of it rebuilds them
+ROWS_VERSION = 2  # of the row files' layout; a change of it rebuilds them (2: uint16 sources, file checksums)
+SOURCE_DTYPE = np.uint16
+MAX_SOURCES = int(np.iinfo(SOURCE_DTYPE).max) + 1
 
 
 @dataclass
@@ -48,15 +52,34 @@ class TokenRows:
 
 
 def open_rows(prefix) -> TokenRows:
+    """Open the rows at `prefix` (checking the header and the sha256 of both .bin files); one-line UserError if
+    they are missing or damaged."""
+    from .checksum import file_sha256
+
     prefix = Path(prefix)
     header_path = prefix.with_suffix(".json")
     if not header_path.is_file():
         raise UserError(f"no token dataset at {header_path}; build it with `python -m universal_neurons data --profile <name>`")
-    h = json.loads(header_path.read_text())
-    shape = (h["rows"], h["n_ctx"])
-    tokens = np.memmap(prefix.with_suffix(".bin"), dtype=h["dtype"], mode="r", shape=shape)
-    sources = np.memmap(prefix.with_suffix(".sources.bin"), dtype=np.uint8, mode="r", shape=shape)
-    return TokenRows(tokens, sources, h)
+    fix = (f"delete {prefix.parent} (or its {prefix.name}.* files) and rerun `python -m universal_neurons data "
+           "--profile <name>` to rebuild them")
+    try:
+        h = json.loads(header_path.read_text())
+        shape = (int(h["rows"]), int(h["n_ctx"]))
+        dtype = np.dtype(h["dtype"])
+        files = h["files"]
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        raise UserError(f"token header {header_path} is unreadable or from an older layout "
+                        f"({type(e).__name__}); {fix}") from None
+    arrays = []
+    for suffix, dt in ((".bin", dtype), (".sources.bin", np.dtype(h.get("source_dtype", "uint16")))):
+        path = prefix.with_suffix(suffix)
+        if not path.is_file():
+            raise UserError(f"token file {path} is missing; {fix}")
+        if path.stat().st_size != shape[0] * shape[1] * dt.itemsize or file_sha256(path) != files.get(path.name):
+            raise UserError(f"token file {path} does not match the sha256 in its header {header_path.name} "
+                            f"(truncated, altered or from another build); {fix}")
+        arrays.append(np.memmap(path, dtype=dt, mode="r", shape=shape))
+    return TokenRows(arrays[0], arrays[1], h)
 
 
 def build_rows(documents, tokenizer, n_ctx: int, prefix, provenance: dict, progress: bool = True) -> TokenRows:
@@ -68,7 +91,10 @@ corpus and tokenizer checksums) and n_ctx, with the key in `<folder>/rows-<name>
     header_path = prefix.with_suffix(".json")
     key = cache.make_key(f"rows-{prefix.name}", version=ROWS_VERSION, provenance=provenance, n_ctx=n_ctx)
     if cache.is_current(prefix.parent, key) and header_path.is_file():
-        return open_rows(prefix)
+        try:
+            return open_rows(prefix)
+        except UserError:
+            pass  # damaged files: rebuilt below
     cache.forget(prefix.parent, key)  # rows half-written by this build are never taken for current ones
     bos = tokenizer.bos_token_id
     if bos is None:
@@ -76,15 +102,20 @@ corpus and tokenizer checksums) and n_ctx, with the key in `<folder>/rows-<name>
     vocab = len(tokenizer)
     dtype = np.uint16 if vocab <= 2**16 else np.uint32
     ids, srcs, names = [], [], []
+    index: dict[str, int] = {}
     batch: list = []
 
     def flush():
         enc = tokenizer([d.text for d in batch], add_special_tokens=False)["input_ids"]
         for d, e in zip(batch, enc):
-            if d.source not in names:
+            if d.source not in index:
+                if len(names) == MAX_SOURCES:
+                    raise UserError(f"{prefix.name}: more than {MAX_SOURCES} corpus sources; group the .txt files "
+                                    "into subfolders (a first-level subfolder is one source)")
+                index[d.source] = len(names)
                 names.append(d.source)
             ids.append(np.asarray(e + [bos], dtype=dtype))
-            srcs.append(np.full(len(e) + 1, names.index(d.source), dtype=np.uint8))
+            srcs.append(np.full(len(e) + 1, index[d.source], dtype=SOURCE_DTYPE))
         batch.clear()
 
     for doc in tqdm(documents, desc=f"tokenise {prefix.name}", unit="doc", disable=not progress):
@@ -103,16 +134,21 @@ corpus and tokenizer checksums) and n_ctx, with the key in `<folder>/rows-<name>
     toks = np.empty((rows, n_ctx), dtype=dtype)
     toks[:, 0] = bos
     toks[:, 1:] = stream[: rows * body].reshape(rows, body)
-    src = np.empty((rows, n_ctx), dtype=np.uint8)
+    src = np.empty((rows, n_ctx), dtype=SOURCE_DTYPE)
     src[:, 1:] = stream_src[: rows * body].reshape(rows, body)
     src[:, 0] = src[:, 1]
     counts = np.bincount(toks[:, 1:].ravel(), minlength=vocab).astype(np.float64)
     p = counts[counts > 0] / counts.sum()
+    from .checksum import file_sha256
+
+    files = {}
     for suffix, arr in ((".bin", toks), (".sources.bin", src)):
         with atomic_path(prefix.with_suffix(suffix)) as tmp:
             arr.tofile(tmp)
+            files[prefix.with_suffix(suffix).name] = file_sha256(tmp)
     header = {
         "rows": rows, "n_ctx": n_ctx, "dtype": np.dtype(dtype).name, "bos_id": bos, "vocab_size": vocab,
+        "source_dtype": np.dtype(SOURCE_DTYPE).name, "files": files,
         "tokens": int(rows * n_ctx), "sources": names, "provenance": provenance,
         "unigram_entropy_nats": float(-(p * np.log(p)).sum()),
     }

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,7 +44,9 @@ from . import cache
 from .activations import chunk_activations, plan_pass
 from .atomic import atomic_path, write_json
 from .correlation import RunningMax, StreamingPearson
+from .distributed import _dist, torchrun_session  # noqa: F401  (the CLI runs the pass inside torchrun_session)
 from .errors import UserError
+from .pass_checkpoints import _drop_stale_states, _resume, _save_state
 
 FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # token snapshots for the convergence curve
 BYTES_PER_PAIR = 32  # per (reference, partner column): float64 accumulator, float32 product, float64 copy at a
@@ -87,22 +88,43 @@ class Correlations:
         """Write the pass into `folder`: its arrays in maxima.npz, the rest (with `info`) in pass.json."""
         arrays = {"real": np.stack(self.real), "real_idx": np.stack(self.real_idx), "base": np.stack(self.base),
                   **{f"layer_max_p{p + 1}": m for p, m in enumerate(self.layer_max)}}  # [snapshots, P, n_a]
-        with atomic_path(Path(folder) / MAXIMA) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        write_json(Path(folder) / PASS_INFO, {**info, "names": self.names, "shapes": self.shapes,
+        from .checksum import file_sha256
+
+        with atomic_path(Path(folder) / MAXIMA) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+            digest = file_sha256(tmp)
+        write_json(Path(folder) / PASS_INFO, {**info, "maxima_sha256": digest, "names": self.names, "shapes": self.shapes,
                                               "snap_tokens": self.snap_tokens, "n_tiles": self.n_tiles,
                                               "dead_partner_neurons": self.dead_partner_neurons})
 
     @classmethod
     def load(cls, folder) -> tuple[Correlations, dict]:
-        """The pass `save` wrote into `folder`, and its pass.json."""
+        """The pass `save` wrote into `folder`, and its pass.json. A damaged pass (unreadable, truncated, or not
+        matching the maxima.npz sha256 in pass.json) counts as missing: its files and its cache key are removed,
+        so the next `universality` run recomputes it, and a one-line UserError says so."""
         folder = Path(folder)
-        info = json.loads((folder / PASS_INFO).read_text())
-        with np.load(folder / MAXIMA) as z:
-            res = cls(info["names"], [tuple(s) for s in info["shapes"]], info["snap_tokens"], list(z["real"]),
-                      list(z["real_idx"]), list(z["base"]),
-                      [z[f"layer_max_p{p}"] for p in range(1, len(info["shapes"]))], info["dead_partner_neurons"],
-                      info["n_tiles"])
+        try:
+            info = json.loads((folder / PASS_INFO).read_text())
+            recorded = info.get("maxima_sha256")
+            if recorded is not None:
+                from .checksum import file_sha256
+
+                if file_sha256(folder / MAXIMA) != recorded:
+                    raise ValueError(f"{MAXIMA} does not match its sha256 in {PASS_INFO}")
+            with np.load(folder / MAXIMA) as z:
+                res = cls(info["names"], [tuple(s) for s in info["shapes"]], info["snap_tokens"], list(z["real"]),
+                          list(z["real_idx"]), list(z["base"]),
+                          [z[f"layer_max_p{p}"] for p in range(1, len(info["shapes"]))],
+                          info["dead_partner_neurons"], info["n_tiles"])
+            if len(res.real) != len(res.snap_tokens) or any(r.shape[0] != len(res.shapes) - 1 for r in res.real):
+                raise ValueError("its arrays do not match pass.json")
+        except Exception as e:  # a damaged zip / JSON raises many classes; all mean the same here
+            for name in (MAXIMA, PASS_INFO, f"{PASS_KIND}.key.json"):
+                (folder / name).unlink(missing_ok=True)
+            raise UserError(f"the saved pass in {folder} ({MAXIMA}, {PASS_INFO}) was damaged "
+                            f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:100]}) and has been removed; "
+                            "rerun `python -m universal_neurons universality --profile <name>` to recompute it") from None
         return res, info
 
 
@@ -186,32 +208,6 @@ class _Maxima:
     def layer_max(self) -> list[np.ndarray]:  # [P] of [n_a, L_p]
         return [torch.stack([self.rms["layer", p, l].values for l in range(self.shapes[p + 1][0])], 1).cpu().numpy()
                 for p in range(len(self.dead))]
-
-
-def _save_state(path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _dist():
-    import torch.distributed as dist
-
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
-
-
-def _resume(ckpt, key: str, device, world: int):
-    """The checkpoint's state if it matches `key` (and, under torch.distributed, every rank's position)."""
-    state = torch.load(ckpt, map_location=device, weights_only=True) if ckpt and ckpt.is_file() else None
-    state = state if state is not None and state["key"] == key else None
-    if world > 1:
-        import torch.distributed as dist
-
-        pos = torch.tensor([state["step"] if state else 0], dtype=torch.int64, device=device)
-        lo, hi = pos.clone(), pos.clone()
-        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
-        state = state if int(lo) == int(hi) else None
-    return state
 
 
 @torch.inference_mode()
@@ -326,9 +322,12 @@ def run_universality(profile, device="cpu", progress: bool = True, out_dir=None,
         t0 = time.time()
         models = [load_model(s, device=device, revision=profile.revision) for s in sources]
         names = [Path(s).name if Path(s).exists() else s for s in sources]
+        prefix = f"universality-{cache.digest(key)}"
+        if rank == 0:
+            _drop_stale_states(out_dir / ".partial", prefix, world)
         res = correlate(models, rows.tokens, n_tokens, names=names, baseline=baseline, seed=seed, device=device,
                         batch_rows=a["batch_size"], chunk_tokens=a["chunk_tokens"], max_accumulator_gb=gb,
-                        checkpoint=out_dir / ".partial" / f"universality-{cache.digest(key)}",  # this run's only
+                        checkpoint=out_dir / ".partial" / prefix,  # this run's only
                         progress=progress, stop_after=stop_after)
         if res is None or rank != 0:
             return None
@@ -343,29 +342,3 @@ def run_universality(profile, device="cpu", progress: bool = True, out_dir=None,
     if rank != 0:
         return None
     return load_results(out_dir, book_threshold(profile) if threshold is None else threshold)
-
-
-@contextlib.contextmanager
-def torchrun_session(profile, device: str = "cpu", progress: bool = True):
-    """Under torchrun (WORLD_SIZE > 1): join the process group (nccl on CUDA with this rank's cuda:LOCAL_RANK,
-    else gloo), build the profile's held-out rows once on rank 0, and yield the device to run on; leave the
-    group at the end. In a single process: yield `device` as it is."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        yield device
-        return
-    import torch.distributed as dist
-
-    from .data import token_rows
-
-    if device.startswith("cuda"):
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    try:
-        if dist.get_rank() == 0:
-            token_rows(profile, "heldout", progress=progress)  # built once, before the others read it
-        dist.barrier()
-        yield device
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()

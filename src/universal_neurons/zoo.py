@@ -18,11 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_dir, atomic_path, write_json
+from .atomic import atomic_dir, write_json
+from .checksum import file_sha256
 from .errors import UserError
 from .config import MODEL_DEFAULTS, TRAIN_DEFAULTS
 from .tokenizer import load_tokenizer
 from .tokens import TokenRows
+from .zoo_checkpoints import (CHECKPOINT_FILES, _checkpoint_key, _load_checkpoint, _no_seeds,  # noqa: F401
+                              _save_checkpoint, checkpoint_root, clean_partials, latest_checkpoint, recipe_key)
 
 
 ACTIVATIONS = ("gelu_pytorch_tanh", "gelu_new")  # GPT-2's tanh GELU: the same function, one kernel or several
@@ -93,45 +96,6 @@ def _autocast(device, precision: str = "fp32"):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-# ---- checkpoints: one folder per step, written whole under a temporary name and renamed ------------------
-def checkpoint_root(out_dir: Path) -> Path:
-    """Where a member's checkpoints live while it trains: `<zoo>/.partial/<member>/step-<n>/`."""
-    return Path(out_dir).parent / ".partial" / Path(out_dir).name
-
-
-def latest_checkpoint(root: Path) -> Path | None:
-    """The newest complete checkpoint folder under `root` (a folder appears only once it is whole)."""
-    steps = sorted(Path(root).glob("step-*[0-9]")) if Path(root).is_dir() else []
-    return steps[-1] if steps else None
-
-
-def _save_checkpoint(root: Path, model, opt, step: int, log: list, key: dict | None = None) -> Path:
-    """Write model, optimizer and state into `root/step-<n>` atomically, then drop the older ones: a kill at
-    any moment leaves the previous checkpoint or this one, never a mixture."""
-    from safetensors.torch import save_file
-
-    dest = root / f"step-{step:09d}"
-    with atomic_dir(dest) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
-                   if k != "lm_head.weight"}, str(tmp / "model.safetensors"))
-        torch.save(opt.state_dict(), tmp / "optimizer.pt")
-        write_json(tmp / "state.json", {"step": step, "log": log, "key": key})
-    for old in root.iterdir():
-        if old != dest:
-            shutil.rmtree(old, ignore_errors=True)
-    return dest
-
-
-def _load_checkpoint(ckpt: Path, model, opt, device):
-    from safetensors.torch import load_file
-
-    state = json.loads((ckpt / "state.json").read_text())
-    model.load_state_dict(load_file(str(ckpt / "model.safetensors"), device=str(device)), strict=False)
-    model.tie_weights()
-    opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
-    return state["step"], state["log"]
-
-
 def is_current(out_dir: Path, model_cfg: dict, train_cfg: dict, provenance: dict) -> bool:
     """True if `out_dir` holds a member trained with these settings on this data (then training is skipped)."""
     log = Path(out_dir) / "training_log.json"
@@ -140,10 +104,6 @@ def is_current(out_dir: Path, model_cfg: dict, train_cfg: dict, provenance: dict
     info = json.loads(log.read_text())
     return (info["model"] == {**MODEL_DEFAULTS, **model_cfg}
             and _no_seeds(info["train"]) == _no_seeds({**TRAIN_DEFAULTS, **train_cfg}) and info["data"] == provenance)
-
-
-def _no_seeds(train_cfg: dict) -> dict:
-    return {k: v for k, v in train_cfg.items() if k != "seeds"}
 
 
 def cpu_model() -> str:
@@ -207,10 +167,9 @@ def _train(seed, out_dir, train, heldout, model_cfg, train_cfg, tokenizer_dir, d
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=train_cfg["lr"], betas=(0.9, 0.95), eps=1e-8, fused=bool(train_cfg["fused_adamw"]))
     root = checkpoint_root(out_dir)
-    key = json.loads(json.dumps({"seed": seed, "model": model_cfg, "train": _no_seeds(train_cfg),
-                                 "data": train.header["provenance"]}))  # as state.json stores it
+    key = recipe_key(seed, model_cfg, train_cfg, train.header["provenance"])
     last = latest_checkpoint(root)
-    if last and json.loads((last / "state.json").read_text()).get("key") != key:  # another recipe's run
+    if last and _checkpoint_key(last) != key:  # another recipe's run
         shutil.rmtree(root)
         last = None
     step, log = _load_checkpoint(last, model, opt, device) if last else (0, [])
@@ -259,6 +218,8 @@ def _train(seed, out_dir, train, heldout, model_cfg, train_cfg, tokenizer_dir, d
     with atomic_dir(out_dir) as tmp:
         model.cpu().save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        # every load checks the weights against these (loading.verify_recorded): overwritten bytes never load
+        info["files"] = {f.name: file_sha256(f) for f in sorted(tmp.glob("*.safetensors"))}
         write_json(tmp / "training_log.json", info)
     shutil.rmtree(root, ignore_errors=True)
     with contextlib.suppress(OSError):
@@ -290,6 +251,7 @@ def train_members(jobs: list[dict], device: str = "cpu", progress: bool = True, 
 
     from . import malloc
 
+    clean_partials(jobs)  # checkpoints of another recipe, torn ones, an empty .partial/
     todo = [j for j in jobs if not is_current(j["out_dir"], j["model_cfg"], j["train_cfg"], j["train"].header["provenance"])]
     workers = parallel_workers(todo[0]["train_cfg"], len(todo), device) if todo else 1
     lib = malloc.find() if todo and torch.device(device).type == "cpu" else None
@@ -298,6 +260,7 @@ def train_members(jobs: list[dict], device: str = "cpu", progress: bool = True, 
             path = train_seed(**j, device=device, progress=progress)
             if on_done:
                 on_done(path)
+        clean_partials(jobs)
         return [Path(j["out_dir"]) for j in jobs]
     import multiprocessing as mp
     from tqdm import tqdm
@@ -313,6 +276,7 @@ def train_members(jobs: list[dict], device: str = "cpu", progress: bool = True, 
             if on_done:
                 on_done(path)
         bar.close()
+    clean_partials(jobs)
     return [Path(j["out_dir"]) for j in jobs]
 
 

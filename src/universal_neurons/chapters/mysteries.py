@@ -54,7 +54,7 @@ def uniqueness_table(live: pd.DataFrame, group: Group) -> pd.DataFrame:
 
 def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     """The chapter's fits, verdicts and tables (universality tables and properties reused when cached)."""
-    prof = load_profile(profile, overrides)
+    prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     b = prof.cfg["book"]
     frequent_pct = float(b["frequent_pct"])
     T.ensure_results(prof, device=device)  # the universality chapter's table, else computed with its defaults

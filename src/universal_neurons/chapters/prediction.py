@@ -179,7 +179,7 @@ def _universal_md(prof, kurt_threshold: float) -> str:
 
 def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     """The chapter's counts, verdicts, sentences and tables (neuron properties reused when cached)."""
-    prof = load_profile(profile, overrides)
+    prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     b = prof.cfg["book"]
     kurt_threshold, partition_var = float(b["kurt_threshold"]), float(b["partition_var"])
     props = P.compute_properties(prof, device=device, progress=False)

@@ -100,7 +100,7 @@ def means_table(live: pd.DataFrame, group: pd.Series, row_name: str) -> pd.DataF
 
 def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     """The chapter's numbers, verdicts and tables (universality tables and properties reused when cached)."""
-    prof = load_profile(profile, overrides)
+    prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     b = prof.cfg["book"]
     T.ensure_results(prof, device=device)  # the universality chapter's table, else computed with its defaults
     props = P.compute_properties(prof, device=device, progress=False)

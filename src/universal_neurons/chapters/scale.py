@@ -238,7 +238,7 @@ def paper_glue() -> dict[str, float]:
 def compute(profile: str = "smoke", device: str = "cpu", overrides: str = "") -> Chapter:
     """Read (or, with book.run_missing, run) the sweep named by book.sweep (the profile itself if it is a
     sweep), the recipe's candidates, the default and small zoos' tables and the GPU grid."""
-    prof = load_profile(profile, overrides)
+    prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     b = prof.cfg["book"]
     base = prof if "grid" in prof.cfg else load_profile(b["sweep"])
     sw = S.expand(base, b["sweep_dir"])

@@ -25,7 +25,7 @@ SUMMARY_GLUE = ("excess_q50", "excess_q90", "excess_q99", "excess_max", "mean_co
 def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     """Run (or reuse) the universality pass and, for a zoo with analysis.control, the untrained control; derive the
     page's tables, glued numbers and sentences at book.threshold (a number, or "control")."""
-    prof = load_profile(profile, overrides)
+    prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     ctrl = C.run_control(prof, device, progress=False) if prof.cfg["analysis"]["control"] and prof.is_zoo else None
     threshold, words = C.resolve_threshold(prof.cfg["book"]["threshold"], prof)  # "control" reads ctrl's table
     res = U.run_universality(prof, device=device, progress=False, threshold=threshold)

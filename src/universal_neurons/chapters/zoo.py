@@ -66,7 +66,7 @@ def greedy_samples(prof, device: str = "cpu", n_tokens: int = 24, prompts=PROMPT
 def compute(profile: str = "smoke", device: str = "cpu", overrides: str = "") -> Chapter:
     """Read the zoo's training logs (or, for real checkpoints, measure their held-out loss here) and sample
     book.n_sample_tokens greedy tokens per prompt from each member."""
-    prof = load_profile(profile, overrides)
+    prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     if prof.is_zoo:
         summary, curves = Z.read_logs(prof)
         training = training_sentence(summary, prof.cfg["train"]["threads"], shipped_provenance(prof))
