@@ -155,10 +155,10 @@ def load_model(source, device: str = "cpu", revision: str | None = None, tokeniz
 
     folder = resolve_checkpoint(source, revision)
     verify_member(folder)  # a member of a shipped zoo: its files must match the manifest
+    check_safetensors(folder)  # whole files (a truncation is named as such)
     verify_recorded(folder)  # a zoo member whose training log records its files' sha256
     cfg = hooked_config(folder, device)
     hf_logging.disable_progress_bar()
-    check_safetensors(folder)
     try:
         hf_model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as e:

@@ -86,7 +86,8 @@ def compute_properties(profile, device="cpu", all_members: bool = True, out_dir=
     rows = analysis_rows(profile, progress=progress)
     key = cache.make_key("properties", version=VERSION, models=sources, checkpoint_dirs=[str(d) for d in dirs],
                          weights=[cache.weights_signature(d) for d in dirs], data=rows.header["provenance"],
-                         n_tokens=n_tokens, all_members=all_members, n_bins=N_BINS)
+                         n_tokens=n_tokens, all_members=all_members, n_bins=N_BINS,
+                         batch_size=analysis.get("batch_size", 64), device=str(device).split(":")[0])
     if cache.is_current(out_dir, key):
         try:
             load_properties(profile, out_dir)

@@ -316,7 +316,9 @@ def run_universality(profile, device="cpu", progress: bool = True, out_dir=None,
     n_tokens, baseline, seed, gb = int(a["n_tokens"]), a["baseline"], a["baseline_seed"], a["max_accumulator_gb"]
     key = cache.make_key(PASS_KIND, version=VERSION, models=sources, checkpoint_dirs=[str(d) for d in dirs],
                          weights=[cache.weights_signature(d) for d in dirs], data=rows.header["provenance"],
-                         n_tokens=n_tokens, baseline=baseline, seed=seed, fractions=list(FRACTIONS))
+                         n_tokens=n_tokens, baseline=baseline, seed=seed, fractions=list(FRACTIONS),
+                         # the order of the float sums: the chunks, the batches and the device's kernels
+                         chunk_tokens=a["chunk_tokens"], batch_size=a["batch_size"], device=torch.device(device).type)
     rank, world = _dist()
     if not cache.is_current(out_dir, key):
         t0 = time.time()
