@@ -83,3 +83,16 @@ def read_table(relpath: str, root: Path | None = None) -> pd.DataFrame:
 def universal_tables(root: Path | None = None) -> dict[str, pd.DataFrame]:
     """The published universal.csv of each model: its universal neurons and their properties."""
     return {m: read_table(f"{d}/universal.csv", root) for m, d in TABLE_DIRS.items()}
+
+
+# Neuron families (section 4.3, figures 4, 15-21; paper.md section 4), the rules on VR(v, y), the variance of the
+# post-activation v explained by a binary feature y: unigram families = a feature with VR > 0.5 on >= 3 neurons;
+# alphabet neurons = the best neuron per letter feature, kept if VR > 0.37 (18 of 26 letters in GPT2-medium);
+# previous-token and syntax neurons = the top 25 by VR; position neurons = universal neurons with kurtosis < 2
+# (not excess, as in activation_stats and the published tables, whose `kurt` is at least 1.34), ranked by the
+# mutual information between position and firing (pre > 0).
+UNIGRAM_VR, UNIGRAM_MIN_NEURONS = 0.5, 3
+ALPHABET_VR = 0.37
+ALPHABET_LETTERS = (18, 26)  # letters with an alphabet neuron in GPT2-medium, of all letters
+TOP_PREVIOUS, TOP_SYNTAX = 25, 25
+POSITION_KURTOSIS = 2.0
