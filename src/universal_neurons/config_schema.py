@@ -183,6 +183,9 @@ class Book(Section):
     sweep: str = Field("sweep", description="the sweep profile the scale chapter reads")
     sweep_dir: str | None = Field(None, description="the sweep's folder (null: the sweep profile's run folder)")
     run_missing: bool = Field(False, description="scale chapter: train and analyse missing points first (hours)")
+    family_tokens: Positive = Field(100000, description="families chapter: held-out tokens of the feature pass "
+                                    "(at most the held-out rows)")
+    family_vr: Share = Field(0.2, description="families chapter: best VR above which a neuron counts as explained")
 
 
 class Grid(Section):

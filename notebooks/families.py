@@ -1,0 +1,138 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Neuron families
+#
+# In this run, of the compared group ({glue:md}`fam_label_md`, {glue:text}`fam_n_group:,` neurons), the
+# paper's family rules find {glue:text}`fam_n_unigram` unigram, {glue:text}`fam_n_alphabet` alphabet,
+# {glue:text}`fam_n_previous` previous-token, {glue:text}`fam_n_syntax` syntax and {glue:text}`fam_n_position`
+# position neurons (previous-token and syntax neurons counted when their VR also exceeds
+# {glue:text}`fam_vr_min`). A share of {glue:text}`fam_share_group:.2f` of the compared group has a best
+# feature with VR above {glue:text}`fam_vr_min`, against {glue:text}`fam_share_rest:.2f` of the other neurons:
+# the claim that universal neurons are more often explained by one feature {glue:text}`fam_explained_verdict`
+# here. {glue:md}`fam_group_md`
+#
+# The paper's section 4.3 (figures 4 and 15-21) labels each neuron by the binary feature of the token that
+# explains most of its activation. The variance reduction of the post-activation $v$
+# (`blocks.{l}.mlp.hook_post`) by a feature $y$ is
+# $\mathrm{VR}(v, y) = 1 - [(1-\beta)\,\mathrm{Var}(v \mid y=0) + \beta\,\mathrm{Var}(v \mid y=1)] / \mathrm{Var}(v)$,
+# with $\beta$ the share of tokens where $y$ holds. The features: properties of the token (type, leading space,
+# case, number, year, pronoun class, first letter, prefixes, suffixes, word groups), unigram features (a
+# normalised string spelled by several token ids: the duplicate unigram neurons), the same features of the
+# previous token, the source document (context) and the position bucket. One streamed pass of the
+# reference model over {glue:text}`fam_n_tokens:,` held-out tokens (beginning-of-text and newline tokens left
+# out) gives the exact VR of all {glue:text}`fam_n_features:,` features for every neuron.
+# {glue:md}`fam_syntax_md`
+#
+# The paper's rules: a unigram family is a unigram feature with VR > {glue:text}`fam_paper_unigram_vr` on at
+# least three neurons; an alphabet neuron is the best neuron of a first-letter feature, kept if its VR exceeds
+# {glue:text}`fam_paper_alphabet_vr`; previous-token and syntax neurons are the top 25 by VR; position neurons
+# are universal neurons with kurtosis below {glue:text}`fam_paper_kurtosis`, ranked by the mutual information
+# between their position and their firing (pre-activation above zero). Here they are applied to the compared
+# group.
+
+# %% tags=["parameters", "remove-cell"]
+profile = "smoke"   # a profile name (universal_neurons/profiles/<name>.yaml)
+device = "cpu"      # "cuda" on a GPU
+overrides = ""      # space-separated settings, as in make book SET (book.*, analysis.*)
+
+# %% tags=["remove-cell"]
+from universal_neurons import publish
+from universal_neurons.chapters import families as chapter
+
+# %% tags=["hide-input"]
+ch = chapter.compute(profile, device=device, overrides=overrides)
+
+# %% tags=["remove-cell"]
+publish.glue_all(ch)
+for family in chapter.FAMILIES[:4]:
+    publish.figure(ch, family, chapter.family_figure(ch, family))
+publish.figure(ch, "position", chapter.position_figure(ch))
+
+# %% [markdown]
+# ## The paper's statements beside ours
+#
+# Each family's rule, what the paper reports for it, and how many neurons of the compared group it picks here
+# (with their layers). {glue:md}`fam_alphabet_md`
+
+# %% tags=["hide-input"]
+ch.tables["paper"]
+
+# %% [markdown]
+# ## Every compared neuron's best feature
+#
+# Each neuron of the compared group with the feature of highest VR among all features (syntax ones on the
+# Brown rows), its kind and the VR, highest first.
+
+# %% tags=["hide-input"]
+ch.tables["best"]
+
+# %% [markdown]
+# ## Unigram and alphabet neurons
+#
+# ```{glue:figure} fig-families-unigram
+# :name: fig-families-unigram
+#
+# The first neuron of each unigram family (at most four): its post-activation on held-out tokens where the
+# family's string is absent (grey) or present (red). A unigram neuron fires on its string and stays near zero
+# elsewhere.
+# ```
+#
+# ```{glue:figure} fig-families-alphabet
+# :name: fig-families-alphabet
+#
+# The alphabet neurons of highest VR (at most four): post-activation on tokens that do not (grey) or do (red)
+# start with their letter.
+# ```
+
+# %% tags=["hide-input"]
+ch.tables["unigram"]
+
+# %% tags=["hide-input"]
+ch.tables["alphabet"]
+
+# %% [markdown]
+# ## Previous-token and syntax neurons
+#
+# ```{glue:figure} fig-families-previous
+# :name: fig-families-previous
+#
+# The previous-token neurons of highest VR (at most four): post-activation when the previous token lacks
+# (grey) or has (red) the feature.
+# ```
+#
+# ```{glue:figure} fig-families-syntax
+# :name: fig-families-syntax
+#
+# The syntax neurons of highest VR (at most four), on the Brown rows: post-activation on tokens without
+# (grey) or with (red) the part-of-speech tag.
+# ```
+
+# %% tags=["hide-input"]
+ch.tables["previous"]
+
+# %% tags=["hide-input"]
+ch.tables["syntax"]
+
+# %% [markdown]
+# ## Position neurons
+#
+# ```{glue:figure} fig-families-position
+# :name: fig-families-position
+#
+# The position neurons with the highest mutual information between position and firing (at most four):
+# mean post-activation at each position of the row, with a band of one standard deviation.
+# ```
+
+# %% tags=["hide-input"]
+ch.tables["position"]

@@ -1,0 +1,238 @@
+"""Neuron families (paper section 4.3, figures 4 and 15-21): the variance reduction (VR) of every neuron of the
+reference by token, previous-token, unigram, context, position and syntax features, and the paper's family rules
+applied to the compared group (universal neurons, or a stand-in)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown
+
+from .. import data, paper, plotting
+from .. import families as FM
+from .. import neuron_tables as T
+from .. import properties as P
+from ..config import load_profile
+from ..publish import Chapter
+from . import families_pass as FP
+from . import properties as PC
+
+FAMILIES = ["unigram", "alphabet", "previous", "syntax", "position"]
+N_SHOWN = 4  # neurons drawn per family
+
+
+def explained_verdict(share_group: float, share_rest: float) -> str:
+    """The claim that the compared group is more often explained by one feature (best VR above the threshold)
+    than the rest: "holds" when its share is larger, else "does not hold"."""
+    return "holds" if share_group > share_rest else "does not hold"
+
+
+def alphabet_sentence(n_letters: int, n_possible: int, paper_letters=paper.ALPHABET_LETTERS) -> str:
+    """Our alphabet neurons (letters with one among the group) beside the paper's count in GPT2-medium."""
+    got, of = paper_letters
+    ours = f"{n_letters} of the {n_possible} letter features that occur here have" if n_possible else \
+        "no letter feature occurs here, so no letter has"
+    more = "more than" if n_possible and n_letters / n_possible > got / of else \
+        ("as many as" if n_possible and n_letters / n_possible == got / of else "fewer than")
+    return (f"{ours} an alphabet neuron among the compared group (best VR above {paper.ALPHABET_VR}): "
+            f"{more} the paper's {got} of {of} letters in GPT2-medium, as a share.")
+
+
+def syntax_sentence(n_docs: int, n_tokens: int) -> str:
+    """Where the syntax features come from, or why there are none."""
+    if n_docs == 0 or n_tokens == 0:
+        return ("This profile's corpus has no held-out Brown documents (the only source with gold part-of-speech "
+                "tags here), so syntax features are skipped and the syntax family is empty.")
+    return (f"Syntax features are evaluated on the Brown corpus only: its {n_docs} held-out documents "
+            f"({n_tokens:,} tokens) carry gold part-of-speech tags; every other feature uses all held-out rows.")
+
+
+def layers_text(layers) -> str:
+    """"layer 0: 3, layer 1: 1" for the layers of a family's neurons, or "none"."""
+    counts = pd.Series(list(layers), dtype=int).value_counts().sort_index()
+    return ", ".join(f"layer {l}: {n}" for l, n in counts.items()) or "none"
+
+
+def paper_table(rules: dict, d_mlp: int, vr_min: float) -> pd.DataFrame:
+    """Per family: the paper's rule and finding beside ours (neurons of the group, and their layers)."""
+    said = {"unigram": (f"a unigram feature with VR > {paper.UNIGRAM_VR} on at least {paper.UNIGRAM_MIN_NEURONS} "
+                        "neurons", "mostly in the early layers"),
+            "alphabet": (f"best neuron per first-letter feature, VR > {paper.ALPHABET_VR}",
+                         f"{paper.ALPHABET_LETTERS[0]} of {paper.ALPHABET_LETTERS[1]} letters have one in GPT2-medium"),
+            "previous": (f"top {paper.TOP_PREVIOUS} neurons by VR of a previous-token feature",
+                         "a family of its own (figures 15-21)"),
+            "syntax": (f"top {paper.TOP_SYNTAX} neurons by VR of a part-of-speech feature", "spaCy tags on the Pile"),
+            "position": (f"universal neurons with kurtosis < {paper.POSITION_KURTOSIS}, ranked by MI(position, firing)",
+                         "position neurons exist among the universal neurons")}
+    rows = []
+    for fam in FAMILIES:
+        neurons = family_neurons(rules, fam, vr_min)
+        rows.append({"family": fam, "paper's rule": said[fam][0], "paper's finding": said[fam][1],
+                     "ours: neurons": len(neurons), "ours: layers": layers_text(n // d_mlp for n in neurons)})
+    return pd.DataFrame(rows)
+
+
+def family_neurons(rules: dict, family: str, vr_min: float = 0.0) -> list[int]:
+    """The distinct neurons a family rule picked (flat indices); of the top-n families (previous, syntax) only
+    those whose VR also exceeds vr_min (a top 25 of a small group would otherwise hold every neuron)."""
+    t = rules.get(family)
+    if t is None or not len(t):
+        return []
+    if family == "unigram":
+        return sorted({n for ns in t["neurons"] for n in ns})
+    if family in ("previous", "syntax"):
+        t = t[t["vr"] > vr_min]
+    return sorted(set(int(n) for n in t["neuron"]))
+
+
+def labelled(t: pd.DataFrame, d_mlp: int) -> pd.DataFrame:
+    """A family table with its flat neuron indices written as "L<layer>.<neuron>"."""
+    name = lambda n: f"L{int(n) // d_mlp}.{int(n) % d_mlp}"  # noqa: E731
+    t = t.copy()
+    if "neuron" in t:
+        t["neuron"] = [name(n) for n in t["neuron"]]
+    if "neurons" in t:
+        t["neurons"] = [" ".join(map(name, ns)) for ns in t["neurons"]]
+    return t
+
+
+def shown(rules: dict, family: str, n: int = N_SHOWN) -> list[tuple[int, str | None, float]]:
+    """(neuron, feature, score) of the first n neurons of a family's table (position: no feature, MI)."""
+    t = rules.get(family)
+    if t is None or not len(t):
+        return []
+    if family == "unigram":
+        return [(int(r.neurons[0]), r.feature, np.nan) for r in t.head(n).itertuples()]
+    if family == "alphabet":
+        t = t.sort_values("vr", ascending=False)
+    if family == "position":
+        return [(int(r.neuron), None, float(r.mi)) for r in t.head(n).itertuples()]
+    return [(int(r.neuron), r.feature, float(r.vr)) for r in t.head(n).itertuples()]
+
+
+def best_table(best: pd.DataFrame, live: pd.DataFrame, kinds: dict, d_mlp: int, vr_min: float) -> pd.DataFrame:
+    """Every compared neuron (rows of `live`) with its best feature, that feature's kind and VR, highest first."""
+    flat = (live["layer"] * d_mlp + live["neuron"]).to_numpy()
+    b = best.reindex(flat)
+    out = pd.DataFrame({"neuron": [f"L{l}.{n}" for l, n in zip(live["layer"], live["neuron"])],
+                        "excess_corr": live["excess_corr"].to_numpy(), "best feature": b["feature"].to_numpy(),
+                        "kind": [kinds.get(f) for f in b["feature"]], "VR": b["vr"].to_numpy().astype(float)})
+    out["explained"] = out["VR"] > vr_min
+    return out.sort_values("VR", ascending=False, ignore_index=True)
+
+
+def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
+    """The chapter's pass (cached), family rules, verdicts, tables and the activations its figures draw."""
+    from ..loading import load_model
+    from ..tokenizer import load_tokenizer
+
+    prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
+    b = prof.cfg["book"]
+    T.ensure_results(prof, device=device)
+    P.compute_properties(prof, device=device, progress=False)
+    frame = P.neuron_frame(prof)
+    live = frame[~frame["is_dead"]].reset_index(drop=True)
+    group = PC.compared_group(prof, live)
+    model = load_model(prof.members()[0], device=device, revision=prof.revision)
+    tok = load_tokenizer(data.tokenizer_dir(prof, progress=False))
+    fp = FP.family_pass(prof, model, tok, device=device)
+    d_mlp = fp.info["d_mlp"]
+    kinds = dict(fp.kinds)
+    vr = fp.vr
+    if fp.syntax_vr is not None:
+        syn = fp.syntax_vr.loc[[f for f in fp.syntax_vr.index if f.startswith("pos:")]]
+        kinds |= dict.fromkeys(syn.index, "syntax")
+        vr = pd.concat([vr, syn])
+    flat = (live["layer"] * d_mlp + live["neuron"]).to_numpy()
+    gflat = flat[group.mask.to_numpy()]
+    vr_group = vr[gflat]
+    kurt = pd.Series(live.loc[group.mask, "kurt"].to_numpy(), index=gflat)
+    names = {k: [f for f in vr.index if kinds[f] == k] for k in ("unigram", "previous", "syntax")}
+    rules = FM.family_rules(vr_group, unigram=names["unigram"], previous=names["previous"], syntax=names["syntax"],
+                            letters=[f for f in vr.index if f.startswith("letter:")], kurtosis=kurt,
+                            mi=pd.Series(fp.mi, index=range(len(fp.mi))))
+    vr_min = float(b["family_vr"])
+    table = best_table(FM.best_features(vr), live, kinds, d_mlp, vr_min)
+    in_group = table["neuron"].isin([f"L{n // d_mlp}.{n % d_mlp}" for n in gflat])
+    share_g, share_r = float(table.loc[in_group, "explained"].mean()), float(table.loc[~in_group, "explained"].mean())
+    n_letters = sum(f.startswith("letter:") for f in vr.index)
+    glue = {"fam_n_group": len(gflat), "fam_n_neurons": len(live), "fam_label_md": Markdown(group.label),
+            "fam_group_md": Markdown(PC.group_sentence(group, len(gflat), float(live.loc[group.mask, "excess_corr"].min()),
+                                                       int(b["min_universal"]), float(b["top_pct"]))),
+            "fam_n_tokens": int(fp.info["n_tokens"]), "fam_n_features": int(len(vr)), "fam_vr_min": vr_min,
+            "fam_share_group": share_g, "fam_share_rest": share_r,
+            "fam_explained_verdict": explained_verdict(share_g, share_r),
+            "fam_n_unigram_families": int(len(rules["unigram"])),
+            "fam_alphabet_md": Markdown(alphabet_sentence(len(rules["alphabet"]), n_letters)),
+            "fam_syntax_md": Markdown(syntax_sentence(int(fp.info["n_brown_docs"]), int(fp.info["n_syntax_tokens"]))),
+            "fam_paper_unigram_vr": paper.UNIGRAM_VR, "fam_paper_alphabet_vr": paper.ALPHABET_VR,
+            "fam_paper_kurtosis": paper.POSITION_KURTOSIS}
+    for fam in FAMILIES:
+        glue[f"fam_n_{fam}"] = len(family_neurons(rules, fam, vr_min))
+    tables = {"best": table[in_group].drop(columns="explained").reset_index(drop=True).round(4),
+              "paper": paper_table(rules, d_mlp, vr_min),
+              **{fam: labelled(rules[fam], d_mlp).round(4) for fam in FAMILIES}}
+    ch_data = {"reference": fp.info["reference"], "d_mlp": d_mlp, "rules": rules, "pos_mean": fp.pos_mean,
+               "pos_std": fp.pos_std, "samples": _samples(prof, model, tok, fp, rules, int(b["family_tokens"]), device)}
+    return Chapter("families", prof, glue=glue, tables=tables, data=ch_data)
+
+
+def _samples(prof, model, tok, fp, rules, n_tokens, device) -> dict:
+    """Per family: (neuron, feature, score, activations, feature values) of the neurons its figure draws."""
+    rows = data.analysis_rows(prof, progress=False)
+    picks = {fam: shown(rules, fam) for fam in FAMILIES if fam != "position"}
+    out = {fam: [] for fam in picks}
+    main = [(fam, p) for fam in ("unigram", "alphabet", "previous") for p in picks[fam]]
+    if main:
+        plan = FP.main_plan(rows, tok, n_tokens)
+        mask = plan.mask(0, plan.n_rows)
+        acts, n_rows = FP.sample(model, rows.tokens[:plan.n_rows], mask, [p[0] for _, p in main], device=device)
+        fs = FP.MainFeatures(tok, model.cfg.d_vocab, rows, plan.n_rows)(0, np.asarray(rows.tokens[:n_rows]))
+        for j, (fam, (n, f, s)) in enumerate(main):
+            out[fam].append((n, f, s, acts[:, j], fs.column(f)[mask[:n_rows].ravel()]))
+    if picks["syntax"]:
+        tagged, toks, tags, mask = FP.brown_rows(prof, tok, rows.n_ctx, n_tokens)
+        acts, n_rows = FP.sample(model, toks, mask, [p[0] for p in picks["syntax"]], device=device)
+        fs = tagged.features(tags[:n_rows])
+        for j, (n, f, s) in enumerate(picks["syntax"]):
+            out["syntax"].append((n, f, s, acts[:, j], fs.column(f)[mask[:n_rows].ravel()]))
+    return out
+
+
+def family_figure(ch: Chapter, family: str):
+    """The activations of a family's first neurons on held-out tokens, split by their feature (box plots)."""
+    picks, d_mlp = ch.data["samples"].get(family, []), ch.data["d_mlp"]
+    fig, axes = plotting.subplots(1, N_SHOWN, height=3.2, width=12, squeeze=False,
+                                   layout="constrained")
+    for ax, (n, f, s, act, y) in zip(axes.flat, picks):
+        frame = pd.DataFrame({"activation": act, f: np.where(y, "true", "false")})
+        sns.boxplot(data=frame, x=f, y="activation", order=["false", "true"], hue=f, palette=["0.75", "C3"],
+                    showfliers=False, ax=ax, legend=False)
+        ax.set_title(f"L{n // d_mlp}.{n % d_mlp}" + ("" if np.isnan(s) else f", VR {s:.2f}"), fontsize=9)
+        ax.set_ylabel("post-activation" if ax is axes.flat[0] else "")
+    for ax in list(axes.flat)[len(picks):]:
+        ax.set_axis_off()
+    if not picks:
+        axes.flat[0].text(0, 0.5, f"No neuron of the compared group is a {family} neuron here.", fontsize=11)
+    fig.suptitle(f"{ch.data['reference']}: {family} neurons, post-activation when the feature is false / true")
+    return fig
+
+
+def position_figure(ch: Chapter):
+    """Mean ± std of the post-activation by position of the position neurons with the highest MI."""
+    picks, d_mlp = shown(ch.data["rules"], "position"), ch.data["d_mlp"]
+    fig, ax = plotting.subplots(height=3.6)
+    x = np.arange(len(ch.data["pos_mean"]))
+    for k, (n, _, mi) in enumerate(picks):
+        m, s = ch.data["pos_mean"][:, n], ch.data["pos_std"][:, n]
+        ax.plot(x, m, color=f"C{k}", label=f"L{n // d_mlp}.{n % d_mlp} (MI {mi:.3f} nats)")
+        ax.fill_between(x, m - s, m + s, color=f"C{k}", alpha=0.2)
+    if picks:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.02, 0.5, "No neuron of the compared group has kurtosis below "
+                f"{paper.POSITION_KURTOSIS}: no position neuron here.", transform=ax.transAxes)
+    ax.set(xlabel="position in the row", ylabel="post-activation (mean ± std)",
+           title=f"{ch.data['reference']}: position neurons (highest mutual information with position)")
+    return fig

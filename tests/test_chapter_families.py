@@ -1,0 +1,132 @@
+"""The families chapter: its verdicts and sentences (each where the claim holds and where it does not), the family
+counts and tables on hand-made rules, and its streamed pass on the smoke zoo against a direct numpy float64 VR,
+mutual information and per-position mean computed from the model's own cache."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from universal_neurons import paper
+from universal_neurons.chapters import families as chapter
+
+
+# ---- verdicts and sentences ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("group, rest, verdict", [(0.6, 0.3, "holds"), (0.3, 0.6, "does not hold"),
+                                                  (0.4, 0.4, "does not hold")])
+def test_explained_verdict(group, rest, verdict):
+    assert chapter.explained_verdict(group, rest) == verdict
+
+
+def test_alphabet_sentence_more_and_fewer_than_the_paper():
+    got, of = paper.ALPHABET_LETTERS
+    assert "more than the paper's" in chapter.alphabet_sentence(26, 26)
+    assert "fewer than the paper's" in chapter.alphabet_sentence(1, 26)
+    assert "as many as" in chapter.alphabet_sentence(got, of)
+    assert chapter.alphabet_sentence(3, 20).startswith("3 of the 20 letter features")
+    assert chapter.alphabet_sentence(0, 0).startswith("no letter feature occurs here")
+
+
+def test_syntax_sentence_with_and_without_brown():
+    assert chapter.syntax_sentence(31, 96738).startswith("Syntax features are evaluated on the Brown corpus only: "
+                                                         "its 31 held-out documents (96,738 tokens)")
+    assert "no held-out Brown documents" in chapter.syntax_sentence(0, 0)
+
+
+# ---- family counts and tables ----------------------------------------------------------------------------------
+def _rules():
+    return {"unigram": pd.DataFrame({"feature": ["unigram:the", "unigram:a"], "n_neurons": [3, 2],
+                                     "neurons": [[5, 1, 300], [1, 7]]}),
+            "alphabet": pd.DataFrame({"feature": ["letter:a", "letter:b"], "neuron": [9, 260], "vr": [0.4, 0.9]}),
+            "previous": pd.DataFrame({"neuron": [3, 4, 5], "feature": ["prev:x"] * 3, "vr": [0.5, 0.25, 0.1]}),
+            "syntax": pd.DataFrame(columns=["neuron", "feature", "vr"]),
+            "position": pd.DataFrame({"neuron": [2, 8], "kurtosis": [1.5, 1.9], "mi": [0.3, 0.1]})}
+
+
+def test_family_neurons_and_paper_table():
+    r = _rules()
+    assert chapter.family_neurons(r, "unigram") == [1, 5, 7, 300]
+    assert chapter.family_neurons(r, "alphabet") == [9, 260]
+    assert chapter.family_neurons(r, "previous", vr_min=0.2) == [3, 4]
+    assert chapter.family_neurons(r, "previous") == [3, 4, 5]
+    assert chapter.family_neurons(r, "syntax") == [] and chapter.family_neurons({}, "position") == []
+    t = chapter.paper_table(r, 256, 0.2).set_index("family")
+    assert t["ours: neurons"].to_dict() == {"unigram": 4, "alphabet": 2, "previous": 2, "syntax": 0, "position": 2}
+    assert t.loc["unigram", "ours: layers"] == "layer 0: 3, layer 1: 1"
+    assert t.loc["syntax", "ours: layers"] == "none"
+    assert f"{paper.ALPHABET_LETTERS[0]} of {paper.ALPHABET_LETTERS[1]}" in t.loc["alphabet", "paper's finding"]
+
+
+def test_shown_and_labelled():
+    r = _rules()
+    assert chapter.shown(r, "alphabet") == [(260, "letter:b", 0.9), (9, "letter:a", 0.4)]
+    assert chapter.shown(r, "position", 1) == [(2, None, 0.3)]
+    assert [s[:2] for s in chapter.shown(r, "unigram")] == [(5, "unigram:the"), (1, "unigram:a")]
+    assert chapter.shown(r, "syntax") == []
+    lab = chapter.labelled(r["unigram"], 256)
+    assert list(lab["neurons"]) == ["L0.5 L0.1 L1.44", "L0.1 L0.7"]
+    assert list(chapter.labelled(r["alphabet"], 256)["neuron"]) == ["L0.9", "L1.4"]
+
+
+def test_best_table_matches_a_direct_lookup():
+    rng = np.random.default_rng(0)
+    d_mlp = 4
+    vr = pd.DataFrame(rng.random((3, 8)), index=["a", "b", "c"])
+    live = pd.DataFrame({"layer": [0, 1, 1], "neuron": [2, 0, 3], "excess_corr": [0.1, 0.2, 0.3]})
+    from universal_neurons import families as FM
+
+    t = chapter.best_table(FM.best_features(vr), live, {"a": "x", "b": "y", "c": "z"}, d_mlp, 0.5)
+    for _, row in t.iterrows():
+        l, n = map(int, row["neuron"][1:].split("."))
+        col = vr[l * d_mlp + n]
+        assert row["best feature"] == col.idxmax() and row["VR"] == pytest.approx(col.max())
+        assert row["explained"] == (col.max() > 0.5)
+    assert list(t["VR"]) == sorted(t["VR"], reverse=True)
+
+
+# ---- the pass on the smoke zoo ---------------------------------------------------------------------------------
+def _direct_vr(v, y):
+    v, y = v.astype(np.float64), y.astype(bool)
+    b = y.mean()
+    return 1 - ((1 - b) * v[~y].var() + b * v[y].var()) / v.var()
+
+
+@pytest.mark.slow
+def test_pass_matches_numpy_on_the_smoke_zoo(smoke, smoke_zoo, one_thread):
+    import torch
+
+    from universal_neurons import data
+    from universal_neurons.chapters import families_pass as FP
+    from universal_neurons.loading import load_model
+    from universal_neurons.tokenizer import load_tokenizer
+
+    model = load_model(smoke.members()[0])
+    tok = load_tokenizer(data.tokenizer_dir(smoke, progress=False))
+    rows = data.analysis_rows(smoke, progress=False)
+    vr, kinds, mi, mean, _, n, _ = FP._run_main(model, tok, rows, 4000, 16, "cpu")
+    assert n == 4000
+    plan = FP.main_plan(rows, tok, 4000)
+    toks, mask = np.asarray(rows.tokens[:plan.n_rows]), plan.mask(0, plan.n_rows)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(torch.from_numpy(toks.astype(np.int64)))
+    d = model.cfg.d_mlp
+    fs = FP.MainFeatures(tok, model.cfg.d_vocab, rows, plan.n_rows)(0, toks)
+    pos = np.tile(np.arange(toks.shape[1]), len(toks))[mask.ravel()]
+    checked = [f for f in ["type:punctuation", "prev:type:alphabetic", f"source:{rows.source_names[0]}",
+                           "position:8-15", "position:0-0"] if f in vr.index]
+    assert len(checked) == 4  # position 0 holds the BOS token only: dropped, so that feature never occurs
+    for feature in checked:
+        y = fs.column(feature)[mask.ravel()]
+        for l, j in [(0, 3), (1, 17), (1, d - 1)]:
+            v = cache[f"blocks.{l}.mlp.hook_post"].numpy()[mask][:, j]
+            assert vr.loc[feature, l * d + j] == pytest.approx(_direct_vr(v, y), abs=1e-6)
+    assert kinds["prev:type:alphabetic"] == "previous" and kinds["type:punctuation"] == "type"
+    for l, j in [(0, 5), (1, 40)]:
+        pre = cache[f"blocks.{l}.mlp.hook_pre"].numpy()[mask][:, j] > 0
+        p = pre.mean()
+        terms = []
+        for q in np.unique(pos):
+            pq = pre[pos == q].mean()
+            terms.append(sum(a * np.log(a / b) for a, b in ((pq, p), (1 - pq, 1 - p)) if a > 0))
+        assert mi[l * d + j] == pytest.approx(np.mean(terms), abs=1e-9)
+        post = cache[f"blocks.{l}.mlp.hook_post"].numpy()[mask][:, j]
+        assert mean[3, l * d + j] == pytest.approx(post[pos == 3].astype(np.float64).mean(), abs=1e-6)
