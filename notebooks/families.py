@@ -22,6 +22,14 @@
 # the claim that universal neurons are more often explained by one feature {glue:text}`fam_explained_verdict`
 # here. {glue:md}`fam_group_md`
 #
+# ```{glue:figure} fig-families-gallery
+# :name: fig-families-gallery
+#
+# One example neuron per family (the paper's figure 1): a held-out window of about 30 tokens around its highest
+# post-activation, each token coloured by the activation (boxed: the peak; grey: a token left out). A family with
+# no neuron in the compared group shows a stand-in, the compared neuron of highest VR by a feature of its kind.
+# ```
+#
 # The paper's section 4.3 (figures 4 and 15-21) labels each neuron by the binary feature of the token that
 # explains most of its activation. The variance reduction of the post-activation $v$
 # (`blocks.{l}.mlp.hook_post`) by a feature $y$ is
@@ -58,6 +66,7 @@ publish.glue_all(ch)
 for family in chapter.FAMILIES[:4]:
     publish.figure(ch, family, chapter.family_figure(ch, family))
 publish.figure(ch, "position", chapter.position_figure(ch))
+publish.figure(ch, "gallery", chapter.gallery_figure(ch))
 
 # %% [markdown]
 # ## The paper's statements beside ours

@@ -124,3 +124,19 @@ def test_math_never_escapes_underscores_in_text_mode():
     """MathJax shows the backslash of \\_ inside \\text{...}: names with underscores go in \\mathrm{...}."""
     for nb in (ROOT / "notebooks").glob("*.py"):
         assert not re.search(r"\\text\{[^}]*\\_", nb.read_text()), f"{nb.name}: \\text{{..\\_..}} in math"
+
+
+def test_tables_sort_by_a_clicked_column_in_chromium(built, tmp_path):
+    """The book's tables (pandas DataFrames) sort when a header is clicked: numbers numerically, both ways."""
+    js = built / "_static" / "sortable.js"
+    assert js.is_file() and "sortable.js" in (built / "book" / "generated" / "families.html").read_text()
+    page = tmp_path / "t.html"
+    page.write_text(f"""<html><body><table class="dataframe"><thead><tr><th>name</th><th>vr</th></tr></thead>
+<tbody><tr><td>b</td><td>0.5</td></tr><tr><td>a</td><td>10</td></tr><tr><td>c</td><td>2</td></tr></tbody></table>
+<script src="{js.as_uri()}"></script>
+<script>window.addEventListener("load", () => {{
+  const th = document.querySelectorAll("th")[1]; th.click(); th.click();
+  document.body.dataset.order = Array.from(document.querySelectorAll("tbody tr")).map(r => r.cells[0].textContent).join("");
+}});</script></body></html>""")
+    dom = render(page, tmp_path / "profile")
+    assert 'data-order="acb"' in dom, "clicking the vr header twice sorts 10, 2, 0.5"

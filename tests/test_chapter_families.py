@@ -130,3 +130,64 @@ def test_pass_matches_numpy_on_the_smoke_zoo(smoke, smoke_zoo, one_thread):
         assert mi[l * d + j] == pytest.approx(np.mean(terms), abs=1e-9)
         post = cache[f"blocks.{l}.mlp.hook_post"].numpy()[mask][:, j]
         assert mean[3, l * d + j] == pytest.approx(post[pos == 3].astype(np.float64).mean(), abs=1e-6)
+
+
+# ---- the figure-1 gallery --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n, at, width", [(64, 0, 30), (64, 63, 30), (64, 31, 30), (10, 4, 30), (31, 30, 30),
+                                          (64, 15, 31)])
+def test_window_holds_the_peak_and_stays_in_the_row(n, at, width):
+    from universal_neurons.chapters import families_gallery as G
+
+    start, stop = G.window(n, at, width)
+    assert 0 <= start <= at < stop <= n and stop - start == min(width, n)
+    with pytest.raises(Exception, match="outside a row"):
+        G.window(n, n, width)
+
+
+def test_peak_on_a_small_array():
+    from universal_neurons.chapters import families_gallery as G
+
+    rng = np.random.default_rng(1)
+    mask = rng.random((5, 40)) > 0.2
+    where = np.argwhere(mask)
+    acts = rng.random(len(where))
+    full = np.full(mask.shape, np.nan)
+    full[mask] = acts  # the same activations, laid out by (row, position)
+    r, p = np.unravel_index(np.nanargmax(full), full.shape)
+    row, start, stop, a = G.peak(acts, where, 40, width=12)
+    assert (row, stop - start) == (r, 12) and start <= p < stop
+    np.testing.assert_array_equal(a, full[r, start:stop])
+    assert np.nanmax(a) == acts.max()
+
+
+def test_examples_pick_the_family_neuron_or_a_stand_in():
+    from universal_neurons.chapters import families_gallery as G
+
+    vr = pd.DataFrame([[0.1, 0.5, 0.2, 0.0], [0.3, 0.1, 0.9, 0.4], [0.2, 0.6, 0.1, 0.8]],
+                      index=["letter:a", "letter:b", "prev:x"], columns=range(4))
+    kinds = {"letter:a": "letter", "letter:b": "letter", "prev:x": "previous"}
+    ex = G.examples({"alphabet": 1, "previous": None, "syntax": None}, vr, kinds, group=[0, 1, 2])
+    assert [(e["family"], e["neuron"], e["stand_in"], e["feature"]) for e in ex] == \
+        [("alphabet", 1, False, "letter:a"), ("previous", 0, True, "prev:x")]  # 1 is shown, 3 not compared
+    assert ex[0]["vr"] == vr.loc["letter:a", 1] and ex[1]["vr"] == 0.2
+    vr.loc["unigram:z"], kinds["unigram:z"] = [0.1, 0.2, 0.7, 0.0], "unigram"
+    ex = G.examples({"alphabet": None, "unigram": None}, vr, kinds, group=[0, 1, 2])
+    assert [(e["neuron"], e["feature"]) for e in ex] == [(2, "letter:b"), (1, "unigram:z")]  # 2 is shown already
+    assert G.label(ex[1], 256) == "L0.1: unigram (family empty: stand-in), best feature unigram:z (VR 0.20)"
+    ex = G.examples({"alphabet": None, "previous": 2}, vr, kinds, group=[0, 1, 2])
+    assert [e["neuron"] for e in ex] == [1, 2]  # the stand-in avoids a family's own neuron shown later
+    ex = G.examples({"previous": None}, vr, kinds, group=[0, 1, 2])
+    assert G.label(ex[0], 256) == "L0.1: previous (family empty: stand-in), best feature prev:x (VR 0.60)"
+
+
+def test_gallery_figure_has_one_row_per_example():
+    from types import SimpleNamespace
+
+    ex = [{"family": f, "neuron": 300 + k, "stand_in": k == 1, "feature": "letter:a", "vr": 0.5,
+           "tokens": ["The", " cat", "\n", " $5", " sat"], "acts": np.array([0.1, 2.0, np.nan, -0.1, 0.4])}
+          for k, f in enumerate(["unigram", "previous", "position"])]
+    fig = chapter.gallery_figure(SimpleNamespace(data={"gallery": ex, "d_mlp": 256, "reference": "m"}))
+    panels = [ax for ax in fig.axes if ax.get_title(loc="left")]
+    assert [ax.get_title(loc="left")[:5] for ax in panels] == ["L1.44", "L1.45", "L1.46"]
+    assert all(len(ax.texts) == 5 for ax in panels)
+    assert len(fig.axes) == 2 * len(ex)  # a colour bar per row

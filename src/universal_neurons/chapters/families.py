@@ -15,11 +15,13 @@ from .. import neuron_tables as T
 from .. import properties as P
 from ..config import load_profile
 from ..publish import Chapter
+from . import families_gallery as G
 from . import families_pass as FP
 from . import properties as PC
 
 FAMILIES = ["unigram", "alphabet", "previous", "syntax", "position"]
 N_SHOWN = 4  # neurons drawn per family
+gallery_figure = G.gallery_figure
 
 
 def explained_verdict(share_group: float, share_rest: float) -> str:
@@ -57,7 +59,7 @@ def layers_text(layers) -> str:
 def paper_table(rules: dict, d_mlp: int, vr_min: float) -> pd.DataFrame:
     """Per family: the paper's rule and finding beside ours (neurons of the group, and their layers)."""
     said = {"unigram": (f"a unigram feature with VR > {paper.UNIGRAM_VR} on at least {paper.UNIGRAM_MIN_NEURONS} "
-                        "neurons", "mostly in the early layers"),
+                        "neurons", "unigram and duplicate-unigram families (figure 4; see the paper for their layers)"),
             "alphabet": (f"best neuron per first-letter feature, VR > {paper.ALPHABET_VR}",
                          f"{paper.ALPHABET_LETTERS[0]} of {paper.ALPHABET_LETTERS[1]} letters have one in GPT2-medium"),
             "previous": (f"top {paper.TOP_PREVIOUS} neurons by VR of a previous-token feature",
@@ -174,7 +176,9 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
               "paper": paper_table(rules, d_mlp, vr_min),
               **{fam: labelled(rules[fam], d_mlp).round(4) for fam in FAMILIES}}
     ch_data = {"reference": fp.info["reference"], "d_mlp": d_mlp, "rules": rules, "pos_mean": fp.pos_mean,
-               "pos_std": fp.pos_std, "samples": _samples(prof, model, tok, fp, rules, int(b["family_tokens"]), device)}
+               "pos_std": fp.pos_std, "samples": _samples(prof, model, tok, fp, rules, int(b["family_tokens"]), device),
+               "gallery": _gallery(prof, model, tok, rules, vr, kinds, gflat, vr_min, int(b["family_tokens"]),
+                                   device)}
     return Chapter("families", prof, glue=glue, tables=tables, data=ch_data)
 
 
@@ -198,6 +202,15 @@ def _samples(prof, model, tok, fp, rules, n_tokens, device) -> dict:
         for j, (n, f, s) in enumerate(picks["syntax"]):
             out["syntax"].append((n, f, s, acts[:, j], fs.column(f)[mask[:n_rows].ravel()]))
     return out
+
+
+def _gallery(prof, model, tok, rules, vr, kinds, group, vr_min, n_tokens, device) -> list[dict]:
+    """The figure-1 gallery: one example per family (a stand-in when empty) and its held-out text window."""
+    picks = {fam: shown(rules, fam, 1)[0][0] if family_neurons(rules, fam, vr_min) else None for fam in FAMILIES}
+    rows = data.analysis_rows(prof, progress=False)
+    plan = FP.main_plan(rows, tok, n_tokens)
+    return G.gallery(model, np.asarray(rows.tokens[:plan.n_rows]), plan.mask(0, plan.n_rows),
+                     G.examples(picks, vr, kinds, group), lambda i: tok.decode([i]), FP.SAMPLE_TOKENS, device)
 
 
 def family_figure(ch: Chapter, family: str):
