@@ -36,11 +36,6 @@ def glue_all(ch: Chapter) -> None:
         glue(name, value, display=False)
 
 
-def figures_dir(ch: Chapter) -> Path:
-    prof = ch.profile
-    return Path(getattr(prof, "figures_dir", Path(prof.root) / "figures"))
-
-
 def figure(ch: Chapter, name: str, fig) -> Path:
     """Save `fig` as `<figures>/<chapter>-<name>.png` and glue it as `fig-<chapter>-<name>` for a numbered
     {glue:figure} with a caption; the figure is then closed."""
@@ -49,7 +44,7 @@ def figure(ch: Chapter, name: str, fig) -> Path:
 
     set_matplotlib_formats("png")
     fig.tight_layout()
-    path = figures_dir(ch) / f"{ch.name}-{name}.png"
+    path = Path(ch.profile.figures_dir) / f"{ch.name}-{name}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     glue(f"fig-{ch.name}-{name}", fig, display=False)

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import cache
 from .atomic import atomic_path, write_json
+from .checksum import file_sha256
 from .errors import UserError
 
 ROWS_VERSION = 2  # of the row files' layout; a change of it rebuilds them (2: uint16 sources, file checksums)
@@ -54,8 +55,6 @@ class TokenRows:
 def open_rows(prefix) -> TokenRows:
     """Open the rows at `prefix` (checking the header and the sha256 of both .bin files); one-line UserError if
     they are missing or damaged."""
-    from .checksum import file_sha256
-
     prefix = Path(prefix)
     header_path = prefix.with_suffix(".json")
     if not header_path.is_file():
@@ -70,7 +69,6 @@ def open_rows(prefix) -> TokenRows:
     except (ValueError, KeyError, TypeError, OSError) as e:
         raise UserError(f"token header {header_path} is unreadable or from an older layout "
                         f"({type(e).__name__}); {fix}") from None
-    arrays = []
     for suffix, dt in ((".bin", dtype), (".sources.bin", np.dtype(h.get("source_dtype", "uint16")))):
         path = prefix.with_suffix(suffix)
         if not path.is_file():
@@ -78,8 +76,15 @@ def open_rows(prefix) -> TokenRows:
         if path.stat().st_size != shape[0] * shape[1] * dt.itemsize or file_sha256(path) != files.get(path.name):
             raise UserError(f"token file {path} does not match the sha256 in its header {header_path.name} "
                             f"(truncated, altered or from another build); {fix}")
-        arrays.append(np.memmap(path, dtype=dt, mode="r", shape=shape))
-    return TokenRows(arrays[0], arrays[1], h)
+    return _mapped(prefix, h)
+
+
+def _mapped(prefix: Path, h: dict) -> TokenRows:
+    """The rows of a header already checked (or just written): both .bin files as read-only memory maps."""
+    shape = (int(h["rows"]), int(h["n_ctx"]))
+    return TokenRows(np.memmap(prefix.with_suffix(".bin"), dtype=h["dtype"], mode="r", shape=shape),
+                     np.memmap(prefix.with_suffix(".sources.bin"), dtype=h.get("source_dtype", "uint16"), mode="r",
+                               shape=shape), h)
 
 
 def build_rows(documents, tokenizer, n_ctx: int, prefix, provenance: dict, progress: bool = True) -> TokenRows:
@@ -139,9 +144,7 @@ corpus and tokenizer checksums) and n_ctx, with the key in `<folder>/rows-<name>
     src[:, 0] = src[:, 1]
     counts = np.bincount(toks[:, 1:].ravel(), minlength=vocab).astype(np.float64)
     p = counts[counts > 0] / counts.sum()
-    from .checksum import file_sha256
-
-    files = {}
+    files = {}  # the sha256 of what was written, read back from the disk
     for suffix, arr in ((".bin", toks), (".sources.bin", src)):
         with atomic_path(prefix.with_suffix(suffix)) as tmp:
             arr.tofile(tmp)
@@ -154,4 +157,4 @@ corpus and tokenizer checksums) and n_ctx, with the key in `<folder>/rows-<name>
     }
     with cache.updating(prefix.parent, key):
         write_json(header_path, header)
-    return open_rows(prefix)
+    return _mapped(prefix, header)  # just written and hashed: not hashed a second time

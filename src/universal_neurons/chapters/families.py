@@ -175,28 +175,28 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     tables = {"best": table[in_group].drop(columns="explained").reset_index(drop=True).round(4),
               "paper": paper_table(rules, d_mlp, vr_min),
               **{fam: labelled(rules[fam], d_mlp).round(4) for fam in FAMILIES}}
+    rows = data.analysis_rows(prof, progress=False)  # the figures' held-out rows: the pass's first tokens
+    plan = FP.main_plan(rows, tok, int(b["family_tokens"]))
     ch_data = {"reference": fp.info["reference"], "d_mlp": d_mlp, "rules": rules, "pos_mean": fp.pos_mean,
-               "pos_std": fp.pos_std, "samples": _samples(prof, model, tok, fp, rules, int(b["family_tokens"]), device),
-               "gallery": _gallery(prof, model, tok, rules, vr, kinds, gflat, vr_min, int(b["family_tokens"]),
-                                   device)}
+               "pos_std": fp.pos_std, "samples": _samples(prof, model, tok, rows, plan, rules, device),
+               "gallery": _gallery(model, tok, rows, plan, rules, vr, kinds, gflat, vr_min, device)}
     return Chapter("families", prof, glue=glue, tables=tables, data=ch_data)
 
 
-def _samples(prof, model, tok, fp, rules, n_tokens, device) -> dict:
-    """Per family: (neuron, feature, score, activations, feature values) of the neurons its figure draws."""
-    rows = data.analysis_rows(prof, progress=False)
+def _samples(prof, model, tok, rows, plan, rules, device) -> dict:
+    """Per family: (neuron, feature, score, activations, feature values) of the neurons its figure draws, on the
+    held-out `rows` of the pass's `plan` (syntax: on the Brown rows)."""
     picks = {fam: shown(rules, fam) for fam in FAMILIES if fam != "position"}
     out = {fam: [] for fam in picks}
     main = [(fam, p) for fam in ("unigram", "alphabet", "previous") for p in picks[fam]]
     if main:
-        plan = FP.main_plan(rows, tok, n_tokens)
         mask = plan.mask(0, plan.n_rows)
         acts, n_rows = FP.sample(model, rows.tokens[:plan.n_rows], mask, [p[0] for _, p in main], device=device)
         fs = FP.MainFeatures(tok, model.cfg.d_vocab, rows, plan.n_rows)(0, np.asarray(rows.tokens[:n_rows]))
         for j, (fam, (n, f, s)) in enumerate(main):
             out[fam].append((n, f, s, acts[:, j], fs.column(f)[mask[:n_rows].ravel()]))
     if picks["syntax"]:
-        tagged, toks, tags, mask = FP.brown_rows(prof, tok, rows.n_ctx, n_tokens)
+        tagged, toks, tags, mask = FP.brown_rows(prof, tok, rows.n_ctx, int(prof.cfg["book"]["family_tokens"]))
         acts, n_rows = FP.sample(model, toks, mask, [p[0] for p in picks["syntax"]], device=device)
         fs = tagged.features(tags[:n_rows])
         for j, (n, f, s) in enumerate(picks["syntax"]):
@@ -204,11 +204,9 @@ def _samples(prof, model, tok, fp, rules, n_tokens, device) -> dict:
     return out
 
 
-def _gallery(prof, model, tok, rules, vr, kinds, group, vr_min, n_tokens, device) -> list[dict]:
+def _gallery(model, tok, rows, plan, rules, vr, kinds, group, vr_min, device) -> list[dict]:
     """The figure-1 gallery: one example per family (a stand-in when empty) and its held-out text window."""
     picks = {fam: shown(rules, fam, 1)[0][0] if family_neurons(rules, fam, vr_min) else None for fam in FAMILIES}
-    rows = data.analysis_rows(prof, progress=False)
-    plan = FP.main_plan(rows, tok, n_tokens)
     return G.gallery(model, np.asarray(rows.tokens[:plan.n_rows]), plan.mask(0, plan.n_rows),
                      G.examples(picks, vr, kinds, group), lambda i: tok.decode([i]), FP.SAMPLE_TOKENS, device)
 
