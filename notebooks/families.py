@@ -71,11 +71,24 @@ publish.figure(ch, "gallery", chapter.gallery_figure(ch))
 # %% [markdown]
 # ## The paper's statements beside ours
 #
-# Each family's rule, what the paper reports for it, and how many neurons of the compared group it picks here
-# (with their layers). {glue:md}`fam_alphabet_md`
+# {glue:md}`fam_dominant_md`
+#
+# Each family's rule, what the paper reports for it, and how many neurons of the compared group it picks here.
+# The paper's text names the families but not their layers; its layers are GPT2-medium-a's, read in the outputs
+# the reference repository committed with its notebooks (the neurons each notebook lists). Depth is the median
+# layer divided by the last layer's index (0: the first layer, 1: the last), so that a 24-layer and a small model
+# can be set side by side. {glue:md}`fam_alphabet_md`
 
 # %% tags=["hide-input"]
 ch.tables["paper"]
+
+# %% [markdown]
+# Which family the best feature of each explained compared neuron (VR above {glue:text}`fam_vr_min`) belongs
+# to, and in which layers: "token" gathers the properties of the token's own string (type, case, number,
+# pronoun, prefix, suffix, word group).
+
+# %% tags=["hide-input"]
+ch.tables["kinds"]
 
 # %% [markdown]
 # ## Every compared neuron's best feature

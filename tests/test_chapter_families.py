@@ -49,11 +49,36 @@ def test_family_neurons_and_paper_table():
     assert chapter.family_neurons(r, "previous", vr_min=0.2) == [3, 4]
     assert chapter.family_neurons(r, "previous") == [3, 4, 5]
     assert chapter.family_neurons(r, "syntax") == [] and chapter.family_neurons({}, "position") == []
-    t = chapter.paper_table(r, 256, 0.2).set_index("family")
+    t = chapter.paper_table(r, 256, 2, 0.2).set_index("family")
     assert t["ours: neurons"].to_dict() == {"unigram": 4, "alphabet": 2, "previous": 2, "syntax": 0, "position": 2}
-    assert t.loc["unigram", "ours: layers"] == "layer 0: 3, layer 1: 1"
-    assert t.loc["syntax", "ours: layers"] == "none"
+    assert t.loc["unigram", "ours: layers (of 2)"] == "layer 0: 3, layer 1: 1"
+    assert t.loc["syntax", "ours: layers (of 2)"] == "none" and np.isnan(t.loc["syntax", "ours: depth"])
+    assert t.loc["unigram", "ours: depth"] == 0.0 and t.loc["previous", "ours: depth"] == 0.0
+    # the paper's side: GPT2-medium-a's layers as listed, depth = median layer / 23
+    assert t.loc["unigram", "paper: layers (of 24)"] == "layer 0: 14, layer 1: 12, layer 2: 3, layer 10: 1"
+    assert t.loc["syntax", "paper: depth"] == round(float(np.median(paper.FAMILY_LAYERS_MEDIUM["syntax"])) / 23, 2)
     assert f"{paper.ALPHABET_LETTERS[0]} of {paper.ALPHABET_LETTERS[1]}" in t.loc["alphabet", "paper's finding"]
+
+
+def test_depth():
+    assert chapter.depth([0, 0, 1], 2) == 0.0 and chapter.depth([3], 4) == 1.0 and chapter.depth([5], 1) == 5.0
+    assert np.isnan(chapter.depth([], 3))
+
+
+def test_kinds_table_and_dominant_sentence():
+    best = pd.DataFrame({"neuron": ["L0.1", "L0.2", "L1.3", "L1.4", "L0.5"],
+                         "kind": ["unigram", "case", "unigram", "previous", "syntax"],
+                         "VR": [0.9, 0.6, 0.5, 0.3, 0.1], "explained": [True, True, True, True, False]})
+    k = chapter.kinds_table(best, 2)
+    assert list(k["family of the best feature"]) == ["unigram", "previous token", "token"]
+    assert list(k["neurons"]) == [2, 1, 1] and k.loc[0, "layers (of 2)"] == "layer 0: 1, layer 1: 1"
+    assert k.loc[0, "median VR"] == 0.7
+    text = chapter.dominant_sentence(k, best, 2, top=2)
+    assert "**unigram** (2 of 4)" in text and "the 2 best-explained lie in layer 0: 2 (of 2 layers)" in text
+    assert "GPT2-medium-a" in text and "1,211" in text
+    empty = chapter.kinds_table(best.assign(explained=False), 2)
+    assert empty.empty and chapter.dominant_sentence(empty, best, 2).startswith("No compared neuron")
+    assert chapter.kind_family("letter") == "alphabet" and chapter.kind_family("suffix") == "token"
 
 
 def test_shown_and_labelled():
@@ -191,3 +216,50 @@ def test_gallery_figure_has_one_row_per_example():
     assert [ax.get_title(loc="left")[:5] for ax in panels] == ["L1.44", "L1.45", "L1.46"]
     assert all(len(ax.texts) == 5 for ax in panels)
     assert len(fig.axes) == 2 * len(ex)  # a colour bar per row
+
+
+@pytest.mark.slow
+def test_gallery_draws_the_syntax_example_on_brown_rows(smoke, smoke_zoo, one_thread):
+    from universal_neurons import data
+    from universal_neurons.chapters import families_pass as FP
+    from universal_neurons.loading import load_model
+    from universal_neurons.tokenizer import load_tokenizer
+
+    model = load_model(smoke.members()[0])
+    tok = load_tokenizer(data.tokenizer_dir(smoke, progress=False))
+    rows = data.analysis_rows(smoke, progress=False)
+    plan = FP.main_plan(rows, tok, 2000)
+    brown = FP.brown_rows(smoke, tok, rows.n_ctx, 2000)
+    assert brown[1] is not None, "the smoke corpus holds Brown documents"
+    rules = {"syntax": pd.DataFrame({"neuron": [5], "feature": ["pos:NN"], "vr": [0.6]}),
+             "previous": pd.DataFrame({"neuron": [7], "feature": ["prev:x"], "vr": [0.6]})}
+    vr = pd.DataFrame({5: [0.6, 0.0], 7: [0.0, 0.6]}, index=["pos:NN", "prev:x"])
+    kinds = {"pos:NN": "syntax", "prev:x": "previous"}
+    made = chapter._gallery(model, tok, rows, plan, brown, rules, vr, kinds, [5, 7], 0.2, "cpu")
+    assert [e["family"] for e in made] == ["previous", "syntax"]
+    prev, syn = made
+    assert syn.get("text") == "Brown" and "text" not in prev
+    start = syn["start"]
+    assert syn["tokens"] == [tok.decode([int(t)]) for t in brown[1][syn["row"], start:start + len(syn["tokens"])]]
+    start = prev["start"]
+    assert prev["tokens"] == [tok.decode([int(t)]) for t in rows.tokens[prev["row"]][start:start + len(prev["tokens"])]]
+    from universal_neurons.chapters import families_gallery as G
+
+    assert G.label(syn, model.cfg.d_mlp).endswith("(VR 0.60), on Brown text")
+
+
+@pytest.mark.slow
+def test_book_settings_reach_the_chapter(smoke, smoke_zoo, one_thread):
+    """book.family_tokens, book.family_vr and book.top_pct, set as make book SET does, change the pass, the
+    threshold and the compared group (own run folder), and every count follows them."""
+    ch = chapter.compute("smoke", overrides="book.family_tokens=3000 book.family_vr=0.05 book.top_pct=5")
+    g = ch.glue
+    assert g["fam_n_tokens"] <= 3000 and g["fam_vr_min"] == 0.05
+    assert "top 5% of neurons by excess correlation" in g["fam_group_md"].data
+    best = ch.tables["best"]
+    assert len(best) == g["fam_n_group"]
+    assert g["fam_share_group"] == pytest.approx((best["VR"] > 0.05).mean())
+    for fam in chapter.FAMILIES:
+        assert g[f"fam_n_{fam}"] == len(chapter.family_neurons(ch.data["rules"], fam, 0.05))
+    assert ch.tables["kinds"]["neurons"].sum() == (best["VR"] > 0.05).sum()
+    assert "(of 24)" in " ".join(ch.tables["paper"].columns) and g["fam_dominant_md"].data

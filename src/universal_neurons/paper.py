@@ -96,3 +96,23 @@ ALPHABET_VR = 0.37
 ALPHABET_LETTERS = (18, 26)  # letters with an alphabet neuron in GPT2-medium, of all letters
 TOP_PREVIOUS, TOP_SYNTAX = 25, 25
 POSITION_KURTOSIS = 2.0
+
+# Where each family sits in GPT2-medium-a, read in the outputs the reference repository committed with its paper
+# notebooks (wesg52/universal-neurons, paper_notebooks/*.ipynb, the data behind figures 4 and 15-21) [R]; the
+# paper's text names the families but not their layers. Layers of the neurons each notebook lists:
+FAMILY_LAYERS_MEDIUM = {
+    # unigram_neurons.ipynb: the 30 universal neurons of highest VR by one token feature (duplicate families aside)
+    "unigram": (0,) * 14 + (1,) * 12 + (2,) * 3 + (10,),
+    # alphabet_neurons.ipynb: the figure 4a examples, "a" L0.3825, "b" L1.3970, "c" L0.1761
+    "alphabet": (0, 1, 0),
+    # previous_token_neurons.ipynb: its top 25 are not printed; the figure 4b example is L4.3859 (previous comma)
+    "previous": (4,),
+    # syntax_neurons.ipynb: the top 25 by VR of a spaCy tag
+    "syntax": (1, 0, 0, 3, 13, 4, 15, 12, 14, 14, 8, 13, 12, 7, 18, 5, 21, 11, 7, 1, 17, 12, 15, 2, 14),
+    # position_neurons.ipynb: the universal neurons with kurtosis < 2
+    "position": (5, 2, 1, 2, 2, 2, 1, 1, 2),
+}
+# unigram_neurons.ipynb: the 20 universal neurons of highest best-feature VR (0.99 to 0.89) are all in layers 0-1,
+# which hold 272 of GPT2-medium-a's 1,211 universal neurons; their best features: 14 unigrams ("to", "of", "the",
+# ...) and 6 other token features (comma, period, one digit, possessive pronoun).
+TOP_EXPLAINED_LAYERS = (0, 1)

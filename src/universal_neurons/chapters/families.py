@@ -56,23 +56,76 @@ def layers_text(layers) -> str:
     return ", ".join(f"layer {l}: {n}" for l, n in counts.items()) or "none"
 
 
-def paper_table(rules: dict, d_mlp: int, vr_min: float) -> pd.DataFrame:
-    """Per family: the paper's rule and finding beside ours (neurons of the group, and their layers)."""
+def depth(layers, n_layers: int) -> float:
+    """The median relative depth of a family's layers: 0 the first layer, 1 the last (NaN when empty)."""
+    layers = list(layers)
+    return float(np.median(layers) / max(n_layers - 1, 1)) if layers else float("nan")
+
+
+def paper_table(rules: dict, d_mlp: int, n_layers: int, vr_min: float) -> pd.DataFrame:
+    """Per family: the paper's rule and finding beside ours (neurons of the group, their layers and median relative
+    depth); the paper's layers are GPT2-medium-a's, read in the reference repository's notebook outputs."""
     said = {"unigram": (f"a unigram feature with VR > {paper.UNIGRAM_VR} on at least {paper.UNIGRAM_MIN_NEURONS} "
-                        "neurons", "unigram and duplicate-unigram families (figure 4; see the paper for their layers)"),
+                        "neurons", "unigram and duplicate-unigram families (figure 4); the 30 token-feature neurons "
+                        "of highest VR"),
             "alphabet": (f"best neuron per first-letter feature, VR > {paper.ALPHABET_VR}",
-                         f"{paper.ALPHABET_LETTERS[0]} of {paper.ALPHABET_LETTERS[1]} letters have one in GPT2-medium"),
+                         f"{paper.ALPHABET_LETTERS[0]} of {paper.ALPHABET_LETTERS[1]} letters have one in "
+                         "GPT2-medium; the figure 4a examples"),
             "previous": (f"top {paper.TOP_PREVIOUS} neurons by VR of a previous-token feature",
-                         "a family of its own (figures 15-21)"),
-            "syntax": (f"top {paper.TOP_SYNTAX} neurons by VR of a part-of-speech feature", "spaCy tags on the Pile"),
+                         "a family of its own; only the figure 4b example's layer is printed"),
+            "syntax": (f"top {paper.TOP_SYNTAX} neurons by VR of a part-of-speech feature",
+                       "spaCy tags on the Pile; its top 25"),
             "position": (f"universal neurons with kurtosis < {paper.POSITION_KURTOSIS}, ranked by MI(position, firing)",
-                         "position neurons exist among the universal neurons")}
+                         "the universal neurons with kurtosis below 2")}
+    n_paper = len(paper.PER_LAYER["GPT2-medium-a"])
     rows = []
     for fam in FAMILIES:
         neurons = family_neurons(rules, fam, vr_min)
+        ours = [n // d_mlp for n in neurons]
+        theirs = paper.FAMILY_LAYERS_MEDIUM[fam]
         rows.append({"family": fam, "paper's rule": said[fam][0], "paper's finding": said[fam][1],
-                     "ours: neurons": len(neurons), "ours: layers": layers_text(n // d_mlp for n in neurons)})
+                     f"paper: layers (of {n_paper})": layers_text(theirs),
+                     "paper: depth": round(depth(theirs, n_paper), 2), "ours: neurons": len(neurons),
+                     f"ours: layers (of {n_layers})": layers_text(ours), "ours: depth": round(depth(ours, n_layers), 2)})
     return pd.DataFrame(rows)
+
+
+def kind_family(kind: str | None) -> str:
+    """The family a best feature's kind points to: "token" for the properties of the token's own string."""
+    return {"unigram": "unigram", "letter": "alphabet", "previous": "previous token", "context": "context",
+            "position": "position", "syntax": "syntax"}.get(kind, "token" if kind else "none")
+
+
+def kinds_table(best: pd.DataFrame, n_layers: int) -> pd.DataFrame:
+    """Of the explained compared neurons (`best`: best_table rows with "explained"), how many have a best feature
+    of each family, and in which layers; most first."""
+    ex = best[best["explained"]].assign(family=lambda t: [kind_family(k) for k in t["kind"]],
+                                        layer=lambda t: [int(n[1:].split(".")[0]) for n in t["neuron"]])
+    rows = [{"family of the best feature": fam, "neurons": len(g), f"layers (of {n_layers})": layers_text(g["layer"]),
+             "median VR": round(float(g["VR"].median()), 3)} for fam, g in ex.groupby("family")]
+    cols = ["family of the best feature", "neurons", f"layers (of {n_layers})", "median VR"]
+    return pd.DataFrame(rows, columns=cols).sort_values("neurons", ascending=False, ignore_index=True)
+
+
+def dominant_sentence(kinds: pd.DataFrame, best: pd.DataFrame, n_layers: int, top: int = 10) -> str:
+    """Which family of best feature dominates among the explained compared neurons, and where the best-explained
+    ones lie, beside what the reference repository's outputs show for GPT2-medium-a."""
+    n_paper = len(paper.PER_LAYER["GPT2-medium-a"])
+    first = paper.PER_LAYER["GPT2-medium-a"][:len(paper.TOP_EXPLAINED_LAYERS)]
+    theirs = (f"In GPT2-medium-a the 20 universal neurons of highest VR (0.89 to 0.99) are all unigram or other token "
+              f"neurons of layers 0-1, the first {len(paper.TOP_EXPLAINED_LAYERS)} of {n_paper} layers (which hold {sum(first):,} of its "
+              f"{paper.SHARES['GPT2-medium-a'][0]:,} universal neurons), and the syntax neurons spread over layers "
+              f"{min(paper.FAMILY_LAYERS_MEDIUM['syntax'])}-{max(paper.FAMILY_LAYERS_MEDIUM['syntax'])} (the "
+              "reference repository's notebook outputs).")
+    if not len(kinds):
+        return f"No compared neuron has a best feature with VR above the threshold here. {theirs}"
+    lead = kinds.iloc[0]
+    n_ex = int(kinds["neurons"].sum())
+    head = best[best["explained"]].head(top)
+    layers = layers_text(int(n[1:].split(".")[0]) for n in head["neuron"])
+    return (f"Here the most common family of best feature among the {n_ex} explained compared neurons is "
+            f"**{lead['family of the best feature']}** ({int(lead['neurons'])} of {n_ex}), and the "
+            f"{len(head)} best-explained lie in {layers} (of {n_layers} layers). {theirs}")
 
 
 def family_neurons(rules: dict, family: str, vr_min: float = 0.0) -> list[int]:
@@ -172,20 +225,24 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
             "fam_paper_kurtosis": paper.POSITION_KURTOSIS}
     for fam in FAMILIES:
         glue[f"fam_n_{fam}"] = len(family_neurons(rules, fam, vr_min))
+    n_layers = int(model.cfg.n_layers)
+    kinds_t = kinds_table(table[in_group], n_layers)
+    glue["fam_dominant_md"] = Markdown(dominant_sentence(kinds_t, table[in_group], n_layers))
     tables = {"best": table[in_group].drop(columns="explained").reset_index(drop=True).round(4),
-              "paper": paper_table(rules, d_mlp, vr_min),
+              "paper": paper_table(rules, d_mlp, n_layers, vr_min), "kinds": kinds_t,
               **{fam: labelled(rules[fam], d_mlp).round(4) for fam in FAMILIES}}
     rows = data.analysis_rows(prof, progress=False)  # the figures' held-out rows: the pass's first tokens
     plan = FP.main_plan(rows, tok, int(b["family_tokens"]))
+    brown = FP.brown_rows(prof, tok, rows.n_ctx, int(b["family_tokens"])) if fp.syntax_vr is not None else None
     ch_data = {"reference": fp.info["reference"], "d_mlp": d_mlp, "rules": rules, "pos_mean": fp.pos_mean,
-               "pos_std": fp.pos_std, "samples": _samples(prof, model, tok, rows, plan, rules, device),
-               "gallery": _gallery(model, tok, rows, plan, rules, vr, kinds, gflat, vr_min, device)}
+               "pos_std": fp.pos_std, "samples": _samples(model, tok, rows, plan, brown, rules, device),
+               "gallery": _gallery(model, tok, rows, plan, brown, rules, vr, kinds, gflat, vr_min, device)}
     return Chapter("families", prof, glue=glue, tables=tables, data=ch_data)
 
 
-def _samples(prof, model, tok, rows, plan, rules, device) -> dict:
+def _samples(model, tok, rows, plan, brown, rules, device) -> dict:
     """Per family: (neuron, feature, score, activations, feature values) of the neurons its figure draws, on the
-    held-out `rows` of the pass's `plan` (syntax: on the Brown rows)."""
+    held-out `rows` of the pass's `plan` (syntax: on the Brown rows, `brown` = FP.brown_rows)."""
     picks = {fam: shown(rules, fam) for fam in FAMILIES if fam != "position"}
     out = {fam: [] for fam in picks}
     main = [(fam, p) for fam in ("unigram", "alphabet", "previous") for p in picks[fam]]
@@ -195,8 +252,8 @@ def _samples(prof, model, tok, rows, plan, rules, device) -> dict:
         fs = FP.MainFeatures(tok, model.cfg.d_vocab, rows, plan.n_rows)(0, np.asarray(rows.tokens[:n_rows]))
         for j, (fam, (n, f, s)) in enumerate(main):
             out[fam].append((n, f, s, acts[:, j], fs.column(f)[mask[:n_rows].ravel()]))
-    if picks["syntax"]:
-        tagged, toks, tags, mask = FP.brown_rows(prof, tok, rows.n_ctx, int(prof.cfg["book"]["family_tokens"]))
+    if picks["syntax"] and brown is not None and brown[1] is not None:
+        tagged, toks, tags, mask = brown
         acts, n_rows = FP.sample(model, toks, mask, [p[0] for p in picks["syntax"]], device=device)
         fs = tagged.features(tags[:n_rows])
         for j, (n, f, s) in enumerate(picks["syntax"]):
@@ -204,11 +261,20 @@ def _samples(prof, model, tok, rows, plan, rules, device) -> dict:
     return out
 
 
-def _gallery(model, tok, rows, plan, rules, vr, kinds, group, vr_min, device) -> list[dict]:
-    """The figure-1 gallery: one example per family (a stand-in when empty) and its held-out text window."""
+def _gallery(model, tok, rows, plan, brown, rules, vr, kinds, group, vr_min, device) -> list[dict]:
+    """The figure-1 gallery: one example per family (a stand-in when empty) and its held-out text window; the
+    syntax example on the Brown rows (`brown` = FP.brown_rows), whose tags define its feature."""
     picks = {fam: shown(rules, fam, 1)[0][0] if family_neurons(rules, fam, vr_min) else None for fam in FAMILIES}
-    return G.gallery(model, np.asarray(rows.tokens[:plan.n_rows]), plan.mask(0, plan.n_rows),
-                     G.examples(picks, vr, kinds, group), lambda i: tok.decode([i]), FP.SAMPLE_TOKENS, device)
+    ex = G.examples(picks, vr, kinds, group)
+    decode = lambda i: tok.decode([i])  # noqa: E731
+    on_brown = [e for e in ex if e["family"] == "syntax"] if brown is not None and brown[1] is not None else []
+    made = G.gallery(model, np.asarray(rows.tokens[:plan.n_rows]), plan.mask(0, plan.n_rows),
+                     [e for e in ex if e not in on_brown], decode, FP.SAMPLE_TOKENS, device)
+    if on_brown:
+        made += [e | {"text": "Brown"} for e in G.gallery(model, brown[1], brown[3], on_brown, decode,
+                                                            FP.SAMPLE_TOKENS, device)]
+    order = [e["family"] for e in ex]
+    return sorted(made, key=lambda e: order.index(e["family"]))
 
 
 def family_figure(ch: Chapter, family: str):

@@ -77,7 +77,9 @@ def gallery(model, tokens: np.ndarray, mask: np.ndarray, ex: list[dict], decode,
 def label(e: dict, d_mlp: int) -> str:
     """"L<layer>.<neuron>: <family>, best feature <f> (VR <x>)"; a stand-in says its family is empty."""
     fam = f"{e['family']} (family empty: stand-in)" if e["stand_in"] else e["family"]
-    return f"L{e['neuron'] // d_mlp}.{e['neuron'] % d_mlp}: {fam}, best feature {e['feature']} (VR {e['vr']:.2f})"
+    where = f", on {e['text']} text" if e.get("text") else ""
+    return (f"L{e['neuron'] // d_mlp}.{e['neuron'] % d_mlp}: {fam}, best feature {e['feature']} "
+            f"(VR {e['vr']:.2f}){where}")
 
 
 def _shown(s: str) -> str:
