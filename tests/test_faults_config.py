@@ -127,7 +127,8 @@ def test_unknown_device_through_the_cli(art, capsys):
     _one_line(err, r"unknown device 'gpu0': use cpu, cuda, cuda:<k> or mps")
 
 
-@pytest.mark.parametrize("chapter", ["zoo", "universality", "properties", "prediction", "mysteries", "scale"])
+@pytest.mark.parametrize("chapter", ["zoo", "universality", "properties", "families", "prediction", "entropy", "attention",
+                                     "mysteries", "scale"])
 def test_cuda_absent_through_a_chapter(chapter, no_cuda, art):
     import importlib
 

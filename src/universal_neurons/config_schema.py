@@ -186,6 +186,16 @@ class Book(Section):
     family_tokens: Positive = Field(100000, description="families chapter: held-out tokens of the feature pass "
                                     "(at most the held-out rows)")
     family_vr: Share = Field(0.2, description="families chapter: best VR above which a neuron counts as explained")
+    entropy_tokens: Positive = Field(4096, description="entropy chapter: held-out tokens of each fixed-activation run")
+    entropy_random: Positive = Field(paper.ENTROPY_RANDOM, description="entropy chapter: random neurons of the "
+                                     "last two layers in the baseline band")
+    null_dims: Positive = Field(paper.NULL_DIMS_GPT2_SMALL, description="entropy chapter: bottom singular "
+                                "directions of W_U spanning its null space (Stolfo et al.)")
+    attention_tokens: Positive = Field(16384, description="attention chapter: held-out tokens of each path ablation")
+    attention_pairs: Positive = Field(3, description="attention chapter: the strongest (neuron, head) pairs ablated")
+    attention_random: Positive = Field(10000, description="attention chapter: random unit directions of the baseline")
+    role_top: Positive = Field(10, description="entropy and attention chapters: a neuron has a role in a seed when "
+                               "it ranks among that seed's top role_top for it")
 
 
 class Grid(Section):

@@ -116,3 +116,16 @@ FAMILY_LAYERS_MEDIUM = {
 # which hold 272 of GPT2-medium-a's 1,211 universal neurons; their best features: 14 unigrams ("to", "of", "the",
 # ...) and 6 other token features (comma, period, one digit, possessive pronoun).
 TOP_EXPLAINED_LAYERS = (0, 1)
+
+# Entropy neurons (section 5.2, figures 7 and 25; paper.md section 6). The neurons the reference studied
+# (slurm/entropy_neuron_experiment.sh) [R]: the entropy neuron first, then its anti-entropy partner(s).
+ENTROPY_NEURONS = {"GPT2-small-a": ((11, 3030), (11, 2859)), "GPT2-medium-a": ((23, 945), (22, 2882)),
+                   "Pythia-160m": ((11, 1070), (10, 1205), (10, 2385))}
+ENTROPY_ANTI_COS = -0.886  # cos of the w_out of GPT2-medium-a L23.945 and L22.2882 [P]
+ENTROPY_VALUES = (-0.17, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)  # the fixed activations (slurm/entropy_intervention.sh)
+ENTROPY_RANDOM = 20  # random neurons of the last two layers, the baseline band [P]
+NULL_DIMS_GPT2_SMALL = 12  # Stolfo et al.: bottom singular directions of W_U for gpt2-small (case_studies/*.py) [R]
+
+# Attention (de)activation neurons (section 5.3, figures 8 and 26; paper.md section 7).
+ATTENTION_EXAMPLE = ("GPT2-medium-a", (4, 3594), (5, 0))  # neuron L4.3594 -> head L5.H0 [P]
+BOS_VALUE_RATIO = 19.4  # the median head's |W_O v_BOS| is 19.4 times smaller than for other tokens [P]

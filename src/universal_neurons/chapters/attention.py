@@ -1,0 +1,231 @@
+"""Attention (de)activation neurons (paper section 5.3, figures 8 and 26): the BOS heuristic score of every
+(neuron, later head) pair in every seed against random directions, the path ablation of the strongest pairs
+(over all batches), the heads' BOS value norms, and whether the role itself is universal (does the reference's
+strongest neuron's twin in each other seed score among that seed's strongest?)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown
+
+from .. import attention as AT
+from .. import cache, data, paper, plotting
+from .. import neuron_tables as T
+from ..atomic import write_text
+from ..config import load_profile
+from ..publish import Chapter
+from .entropy import name_of, twin
+
+VERSION = 1
+N_SCATTER = 4000  # points drawn per scatter panel
+
+
+def pair_name(r) -> str:
+    """"L<l>.<n> → L<l>.H<h>" of a score row."""
+    return f"L{int(r['neuron_layer'])}.{int(r['neuron'])} → L{int(r['head_layer'])}.H{int(r['head'])}"
+
+
+def random_tail(scores: pd.DataFrame, rnd: np.ndarray) -> pd.Series:
+    """Per pair: the share of random unit directions scoring at least as high for the same head (the score's
+    p-value against the random baseline)."""
+    out = np.empty(len(scores))
+    for (lh, h), idx in scores.groupby(["head_layer", "head"]).groups.items():
+        ref = np.sort(rnd[:, lh, h])
+        out[scores.index.get_indexer(idx)] = 1 - np.searchsorted(ref, scores.loc[idx, "score"].to_numpy()) / len(ref)
+    return pd.Series(out, index=scores.index)
+
+
+def ablation_summary(abl: pd.DataFrame) -> dict:
+    """What a path ablation shows: the correlations of the activation with the change (ablated − clean) of the
+    head's attention to BOS and of its output norm after W_O, and the mean changes where the neuron fires
+    (activation > 0) and where it does not."""
+    fire = abl["activation"] > 0
+    corr = lambda col: float(np.corrcoef(abl["activation"], abl[col])[0, 1]) if abl[col].std() > 0 else 0.0  # noqa: E731
+    return {"r(act, Δ BOS attention)": corr("bos_attn_change"), "r(act, Δ output norm)": corr("out_norm_change"),
+            "Δ BOS attention, firing": float(abl.loc[fire, "bos_attn_change"].mean()) if fire.any() else np.nan,
+            "Δ BOS attention, not firing": float(abl.loc[~fire, "bos_attn_change"].mean()) if (~fire).any() else np.nan,
+            "Δ output norm, firing": float(abl.loc[fire, "out_norm_change"].mean()) if fire.any() else np.nan,
+            "share firing": float(fire.mean())}
+
+
+def deactivates(summary: dict) -> bool:
+    """The paper's claim for a pair: a positive activation raises the head's BOS attention and shrinks its
+    output, so removing the neuron's contribution to the query lowers BOS attention and raises the output norm
+    where it fires."""
+    return summary["r(act, Δ BOS attention)"] < 0 and summary["r(act, Δ output norm)"] > 0
+
+
+def _ablations(prof, models: dict, pairs: dict, tokens: np.ndarray, device) -> pd.DataFrame:
+    """Every path ablation of the chapter (cached in the run folder's tables): per model its pairs."""
+    from ..loading import resolve_checkpoint
+
+    folder, path = Path(prof.tables_dir), Path(prof.tables_dir) / "attention_ablations.csv"
+    batch = int(prof.cfg["analysis"].get("batch_size", 64))
+    key = cache.make_key("attention", version=VERSION, pairs={m: [list(p) for p in ps] for m, ps in pairs.items()},
+                         weights={m: cache.weights_signature(resolve_checkpoint(s, prof.revision))
+                                  for m, s in zip(models, prof.members())},
+                         tokens=int(tokens.size), data=data.analysis_rows(prof, progress=False).header["provenance"],
+                         batch=batch)
+    if cache.is_current(folder, key) and path.is_file():
+        return pd.read_csv(path)
+    from tqdm.auto import tqdm
+
+    jobs = [(m, p) for m, ps in pairs.items() for p in ps]
+    parts = []
+    with cache.updating(folder, key):
+        for m, (l, n, lh, h) in tqdm(jobs, desc="path ablations", unit="pair"):
+            abl = AT.path_ablation(models[m], tokens, l, n, lh, h, batch_rows=batch, device=device)
+            parts.append(abl.assign(model=m, pair=f"L{l}.{n} → L{lh}.H{h}"))
+        write_text(path, pd.concat(parts, ignore_index=True).to_csv(index=False))
+    return pd.read_csv(path)
+
+
+def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
+    """Scores in every seed, ablations of the reference's strongest pairs and each seed's own (cached), BOS value
+    norms, verdicts and the role's universality across seeds."""
+    from ..loading import load_model
+
+    prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
+    b = prof.cfg["book"]
+    top, n_pairs = int(b["role_top"]), int(b["attention_pairs"])
+    res = T.ensure_results(prof, device=device)
+    sources = prof.members()
+    names = [name_of(s) for s in sources]
+    models = {m: load_model(s, device=device, revision=prof.revision) for m, s in zip(names, sources)}
+    ref = names[0]
+    rows = data.analysis_rows(prof, progress=False)
+    bos = int(rows.header["bos_id"])
+    scores = {m: AT.bos_scores(model, bos) for m, model in models.items()}
+    rnd = AT.random_scores(models[ref], bos, n=int(b["attention_random"]), seed=0)
+    s_ref = scores[ref].assign(p_random=lambda t: random_tail(t, rnd))
+    best = AT.top_pairs(s_ref, n_pairs)
+    key = lambda r: (int(r["neuron_layer"]), int(r["neuron"]), int(r["head_layer"]), int(r["head"]))  # noqa: E731
+    pairs = {ref: [key(r) for _, r in best.iterrows()]}
+    for m in names[1:]:
+        pairs[m] = [key(AT.top_pairs(scores[m], 1).iloc[0])]
+    n_rows = max(1, min(len(rows.tokens), -(-int(b["attention_tokens"]) // rows.n_ctx)))
+    tokens = np.asarray(rows.tokens[:n_rows]).astype(np.int64)
+    abl = _ablations(prof, models, pairs, tokens, device)
+    summaries = {(m, p): ablation_summary(g) for (m, p), g in abl.groupby(["model", "pair"], sort=False)}
+    best = best.assign(pair=[pair_name(r) for _, r in best.iterrows()])
+    best = best.join(pd.DataFrame([summaries[(ref, p)] for p in best["pair"]], index=best.index))
+    best["deactivates"] = [deactivates(summaries[(ref, p)]) for p in best["pair"]]
+
+    # the role across seeds: the reference's strongest neuron's twin in each other seed, ranked there by its best
+    # score over later heads among all that seed's neurons
+    l0, n0 = pairs[ref][0][:2]
+    seeds = []
+    for k, m in enumerate(names[1:], 1):
+        tl, tn, r = twin(res.neurons, l0, n0, k)
+        per_neuron = scores[m].groupby(["neuron_layer", "neuron"])["score"].max()
+        rank = per_neuron.rank(ascending=False, method="min")
+        own = pairs[m][0]
+        own_name = f"L{own[0]}.{own[1]} → L{own[2]}.H{own[3]}"
+        seeds.append({"seed": m, "twin": f"L{tl}.{tn}", "correlation": r,
+                      "twin's best score": float(per_neuron.get((tl, tn), np.nan)),
+                      "twin's rank": float(rank.get((tl, tn), np.nan)),
+                      "twin is a candidate": bool(rank.get((tl, tn), np.inf) <= top), "own top pair": own_name,
+                      "own top score": float(scores[m]["score"].max()),
+                      "own top deactivates": deactivates(summaries[(m, own_name)])})
+    seeds = pd.DataFrame(seeds)
+    ratio = AT.bos_value_ratio(models[ref], tokens, batch_rows=int(prof.cfg["analysis"].get("batch_size", 64)),
+                               device=device)
+    rnd_later = np.concatenate([rnd[:, lh].ravel() for lh in range(1, rnd.shape[1])]) if rnd.shape[1] > 1 else rnd.ravel()
+    top_row = best.iloc[0]
+    glue = {"att_reference": ref, "att_pair": top_row["pair"], "att_score": float(top_row["score"]),
+            "att_p_random": float(top_row["p_random"]), "att_n_pairs": len(s_ref), "att_n_random": int(rnd.shape[0]),
+            "att_random_q999": float(np.quantile(rnd_later, 0.999)),
+            "att_share_above": float((s_ref["score"] > rnd_later.max()).mean()),
+            "att_r_bos": float(top_row["r(act, Δ BOS attention)"]), "att_r_norm": float(top_row["r(act, Δ output norm)"]),
+            "att_d_bos_firing": float(top_row["Δ BOS attention, firing"]),
+            "att_verdict": "holds" if top_row["deactivates"] else "does not hold",
+            "att_n_deactivating": int(best["deactivates"].sum()), "att_n_ablated": len(best),
+            "att_n_tokens": int(tokens.size), "att_median_ratio": float(ratio["ratio"].median()),
+            "att_paper_ratio": paper.BOS_VALUE_RATIO, "att_top": top, "att_n_seeds": len(names) - 1,
+            "att_n_twins": int(seeds["twin is a candidate"].sum()) if len(seeds) else 0,
+            "att_n_seeds_deactivating": int(seeds["own top deactivates"].sum()) if len(seeds) else 0,
+            "att_paper_md": Markdown(f"{paper.ATTENTION_EXAMPLE[0]} L{paper.ATTENTION_EXAMPLE[1][0]}."
+                                     f"{paper.ATTENTION_EXAMPLE[1][1]} → L{paper.ATTENTION_EXAMPLE[2][0]}."
+                                     f"H{paper.ATTENTION_EXAMPLE[2][1]}")}
+    glue["att_ratio_verdict"] = "holds" if glue["att_median_ratio"] > 1 else "does not hold"
+    shown = ["pair", "score", "p_random", *summaries[(ref, best["pair"].iloc[0])], "deactivates"]
+    tables = {"pairs": best[shown].round(4), "seeds": seeds.round(4), "ratio": ratio.round(3)}
+    return Chapter("attention", prof, glue=glue, tables=tables,
+                   data={"reference": ref, "scores": s_ref, "random": rnd_later, "best": best,
+                         "ablations": abl, "ratio": ratio, "names": names, "pairs": pairs})
+
+
+def scores_figure(ch: Chapter):
+    """Figure 8a: the heuristic score of every (neuron, later head) pair against random unit directions."""
+    s, rnd = ch.data["scores"], ch.data["random"]
+    fig, ax = plotting.subplots(height=3.6)
+    bins = np.linspace(min(s["score"].min(), rnd.min()), max(s["score"].max(), rnd.max()), 80)
+    ax.hist(rnd, bins=bins, density=True, color="0.7", label="random unit directions")
+    ax.hist(s["score"], bins=bins, density=True, histtype="step", color="C3", lw=1.5, label="neurons (w_out)")
+    for _, r in ch.data["best"].iterrows():
+        ax.axvline(r["score"], color="C3", ls=":", lw=1)
+        ax.annotate(r["pair"], (r["score"], ax.get_ylim()[1] * 0.9), fontsize=7, rotation=90, ha="right", va="top")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set(xlabel="ŵ_outᵀ W_Q k_BOS / √d_head", ylabel="density (log)",
+           title=f"{ch.data['reference']}: how much each neuron's output steers a later head's query to BOS")
+    return fig
+
+
+def ablation_figure(ch: Chapter):
+    """Figures 8b-c and 26: per ablated pair, the activation against the change (ablated − clean) of the head's
+    attention to BOS and of its output norm after W_O, at the destination positions."""
+    ref, abl = ch.data["reference"], ch.data["ablations"]
+    pairs = list(ch.data["best"]["pair"])
+    fig, axes = plotting.subplots(2, len(pairs), height=6.4, width=max(plotting.WIDE, 4 * len(pairs)),
+                                  squeeze=False)
+    rng = np.random.default_rng(0)
+    for j, p in enumerate(pairs):
+        g = abl[(abl["model"] == ref) & (abl["pair"] == p)]
+        g = g.iloc[rng.permutation(len(g))[:N_SCATTER]]
+        for i, (col, lab) in enumerate((("bos_attn_change", "Δ attention to BOS"),
+                                        ("out_norm_change", "Δ |head output| (after W_O)"))):
+            ax = axes[i, j]
+            ax.scatter(g["activation"], g[col], s=3, alpha=0.3, color=f"C{i}")
+            ax.axhline(0, color="k", lw=0.8)
+            ax.set(xlabel="neuron post-activation", ylabel=lab if j == 0 else "")
+        axes[0, j].set_title(p, fontsize=9)
+    fig.suptitle(f"{ref}: the neuron's contribution removed from the head's query (ablated − clean)")
+    return fig
+
+
+def ratio_figure(ch: Chapter):
+    """Per head: how many times smaller the BOS token's value output |W_O v_BOS| is than other tokens'."""
+    r = ch.data["ratio"]
+    fig, ax = plotting.subplots(height=3.2)
+    labels = [f"L{l}.H{h}" for l, h in zip(r["layer"], r["head"])]
+    ax.bar(labels, r["ratio"], color="C0")
+    ax.axhline(paper.BOS_VALUE_RATIO, color="C3", ls="--", label=f"the paper's median head ({paper.BOS_VALUE_RATIO}x)")
+    ax.axhline(1, color="k", lw=0.8)
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set(ylabel="mean |W_O v| other tokens / BOS (log)", title=f"{ch.data['reference']}: the BOS value per head")
+    ax.tick_params(axis="x", rotation=90, labelsize=7)
+    return fig
+
+
+def seeds_figure(ch: Chapter):
+    """Every seed's own strongest pair: the activation against the change of the head's attention to BOS."""
+    abl, names, pairs = ch.data["ablations"], ch.data["names"], ch.data["pairs"]
+    fig, axes = plotting.subplots(1, len(names), height=3.2, width=max(plotting.WIDE, 3.6 * len(names)), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, m in zip(axes[0], names):
+        l, n, lh, h = pairs[m][0]
+        p = f"L{l}.{n} → L{lh}.H{h}"
+        g = abl[(abl["model"] == m) & (abl["pair"] == p)]
+        g = g.iloc[rng.permutation(len(g))[:N_SCATTER]]
+        ax.scatter(g["activation"], g["bos_attn_change"], s=3, alpha=0.3)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(title=f"{m}: {p}", xlabel="neuron post-activation")
+        ax.title.set_fontsize(9)
+    axes[0, 0].set_ylabel("Δ attention to BOS")
+    fig.suptitle("each seed's strongest pair, its contribution removed from the head's query")
+    return fig
