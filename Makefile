@@ -106,6 +106,7 @@ book: notebooks $(MATHJAX)
 	echo "$(PROFILE)" > book/generated/PROFILE
 	printf '%s\n' "$(SET)" > book/generated/SET
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
+	$(PY) -m universal_neurons explorer --profile $(PROFILE) --set "$(SET)" --device $(DEVICE) --quiet
 	@echo "book: $(CURDIR)/_build/html/index.html (profile $(PROFILE), run folder $(ART))"
 
 FORCE:

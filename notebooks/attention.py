@@ -14,9 +14,8 @@
 # # Attention-deactivation neurons
 #
 # In {glue:text}`att_reference`, the neuron whose output most steers a later head's query towards the
-# beginning-of-text token is the pair {glue:text}`att_pair` (heuristic score {glue:text}`att_score:.3f`; a share
-# {glue:text}`att_p_random:.4f` of {glue:text}`att_n_random:,` random unit directions score as high for that
-# head). Removing its contribution from that head's query changes the head's attention to the beginning-of-text
+# beginning-of-text token is the pair {glue:text}`att_pair` (heuristic score {glue:text}`att_score:.3f`;
+# {glue:md}`att_random_md`). Removing its contribution from that head's query changes the head's attention to the beginning-of-text
 # token with a correlation of {glue:text}`att_r_bos:.3f` against the neuron's activation, and the norm of the
 # head's output with {glue:text}`att_r_norm:.3f`: the paper's claim that a firing neuron turns the head towards
 # that token and shrinks its output {glue:text}`att_verdict` here ({glue:text}`att_n_deactivating` of the
@@ -80,7 +79,7 @@ publish.figure(ch, "seeds", chapter.seeds_figure(ch))
 # activation above zero):
 
 # %% tags=["hide-input"]
-ch.tables["pairs"]
+publish.table(ch, "pairs")
 
 # %% [markdown]
 # ## The beginning-of-text token's value

@@ -14,10 +14,9 @@
 # # Entropy neurons
 #
 # In {glue:text}`ent_reference`, the neuron that looks most like an entropy neuron by its weights,
-# {glue:text}`ent_neuron`, {glue:text}`ent_direction` the entropy of the next-token distribution when its
-# activation is fixed from the smallest to the largest value (by {glue:text}`ent_d_entropy:.3f` nats, while the
-# final LayerNorm scale changes by {glue:text}`ent_d_scale:.3f` and the reciprocal rank of the true token by
-# {glue:text}`ent_d_rr:.4f`). The largest change among {glue:text}`ent_n_random` random neurons of the last two
+# {glue:text}`ent_neuron`, changes the entropy of the next-token distribution by {glue:text}`ent_d_entropy:.3f`
+# nats when its activation is fixed from the smallest to the largest value, while the final LayerNorm scale
+# changes by {glue:text}`ent_d_scale:.3f` and the reciprocal rank of the true token by {glue:text}`ent_d_rr:.4f`. The largest change among {glue:text}`ent_n_random` random neurons of the last two
 # layers is {glue:text}`ent_band_max:.3f` nats. With the LayerNorm scale frozen at its clean value, the change is
 # {glue:text}`ent_d_direct:.3f` nats (the direct path), so {glue:text}`ent_d_via_scale:.3f` nats go through the
 # scale. In {glue:text}`ent_n_twins` of the {glue:text}`ent_n_seeds` other
@@ -30,7 +29,7 @@
 # The paper's figures 7b-c and 25 on this zoo: the final LayerNorm scale, the reciprocal rank of the true next
 # token, the entropy of the next-token distribution and the loss, each averaged over the held-out positions,
 # against the value at which one neuron's post-activation is fixed at every position. Red: the entropy neuron by
-# the paper's view; orange: by the null-space view; blue: its anti-entropy partner; grey band: the range of
+# the paper's view; green: by the null-space view; blue: its anti-entropy partner; grey band: the range of
 # the random neurons; dotted: the clean model.
 # ```
 #
@@ -91,7 +90,7 @@ publish.figure(ch, "seeds", chapter.seeds_figure(ch))
 # among the top {glue:text}`ent_top` of either view:
 
 # %% tags=["hide-input"]
-ch.tables["candidates"]
+publish.table(ch, "candidates")
 
 # %% [markdown]
 # ## Total and direct effect
@@ -135,7 +134,7 @@ ch.tables["seeds"]
 # {glue:text}`ent_freq_neuron` (cosine {glue:text}`ent_freq_cos:.3f`). The most aligned neurons:
 
 # %% tags=["hide-input"]
-ch.tables["frequency"]
+publish.table(ch, "frequency")
 
 # %% [markdown]
 # ## The paper's neurons

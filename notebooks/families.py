@@ -97,7 +97,7 @@ ch.tables["kinds"]
 # Brown rows), its kind and the VR, highest first.
 
 # %% tags=["hide-input"]
-ch.tables["best"]
+publish.table(ch, "best")
 
 # %% [markdown]
 # ## Unigram and alphabet neurons
@@ -118,10 +118,10 @@ ch.tables["best"]
 # ```
 
 # %% tags=["hide-input"]
-ch.tables["unigram"]
+publish.table(ch, "unigram")
 
 # %% tags=["hide-input"]
-ch.tables["alphabet"]
+publish.table(ch, "alphabet")
 
 # %% [markdown]
 # ## Previous-token and syntax neurons
@@ -141,10 +141,10 @@ ch.tables["alphabet"]
 # ```
 
 # %% tags=["hide-input"]
-ch.tables["previous"]
+publish.table(ch, "previous")
 
 # %% tags=["hide-input"]
-ch.tables["syntax"]
+publish.table(ch, "syntax")
 
 # %% [markdown]
 # ## Position neurons
@@ -157,4 +157,4 @@ ch.tables["syntax"]
 # ```
 
 # %% tags=["hide-input"]
-ch.tables["position"]
+publish.table(ch, "position")

@@ -139,7 +139,7 @@ ch.tables["counts"]
 # Below, their post-activations on held-out tokens, split by whether the next token belongs to the class.
 
 # %% tags=["hide-input"]
-ch.tables["classes"]
+publish.table(ch, "classes")
 
 # %% [markdown]
 # ```{glue:figure} fig-prediction-classes

@@ -131,7 +131,7 @@ ch.tables["per_layer"]
 # The neurons with the largest excess correlation, with their best match in each partner.
 
 # %% tags=["hide-input"]
-ch.tables["top_neurons"]
+publish.table(ch, "top_neurons")
 
 # %% [markdown]
 # ## Our numbers beside the paper's

@@ -141,3 +141,115 @@ def test_tables_sort_by_a_clicked_column_in_chromium(built, tmp_path):
 }});</script></body></html>""")
     dom = render(page, tmp_path / "profile")
     assert 'data-order="acb"' in dom, "clicking the vr header twice sorts 10, 2, 0.5"
+
+
+# ---- the neuron explorer, served over http ---------------------------------------------------------------------
+class _Server:
+    """A local http server of `root` (127.0.0.1, a free port) recording every request and its status."""
+
+    def __init__(self, root: Path):
+        import functools
+        import threading
+        from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+        self.log = []
+        log = self.log
+
+        class Handler(SimpleHTTPRequestHandler):
+            def log_request(self, code="-", size="-"):
+                log.append((self.command, self.path, int(getattr(code, "value", code))))
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# Chromium's own services, which it calls whatever the page (updates, clock, sign-in, autofill): not the page's
+BROWSER_SERVICES = {"update.googleapis.com", "clients2.google.com", "accounts.google.com",
+                    "content-autofill.googleapis.com"}
+
+
+def _host(request: tuple) -> str:
+    """The host a proxied request asks for (CONNECT host:port, or an absolute http URL)."""
+    from urllib.parse import urlsplit
+
+    method, target, _ = request
+    return target.rsplit(":", 1)[0] if method == "CONNECT" else urlsplit(target).hostname or ""
+
+
+def _chromium(tmp_path, proxy: str, *args) -> str:
+    """Headless Chromium with every request off 127.0.0.1 sent to `proxy` (a recorder), its stdout."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Chromium is missing: `make test` installs it (apt-get install chromium)"
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--no-pings", "--disable-domain-reliability",
+           "--disable-features=AutofillServerCommunication,OptimizationHints", f"--user-data-dir={tmp_path}",
+           f"--proxy-server={proxy}", "--virtual-time-budget=5000", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+def test_neuron_explorer_in_chromium_over_http(built, tmp_path):
+    """The explorer of the smoke book: index and a neuron page load over http from 127.0.0.1 with no failed request
+    and none elsewhere (a recording proxy takes any), a twin link leads to the twin's page, and a screenshot of the
+    page is not blank."""
+    from urllib.parse import urljoin
+
+    from universal_neurons import load_profile
+
+    profile = (ROOT / "book" / "generated" / "PROFILE").read_text().strip()
+    run = load_profile(profile, (ROOT / "book" / "generated" / "SET").read_text().strip()).run_name
+    assert (built / "neurons" / run / "index.html").is_file(), "make book wrote no neuron explorer"
+    site, outside = _Server(built), _Server(tmp_path)  # the second one stands as the proxy: it records any request
+    try:
+        proxy = outside.url
+        index_url = f"{site.url}/neurons/{run}/index.html"
+        index = _chromium(tmp_path / "a", proxy, "--dump-dom", index_url)
+        rows = [r for r in re.findall(r"<tr>.*?</tr>", index, re.S) if re.search(r"<td>(universal|top)</td>", r)]
+        pages = [re.search(r'<a href="([^"]+\.html)"', r)[1] for r in rows]
+        assert pages, "the index links no compared neuron's page"
+        page_url = urljoin(index_url, pages[0])
+        page = _chromium(tmp_path / "b", proxy, "--dump-dom", page_url)
+        assert "Top activations" in page and 'class="tok ex"' in page
+        twins = re.findall(r'<table class="twins">.*?</table>', page, re.S)
+        links = re.findall(r'<a href="([^"]+)">(seed-\d+ L\d+\.\d+)</a>', twins[0]) if twins else []
+        assert links, "the neuron page has no twin link"
+        twin_href, twin_name = links[0]
+        twin = _chromium(tmp_path / "c", proxy, "--dump-dom", urljoin(page_url, twin_href))
+        assert twin_name in twin and "Top activations" in twin
+        shot = tmp_path / "page.png"
+        _chromium(tmp_path / "d", proxy, f"--screenshot={shot}", "--window-size=1200,900", page_url)
+    finally:
+        site.close()
+        outside.close()
+    failed = [(p, code) for _, p, code in site.log if code >= 400]
+    assert not failed, f"failed requests: {failed}"
+    assert any(p.endswith("_static/explorer.css") for _, p, _ in site.log), "the stylesheet was not requested"
+    left = [r for r in outside.log if _host(r) not in BROWSER_SERVICES]
+    assert not left, f"requests left 127.0.0.1: {left}"
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    img = mpimg.imread(shot)
+    assert img.shape[0] >= 800 and img.shape[1] >= 1100
+    assert float(np.std(img[..., :3])) > 0.05, "the screenshot is blank"
+    assert (img[..., :3] < 0.5).mean() > 0.001, "no dark pixels (text) in the screenshot"
+
+
+def test_chapter_tables_link_neuron_ids_to_the_explorer(built):
+    """Neuron ids in the chapters' tables link to explorer pages that exist."""
+    n = 0
+    for name in CHAPTERS:
+        page = built / "book" / "generated" / f"{name}.html"
+        for href, text in re.findall(r'<a href="([^"]*neurons/[^"]+)">(L\d+\.\d+)</a>', page.read_text()):
+            target = (page.parent / href).resolve()
+            assert target.is_file(), f"{name}: {text} links {href}, which is missing"
+            assert f"L{text[1:].replace('.', 'N')}.html" == target.name
+            n += 1
+    assert n > 0, "no chapter table links a neuron to its explorer page"

@@ -20,6 +20,11 @@ def test_random_tail_is_the_share_of_random_directions_as_high():
     np.testing.assert_allclose(tail.to_numpy(), brute)
 
 
+def test_random_sentence():
+    assert chapter.random_sentence(0.0, 10000) == "none of 10,000 random unit directions scores as high for that head"
+    assert chapter.random_sentence(0.0012, 500).startswith("a share 0.0012 of 500 random")
+
+
 def _ablation(sign):
     rng = np.random.default_rng(0)
     act = rng.normal(size=500)

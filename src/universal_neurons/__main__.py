@@ -26,6 +26,7 @@ COMMANDS = {
     "universality": "correlate the reference with its partners and write the neuron tables (paper section 2)",
     "properties": "compute the neuron properties (weight and activation statistics) of every member",
     "sweep": "train and analyse the zoos of a sweep profile's grid, point by point (resumable)",
+    "explorer": "write the neuron explorer's pages (one per compared neuron, its twins and a contrast sample)",
     "config": "print the resolved configuration (defaults and overrides applied) as YAML",
     "where": "print the run folder of the profile with its overrides, relative to the working directory",
 }
@@ -51,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
     cmd["sweep"].add_argument("--out", metavar="DIR", help="the sweep's folder (default: artifacts/<profile>)")
     cmd["sweep"].add_argument("--list", action="store_true", help="list the points and which are done; run nothing")
     cmd["sweep"].add_argument("--ship", action="store_true", help="copy results.csv into the repository's results/ folder")
+    cmd["explorer"].add_argument("--out", metavar="DIR", help="the pages' root (default: _build/html/neurons); "
+                                 "the pages go to DIR/<run>/")
     cmd["config"].add_argument("--write", metavar="FILE",
                                help="write the YAML into FILE (atomically, and only when it changed: for make)")
     cmd["config"].add_argument("--list", action="store_true", help="list the shipped profiles and their descriptions")
@@ -81,7 +84,7 @@ def main(argv=None) -> int:
 
 
 # the subcommands that write; each holds `<folder>/.lock` of every folder it writes while it runs (lock.py)
-WRITERS = ("data", "zoo", "release", "universality", "properties", "sweep")
+WRITERS = ("data", "zoo", "release", "universality", "properties", "sweep", "explorer")
 MIB = 2**20
 
 
@@ -180,6 +183,13 @@ def _properties(profile, args, progress):
     res = compute_properties(profile, device=args.device, all_members=not args.reference_only, progress=progress)
     print(f"{profile.tables_dir / 'properties.csv'}: {len(res.info['names'])} models, "
           f"{res.info['n_tokens']:,} tokens, {res.info['seconds']:.0f} s")
+
+
+def _explorer(profile, args, progress):
+    from .neuron_site import build
+
+    made = build(profile, args.out, device=args.device, progress=progress)
+    print(f"neuron explorer: {made}")
 
 
 def _sweep(profile, args, progress):

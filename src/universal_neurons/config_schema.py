@@ -194,6 +194,7 @@ class Book(Section):
     attention_tokens: Positive = Field(16384, description="attention chapter: held-out tokens of each path ablation")
     attention_pairs: Positive = Field(3, description="attention chapter: the strongest (neuron, head) pairs ablated")
     attention_random: Positive = Field(10000, description="attention chapter: random unit directions of the baseline")
+    explorer_tokens: Positive = Field(65536, description="neuron explorer: held-out tokens of each member's pass")
     role_top: Positive = Field(10, description="entropy and attention chapters: a neuron has a role in a seed when "
                                "it ranks among that seed's top role_top for it")
 

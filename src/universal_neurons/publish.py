@@ -6,6 +6,7 @@ A chapter module (universal_neurons.chapters.<name>) computes a `Chapter`; its n
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,44 @@ def figure(ch: Chapter, name: str, fig) -> Path:
     glue(f"fig-{ch.name}-{name}", fig, display=False)
     plt.close(fig)
     return path
+
+
+NEURON_ID = re.compile(r"\bL\d+\.\d+\b")
+
+
+def linked_html(df, links: dict[str, str], max_rows: int | None = None) -> str:
+    """`df` as an HTML table (class dataframe) whose text cells have every neuron id in `links` ("L<l>.<n>")
+    made a link to its page; all other text escaped."""
+    import html
+
+    import pandas as pd
+
+    def cell(v):
+        if not isinstance(v, str):
+            return v
+        return NEURON_ID.sub(lambda m: f'<a href="{links[m[0]]}">{m[0]}</a>' if m[0] in links else m[0], html.escape(v))
+
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(cell)
+    out.columns = [html.escape(str(c)) for c in out.columns]
+    return out.to_html(escape=False, max_rows=max_rows or pd.get_option("display.max_rows"))
+
+
+def table(ch: Chapter, name: str):
+    """A chapter table for its page, the reference's neuron ids linked to their neuron-explorer pages (built by
+    `make book`); plain when the explorer has nothing for this run."""
+    from IPython.display import HTML
+
+    if "_links" not in ch.data:
+        from .neuron_site import links
+
+        try:
+            ch.data["_links"] = links(ch.profile)
+        except (UserError, OSError, KeyError, ValueError):
+            ch.data["_links"] = {}
+    return HTML(linked_html(ch.tables[name], ch.data["_links"]))
 
 
 def remove_injected_parameters(notebook) -> None:

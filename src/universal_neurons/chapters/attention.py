@@ -38,6 +38,13 @@ def random_tail(scores: pd.DataFrame, rnd: np.ndarray) -> pd.Series:
     return pd.Series(out, index=scores.index)
 
 
+def random_sentence(p: float, n: int) -> str:
+    """How many of the n random directions score as high as the pair, in words."""
+    if p == 0:
+        return f"none of {n:,} random unit directions scores as high for that head"
+    return f"a share {p:.4f} of {n:,} random unit directions scores as high for that head"
+
+
 def ablation_summary(abl: pd.DataFrame) -> dict:
     """What a path ablation shows: the correlations of the activation with the change (ablated − clean) of the
     head's attention to BOS and of its output norm after W_O, and the mean changes where the neuron fires
@@ -150,6 +157,7 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
             "att_paper_md": Markdown(f"{paper.ATTENTION_EXAMPLE[0]} L{paper.ATTENTION_EXAMPLE[1][0]}."
                                      f"{paper.ATTENTION_EXAMPLE[1][1]} → L{paper.ATTENTION_EXAMPLE[2][0]}."
                                      f"H{paper.ATTENTION_EXAMPLE[2][1]}")}
+    glue["att_random_md"] = Markdown(random_sentence(glue["att_p_random"], glue["att_n_random"]))
     glue["att_ratio_verdict"] = "holds" if glue["att_median_ratio"] > 1 else "does not hold"
     shown = ["pair", "score", "p_random", *summaries[(ref, best["pair"].iloc[0])], "deactivates"]
     tables = {"pairs": best[shown].round(4), "seeds": seeds.round(4), "ratio": ratio.round(3)}

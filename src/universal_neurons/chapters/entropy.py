@@ -211,7 +211,6 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     glue |= {f"ent_verdict_{k}": x for k, x in v.items()}
     total, direct = total_and_direct(ref_eff, "entropy (paper's view)")
     glue |= {"ent_d_direct": direct, "ent_d_via_scale": total - direct}
-    glue["ent_direction"] = "raises" if glue["ent_d_entropy"] > 0 else "lowers"
     label = lambda t: t.assign(neuron=[f"L{l}.{n}" for l, n in zip(t["layer"], t["neuron"])]).drop(columns="layer")  # noqa: E731
     tables = {"paper": paper_table(paper.universal_tables()),
               "candidates": label(role_rows(rc, top)).round(5),

@@ -70,7 +70,8 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
             "mean gap, universal": float(gap[universal].mean()),
             "mean excess of universal": float(live.loc[universal, "excess_corr"].mean())}
     tables = {"per_layer": T.per_layer(neurons, thresholds),
-              "top_neurons": live.sort_values("excess_corr", ascending=False)[cols].head(N_TOP).round(3),
+              "top_neurons": live.sort_values("excess_corr", ascending=False)[cols].head(N_TOP).round(3).pipe(
+                  lambda t: t.assign(id=[f"L{l}.{n}" for l, n in zip(t["layer"], t["neuron"])])),
               "paper_comparison": comparison_table(ours), "convergence": conv.round(4),
               "run": run_table(prof, info)}
     data = {"live": live, "top": top, "universal": universal, "threshold": threshold, "thresholds": thresholds,

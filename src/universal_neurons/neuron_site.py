@@ -1,0 +1,192 @@
+"""The neuron explorer of a built book: which neurons get a page (the reference's compared group, their twins in
+every other seed, a seeded sample of the rest for contrast), their records (`explorer.neuron_records`, cached in
+the run folder), their labels from the other chapters' analyses, and the pages (`explorer_pages.write_site`) under
+`_build/html/neurons/<run>/`. Chapter tables link neuron ids to these pages (`links`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import cache, data
+from .atomic import write_text
+from .config import project_dir
+
+VERSION = 1
+N_CONTRAST = 10  # non-compared neurons of the reference with a page, for contrast
+SITE = Path("_build/html/neurons")  # under the project: the pages, one folder per run
+
+
+def neuron_id(layer: int, neuron: int) -> str:
+    """The id chapter tables print: L<layer>.<neuron>."""
+    return f"L{int(layer)}.{int(neuron)}"
+
+
+def selection(prof) -> dict[str, list[tuple[int, int, str]]]:
+    """Per member name (reference first): its neurons with a page, (layer, neuron, role) with role "universal"
+    (the compared group's universal neurons) or "top" (the top by excess standing in when too few are universal, as
+    the chapters compare), "contrast" or "twin"."""
+    from . import neuron_tables as T
+    from .chapters.entropy import name_of, twin
+    from .chapters.properties import compared_group
+
+    res = T.load_results(prof)
+    live = res.neurons[~res.neurons["is_dead"].astype(bool)].reset_index(drop=True)
+    group = compared_group(prof, live)
+    names = [name_of(s) for s in prof.members()]
+    chosen = [(int(l), int(n)) for l, n in zip(live.loc[group.mask, "layer"], live.loc[group.mask, "neuron"])]
+    rest = live.loc[~group.mask, ["layer", "neuron"]].to_numpy()
+    pick = np.random.default_rng(0).choice(len(rest), size=min(N_CONTRAST, len(rest)), replace=False)
+    role = "universal" if group.is_universal else "top"
+    out = {names[0]: [(l, n, role) for l, n in chosen] +
+           [(int(rest[i][0]), int(rest[i][1]), "contrast") for i in sorted(pick)]}
+    for k, m in enumerate(names[1:], 1):
+        twins = dict.fromkeys(twin(res.neurons, l, n, k)[:2] for l, n in chosen)  # ordered, distinct
+        out[m] = [(l, n, "twin") for l, n in twins]
+    return out
+
+
+def page_href(prof, model: str, layer: int, neuron: int, depth: int = 2) -> str:
+    """The relative link from a book page `depth` folders below the site root (book/generated/: 2) to a neuron's
+    explorer page."""
+    from .explorer_pages import page_path
+
+    return "../" * depth + f"neurons/{prof.run_name}/" + page_path(model, layer, neuron)
+
+
+def links(prof, model: str | None = None) -> dict[str, str]:
+    """{"L<l>.<n>": href} of the member's neurons with a page (default: the reference), for chapter tables."""
+    sel = selection(prof)
+    model = model or next(iter(sel))
+    return {neuron_id(l, n): page_href(prof, model, l, n) for l, n, _ in sel.get(model, [])}
+
+
+def _load_line(source: str, layer: int, neuron: int) -> str:
+    try:
+        source = str(Path(source).resolve().relative_to(project_dir().resolve()))
+    except ValueError:
+        pass
+    return (f"from universal_neurons.loading import load_model; model = load_model({source!r}); "
+            f"_, cache = model.run_with_cache(tokens); act = cache['blocks.{layer}.mlp.hook_post'][..., {neuron}]")
+
+
+def _labels(prof, model, name: str, neurons, is_reference: bool) -> dict:
+    """Per (layer, neuron): what the other analyses say of it (cheap ones computed here, the families pass only
+    when a chapter already ran it)."""
+    from . import attention as AT
+    from . import entropy as E
+    from . import properties as P
+
+    b = prof.cfg["book"]
+    out = {ln: {} for ln in neurons}
+    cands = E.candidates(model, n_null=min(int(b["null_dims"]), model.cfg.d_model)).set_index(["layer", "neuron"])
+    scores = AT.bos_score_array(model, int(data.analysis_rows(prof, progress=False).header["bos_id"]))
+    for l, n in neurons:
+        if (l, n) in cands.index:
+            out[(l, n)]["entropy rank (paper's view)"] = int(cands.loc[(l, n), "rank_paper"])
+        if l < model.cfg.n_layers - 1:
+            out[(l, n)]["best BOS score"] = round(float(np.nanmax(scores[l, n])), 4)
+    if is_reference:
+        frame = P.neuron_frame(prof).set_index(["layer", "neuron"])
+        kurt = float(b["kurt_threshold"])
+        for l, n in neurons:
+            r = frame.loc[(l, n)]
+            if pd.notna(r.get("vocab_kurt")):
+                out[(l, n)]["vocab class"] = ("prediction" if r["vocab_skew"] > 0 else "suppression") \
+                    if r["vocab_kurt"] > kurt else "-"
+        best = _family_best(prof, model)
+        if best is not None:
+            for l, n in neurons:
+                f = best.loc[l * model.cfg.d_mlp + n]
+                out[(l, n)] |= {"best feature": f["feature"], "VR": round(float(f["vr"]), 4)}
+    return out
+
+
+def _family_best(prof, model):
+    """The best feature and VR of every reference neuron from the families chapter's pass, if it ran."""
+    from . import families as FM
+    from .chapters import families_pass as FP
+    from .errors import UserError
+
+    try:
+        fp = FP.load_pass(prof.tables_dir)
+    except UserError:
+        return None
+    return FM.best_features(fp.vr)
+
+
+def records(prof, device="cpu", progress: bool = False) -> list[dict]:
+    """Every page's record (cached in the run folder's tables as explorer.json)."""
+    from . import activations as A
+    from . import explorer as X
+    from . import neuron_tables as T
+    from . import properties as P
+    from .chapters.entropy import name_of, twin
+    from .loading import load_model, resolve_checkpoint
+    from .tokenizer import load_tokenizer
+
+    T.ensure_results(prof, device=device)
+    P.compute_properties(prof, device=device, progress=False)  # the labels' vocabulary class (cached)
+    sel = selection(prof)
+    sources = dict(zip([name_of(s) for s in prof.members()], prof.members()))
+    rows = data.analysis_rows(prof, progress=False)
+    n_rows = max(1, min(len(rows.tokens), -(-int(prof.cfg["book"]["explorer_tokens"]) // rows.n_ctx)))
+    folder, path = Path(prof.tables_dir), Path(prof.tables_dir) / "explorer.json"
+    key = cache.make_key("explorer", version=VERSION, selection={m: [list(x) for x in v] for m, v in sel.items()},
+                         weights={m: cache.weights_signature(resolve_checkpoint(s, prof.revision))
+                                  for m, s in sources.items()},
+                         rows=n_rows, data=rows.header["provenance"])
+    if cache.is_current(folder, key) and path.is_file():
+        return json.loads(path.read_text())
+    tok = load_tokenizer(data.tokenizer_dir(prof, progress=False))
+    tokens = np.asarray(rows.tokens[:n_rows]).astype(np.int64)
+    mask = ~np.isin(tokens, A.dropped_ids(tok))
+    decode = lambda i: tok.decode([int(i)])  # noqa: E731
+    table = T.load_results(prof).neurons
+    ref = next(iter(sel))
+    names = list(sel)
+    out = []
+    with cache.updating(folder, key):
+        for k, (m, chosen) in enumerate(sel.items()):
+            model = load_model(sources[m], device=device, revision=prof.revision)
+            neurons = [(l, n) for l, n, _ in chosen]
+            recs = X.neuron_records(model, tokens, mask, neurons, decode, sources=np.asarray(rows.sources[:n_rows]),
+                                    source_names=rows.source_names, device=device, progress=progress)
+            labels = _labels(prof, model, m, neurons, is_reference=k == 0)
+            for l, n, role in chosen:
+                rec = recs[(l, n)] | {"model": m, "role": role, "labels": labels[(l, n)],
+                                      "load": _load_line(sources[m], l, n), "twins": []}
+                if k == 0:
+                    row = table[(table["layer"] == l) & (table["neuron"] == n)].iloc[0]
+                    rec["row"] = {c: _plain(row[c]) for c in ("excess_corr", "mean_corr", "mean_baseline",
+                                                              "max_corr", "min_corr", "is_universal")}
+                    if role != "contrast":  # a contrast neuron's twins have no page
+                        rec["twins"] = [dict(zip(("layer", "neuron", "correlation"), twin(table, l, n, j)), model=p)
+                                        for j, p in enumerate(names[1:], 1)]
+                else:
+                    rec["row"] = {}
+                    rec["twins"] = [{"model": ref, "layer": rl, "neuron": rn, "correlation": twin(table, rl, rn, k)[2]}
+                                    for rl, rn, _ in sel[ref] if twin(table, rl, rn, k)[:2] == (l, n)]
+                out.append(rec)
+        write_text(path, json.dumps(out))
+    return out
+
+
+def _plain(x):
+    """A pandas/numpy scalar as a JSON-able Python value."""
+    return x.item() if hasattr(x, "item") else x
+
+
+def build(prof, out_root=None, device="cpu", progress: bool = False) -> dict:
+    """The records (cached) and the pages under `<out_root>/<run>/` (default `_build/html/neurons`)."""
+    from .explorer_pages import write_site
+
+    import shutil
+
+    recs = records(prof, device=device, progress=progress)
+    out = Path(out_root or project_dir() / SITE) / prof.run_name
+    shutil.rmtree(out, ignore_errors=True)  # a build output: no page of an earlier selection stays
+    return write_site(recs, out, profile=prof.run_name, title=f"Neuron explorer: {prof.run_name}")

@@ -1,0 +1,46 @@
+"""Which neurons get an explorer page, and the records and pages of the smoke zoo: the compared group as the
+chapters compare it, each one's twins from the universality table, a seeded contrast sample, links that resolve."""
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_selection_records_and_pages_on_the_smoke_zoo(smoke, smoke_zoo, one_thread, tmp_path):
+    from universal_neurons import neuron_site as S
+    from universal_neurons import neuron_tables as T
+    from universal_neurons.chapters.properties import compared_group
+
+    T.ensure_results(smoke)
+    table = T.load_results(smoke).neurons
+    live = table[~table["is_dead"].astype(bool)].reset_index(drop=True)
+    group = compared_group(smoke, live)
+    sel = S.selection(smoke)
+    names = list(sel)
+    assert names[0] == "seed-0" and len(names) == len(smoke.seeds)
+    ref = sel[names[0]]
+    compared = sorted((l, n) for l, n, r in ref if r in ("universal", "top"))
+    assert compared == sorted(zip(live.loc[group.mask, "layer"], live.loc[group.mask, "neuron"]))
+    contrast = [(l, n) for l, n, r in ref if r == "contrast"]
+    assert len(contrast) == S.N_CONTRAST and not set(contrast) & set(compared)
+    for k, m in enumerate(names[1:], 1):  # every compared neuron's best match in seed k has a page there
+        want = {(int(r[f"max_sim_layer_p{k}"]), int(r[f"max_sim_neuron_p{k}"]))
+                for _, r in table.iterrows() if (r["layer"], r["neuron"]) in set(compared)}
+        assert {(l, n) for l, n, _ in sel[m]} == want
+    assert S.selection(smoke) == sel  # the contrast sample is seeded
+
+    recs = S.records(smoke)
+    assert len(recs) == sum(len(v) for v in sel.values())
+    first = next(r for r in recs if r["role"] in ("universal", "top"))
+    assert [t["model"] for t in first["twins"]] == names[1:] and first["row"]["excess_corr"] == pytest.approx(
+        float(table[(table["layer"] == first["layer"]) & (table["neuron"] == first["neuron"])]["excess_corr"].iloc[0]))
+    assert S.records(smoke) == recs  # cached
+
+    made = S.build(smoke, tmp_path)
+    assert made["pages"] == len(recs)
+    site = tmp_path / smoke.run_name
+    prefix = f"../../neurons/{smoke.run_name}/"  # the chapters' links, from book/generated/ two folders down
+    links = S.links(smoke)
+    assert set(links) == {f"L{l}.{n}" for l, n, _ in ref}
+    for nid, href in links.items():
+        assert href.startswith(prefix) and (site / href.removeprefix(prefix)).is_file(), (nid, href)
