@@ -138,7 +138,8 @@ def records(prof, device="cpu", progress: bool = False) -> list[dict]:
     key = cache.make_key("explorer", version=VERSION, selection={m: [list(x) for x in v] for m, v in sel.items()},
                          weights={m: cache.weights_signature(resolve_checkpoint(s, prof.revision))
                                   for m, s in sources.items()},
-                         rows=n_rows, data=rows.header["provenance"])
+                         rows=n_rows, data=rows.header["provenance"],
+                         families=[[f.stat().st_size, f.stat().st_mtime_ns] for f in folder.glob("families.npz")])
     if cache.is_current(folder, key) and path.is_file():
         return json.loads(path.read_text())
     tok = load_tokenizer(data.tokenizer_dir(prof, progress=False))
