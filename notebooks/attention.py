@@ -35,10 +35,12 @@
 # and a rising bottom panel.
 # ```
 #
-# The paper (section 5.3) finds neurons that turn later attention heads off. Many heads park their attention on
+# The paper {cite:p}`gurnee2024universal` (section 5.3) finds neurons that turn later attention heads off. Many heads
+# park their attention on
 # the beginning-of-text token when they have nothing to do: its value vector is small, so attending to it writes
 # almost nothing (an attention sink). A neuron whose output direction $\hat w_\text{out}$ points the head's query
-# towards that token's key $k_\text{BOS}$ makes the head attend there, and so switches it off. The heuristic score
+# towards that token's key $k_\text{BOS}$ makes the head attend there, and so switches it off: the neuron
+# composes with the head's query (Q-composition, in the terms of {cite:t}`elhage2021mathematical`). The heuristic score
 # of a neuron for a head is $\hat w_\text{out}^\top W_Q^h k_\text{BOS} / \sqrt{d_\text{head}}$, computed from the
 # weights for all {glue:text}`att_n_pairs:,` (neuron, later head) pairs at once; the path ablation then tests the
 # strongest pairs causally on {glue:text}`att_n_tokens:,` held-out tokens. The paper's example:

@@ -33,12 +33,14 @@
 # the random neurons; dotted: the clean model.
 # ```
 #
-# The paper (section 5.2) finds neurons in the last layer with a large output norm whose output direction is nearly
+# The paper {cite:p}`gurnee2024universal` (section 5.2) finds neurons in the last layer with a large output norm whose
+# output direction is nearly
 # orthogonal to every token's unembedding: they write almost nothing onto the logits directly. They act through
 # the final LayerNorm: adding a large vector to the residual stream raises its norm, the LayerNorm scale divides
 # every logit by it, and the next-token distribution flattens (higher entropy) while the order of the tokens,
 # and so the rank of the true token, barely changes. An anti-entropy partner writes the opposite direction.
-# Stolfo et al. (2024) measure the same property directly: the share of the output weight inside the span of the
+# {cite:t}`stolfo2024confidence` measure the same property directly: the share of the output weight inside the span of
+# the
 # bottom {glue:text}`ent_n_null` singular directions of the unembedding (its effective null space).
 #
 # The paper's claims, checked on the reference:

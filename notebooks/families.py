@@ -30,7 +30,8 @@
 # no neuron in the compared group shows a stand-in, the compared neuron of highest VR by a feature of its kind.
 # ```
 #
-# The paper's section 4.3 (figures 4 and 15-21) labels each neuron by the binary feature of the token that
+# The paper's section 4.3 {cite:p}`gurnee2024universal` (figures 4 and 15-21) labels each neuron by the binary feature
+# of the token that
 # explains most of its activation. The variance reduction of the post-activation $v$
 # (`blocks.{l}.mlp.hook_post`) by a feature $y$ is
 # $\mathrm{VR}(v, y) = 1 - [(1-\beta)\,\mathrm{Var}(v \mid y=0) + \beta\,\mathrm{Var}(v \mid y=1)] / \mathrm{Var}(v)$,
@@ -45,7 +46,8 @@
 # The paper's rules: a unigram family is a unigram feature with VR > {glue:text}`fam_paper_unigram_vr` on at
 # least three neurons; an alphabet neuron is the best neuron of a first-letter feature, kept if its VR exceeds
 # {glue:text}`fam_paper_alphabet_vr`; previous-token and syntax neurons are the top 25 by VR; position neurons
-# are universal neurons with kurtosis below {glue:text}`fam_paper_kurtosis`, ranked by the mutual information
+# (which {cite:t}`voita2024neurons` also find in OPT models) are universal neurons with kurtosis below
+# {glue:text}`fam_paper_kurtosis`, ranked by the mutual information
 # between their position and their firing (pre-activation above zero). Here they are applied to the compared
 # group.
 
@@ -94,7 +96,7 @@ ch.tables["kinds"]
 # ## Every compared neuron's best feature
 #
 # Each neuron of the compared group with the feature of highest VR among all features (syntax ones on the
-# Brown rows), its kind and the VR, highest first.
+# rows of the Brown corpus {cite:p}`francis1979brown`), its kind and the VR, highest first.
 
 # %% tags=["hide-input"]
 publish.table(ch, "best")

@@ -19,7 +19,8 @@
 # output weights spans {glue:text}`mys_cos_min:.2f` to {glue:text}`mys_cos_max:.2f` (the paper: saturation near
 # ±{glue:text}`mys_paper_saturation`).
 #
-# The paper's section 6 ends with observations it could not explain. Figure 9: a neuron's activation
+# The paper's section 6 {cite:p}`gurnee2024universal` ends with observations it could not explain. Figure 9: a
+# neuron's activation
 # frequency against the cosine between its input and output weights, $\cos(w_{in}, w_{out})$: very
 # frequent neurons have $w_{in}$ and $w_{out}$ pointing in nearly opposite directions, and the cosines
 # saturate near ±{glue:text}`mys_paper_saturation`. Figure 10: for each neuron, the largest cosine of its

@@ -20,7 +20,8 @@
 # {glue:text}`pred_verdict_late` here and the dominance of suppression in the last layer
 # {glue:text}`pred_verdict_supp` ({numref}`fig-prediction-percentiles`).
 #
-# The paper's section 5.1 (figures 5, 6 and 22-24) reads a neuron's direct effect on the next-token
+# The paper's section 5.1 {cite:p}`gurnee2024universal` (figures 5, 6 and 22-24) reads a neuron's direct effect on the
+# next-token
 # logits from its weights alone: the composition of its output weight with the unembedding,
 # $c_v = \cos(w_{out}, W_U[:, v])$ for every token $v$ (processed weights: LayerNorm folded, unembedding
 # centred). A neuron whose $c_v$ has a heavy right tail (high kurtosis, positive skew) raises the logits of

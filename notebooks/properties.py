@@ -18,9 +18,11 @@
 # the paper's {glue:text}`prop_n_claims` claims about universal neurons hold
 # ({numref}`fig-properties-percentiles` and the table below it). {glue:md}`prop_group_md`
 #
-# The paper's section 4.2 (figures 3 and 14) asks what sets universal neurons apart from the others, using
+# The paper's section 4.2 {cite:p}`gurnee2024universal` (figures 3 and 14) asks what sets universal neurons apart from
+# the others, using
 # statistics that need no interpretation of the neuron. On the processed weights (LayerNorm folded,
-# writing weights and unembedding centred, as TransformerLens loads them): the input and output weight
+# writing weights and unembedding centred, as TransformerLens {cite:p}`nanda2022transformerlens` loads them): the
+# input and output weight
 # norms `w_in_norm` and `w_out_norm`, the input bias `input_bias`, the cosine `in_out_sim` between $w_{in}$
 # and $w_{out}$, and the weight decay penalty `l2_penalty` $= \|w_{in}\|^2 + \|w_{out}\|^2$. On the
 # vocabulary: the moments of $c_v = \cos(w_{out}, W_U[:, v])$ over the tokens $v$. On held-out tokens: the

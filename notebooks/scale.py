@@ -116,12 +116,16 @@ ch.tables["finished"]
 #
 # ## Where the paper's models sit
 #
-# The paper's shares of universal neurons (its section 4.1) are {glue:text}`paper_share_small:.2f`% for
+# The paper's shares of universal neurons (section 4.1 of {cite:t}`gurnee2024universal`) are
+# {glue:text}`paper_share_small:.2f`% for
 # GPT2-small-a, {glue:text}`paper_share_medium:.2f`% for GPT2-medium-a and {glue:text}`paper_share_pythia:.2f`%
 # for Pythia-160m. Their widths and depths are exact; their training tokens are estimates that the paper does
-# not state: the Stanford CRFM GPT-2 runs took 400,000 steps of 512 sequences of 1,024 tokens (about
-# {glue:text}`paper_tokens_gpt2_billions:.0f` billion tokens of OpenWebText), Pythia about
-# {glue:text}`paper_tokens_pythia_billions:.0f` billion tokens of the Pile. Their held-out losses are on another
+# not state: the Stanford CRFM GPT-2 runs {cite:p}`stanfordcrfm2021mistral` took 400,000 steps of 512 sequences of
+# 1,024 tokens (about
+# {glue:text}`paper_tokens_gpt2_billions:.0f` billion tokens of OpenWebText {cite:p}`gokaslan2019openwebtext`), Pythia
+# {cite:p}`biderman2023pythia` about
+# {glue:text}`paper_tokens_pythia_billions:.0f` billion tokens of the Pile {cite:p}`gao2020pile`. Their held-out
+# losses are on another
 # corpus and tokenizer, so they are left off the loss axis. The paper publishes per-neuron tables only for its universal neurons, so its median
 # mean_corr and baseline (open black and grey symbols) describe those neurons, not all neurons as ours do.
 # {glue:md}`paper_md`

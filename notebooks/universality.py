@@ -17,11 +17,13 @@
 # ({glue:text}`share_universal_pct:.2f`%) have an excess correlation above {glue:text}`threshold` with their
 # best matches in {glue:text}`n_partners` models trained from other seeds. {glue:md}`verdict`
 #
-# The paper's first question (its section 4.1): does a neuron of one model have a twin, firing on the
+# The first question of {cite:t}`gurnee2024universal` (their section 4.1): does a neuron of one model have a twin,
+# firing on the
 # same tokens, in models trained from other seeds? For every neuron $i$ of the reference model and
 # every partner model $m$, we correlate $i$'s post-activation (`blocks.{l}.mlp.hook_post`) over
 # held-out tokens with every neuron of $m$, in all layers, and keep the largest (signed) Pearson
-# correlation, `max_corr`. As a baseline, the same maximum is taken against the partner's neurons
+# correlation, `max_corr`, as {cite:t}`li2016convergent` did for vision networks and {cite:t}`bau2019identifying` for
+# translation models. As a baseline, the same maximum is taken against the partner's neurons
 # after a fixed random "rotation" $u = R v$ of each layer ($R$ has $N(0,1)$ entries and unit-norm rows):
 # a random mixture of a layer's neurons says how much correlation comes for free. Averaging over the
 # partners,

@@ -17,11 +17,12 @@
 # loss averages {glue:text}`heldout_mean:.3f` nats per token (worst member {glue:text}`heldout_max:.3f`),
 # against a unigram entropy of {glue:text}`unigram_entropy:.3f` nats: {glue:text}`context_verdict`.
 #
-# The paper compares five GPT-2 models trained from different random seeds. This chapter shows the
+# The paper {cite:p}`gurnee2024universal` compares five GPT-2 models {cite:p}`radford2019language` trained from
+# different random seeds. This chapter shows the
 # models the rest of the book studies: a zoo of small GPT-2 models trained on the registry prose corpus
 # (here, or once and shipped in the repository, as the release zoo), one per seed; the seed sets both the
 # initialisation and the order of the training data. Each member is saved with `save_pretrained`, the format of the Stanford
-# checkpoints, and loaded by the same `load_model` that loads the paper's models.
+# checkpoints {cite:p}`stanfordcrfm2021mistral`, and loaded by the same `load_model` that loads the paper's models.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "smoke"  # a profile name (universal_neurons/profiles/<name>.yaml)

@@ -61,9 +61,14 @@ def test_zoo_prose_numbers_come_from_the_notebook(built):
 
 
 def test_no_page_loads_anything_from_the_network(built):
+    """No script, stylesheet or image comes from elsewhere; the canonical link (the published address, set by
+    html.baseurl) names the page, it loads nothing."""
     for page in built.rglob("*.html"):
-        for url in re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="(https?:[^"]+)"', page.read_text()):
-            pytest.fail(f"{page.relative_to(built)} loads {url}")
+        for tag in re.findall(r"<(?:script|link|img)\b[^>]*>", page.read_text()):
+            if 'rel="canonical"' in tag:
+                continue
+            for url in re.findall(r'(?:src|href)="(https?:[^"]+)"', tag):
+                pytest.fail(f"{page.relative_to(built)} loads {url}")
 
 
 def test_pages_render_in_chromium_with_mathjax(built, tmp_path):
@@ -253,3 +258,63 @@ def test_chapter_tables_link_neuron_ids_to_the_explorer(built):
             assert f"L{text[1:].replace('.', 'N')}.html" == target.name
             n += 1
     assert n > 0, "no chapter table links a neuron to its explorer page"
+
+
+# ---- online: buttons, launch links, the build's footer -----------------------------------------------------------
+def _published_glob() -> str:
+    """What the publishing workflow pushes to the launch buttons' branch (its `git add -f` line)."""
+    text = (ROOT / ".github" / "workflows" / "book.yml").read_text()
+    m = re.search(r"git add -f (\S+)", text)
+    assert m, "the workflow pushes no executed chapters"
+    return m.group(1)
+
+
+def test_every_chapter_has_download_and_launch_buttons_to_published_files(built):
+    """Download, Colab and Binder on every chapter page; each launch URL opens, on the configured repository and
+    branch, a file that the publishing workflow pushes there (and that this build wrote)."""
+    from fnmatch import fnmatch
+
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    url, branch = cfg["repository"]["url"], cfg["repository"]["branch"]
+    owner_repo = url.removeprefix("https://github.com/")
+    published = _published_glob()
+    for name in CHAPTERS:
+        html = (built / "book" / "generated" / f"{name}.html").read_text()
+        assert re.search(r'href="[^"]*_sources/book/generated/' + name + r'\.ipynb"', html), f"{name}: no download"
+        colab = re.findall(r'href="(https://colab\.research\.google\.com/github/[^"]+)"', html)
+        binder = re.findall(r'href="(https://mybinder\.org/v2/gh/[^"]+)"', html)
+        assert colab and binder, f"{name}: launch buttons missing"
+        for link in colab:
+            path = link.split(f"/github/{owner_repo}/blob/{branch}/", 1)[1]
+            assert fnmatch(path, published) and (ROOT / path).is_file(), (name, link)
+        for link in binder:
+            assert link.startswith(f"https://mybinder.org/v2/gh/{owner_repo}/{branch}?"), (name, link)
+            path = re.search(r"urlpath=(?:lab/tree|tree)/([^&]+)", link.replace("%2F", "/")).group(1)
+            assert fnmatch(path, published) and (ROOT / path).is_file(), (name, link)
+
+
+def test_every_page_says_when_and_from_what_it_was_built(built):
+    from universal_neurons.online import commit
+
+    sha = commit(ROOT).split("+")[0]
+    profile = (ROOT / "book" / "generated" / "PROFILE").read_text().strip()
+    for name in CHAPTERS:
+        html = (built / "book" / "generated" / f"{name}.html").read_text()
+        m = re.search(r'class="build-info">Built on (\d{4}-\d\d-\d\d) [\d:]+ UTC from commit <code>([^<]+)</code> with '
+                      r"the profile <code>([^<]+)</code>", html)
+        assert m, f"{name}: no build line"
+        assert m.group(2).split("+")[0] == sha and m.group(3).startswith(profile)
+
+
+def test_executed_chapters_start_with_the_setup_cell(built):
+    import json
+
+    from universal_neurons.online import SETUP_TAG
+
+    for name in CHAPTERS:
+        nb = json.loads((ROOT / "book" / "generated" / f"{name}.ipynb").read_text())
+        tags = nb["cells"][0]["metadata"].get("tags", [])
+        assert SETUP_TAG in tags and "remove-cell" in tags, name
+        assert "REPOSITORY" not in (built / "book" / "generated" / f"{name}.html").read_text(), name

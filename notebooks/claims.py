@@ -1,0 +1,61 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # What the paper claims, and what holds here
+#
+# {glue:md}`clm_summary_md`
+#
+# Each row below is one claim of the paper {cite:p}`gurnee2024universal`, with the paper's own number, ours on this run
+# ({glue:text}`clm_run`), whether it holds, and a link to the section of the chapter that shows it. Every value of
+# the table is read from the executed notebooks of the {glue:text}`clm_n_chapters` chapters of the same run (the
+# numbers and verdicts they glue into their pages), never computed again here; a chapter that did not run in this
+# run folder gives rows that say so. The verdict is the chapter's own where it states one (its rule is on its
+# page). {glue:md}`clm_rules_md`
+
+# %% tags=["parameters", "remove-cell"]
+profile = "smoke"   # a profile name (universal_neurons/profiles/<name>.yaml)
+device = "cpu"      # unused here: the claims are read from the other chapters' notebooks
+overrides = ""      # space-separated settings, as in make book SET: they name the run folder that is read
+
+# %% tags=["remove-cell"]
+import pandas as pd
+
+from universal_neurons import publish
+from universal_neurons.chapters import claims as chapter
+
+pd.set_option("display.max_colwidth", None)  # the values in full,
+pd.set_option("display.max_rows", None)  # and every one of them
+
+# %% tags=["hide-input"]
+ch = chapter.compute(profile, device=device, overrides=overrides)
+
+# %% tags=["remove-cell"]
+publish.glue_all(ch)
+
+# %% tags=["hide-input"]
+chapter.show(ch)
+
+# %% [markdown]
+# Of the {glue:text}`clm_n_claims` claims: {glue:text}`clm_n_hold` hold, {glue:text}`clm_n_partly` hold in part,
+# {glue:text}`clm_n_fail` do not hold and {glue:text}`clm_n_open` cannot be judged on this run. The paper's
+# numbers come from GPT-2 small and medium and Pythia-160m, trained on hundreds of billions of tokens; this
+# book's zoo is far smaller (see the zoo and scale chapters), so a claim that does not hold here says what a
+# small model does, not that the paper is wrong.
+#
+# ## The values this page reads
+#
+# Every value behind the table, as the chapter's page shows it: a glued value (`glue`) or a cell of a table the
+# chapter displays (`table`).
+
+# %% tags=["hide-input"]
+ch.tables["values"]

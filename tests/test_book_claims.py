@@ -1,0 +1,132 @@
+"""The claims page and the execution page of the built book (`make book`; `make test` builds the smoke book first):
+the claims page opens the book, has one row per claim whose values are the chapters' glued values (the executed
+notebooks in book/generated/), and its links lead to sections that exist; the execution page lists every chapter
+with its wall time. `UN_BOOK_ROOT` reads another checkout's build (a scratch copy) instead of this one."""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from universal_neurons.chapters import claims as C
+
+pytestmark = pytest.mark.book
+ROOT = Path(os.environ.get("UN_BOOK_ROOT") or Path(__file__).resolve().parents[1])
+HTML = ROOT / "_build" / "html"
+GENERATED = ROOT / "book" / "generated"
+
+
+def _soup(page: Path):
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(page.read_text(), "html.parser")
+
+
+def _cells(table) -> list[list[str]]:
+    return [[" ".join(td.get_text(" ", strip=True).split()) for td in tr.find_all(["td", "th"])]
+            for tr in table.find("tbody").find_all("tr")]
+
+
+def _header(table) -> list[str]:
+    return [th.get_text(strip=True) for th in table.find("thead").find_all("tr")[0].find_all("th")]
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+@pytest.fixture(scope="module")
+def claims_page():
+    page = HTML / "book" / "generated" / "claims.html"
+    if not page.is_file():
+        pytest.fail(f"no claims page in {HTML}: run `make book PROFILE=smoke` (make test does it first)")
+    return page
+
+
+def _index() -> Path:
+    """The book's first page: index.html, or the page it redirects to."""
+    index = HTML / "index.html"
+    m = re.search(r'http-equiv="Refresh" content="0; url=([^"]+)"', index.read_text())
+    return (index.parent / m.group(1)).resolve() if m else index
+
+
+def test_the_claims_page_comes_first_in_the_table_of_contents(claims_page):
+    index = _index()
+    text = index.read_text()
+    rel = lambda p: os.path.relpath(p, index.parent)  # noqa: E731
+    first_claims = text.find(f'href="{rel(claims_page)}"')
+    first_chapter = text.find(f'href="{rel(HTML / "book" / "generated" / "zoo.html")}"')
+    assert first_claims >= 0, f"{index.name} does not link the claims page"
+    assert first_chapter >= 0 and first_claims < first_chapter, "the claims page comes after the first chapter"
+
+
+def test_one_row_per_claim_with_the_chapters_glued_values(claims_page):
+    soup = _soup(claims_page)
+    table = soup.find("table", class_="claims")
+    assert table is not None, "no claims table"
+    head, rows = _header(table), _cells(table)
+    assert len(rows) == len(C.CLAIMS), "one row per claim"
+    # the same table, read again from the executed chapters that the book shows (book/generated/)
+    expected, _ = C.claim_rows(GENERATED)
+    for row, want in zip(rows, expected.to_dict("records")):
+        got = dict(zip(head, row))
+        for col in ("claim", "the paper", "this run", "holds here?", "verdict by"):
+            assert got[col] == _norm(want[col]), (want["#"], col)
+    # each verdict the chapter states is its glued verdict
+    n = 0
+    for claim, row in zip(C.CLAIMS, rows):
+        got = dict(zip(head, row))
+        nb = GENERATED / f"{claim.chapter}.ipynb"
+        if claim.verdict_key and nb.is_file():
+            assert got["holds here?"] == C.shown(C.glued(nb)[claim.verdict_key]), claim.verdict_key
+            n += 1
+    assert n > 0
+
+
+def test_the_values_it_reads_are_the_glued_values(claims_page):
+    soup = _soup(claims_page)
+    values = next(t for t in soup.find_all("table") if "key" in _header(t))
+    head, rows = _header(values), _cells(values)
+    assert len(rows) == len(C.claim_rows(GENERATED)[1]) > 0, "every value it reads is listed"
+    for row in rows:
+        got = dict(zip(head, row))
+        nb = GENERATED / f"{got['chapter']}.ipynb"
+        if got["source"] == "glue":
+            raw = C.glued(nb)[got["key"]]
+            assert got["value"] in (_norm(C.shown(raw)), _norm(C._plain(raw))), got
+        else:
+            name, r, col = re.fullmatch(r"(\w+)\[(\d+), (.+)\]", got["key"]).groups()
+            assert got["value"] == str(C.displayed_table(nb, name)[col].iloc[int(r)]), got
+
+
+def test_its_links_lead_to_sections_that_exist(claims_page):
+    table = _soup(claims_page).find("table", class_="claims")
+    links = [a["href"] for a in table.find_all("a")]
+    ran = [c for c in C.CLAIMS if (GENERATED / f"{c.chapter}.ipynb").is_file()]
+    assert len(links) == len(ran) > 0
+    for href in links:
+        page, _, anchor = href.partition("#")
+        target = (claims_page.parent / page).resolve()
+        assert target.is_file(), href
+        assert anchor and f'id="{anchor}"' in target.read_text(), f"{href}: no such section"
+
+
+def test_the_execution_page_lists_every_chapter_with_its_time():
+    page = HTML / "book" / "generated" / "execution.html"
+    assert page.is_file(), "no execution page"
+    soup = _soup(page)
+    table = next(t for t in soup.find_all("table") if "seconds" in _header(t))
+    head = _header(table)
+    rows = {r[0]: dict(zip(head, r)) for r in _cells(table)}
+    chapters = [p for p in GENERATED.glob("*.ipynb") if p.stem != "execution"]
+    assert len(chapters) > 1
+    for nb in chapters:
+        assert nb.stem in rows, f"{nb.stem} is not on the execution page"
+        duration = json.loads(nb.read_text())["metadata"]["papermill"]["duration"]
+        assert float(rows[nb.stem]["seconds"]) == pytest.approx(round(duration, 1), abs=0.051), nb.stem
+    text = soup.get_text(" ")
+    for word in ("torch", "transformer-lens", "jupyter-book", "myst-nb", "universal-neurons"):
+        assert word in text, word
+    assert re.search(r"executed on \d{4}-\d\d-\d\d", " ".join(text.split())), "no date"

@@ -1,0 +1,320 @@
+"""The claims page and the execution page on a folder of small hand-made executed notebooks (glue outputs written
+as myst-nb writes them): the claims table's values are the chapters' glued values, a chapter that did not run gives
+rows saying so, its links name the sections that show each claim; the execution table's wall times are papermill's.
+Where the default run's executed notebooks exist, the claims table is checked on them too."""
+
+import ast
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from universal_neurons import paper
+from universal_neurons.chapters import claims as C
+from universal_neurons.chapters import execution as E
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFIX = "application/papermill.record/"
+
+
+def glue_output(name: str, value) -> dict:
+    """One glue output as myst-nb writes it: text/plain is the value's repr; a Markdown value also has
+    text/markdown (`("md", text)`)."""
+    if isinstance(value, tuple) and value[0] == "md":
+        data = {f"{PREFIX}text/markdown": value[1], f"{PREFIX}text/plain": "<IPython.core.display.Markdown object>"}
+    else:
+        data = {f"{PREFIX}text/plain": repr(value)}
+    return {"data": data, "metadata": {"scrapbook": {"mime_prefix": PREFIX, "name": name}},
+            "output_type": "display_data"}
+
+
+def notebook(path: Path, markdown: list[str], glue: dict, tables: dict | None = None, duration: float = 1.0,
+             start: str = "2026-12-01T10:00:00+00:00", params: dict | None = None) -> Path:
+    """An executed notebook: Markdown cells, one code cell with the glue outputs, one cell per displayed table
+    (`ch.tables["name"]`, its HTML output) and papermill's metadata."""
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": md} for md in markdown]
+    cells.append({"cell_type": "code", "execution_count": 1, "metadata": {"tags": ["remove-cell"]},
+                  "outputs": [glue_output(k, v) for k, v in glue.items()], "source": "publish.glue_all(ch)"})
+    for name, df in (tables or {}).items():
+        cells.append({"cell_type": "code", "execution_count": 2, "metadata": {"tags": ["hide-input"]},
+                      "outputs": [{"data": {"text/html": df.to_html(), "text/plain": df.to_string()},
+                                   "execution_count": 2, "metadata": {}, "output_type": "execute_result"}],
+                      "source": f'ch.tables["{name}"]'})
+    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "papermill": {"duration": duration, "start_time": start, "end_time": start, "exception": None,
+                          "parameters": params or {"profile": "smoke", "device": "cpu", "overrides": ""}}}
+    path.write_text(json.dumps({"cells": cells, "metadata": meta, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+PER_LAYER = pd.DataFrame({"layer": [0, 1], "neurons": [1024, 1024], "above_0.3": [80, 169], "above_0.4": [29, 59],
+                          "above_0.5": [8, 18]})
+UNIVERSALITY_TABLES = {"per_layer": PER_LAYER, "paper_comparison": pd.DataFrame({"share %": [1.27, 4.16]})}
+GLUE = {
+    "universality": {"share_universal_pct": 1.26953125, "n_universal": 26, "n_neurons": 2048, "threshold": 0.5},
+    "properties": {"prop_label_md": ("md", "universal (excess > 0.5)"), "prop_n_group": 26,
+                   **{f"prop_pct_{s}": 50.0 + i for i, (s, _) in enumerate(C.PROPERTY_CLAIMS)},
+                   **{f"prop_verdict_{s}": v for (s, _), v in zip(C.PROPERTY_CLAIMS, [
+                       "holds", "holds", "does not hold", "points the same way, not significantly", "holds",
+                       "holds"])}},
+    "families": {"fam_share_group": 0.8, "fam_share_rest": 0.1, "fam_label_md": ("md", "**universal** (excess > 0.5)"),
+                 "fam_vr_min": 0.2, "fam_n_unigram": 0, "fam_n_alphabet": 1, "fam_n_previous": 2, "fam_n_syntax": 3,
+                 "fam_n_position": 4, "fam_explained_verdict": "holds"},
+    "prediction": {"pred_p95_early": 3.3, "pred_p95_late": 3.9, "pred_n_models": 4, "pred_verdict_late": "holds",
+                   "pred_skew_p5_last": -0.1, "pred_skew_p95_last": 0.5, "pred_verdict_supp": "does not hold"},
+    "entropy": {"ent_neuron": "L1.805", "ent_d_entropy": -0.05, "ent_n_random": 20, "ent_band_max": 0.39,
+                "ent_verdict_band": "does not hold", "ent_d_scale": 0.45, "ent_verdict_together": "does not hold",
+                "ent_d_via_scale": 0.6, "ent_d_direct": -0.65, "ent_verdict_scale": "does not hold",
+                "ent_anti_neuron": "L1.865", "ent_anti_cos": -0.66, "ent_anti_d_entropy": 0.94,
+                "ent_verdict_anti": "holds"},
+    "attention": {"att_pair": "L0.235 → L1.H1", "att_r_bos": -0.89, "att_r_norm": 0.85, "att_n_deactivating": 3,
+                  "att_n_ablated": 3, "att_verdict": "holds", "att_median_ratio": 3.49, "att_ratio_verdict": "holds"},
+    "mysteries": {"mys_r_min": -0.16, "mys_r_max": -0.11, "mys_n_models": 4, "mys_cos_min": -0.77, "mys_cos_max": 0.59,
+                  "mys_verdict_r": "holds in every model", "mys_frequent_cos": 0.017, "mys_frequent_pct": 5.0,
+                  "mys_rest_cos": 0.012, "mys_verdict_opposite": "does not hold"},
+}
+# Each chapter's Markdown: its title, where its verdicts are pasted, and the sections the claims link to.
+MARKDOWN = {
+    "universality": ["# Universal neurons: which neurons recur across seeds\n\n{glue:text}`share_universal_pct:.2f`%",
+                     "## Universal neurons per layer\n\n```{glue:figure} fig-universality-per-layer\n"
+                     ":name: fig-universality-per-layer\n\n# not a heading: inside a fence\n```",
+                     "## Our numbers beside the *paper's*"],
+    "properties": ["# Properties of universal neurons\n\n{glue:text}`prop_n_group`",
+                   "## The paper's claims, checked\n\n"
+                   + "\n".join(f"- {w}: {{glue:text}}`prop_verdict_{s}`" for s, w in C.PROPERTY_CLAIMS)],
+    "families": ["# Neuron families\n\nthe claim {glue:text}`fam_explained_verdict` here"],
+    "prediction": ["# Prediction, suppression and partition neurons\n\n{glue:text}`pred_verdict_late` and "
+                   "{glue:text}`pred_verdict_supp`",
+                   "## Percentiles by layer (paper figure 6)\n\n{glue:text}`pred_verdict_late` "
+                   "{glue:text}`pred_verdict_supp`"],
+    "entropy": ["# Entropy neurons\n\n{glue:text}`ent_verdict_band` {glue:text}`ent_verdict_together` "
+                "{glue:text}`ent_verdict_scale` {glue:text}`ent_verdict_anti`",
+                "## Total and direct effect\n\n```{glue:figure} fig-entropy-direct\n```"],
+    "attention": ["# Attention-deactivation neurons\n\n{glue:text}`att_verdict`",
+                  "## The beginning-of-text token's value\n\n(above one: {glue:text}`att_ratio_verdict`)"],
+    "mysteries": ["# Mysteries\n\n{glue:text}`mys_verdict_r`",
+                  "## Activation frequency and the input-output cosine (paper figure 9)\n\n"
+                  "{glue:text}`mys_verdict_r` {glue:text}`mys_verdict_opposite`"],
+}
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    """A run folder `smoke` under $UN_ARTIFACTS with the seven chapters' executed notebooks."""
+    monkeypatch.setenv("UN_ARTIFACTS", str(tmp_path))
+    folder = tmp_path / "smoke" / "notebooks"
+    folder.mkdir(parents=True)
+    for k, (name, glue) in enumerate(GLUE.items()):
+        notebook(folder / f"{name}.ipynb", MARKDOWN[name], glue,
+                 UNIVERSALITY_TABLES if name == "universality" else None, duration=10.0 + k,
+                 start=f"2026-12-01T10:0{k}:00+00:00")
+    return folder
+
+
+def _glue_values_script():
+    spec = importlib.util.spec_from_file_location("glue_values", ROOT / "scripts" / "glue_values.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _shown(value) -> str:
+    """What the book shows of a hand-made glued value (its repr read back, a Markdown text as plain text)."""
+    if isinstance(value, tuple):
+        return value[1].replace("**", "")
+    return str(ast.literal_eval(repr(value)))
+
+
+def test_glued_reads_what_scripts_glue_values_reads(run):
+    script = _glue_values_script()
+    for nb in run.glob("*.ipynb"):
+        assert C.glued(nb) == script.glued(nb)
+    assert C.glued(run / "entropy.ipynb")["ent_verdict_band"] == "'does not hold'"
+    assert C.shown(C.glued(run / "entropy.ipynb")["ent_verdict_band"]) == "does not hold"
+
+
+def test_one_row_per_claim_with_the_glued_values_and_verdicts(run):
+    table, values = C.claim_rows(run)
+    assert len(table) == len(C.CLAIMS) and list(table["#"]) == list(range(1, len(C.CLAIMS) + 1))
+    for claim, row in zip(C.CLAIMS, table.to_dict("records")):
+        if claim.verdict_key:
+            assert row["holds here?"] == _shown(GLUE[claim.chapter][claim.verdict_key])
+            assert row["verdict by"] == "the chapter"
+    glue_rows = values[values["source"] == "glue"]
+    assert len(glue_rows) > 40
+    for r in glue_rows.itertuples():
+        assert r.value == _shown(GLUE[r.chapter][r.key]), (r.chapter, r.key)
+    # every key of the hand-made chapters is read by some claim
+    assert {(c, k) for c, g in GLUE.items() for k in g} == set(zip(glue_rows["chapter"], glue_rows["key"]))
+    table_rows = values[values["source"] == "table"]
+    assert set(table_rows["key"]) == {"per_layer[0, above_0.5]", "per_layer[0, neurons]"}
+    assert set(table_rows["value"]) == {"8", "1024"}
+
+
+def test_ours_formats_the_glued_values_as_the_chapters_show_them(run):
+    table, _ = C.claim_rows(run)
+    ours = dict(zip(table["#"], table["this run"]))
+    assert ours[1] == "1.27% (26 of 2,048 neurons, excess > 0.5)"
+    assert ours[2].startswith("layer 0: 0.78% (8 of 1,024) against 1.27%")
+    assert "L1.805: -0.050 nats" in ours[12] and "0.390" in ours[12]
+    assert ours[9].startswith("0.80 of the universal (excess > 0.5) neurons against 0.10")
+
+
+def test_verdicts_this_page_gives(run):
+    table, _ = C.claim_rows(run)
+    lo, hi = C._share_range()
+    assert (lo, hi) == (1, 5)  # the paper's 1.23-4.16%
+    assert table.loc[0, "holds here?"] == "holds" and table.loc[0, "verdict by"] == "this page"
+    assert table.loc[1, "holds here?"] == "does not hold"  # layer 0: 0.78% against 1.27%
+    # a share outside the range, another threshold, no universal neuron
+    g = dict(GLUE["universality"], share_universal_pct=0.4)
+    notebook(run / "universality.ipynb", MARKDOWN["universality"], g, {"per_layer": PER_LAYER})
+    assert C.claim_rows(run)[0].loc[0, "holds here?"] == "does not hold"
+    g = dict(GLUE["universality"], threshold=0.4)
+    notebook(run / "universality.ipynb", MARKDOWN["universality"], g, {"per_layer": PER_LAYER})
+    table, _ = C.claim_rows(run)
+    assert table.loc[0, "holds here?"].startswith("not comparable") and table.loc[0, "outcome"] == "open"
+    assert table.loc[1, "this run"].startswith("layer 0: 2.83% (29 of 1,024)")  # the above_0.4 column
+    g = dict(GLUE["universality"], n_universal=0, share_universal_pct=0.0)
+    none = PER_LAYER.assign(**{"above_0.5": 0})
+    notebook(run / "universality.ipynb", MARKDOWN["universality"], g, {"per_layer": none})
+    assert C.claim_rows(run)[0].loc[1, "holds here?"] == "not testable (no universal neuron)"
+    assert "row 1:" in C.rules_sentence() and "row 2:" in C.rules_sentence()
+
+
+def test_a_chapter_that_did_not_run_gives_rows_saying_so(run):
+    (run / "entropy.ipynb").unlink()
+    table, values = C.claim_rows(run)
+    ent = table[table["chapter"] == "entropy"]
+    assert len(ent) == 4 and (ent["holds here?"] == C.NOT_RUN).all() and (ent["href"] == "").all()
+    assert ent["this run"].str.contains("did not run").all() and (ent["outcome"] == "open").all()
+    assert "entropy" not in set(values["chapter"])
+    assert len(table) == len(C.CLAIMS)
+    assert "The entropy chapter did not run" in C.summary_sentence(table)
+    assert "cannot be judged" in C.summary_sentence(table)
+
+
+def test_a_missing_glued_value_is_named(run):
+    g = {k: v for k, v in GLUE["attention"].items() if k != "att_median_ratio"}
+    notebook(run / "attention.ipynb", MARKDOWN["attention"], g)
+    table, _ = C.claim_rows(run)
+    row = table[table["this run"].str.contains("att_median_ratio")].iloc[0]
+    assert row["holds here?"] == "unknown" and "missing from attention.ipynb" in row["this run"]
+    assert row["outcome"] == "open"
+
+
+def test_links_name_the_section_that_shows_each_claim(run):
+    table, _ = C.claim_rows(run)
+    href = dict(zip(table["#"], table["href"]))
+    assert href[1] == "universality.html#our-numbers-beside-the-paper-s"  # emphasis dropped
+    assert href[2] == "universality.html#universal-neurons-per-layer"  # the figure's section, not the fence's "#"
+    assert all(href[i] == "properties.html#the-paper-s-claims-checked" for i in range(3, 9))
+    assert href[9] == "families.html#neuron-families"  # pasted only under the title: the page's top
+    assert href[10] == href[11] == "prediction.html#percentiles-by-layer-paper-figure-6"  # a section before the top
+    assert href[14] == "entropy.html#total-and-direct-effect" and href[12] == "entropy.html#entropy-neurons"
+    assert href[17] == "attention.html#the-beginning-of-text-token-s-value"
+    sec = dict(zip(table["#"], table["section"]))
+    assert sec[2] == "Universal neurons › Universal neurons per layer" and sec[9] == "Neuron families"
+
+
+def test_headings_and_their_ids():
+    assert C.section_id(C.heading_text("The paper's claims, checked")) == "the-paper-s-claims-checked"
+    assert C.heading_text("Skew of the `vocab_kurt` neurons [here](x.html) *now*") == \
+        "Skew of the vocab_kurt neurons here now"
+    assert C.heading_text("{glue:text}`n` neurons") is None and C.heading_text("{numref}`fig-x`") is None
+    assert C.section_id("Percentiles by layer (paper figure 6)") == "percentiles-by-layer-paper-figure-6"
+
+
+def test_a_repeated_heading_gets_no_id(tmp_path):
+    nb = notebook(tmp_path / "x.ipynb", ["# X\n\n## Notes\n\n{glue:text}`a`", "## Notes\n\n{glue:text}`b`"], {})
+    assert [h["id"] for h in C.sections(nb)] == ["x", "notes", None]
+    assert C.where_shown(nb, "b")["id"] == "x"  # Sphinx numbers the repeated id: the page's top instead
+    assert C.where_shown(nb, "a")["id"] == "notes" and C.where_shown(nb, "nothing") is None
+
+
+def test_table_html_escapes_text_and_links_the_sections(run):
+    table, _ = C.claim_rows(run)
+    table.loc[0, "claim"] = "a <b>bold</b> & claim"
+    page = C.table_html(table)
+    assert "a &lt;b&gt;bold&lt;/b&gt; &amp; claim" in page and "<b>" not in page
+    link = "universality.html#universal-neurons-per-layer"
+    assert f'<a href="{link}">Universal neurons › Universal neurons per layer</a>' in page
+    assert page.count("<tr") == len(C.CLAIMS) + 1 and 'class="dataframe claims"' in page
+    assert '<span class="claim-holds">holds</span>' in page
+
+
+def test_compute_reads_the_run_folder_of_the_profile(run):
+    ch = C.compute("smoke")
+    assert ch.data["folder"] == run
+    t = ch.tables["claims"]
+    g = ch.glue
+    assert g["clm_n_claims"] == len(C.CLAIMS) == g["clm_n_hold"] + g["clm_n_partly"] + g["clm_n_fail"] + g["clm_n_open"]
+    assert g["clm_n_hold"] == int((t["outcome"] == "holds").sum()) and g["clm_run"] == "smoke"
+    assert g["clm_n_partly"] == 1  # "points the same way, not significantly"
+    assert g["clm_n_chapters"] == len(GLUE)
+
+
+def test_the_claims_name_the_properties_chapters_claims():
+    from universal_neurons.chapters.properties import CLAIMS
+
+    assert [(s, w) for s, _, w in CLAIMS] == C.PROPERTY_CLAIMS
+
+
+def test_the_paper_column_comes_from_the_paper_module():
+    said = {c.claim: c.paper() for c in C.CLAIMS}
+    assert "4.16% (GPT2-small-a)" in said[C.CLAIMS[0].claim]
+    assert f"{paper.BOS_VALUE_RATIO:g} times" in said[C.CLAIMS[16].claim]
+    assert said[C.CLAIMS[4].claim] == "figure 3 (no mean in the text)"  # "mean": no number in the paper's table
+
+
+DEFAULT = ROOT / "artifacts" / "default" / "notebooks"
+
+
+@pytest.mark.skipif(not (DEFAULT / "universality.ipynb").is_file(), reason="no executed default run")
+def test_on_the_default_run_the_values_are_the_glued_values():
+    script = _glue_values_script()
+    table, values = C.claim_rows(DEFAULT)
+    assert len(table) == len(C.CLAIMS)
+    for r in values[values["source"] == "glue"].itertuples():
+        raw = script.glued(DEFAULT / f"{r.chapter}.ipynb")[r.key]
+        assert r.value in (C.shown(raw), C._plain(raw)), (r.chapter, r.key)
+    for claim, row in zip(C.CLAIMS, table.to_dict("records")):
+        if claim.verdict_key and row["holds here?"] != C.NOT_RUN:
+            raw = script.glued(DEFAULT / f"{claim.chapter}.ipynb")[claim.verdict_key]
+            assert row["holds here?"] == C.shown(raw)
+
+
+# ---- the execution page ---------------------------------------------------------------------------------------
+def test_execution_times_are_papermills_durations(run):
+    (run / "zoo.in.ipynb").write_text("{}")  # papermill's input and partial output are left out
+    (run / "zoo.tmp.ipynb").write_text("{}")
+    notebook(run / "execution.ipynb", ["# How"], {}, duration=99.0)  # the page itself, from an earlier build
+    times = E.timing_table(run)
+    expected = {p.stem: json.loads(p.read_text())["metadata"]["papermill"]["duration"]
+                for p in run.glob("*.ipynb") if "." not in p.stem and p.stem != "execution"}
+    assert dict(times["seconds"]) == expected and len(times) == len(GLUE)
+    assert list(times.index) == list(GLUE)  # the order they ran in
+    assert (times["parameters"] == "device='cpu' overrides='' profile='smoke'").all() and not times["failed"].any()
+    assert times.loc["universality", "started (UTC)"] == "2026-12-01 10:00:00"
+    ch = E.compute("smoke")
+    assert dict(ch.tables["chapters"]["seconds"]) == expected
+    assert ch.glue["exe_total_s"] == pytest.approx(sum(expected.values()))
+    assert ch.glue["exe_n_chapters"] == len(GLUE) and ch.glue["exe_slowest"] == "mysteries"
+    assert ch.tables["run"].loc["run folder", "value"] == str(run.parent)  # outside the working directory: absolute
+    assert E._here(Path.cwd() / "artifacts" / "x") == str(Path("artifacts") / "x")
+
+
+def test_execution_machine_and_versions(tmp_path):
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t: avx\n")
+    assert E.cpu_model(tmp_path / "cpuinfo") == "Test CPU 9000"
+    (tmp_path / "meminfo").write_text("MemTotal:       24576000 kB\nMemFree: 1 kB\n")
+    assert E.memory_gib(tmp_path / "meminfo") == pytest.approx(24576000 / 2**20)
+    assert E.memory_gib(tmp_path / "missing") is None
+    v = E.versions_table()
+    for dist in ("torch", "transformer-lens", "numpy", "pandas", "jupyter-book", "myst-nb", "universal-neurons"):
+        assert v.loc[dist, "version"] not in ("", "not installed"), dist
+    assert E.version("no-such-distribution-here") == "not installed"
+    m = E.machine_table()
+    assert set(m.index) >= {"CPU", "cores", "memory", "GPU"}
