@@ -19,7 +19,7 @@ SET_ID := $(if $(strip $(SET)),+$(shell printf '%s' '$(subst ','\'',$(strip $(SE
 ART := artifacts/$(PROFILE)$(SET_ID)
 CONFIG := $(ART)/config.yaml
 NB_OUT := $(ART)/notebooks
-CHAPTERS := claims zoo universality scale properties families prediction entropy attention mysteries execution
+CHAPTERS := claims zoo universality scale properties families prediction entropy attention mysteries robustness execution
 PKG := $(wildcard src/universal_neurons/*.py src/universal_neurons/*/*.py)
 MATHJAX := book/_vendor/mathjax/tex-chtml.js
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.book
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 CHAPTERS = ["zoo", "universality", "scale", "properties", "families", "prediction", "entropy", "attention",
-            "mysteries"]
+            "mysteries", "robustness"]
 NO_DATA = {"scale": "No point of the sweep has been run yet"}  # an honest page without figures (no make sweep)
 
 

@@ -195,6 +195,8 @@ class Book(Section):
     attention_pairs: Positive = Field(3, description="attention chapter: the strongest (neuron, head) pairs ablated")
     attention_random: Positive = Field(10000, description="attention chapter: random unit directions of the baseline")
     explorer_tokens: Positive = Field(65536, description="neuron explorer: held-out tokens of each member's pass")
+    robust_tokens: Positive = Field(100000, description="robustness chapter: held-out tokens of its co-moment pass "
+                                    "(at most analysis.n_tokens)")
     role_top: Positive = Field(10, description="entropy and attention chapters: a neuron has a role in a seed when "
                                "it ranks among that seed's top role_top for it")
 
