@@ -66,17 +66,21 @@ publish.figure(ch, "similarity", chapter.similarity_figure(ch))
 ch.tables["shares"]
 
 # %% [markdown]
-# ## How many seeds are enough
+# ## How many seeds and tokens are enough
 #
 # ```{glue:figure} fig-robustness-partners
 # :name: fig-robustness-partners
 #
-# The universal share using k of the partner seeds, for k = 1, 2, ...: the mean over every subset of k partners,
-# with the band from the smallest to the largest.
+# Left: the universal share using k of the partner seeds, for k = 1, 2, ...: the mean over every subset of k
+# partners, with the band from the smallest to the largest. Right: the share from the first held-out tokens only
+# (the first blocks of rows; the baseline kept at its value on all tokens).
 # ```
 
 # %% tags=["hide-input"]
 ch.tables["partners"]
+
+# %% tags=["hide-input"]
+ch.tables["tokens"]
 
 # %% [markdown]
 # ## Layers can match while neurons do not

@@ -30,4 +30,6 @@ def test_robustness_on_the_smoke_zoo(smoke, smoke_zoo, one_thread):
     assert (np.abs(r["abs"]) >= r["real"] - 1e-12).all()  # |r| max is never below the signed max
     assert r["cka"].shape == (len(smoke.seeds) - 1, 2, 2) and np.nanmax(r["cka"]) <= 1 + 1e-9
     assert len(ch.tables["partners"]) == len(smoke.seeds) - 1
+    np.testing.assert_allclose(r["by_tokens"][-1], r["real"], atol=2e-5, equal_nan=True)  # all blocks = all tokens
+    assert ch.tables["tokens"].index[-1] == info["n_tokens"]
     assert U.universal_share(U.excess_from(r["real"], base), thr) * 100 == pytest.approx(ch.glue["rob_share"])

@@ -24,7 +24,7 @@ from ..config import load_profile
 from ..publish import Chapter
 from .entropy import name_of
 
-VERSION = 1
+VERSION = 2  # 2: the maxima on the first k blocks of tokens
 DRAWS = 10  # draws of the paper's baseline
 BLOCKS = 10  # contiguous row blocks of the bootstrap
 BOOT = 200  # bootstrap draws
@@ -52,7 +52,8 @@ def _pass(prof, device):
         for cm, b_acts in zip(cms, acts[1:]):
             cm.update(acts[0], b_acts)
     sizes = [[m.cfg.d_mlp] * m.cfg.n_layers for m in models]
-    return cms, {"names": names, "n_tokens": n_tokens, "sizes": sizes}
+    return cms, {"names": names, "n_tokens": n_tokens, "sizes": sizes,
+                 "block_tokens": [int(x) for x in cms[0].block_n]}
 
 
 def shares(real: np.ndarray, base: np.ndarray, threshold: float) -> float:
@@ -90,6 +91,8 @@ def results(prof, device="cpu") -> tuple[dict, dict]:
                                   for cm, sb in zip(cms, sizes_b)]),
                "perm": np.stack([N.permutation_max(cm) for cm in cms]),
                "boot": np.stack([np.stack([M.signed_max(cm.corr_blocks(w))[0] for cm in cms]) for w in weights]),
+               "by_tokens": np.stack([np.stack([M.signed_max(cm.corr_blocks((np.arange(n_blocks) < k).astype(float)))[0]
+                                                for cm in cms]) for k in range(1, n_blocks + 1)]),
                "cka": np.stack([S.layer_matrix(cm.cov_aa(), cm.cov_bb(), cm.cov_ab(), sizes_a, sb)
                                 for cm, sb in zip(cms, sizes_b)]),
                "svcca": np.stack([S.layer_matrix(cm.cov_aa(), cm.cov_bb(), cm.cov_ab(), sizes_a, sb, S.svcca)
@@ -134,10 +137,14 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
             "rob_n_universal": int((U.excess_from(real, base) > thr).sum()), "rob_threshold": thr,
             "rob_n_partners": len(real), "rob_shift_rows": SHIFT_ROWS}
     glue = {k: float(v) if isinstance(v, np.floating) else v for k, v in glue.items()}  # plain numbers for the page
+    block_n = np.asarray(info["block_tokens"])
+    tokens = pd.DataFrame({"held-out tokens": np.cumsum(block_n),
+                           "share %": [100 * shares(m, base, thr) for m in r["by_tokens"]]}).set_index("held-out tokens")
     partners = (100 * curve[["share_mean", "share_min", "share_max"]]).round(3).assign(subsets=curve["subsets"])
-    return Chapter("robustness", prof, glue=glue, tables={"shares": pd.DataFrame(rows).round(3), "partners": partners},
+    return Chapter("robustness", prof, glue=glue, tables={"shares": pd.DataFrame(rows).round(3), "partners": partners,
+                                                          "tokens": tokens.round(3)},
                    data={"per_draw": per_draw, "boot": boot_shares, "boot_interval": (low, high), "cka": r["cka"],
-                         "svcca": r["svcca"], "names": info["names"], "curve": curve})
+                         "svcca": r["svcca"], "names": info["names"], "curve": curve, "tokens": tokens})
 
 
 def draws_figure(ch: Chapter):
@@ -156,13 +163,16 @@ def draws_figure(ch: Chapter):
 
 
 def partners_figure(ch: Chapter):
-    """The universal share against the number of partners (mean and range over partner subsets)."""
-    c = ch.data["curve"]
-    fig, ax = plotting.subplots(height=3.2)
-    ax.plot(c.index, 100 * c["share_mean"], "o-")
-    ax.fill_between(c.index, 100 * c["share_min"], 100 * c["share_max"], alpha=0.25)
-    ax.set(xlabel="partners", ylabel="universal share (%)", xticks=list(c.index),
-           title="the share against the number of partner seeds (band: over partner subsets)")
+    """The universal share against the number of partners (mean and range over partner subsets) and against the
+    number of held-out tokens (the first blocks; the baseline at its full-data value)."""
+    c, t = ch.data["curve"], ch.data["tokens"]
+    fig, axes = plotting.subplots(1, 2, height=3.2, width=11)
+    axes[0].plot(c.index, 100 * c["share_mean"], "o-")
+    axes[0].fill_between(c.index, 100 * c["share_min"], 100 * c["share_max"], alpha=0.25)
+    axes[0].set(xlabel="partners", ylabel="universal share (%)", xticks=list(c.index),
+                title="against the number of partner seeds")
+    axes[1].plot(t.index, t["share %"], "o-", color="C1")
+    axes[1].set(xlabel="held-out tokens", ylabel="universal share (%)", title="against the held-out tokens")
     return fig
 
 
