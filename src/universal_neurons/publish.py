@@ -44,7 +44,8 @@ def figure(ch: Chapter, name: str, fig) -> Path:
     from myst_nb import glue
 
     set_matplotlib_formats("png")
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure made with a layout (constrained) keeps it
+        fig.tight_layout()
     path = Path(ch.profile.figures_dir) / f"{ch.name}-{name}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

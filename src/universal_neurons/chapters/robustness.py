@@ -180,7 +180,8 @@ def similarity_figure(ch: Chapter):
     """Layer-level similarity (linear CKA, SVCCA) of the reference's layers with each partner's."""
     names = ch.data["names"]
     P = len(ch.data["cka"])
-    fig, axes = plotting.subplots(2, P, height=5.6, width=max(plotting.WIDE, 3.4 * P), squeeze=False)
+    fig, axes = plotting.subplots(2, P, height=3.0, width=max(plotting.WIDE, 3.4 * P), squeeze=False,
+                                  layout="constrained")
     for j in range(P):
         for i, (key, lab) in enumerate((("cka", "linear CKA"), ("svcca", "SVCCA (mean canonical corr.)"))):
             ax = axes[i, j]
@@ -191,5 +192,5 @@ def similarity_figure(ch: Chapter):
             ax.set(xlabel=f"{names[j + 1]} layer", ylabel=f"{names[0]} layer", title=f"{lab}")
             ax.set_xticks(range(m.shape[1]))
             ax.set_yticks(range(m.shape[0]))
-        fig.colorbar(im, ax=axes[:, j].tolist(), fraction=0.05)
+    fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.03, label="similarity")
     return fig
