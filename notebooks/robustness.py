@@ -36,8 +36,9 @@
 # orthogonal rotation, and a permutation baseline (the partner's activations shifted by
 # {glue:text}`rob_shift_rows` rows, which breaks the token alignment while keeping each neuron's distribution);
 # the signed maximum, the maximum of $|r|$, the worst partner (MinCorr) and one-to-one Hungarian matching per layer
-# pair. Emergence over training needs checkpoints saved during training, which the shipped zoo does not have: it is
-# not on this page.
+# pair; and, as a fourth null, the untrained control (the reference's best correlation with a randomly initialised
+# model of the same shape), against which {glue:text}`rob_control_share:.2f`% pass. The last sections follow the
+# universal neurons over training, and measure what the reference code's own choices and bugs change.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "smoke"   # a profile name (universal_neurons/profiles/<name>.yaml)
@@ -56,11 +57,16 @@ publish.glue_all(ch)
 publish.figure(ch, "draws", chapter.draws_figure(ch))
 publish.figure(ch, "partners", chapter.partners_figure(ch))
 publish.figure(ch, "similarity", chapter.similarity_figure(ch))
+publish.figure(ch, "emergence", chapter.emergence_figure(ch))
+publish.figure(ch, "emergence-neurons", chapter.emergence_neurons_figure(ch))
 
 # %% [markdown]
 # ## The share under each null model and matching rule
 #
-# The range is the share recomputed with each partner left out in turn.
+# The 95% interval is a block bootstrap over {glue:text}`rob_blocks` contiguous blocks of held-out rows: the
+# matching statistic recomputed from the resampled blocks, the baseline kept at its full-data value
+# ({glue:text}`rob_boot_draws` draws; {glue:text}`rob_boot_hungarian` for Hungarian matching, which solves one
+# assignment per layer pair and draw). The last column is the share recomputed with each partner left out in turn.
 
 # %% tags=["hide-input"]
 ch.tables["shares"]
@@ -93,3 +99,44 @@ ch.tables["tokens"]
 # rotation of a layer's neurons, unlike the neuron-level correlations behind the universal share: two layers can
 # represent the same thing in different bases.
 # ```
+
+# %% [markdown]
+# ## Emergence over training
+#
+# {glue:md}`rob_emerge_md`
+#
+# ```{glue:figure} fig-robustness-emergence
+# :name: fig-robustness-emergence
+#
+# Against training tokens (a log scale, linear below the first snapshot so that step 0 shows): left, the universal
+# share of the reference against its partners at the same step, with the reference's held-out loss; middle, the
+# median, 99th percentile and largest excess correlation, with the threshold; right, the universal neurons of each
+# layer.
+# ```
+#
+# ```{glue:figure} fig-robustness-emergence-neurons
+# :name: fig-robustness-emergence-neurons
+#
+# Left: the excess correlation over training of every neuron universal at the last step (blue), and the median
+# neuron's (dashed). Right: how many of them were already universal at each step, and how many were among the top 5%
+# of neurons by excess (the grey line is their number at the end).
+# ```
+
+# %% tags=["hide-input"]
+ch.tables.get("emergence", "no emergence results for this profile")
+
+# %% [markdown]
+# ## Errata: what the reference code's choices change
+#
+# The reference implementation (wesg52/universal-neurons) stores activations in float16, sums each batch in float16
+# and uses the one-pass formula for the correlation, which it rounds to float16; it sets NaN correlations to 0; it
+# draws its baseline's matrices once, unseeded, as row-normalised Gaussians (not rotations) rounded to float16. Each
+# row applies one of these to the same activations (the float16 arithmetic through a port of its accumulator,
+# `universal_neurons.reference_port`, on the same tokens), and the last applies all of them but the draw. The float16
+# arithmetic changes {glue:text}`rob_fp16_flips` verdicts here (the largest change of a neuron's excess is
+# {glue:text}`rob_fp16_change:.4f`); all the choices together give {glue:text}`rob_port_share:.2f`% universal
+# against our {glue:text}`rob_share:.2f`%. The draw's row gives the range over the {glue:text}`rob_draws` seeded
+# draws.
+
+# %% tags=["hide-input"]
+ch.tables["errata"]

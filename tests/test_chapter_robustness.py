@@ -33,3 +33,27 @@ def test_robustness_on_the_smoke_zoo(smoke, smoke_zoo, one_thread):
     np.testing.assert_allclose(r["by_tokens"][-1], r["real"], atol=2e-5, equal_nan=True)  # all blocks = all tokens
     assert ch.tables["tokens"].index[-1] == info["n_tokens"]
     assert U.universal_share(U.excess_from(r["real"], base), thr) * 100 == pytest.approx(ch.glue["rob_share"])
+
+
+def test_robustness_control_and_errata(smoke, smoke_zoo, one_thread):
+    """The untrained control's maxima equal the streaming engine's control pass; the errata's float16 port stays
+    close to the exact correlations; the table has every null and rule with an interval."""
+    from universal_neurons import control as C
+    from universal_neurons.chapters import robustness as chapter
+
+    r, info = chapter.results(smoke)
+    ctrl = C.run_control(smoke, progress=False, threshold=0.5).neurons
+    np.testing.assert_allclose(r["control"], ctrl["max_corr_p1"].to_numpy(), atol=2e-5, equal_nan=True)
+    live = np.isfinite(r["real"]) & np.isfinite(r["ref16"])
+    assert np.abs(r["ref16"][live] - r["real"][live]).max() < 0.02  # float16 rounding, not a different number
+    assert np.abs(r["base16"] - r["draws"][0]).max() < 0.02
+    assert r["boot_hungarian"].shape[0] == chapter.BOOT_HUNGARIAN and r["boot_abs"].shape == r["boot"].shape
+    ch = chapter.compute("smoke")
+    t = ch.tables["shares"]
+    assert len(t) == 16 and set(t["null"]) >= {"untrained control (its max correlation)"}
+    for cell in t["95% interval %"]:
+        low, high = map(float, cell.split("-"))
+        assert 0 <= low <= high <= 100
+    err = ch.tables["errata"]
+    assert len(err) == 6 and (err["share % (ours)"] == err["share % (ours)"].iloc[0]).all()
+    assert ch.glue["rob_emerge_md"].data.startswith("Emergence over training was not computed")

@@ -179,3 +179,30 @@ def test_bad_training_settings_fail_with_one_line(tmp_path, smoke, smoke_data, c
                    progress=False)
     assert "\n" not in str(e.value)
     assert not (tmp_path / "x").exists()
+
+
+def test_snapshots_leave_the_training_unchanged_and_survive_a_resume(tmp_path, smoke, smoke_data):
+    from universal_neurons.zoo import snapshot_dir, snapshot_steps
+
+    plain = train(tmp_path, "plain", 5, smoke, smoke_data)
+    total = SMALL["tokens"] // (SMALL["batch_size"] * smoke.cfg["model"]["n_ctx"])
+    steps = snapshot_steps(total, 4)
+    assert steps[0] == 0 and steps[-1] == total and len(steps) == 5 and steps == sorted(set(steps))
+    snap = train(tmp_path, "snap", 5, smoke, smoke_data, snapshots=4)
+    assert sha(plain / "model.safetensors") == sha(snap / "model.safetensors"), "snapshots changed the training"
+    folders = sorted(snapshot_dir(snap).iterdir())
+    assert [int(f.name.removeprefix("step-")) for f in folders] == steps
+    assert sha(folders[-1] / "model.safetensors") == sha(snap / "model.safetensors")
+    log = json.loads((folders[2] / "training_log.json").read_text())
+    assert log["step"] == steps[2] and log["files"]["model.safetensors"] == sha(folders[2] / "model.safetensors")
+    # killed after the third snapshot, then resumed: every snapshot equals the uninterrupted run's
+    train(tmp_path, "resumed", 5, smoke, smoke_data, snapshots=4, stop_after=steps[2] + 1)
+    resumed = train(tmp_path, "resumed", 5, smoke, smoke_data, snapshots=4)
+    again = sorted(snapshot_dir(resumed).iterdir())
+    assert [f.name for f in again] == [f.name for f in folders]
+    for a, b in zip(folders, again):
+        assert sha(a / "model.safetensors") == sha(b / "model.safetensors"), a.name
+    from universal_neurons.loading import load_model
+
+    model = load_model(folders[1])  # a snapshot loads like a member (checksums verified)
+    assert model.cfg.n_layers == smoke.cfg["model"]["n_layer"]

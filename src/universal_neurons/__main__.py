@@ -26,6 +26,7 @@ COMMANDS = {
     "universality": "correlate the reference with its partners and write the neuron tables (paper section 2)",
     "properties": "compute the neuron properties (weight and activation statistics) of every member",
     "sweep": "train and analyse the zoos of a sweep profile's grid, point by point (resumable)",
+    "emergence": "retrain the zoo's recipe with snapshots and measure universality at each step (issue 16; hours)",
     "explorer": "write the neuron explorer's pages (one per compared neuron, its twins and a contrast sample)",
     "config": "print the resolved configuration (defaults and overrides applied) as YAML",
     "where": "print the run folder of the profile with its overrides, relative to the working directory",
@@ -52,6 +53,13 @@ def parser() -> argparse.ArgumentParser:
     cmd["sweep"].add_argument("--out", metavar="DIR", help="the sweep's folder (default: artifacts/<profile>)")
     cmd["sweep"].add_argument("--list", action="store_true", help="list the points and which are done; run nothing")
     cmd["sweep"].add_argument("--ship", action="store_true", help="copy results.csv into the repository's results/ folder")
+    cmd["emergence"].add_argument("--seeds", type=int, nargs="+", metavar="K",
+                                  help="train only these seeds (default: all); the analysis uses those trained")
+    cmd["emergence"].add_argument("--snapshots", type=int, default=10, metavar="N",
+                                  help="log-spaced snapshots besides step 0 (default: 10)")
+    cmd["emergence"].add_argument("--train-only", action="store_true", help="train, do not analyse")
+    cmd["emergence"].add_argument("--ship", action="store_true",
+                                  help="copy the results into the repository's results/ folder")
     cmd["explorer"].add_argument("--out", metavar="DIR", help="the pages' root (default: _build/html/neurons); "
                                  "the pages go to DIR/<run>/")
     cmd["config"].add_argument("--write", metavar="FILE",
@@ -84,7 +92,7 @@ def main(argv=None) -> int:
 
 
 # the subcommands that write; each holds `<folder>/.lock` of every folder it writes while it runs (lock.py)
-WRITERS = ("data", "zoo", "release", "universality", "properties", "sweep", "explorer")
+WRITERS = ("data", "zoo", "release", "universality", "properties", "sweep", "explorer", "emergence")
 MIB = 2**20
 
 
@@ -96,7 +104,7 @@ def _written_folders(profile, args) -> list[Path]:
         sw = expand(profile, args.out)
         return sorted({Path(sw.directory), Path(sw.data_root)})
     folders = {profile.root, profile.data_dir.parent}
-    if args.command in ("zoo", "release") and profile.is_zoo:
+    if args.command in ("zoo", "release", "emergence") and profile.is_zoo:
         folders.add(profile.trained_dir.parent)
     return sorted(folders)
 
@@ -110,10 +118,11 @@ def _space_needed(profile, command: str) -> float:
     """A rough estimate of the bytes a subcommand writes (checked against the free space before it starts)."""
     cfg = profile.cfg
     need = 64 * MIB  # tables, token rows, figures: small
-    if command in ("zoo", "release") and profile.is_zoo:
-        # per seed: the model (float32) and, while training, two checkpoints of model + AdamW's two moments
+    if command in ("zoo", "release", "emergence") and profile.is_zoo:
+        # per seed: the model (float32) and, while training, two checkpoints of model + AdamW's two moments;
+        # the emergence retrain adds its snapshots (at most 12 float32 copies of the model)
         vocab = int(cfg.get("tokenizer", {}).get("vocab_size") or 50257)
-        need += len(profile.seeds) * 28 * _n_params(cfg.get("model", {}), vocab)
+        need += len(profile.seeds) * (28 + 48 * (command == "emergence")) * _n_params(cfg.get("model", {}), vocab)
     elif command == "universality" and profile.is_zoo:
         m, a = cfg.get("model", {}), cfg.get("analysis", {})
         n_a = int(m.get("n_layer", 0)) * int(m.get("d_mlp", 0))
@@ -183,6 +192,18 @@ def _properties(profile, args, progress):
     res = compute_properties(profile, device=args.device, all_members=not args.reference_only, progress=progress)
     print(f"{profile.tables_dir / 'properties.csv'}: {len(res.info['names'])} models, "
           f"{res.info['n_tokens']:,} tokens, {res.info['seconds']:.0f} s")
+
+
+def _emergence(profile, args, progress):
+    from . import emergence
+
+    emergence.train(profile, seeds=args.seeds, snapshots=args.snapshots, device=args.device, progress=progress)
+    if args.train_only:
+        return
+    out = emergence.analyse(profile, device=args.device, progress=progress)
+    print(out)
+    if args.ship:
+        print(emergence.ship(profile))
 
 
 def _explorer(profile, args, progress):

@@ -166,3 +166,24 @@ def chunk_activations(models, names, plan: Plan, chunk: int, batch_rows: int, de
                       rows=f"batch of held-out rows {b0}-{b0 + len(toks) - 1}")
         k0 = k1
     return outs
+
+
+def co_moments(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int, device, progress: bool = True,
+               on_chunk=None, **kwargs) -> list:
+    """One pass of the reference `models[0]` with each other model over `n_tokens` held-out tokens of `tokens`:
+    a `comoments.CoMoments(n_a, n_b, **kwargs)` per partner (all layers' neurons, layer-major). `on_chunk(acts)`
+    sees each chunk's activations (one tensor per model) too."""
+    from tqdm.auto import tqdm
+
+    from .comoments import CoMoments
+
+    plan = plan_pass(models, names, tokens, n_tokens)
+    n_a = models[0].cfg.n_layers * models[0].cfg.d_mlp
+    cms = [CoMoments(n_a, m.cfg.n_layers * m.cfg.d_mlp, **kwargs) for m in models[1:]]
+    for c in tqdm(range(len(plan.chunks)), desc="co-moments", unit="chunk", disable=not progress):
+        acts = chunk_activations(models, names, plan, c, batch_rows, device)
+        for cm, b_acts in zip(cms, acts[1:]):
+            cm.update(acts[0], b_acts)
+        if on_chunk is not None:
+            on_chunk(acts)
+    return cms

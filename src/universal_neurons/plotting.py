@@ -27,3 +27,14 @@ def subplots(nrows: int = 1, ncols: int = 1, height: float = 3.6, width: float =
 
 setup()
 
+
+
+def absent(message: str, height: float = 1.6):
+    """A figure that says, in words, why its content could not be drawn in this run (no axes, no data)."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(WIDE, height))
+    fig.text(0.5, 0.5, "\n".join(textwrap.wrap(message, 110)), ha="center", va="center", fontsize=11)
+    return fig

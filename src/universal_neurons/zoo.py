@@ -117,10 +117,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def snapshot_steps(total: int, n: int) -> list[int]:
+    """Step 0 (the initialisation) and `n` steps log-spaced from total/256 to the last (duplicates dropped)."""
+    if n <= 0:
+        return []
+    return sorted({0, *(int(round(x)) for x in np.geomspace(max(1.0, total / 256), total, n))})
+
+
+def snapshot_dir(out_dir: Path) -> Path:
+    """Where the snapshots of the member trained into `out_dir` go: <root>/snapshots/<member>/step-<n>."""
+    return Path(out_dir).parent / "snapshots" / Path(out_dir).name
+
+
 def train_seed(seed: int, out_dir, train: TokenRows, heldout: TokenRows, model_cfg: dict, train_cfg: dict,
                tokenizer_dir, device: str = "cpu", progress: bool = True, stop_after: int | None = None,
-               position: int = 0) -> Path:
-    """Train one member into `out_dir` (skipped if it exists). `stop_after` simulates an interruption (tests)."""
+               position: int = 0, snapshots: int = 0) -> Path:
+    """Train one member into `out_dir` (skipped if it exists). `stop_after` simulates an interruption (tests).
+    `snapshots` > 0 also saves the weights at `snapshot_steps(total, snapshots)` into `snapshot_dir(out_dir)`
+    (not part of the recipe: the training and its bytes are the same with or without them)."""
     model_cfg, train_cfg = {**MODEL_DEFAULTS, **model_cfg}, {**TRAIN_DEFAULTS, **train_cfg}
     out_dir = Path(out_dir)
     if is_current(out_dir, model_cfg, train_cfg, train.header["provenance"]):
@@ -134,13 +148,32 @@ def train_seed(seed: int, out_dir, train: TokenRows, heldout: TokenRows, model_c
     torch.set_num_threads(threads)
     try:
         return _train(seed, out_dir, train, heldout, model_cfg, train_cfg, tokenizer_dir, device, progress,
-                      stop_after, position)
+                      stop_after, position, snapshots)
     finally:
         torch.set_num_threads(before)
 
 
+def _save_snapshot(folder: Path, model, tok, seed: int, step: int, tokens: int, key: dict) -> None:
+    """The weights at one step as a loadable member folder (config, safetensors, tokenizer, checksums); one of
+    the same recipe `key` is kept, one of another recipe replaced."""
+    log = folder / "training_log.json"
+    if log.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(log.read_text()).get("key") == key:
+                return
+        shutil.rmtree(folder, ignore_errors=True)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        write_json(tmp / "training_log.json", {"seed": seed, "step": step, "tokens": tokens, "snapshot": True, "key": key,
+                                               "files": {f.name: file_sha256(f) for f in sorted(tmp.glob("*.safetensors"))}})
+
+
 def _train(seed, out_dir, train, heldout, model_cfg, train_cfg, tokenizer_dir, device, progress, stop_after,
-           position) -> Path:
+           position, snapshots=0) -> Path:
     from tqdm import tqdm
     from transformers import GPT2LMHeadModel
 
@@ -176,6 +209,9 @@ def _train(seed, out_dir, train, heldout, model_cfg, train_cfg, tokenizer_dir, d
     eval_tokens = train_cfg["eval_tokens"]  # held-out tokens for the final loss (a quarter meanwhile)
     eval_rows = heldout.tokens[: min(len(heldout), max(1, eval_tokens // 4 // n_ctx))]
     every, precision = train_cfg["checkpoint_every"], train_cfg.get("precision", "fp32")
+    snap_at, snap_dir = set(snapshot_steps(total, snapshots)), snapshot_dir(out_dir)
+    if step == 0 and 0 in snap_at:
+        _save_snapshot(snap_dir / "step-000000", model, tok, seed, 0, 0, key)
     t0, tokens_since, steps_since, loss_sum = time.time(), 0, 0, 0.0
     bar = tqdm(total=total, initial=step, desc=f"seed {seed}", unit="step", disable=not progress, position=position)
     model.train()
@@ -198,6 +234,8 @@ def _train(seed, out_dir, train, heldout, model_cfg, train_cfg, tokenizer_dir, d
         tps = tokens_since / max(time.time() - t0, 1e-9)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tps:,.0f}", refresh=False)
+        if step in snap_at:  # before the checkpoint: a resumed run never skips a snapshot
+            _save_snapshot(snap_dir / f"step-{step:06d}", model, tok, seed, step, step * bs * n_ctx, key)
         if step % every == 0 or step == total:
             log.append({"step": step, "tokens": step * bs * n_ctx, "train_loss": loss_sum / steps_since,
                         "heldout_loss": heldout_loss(model, eval_rows, device), "tokens_per_s": tps})

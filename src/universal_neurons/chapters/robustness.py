@@ -19,41 +19,45 @@ from .. import nulls as N
 from .. import similarity as S
 from .. import uncertainty as U
 from ..atomic import write_text
-from ..comoments import CoMoments
 from ..config import load_profile
 from ..publish import Chapter
 from .entropy import name_of
 
-VERSION = 2  # 2: the maxima on the first k blocks of tokens
+VERSION = 3  # 2: the maxima on the first k blocks of tokens; 3: the untrained control, the errata, every rule's bootstrap
 DRAWS = 10  # draws of the paper's baseline
 BLOCKS = 10  # contiguous row blocks of the bootstrap
 BOOT = 200  # bootstrap draws
+BOOT_HUNGARIAN = 30  # of which Hungarian matching is recomputed (about 1 s per partner and draw at d_mlp 1024)
+REF_BATCH_ROWS = 32  # the reference's batch (its --batch_size), in rows of the context
 SHIFT_ROWS = 4  # the permutation baseline's circular shift, in rows of the held-out split
 
 
 def _pass(prof, device):
-    """The co-moments of the reference with each partner over book.robust_tokens held-out tokens (not kept: only
-    what the chapter derives from them is cached, see `results`)."""
+    """The co-moments of the reference with each partner and with the untrained control (last) over
+    book.robust_tokens held-out tokens, and the reference implementation's float16 accumulators of the same
+    tokens for each partner (`reference_port`). Not kept: only what the chapter derives from them is cached."""
+    from .. import control as C
     from ..loading import load_model
+    from ..reference_port import ReferencePearson
 
     sources = prof.members()
     rows = data.analysis_rows(prof, progress=False)
     n_tokens = min(int(prof.cfg["book"]["robust_tokens"]), int(prof.cfg["analysis"]["n_tokens"]))
     models = [load_model(s, device=device, revision=prof.revision) for s in sources]
-    names = [name_of(s) for s in sources]
-    plan = A.plan_pass(models, names, np.asarray(rows.tokens), n_tokens)
-    n_a = models[0].cfg.n_layers * models[0].cfg.d_mlp
-    cms = [CoMoments(n_a, m.cfg.n_layers * m.cfg.d_mlp, shift=SHIFT_ROWS * rows.n_ctx,
-                     block_rows=-(-n_tokens // BLOCKS)) for m in models[1:]]
-    from tqdm.auto import tqdm
+    models.append(load_model(C.untrained_control(prof), device=device, tokenizer=models[0].tokenizer))
+    names = [name_of(s) for s in sources] + ["untrained"]
+    width = [m.cfg.n_layers * m.cfg.d_mlp for m in models]
+    ports = [ReferencePearson(width[0], w, REF_BATCH_ROWS * rows.n_ctx) for w in width[1:-1]]
 
-    for c in tqdm(range(len(plan.chunks)), desc="co-moments", unit="chunk"):
-        acts = A.chunk_activations(models, names, plan, c, int(prof.cfg["analysis"].get("batch_size", 64)), device)
-        for cm, b_acts in zip(cms, acts[1:]):
-            cm.update(acts[0], b_acts)
-    sizes = [[m.cfg.d_mlp] * m.cfg.n_layers for m in models]
-    return cms, {"names": names, "n_tokens": n_tokens, "sizes": sizes,
-                 "block_tokens": [int(x) for x in cms[0].block_n]}
+    def port(acts):
+        for p, b in zip(ports, acts[1:-1]):
+            p.update(acts[0], b)
+
+    cms = A.co_moments(models, names, np.asarray(rows.tokens), n_tokens, int(prof.cfg["analysis"].get("batch_size", 64)),
+                       device, on_chunk=port, shift=SHIFT_ROWS * rows.n_ctx, block_rows=-(-n_tokens // BLOCKS))
+    sizes = [[m.cfg.d_mlp] * m.cfg.n_layers for m in models[:-1]]
+    return cms, ports, {"names": names[:-1], "n_tokens": n_tokens, "sizes": sizes,
+                        "block_tokens": [int(x) for x in cms[0].block_n]}
 
 
 def shares(real: np.ndarray, base: np.ndarray, threshold: float) -> float:
@@ -76,12 +80,22 @@ def results(prof, device="cpu") -> tuple[dict, dict]:
         with np.load(npz, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}, json.loads(js.read_text())
     with cache.updating(folder, key):
-        cms, info = _pass(prof, device)
+        from ..reference_port import fp16_rotations, max_nan_to_zero
+
+        cms, ports, info = _pass(prof, device)
+        control = cms.pop()
         sizes_a, sizes_b = info["sizes"][0], info["sizes"][1:]
         corr = [cm.corr_ab() for cm in cms]
         rng = np.random.default_rng(0)
         n_blocks = len(cms[0].block_n)
         weights = rng.multinomial(n_blocks, np.full(n_blocks, 1 / n_blocks), size=BOOT)
+        boot = {"boot": [], "boot_abs": [], "boot_hungarian": []}
+        for k, w in enumerate(weights):
+            c_w = [cm.corr_blocks(w) for cm in cms]
+            boot["boot"].append(np.stack([M.signed_max(c)[0] for c in c_w]))
+            boot["boot_abs"].append(np.stack([M.abs_max(c)[0] for c in c_w]))
+            if k < BOOT_HUNGARIAN:
+                boot["boot_hungarian"].append(np.stack([M.hungarian(c, sizes_a, sb)[0] for c, sb in zip(c_w, sizes_b)]))
         out = {"real": np.stack([M.signed_max(c)[0] for c in corr]),
                "abs": np.stack([M.abs_max(c)[0] for c in corr]),
                "hungarian": np.stack([M.hungarian(c, sizes_a, sb)[0] for c, sb in zip(corr, sizes_b)]),
@@ -90,7 +104,11 @@ def results(prof, device="cpu") -> tuple[dict, dict]:
                "ortho": np.stack([N.rotated_max(cm, sb, draws=1, kind="orthogonal", seed=0)[0]
                                   for cm, sb in zip(cms, sizes_b)]),
                "perm": np.stack([N.permutation_max(cm) for cm in cms]),
-               "boot": np.stack([np.stack([M.signed_max(cm.corr_blocks(w))[0] for cm in cms]) for w in weights]),
+               "control": M.signed_max(control.corr_ab())[0],
+               "ref16": np.stack([max_nan_to_zero(p.correlation()) for p in ports]),
+               "base16": np.stack([np.fmax.reduce(N.rotated_corr(cm, sb, fp16_rotations(sb, seed=0, draw=0)), axis=1)
+                                   for cm, sb in zip(cms, sizes_b)]),
+               **{k: np.stack(v) for k, v in boot.items()},
                "by_tokens": np.stack([np.stack([M.signed_max(cm.corr_blocks((np.arange(n_blocks) < k).astype(float)))[0]
                                                 for cm in cms]) for k in range(1, n_blocks + 1)]),
                "cka": np.stack([S.layer_matrix(cm.cov_aa(), cm.cov_bb(), cm.cov_ab(), sizes_a, sb)
@@ -114,19 +132,13 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     r, info = results(prof, device)
     real, draws, ortho, perm = r["real"], r["draws"], r["ortho"], r["perm"]
     base = draws[0]
+    control = np.broadcast_to(r["control"], real.shape)
     per_draw = np.array([shares(real, d, thr) for d in draws])
-    always = np.all([U.excess_from(real, d) > thr for d in (*draws, ortho, perm)], axis=0)
-    rules = {"signed max (the paper)": real, "max of |r|": r["abs"], "Hungarian (one-to-one per layer pair)": r["hungarian"]}
-    rows = []
-    for null, bl in (("the paper's draw", base), ("orthogonal rotation", ortho), ("permutation (rows shifted)", perm)):
-        for rule, m in rules.items():
-            lo = U.leave_one_out((m, bl), lambda m_, b_: shares(m_, b_, thr)) if len(m) > 1 else None
-            rows.append({"null": null, "matching": rule, "share %": 100 * shares(m, bl, thr),
-                         "leave one partner out %": f"{100 * lo.low:.2f}-{100 * lo.high:.2f}" if lo else "-"})
-    worst = M.min_corr(real) - base.mean(0)
-    live = ~np.isnan(worst)
-    rows.append({"null": "the paper's draw", "matching": "MinCorr (the worst partner)",
-                 "share %": 100 * float((worst[live] > thr).mean()), "leave one partner out %": "-"})
+    nulls = {"the paper's draw": base, "orthogonal rotation": ortho, "permutation (rows shifted)": perm,
+             "untrained control (its max correlation)": control}
+    always = np.all([U.excess_from(real, b) > thr for b in (*draws, *list(nulls.values())[1:])], axis=0)
+    rows = [_share_row(null, rule, full, boot, reduce, bl, thr)
+            for null, bl in nulls.items() for rule, full, boot, reduce in _rules(r)]
     boot_shares = np.array([shares(b, base, thr) for b in r["boot"]])
     low, high = U.interval(boot_shares)
     curve = U.share_by_partners(real, base, thr)
@@ -141,10 +153,188 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     tokens = pd.DataFrame({"held-out tokens": np.cumsum(block_n),
                            "share %": [100 * shares(m, base, thr) for m in r["by_tokens"]]}).set_index("held-out tokens")
     partners = (100 * curve[["share_mean", "share_min", "share_max"]]).round(3).assign(subsets=curve["subsets"])
-    return Chapter("robustness", prof, glue=glue, tables={"shares": pd.DataFrame(rows).round(3), "partners": partners,
-                                                          "tokens": tokens.round(3)},
-                   data={"per_draw": per_draw, "boot": boot_shares, "boot_interval": (low, high), "cka": r["cka"],
-                         "svcca": r["svcca"], "names": info["names"], "curve": curve, "tokens": tokens})
+    err = errata(r, thr)
+    glue |= {"rob_control_share": 100 * shares(real, control, thr), "rob_port_share": float(err["share % (the reference's way)"].iloc[-1]),
+             "rob_fp16_flips": int(err["verdicts changed"].iloc[0]),
+             "rob_fp16_change": float(err["largest change of an excess"].iloc[0]),
+             "rob_boot_hungarian": BOOT_HUNGARIAN}
+    tables = {"shares": pd.DataFrame(rows).round(3), "partners": partners, "tokens": tokens.round(3),
+              "errata": err}
+    data_ = {"per_draw": per_draw, "boot": boot_shares, "boot_interval": (low, high), "cka": r["cka"],
+             "svcca": r["svcca"], "names": info["names"], "curve": curve, "tokens": tokens, "threshold": thr}
+    em_glue, em_table, em_data = emergence_view(prof, thr)
+    glue |= em_glue
+    if em_table is not None:
+        tables["emergence"] = em_table
+    data_["emergence"] = em_data
+    return Chapter("robustness", prof, glue=glue, tables=tables, data=data_)
+
+
+def emergence_view(prof, thr: float):
+    """The glue, table and figure data of the emergence section, from `emergence.load` (None when this profile
+    has no emergence results: the glue then says how to compute them)."""
+    from IPython.display import Markdown
+
+    from .. import emergence as E
+
+    res = E.load(prof)
+    if res is None:
+        return ({"rob_emerge_md": Markdown(
+            f"Emergence over training was not computed for this profile ({prof.name}): it needs the zoo retrained "
+            f"with snapshots of the weights, `make emergence PROFILE={prof.name}` (for the default zoo about two "
+            "hours on 2 CPU cores; its results are shipped in `results/`).")}, None, None)
+    info, d_mlp = res.info, int(prof.cfg["model"]["d_mlp"])
+    table = E.summary(res, thr, d_mlp)
+    n_final = int(table["universal"].iloc[-1])
+    tokens = table["tokens"].to_numpy()
+    early = int(np.argmin(np.abs(tokens - 0.1 * tokens[-1])))
+    half = table.index[table["final universal, universal here"] >= max(1, n_final / 2)]
+    ex = E.excess(res)
+    parts = [f"The zoo's recipe was retrained here with snapshots of the weights at {len(tokens)} steps (step 0 and "
+             f"{len(tokens) - 1} log-spaced ones; seeds {info['reference_seed']} against "
+             f"{', '.join(map(str, info['partner_seeds']))}, {info['n_tokens']:,} held-out tokens per step, "
+             f"`{info['command']}`, {info['date']} on {info['cpu']}). At the end of training "
+             f"{n_final} neurons ({table['share %'].iloc[-1]:.2f}%) are universal; at step 0 (initialisation) "
+             f"{int(table['universal'].iloc[0])}."]
+    if n_final:
+        parts.append(f"Of the {n_final} universal at the end, {int(table['final universal, universal here'].iloc[early])} "
+                     f"were already universal after {tokens[early]:,} tokens (about a tenth of training) and "
+                     f"{int(table['final universal, top 5% here'].iloc[early])} were in the top 5% by excess then; "
+                     + (f"half of them were universal from {tokens[half[0]]:,} tokens on." if len(half) else ""))
+    if "same_index_corr" in res:
+        same = res["same_index_corr"]
+        shipped = np.nanmean(res["shipped_real"], 0) - np.nanmean(res["shipped_base"], 0)
+        both = int(((shipped > thr) & (ex[-1] > thr)).sum())
+        ident = all(m.get("identical_to_shipped") for m in info["members"].values())
+        parts.append(("The retrained members are byte-identical to the shipped ones. " if ident else
+                      "The retrained members are not byte-identical to the shipped ones (another CPU: "
+                      f"{info['cpu']} here, {', '.join(sorted({m['cpu'] for m in info['shipped'].values() if m['cpu']}))} "
+                      "for the shipped zoo), so this is the trajectory of a sibling run of the same recipe, seeds "
+                      "and data order: ")
+                     + f"its reference's neurons correlate with the shipped reference's neuron of the same index at "
+                     f"a median r = {np.nanmedian(same):.3f} ({100 * np.nanmean(same > 0.9):.0f}% above 0.9), and "
+                     f"{both} of its {n_final} final universal neurons are universal in the shipped zoo against the "
+                     f"same partner seeds ({int((shipped > thr).sum())} there).")
+    glue = {"rob_emerge_md": Markdown(" ".join(parts))}
+    data_ = {"table": table, "excess": ex, "tokens": tokens, "threshold": thr, "d_mlp": d_mlp}
+    return glue, table.round(4).set_index("step"), data_
+
+
+def _worst(m: np.ndarray) -> np.ndarray:
+    """MinCorr: the worst partner's value [P, n] -> repeated for every partner, so that their mean is the minimum."""
+    return np.broadcast_to(M.min_corr(m), m.shape)
+
+
+def _rules(r: dict):
+    """(name, per-partner values [P, n], their bootstrap draws [D, P, n], the rule's reduction over partners)."""
+    same = lambda m: m  # noqa: E731
+    return [("signed max (the paper)", r["real"], r["boot"], same), ("max of |r|", r["abs"], r["boot_abs"], same),
+            ("Hungarian (one-to-one per layer pair)", r["hungarian"], r["boot_hungarian"], same),
+            ("MinCorr (the worst partner)", r["real"], r["boot"], _worst)]
+
+
+def _share_row(null: str, rule: str, values, boot, reduce, base, thr: float) -> dict:
+    """One row of the table: the share, its bootstrap interval over row blocks (the baseline at its full-data
+    value) and its range with each partner left out."""
+    low, high = U.interval([shares(reduce(b), base, thr) for b in boot])
+    lo = U.leave_one_out((values, base), lambda m_, b_: shares(reduce(m_), b_, thr)) if len(values) > 1 else None
+    return {"null": null, "matching": rule, "share %": 100 * shares(reduce(values), base, thr),
+            "95% interval %": f"{100 * low:.2f}-{100 * high:.2f}", "bootstrap draws": len(boot),
+            "leave one partner out %": f"{100 * lo.low:.2f}-{100 * lo.high:.2f}" if lo else "-"}
+
+
+def errata(r: dict, thr: float) -> pd.DataFrame:
+    """The reference code's choices, one at a time and together, against ours on the same activations: the
+    universal share each way, the neurons whose verdict changes and the largest change of an excess."""
+    real, base = r["real"], r["draws"][0]
+    ours = U.excess_from(real, base)
+    n_all = ours.size
+
+    def row(choice, ours_way, theirs, share_theirs=None):
+        live = ~np.isnan(ours) & ~np.isnan(theirs)
+        flips = int(((ours[live] > thr) != (theirs[live] > thr)).sum())
+        return {"the reference's choice": choice, "ours": ours_way, "share % (ours)": 100 * shares(real, base, thr),
+                "share % (the reference's way)": 100 * (share_theirs if share_theirs is not None else
+                                                        U.universal_share(theirs, thr)),
+                "verdicts changed": flips, "largest change of an excess": float(np.nanmax(np.abs(theirs - ours)))}
+
+    draws = [U.excess_from(real, d) for d in r["draws"]]
+    spread = [U.universal_share(d, thr) for d in draws]
+    nan0 = np.nan_to_num(ours, nan=0.0)
+    port = np.nan_to_num(U.excess_from(r["ref16"], np.nan_to_num(r["base16"], nan=0.0)), nan=0.0)
+    out = [row("float16 activations, float16 batch sums, one-pass formula, float16 correlations",
+               "float32 activations, float64 shifted sums", U.excess_from(r["ref16"], base)),
+           row("NaN correlations set to 0, dead neurons counted", "dead neurons left out of the share", nan0,
+               float((nan0 > thr).sum() / n_all)),
+           row(f"one unseeded draw of the baseline (range over {len(draws)} seeded draws)",
+               "the same draw, seeded (draw 0)", draws[int(np.argmax(np.abs(np.array(spread) - spread[0])))]),
+           row("row-normalised Gaussian matrix (not a rotation)", "an exactly orthogonal rotation",
+               U.excess_from(real, r["ortho"])),
+           row("baseline matrices rounded to float16", "float64 matrices", U.excess_from(real, r["base16"])),
+           row("all of the above but the draw, together", "ours", port, float((port > thr).sum() / n_all))]
+    table = pd.DataFrame(out).round(4)
+    table["share % (the reference's way)"] = table["share % (the reference's way)"].astype(object)
+    table.loc[2, "share % (the reference's way)"] = f"{100 * min(spread):.2f}-{100 * max(spread):.2f}"
+    return table
+
+
+def _symlog_tokens(ax, tokens):
+    """Training tokens on a log axis that still shows step 0 (linear below the first snapshot)."""
+    ax.set_xscale("symlog", linthresh=max(1, int(tokens[tokens > 0].min())) if (tokens > 0).any() else 1)
+    ax.set_xlabel("training tokens (step 0 at the left)")
+
+
+def emergence_figure(ch: Chapter):
+    """The universal share and loss, the excess quantiles, and the per-layer counts against training tokens."""
+    em = ch.data["emergence"]
+    if em is None:
+        return plotting.absent(f"emergence over training was not computed for profile {ch.profile.name}: "
+                               f"make emergence PROFILE={ch.profile.name}")
+    t, tab, thr = em["tokens"], em["table"], em["threshold"]
+    fig, axes = plotting.subplots(1, 3, height=3.4, width=14)
+    axes[0].plot(t, tab["share %"], "o-", label="universal share")
+    axes[0].set(ylabel="universal share (%)", title="universal share and held-out loss")
+    twin = axes[0].twinx()
+    twin.plot(t, tab["held-out loss"], "s--", color="C3", label="held-out loss (reference)")
+    twin.set_ylabel("held-out loss (nats)", color="C3")
+    for q, style in (("excess max", "k-"), ("excess q99", "C1o-"), ("excess q50", "C0o-")):
+        axes[1].plot(t, tab[q], style, label=q.removeprefix("excess "))
+    axes[1].axhline(thr, color="grey", ls="--", lw=1, label=f"threshold {thr:g}")
+    axes[1].set(ylabel="excess correlation", title="excess distribution")
+    axes[1].legend(fontsize=8)
+    for c in [c for c in tab.columns if c.startswith("layer ")]:
+        axes[2].plot(t, tab[c], "o-", label=c)
+    axes[2].set(ylabel="universal neurons", title="universal neurons per layer")
+    axes[2].legend(fontsize=8)
+    for ax in axes:
+        _symlog_tokens(ax, t)
+    return fig
+
+
+def emergence_neurons_figure(ch: Chapter):
+    """Each finally universal neuron's excess over training, and how many of them were universal (or in the top
+    5%) at each step."""
+    em = ch.data["emergence"]
+    if em is None:
+        return plotting.absent(f"emergence over training was not computed for profile {ch.profile.name}: "
+                               f"make emergence PROFILE={ch.profile.name}")
+    t, ex, tab, thr = em["tokens"], em["excess"], em["table"], em["threshold"]
+    final = ex[-1] > thr
+    fig, axes = plotting.subplots(1, 2, height=3.4, width=11)
+    for i in np.flatnonzero(final):
+        axes[0].plot(t, ex[:, i], color="C0", alpha=0.5, lw=1)
+    axes[0].plot(t, np.nanmedian(ex, 1), "k--", lw=2, label="median over all neurons")
+    axes[0].axhline(thr, color="grey", ls=":", lw=1)
+    axes[0].set(ylabel="excess correlation", title=f"the {int(final.sum())} neurons universal at the end")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(t, tab["final universal, universal here"], "o-", label="universal at this step")
+    axes[1].plot(t, tab["final universal, top 5% here"], "s-", label="in the top 5% by excess")
+    axes[1].axhline(final.sum(), color="grey", ls="--", lw=1)
+    axes[1].set(ylabel="of the finally universal neurons", title="when the final universal neurons emerge")
+    axes[1].legend(fontsize=8)
+    for ax in axes:
+        _symlog_tokens(ax, t)
+    return fig
 
 
 def draws_figure(ch: Chapter):
