@@ -29,7 +29,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data zoo release notebooks bench bench-train clean-book help browser lint-workflows sweep where FORCE
+.PHONY: book test env data zoo release emergence notebooks bench bench-train clean-book help browser lint-workflows sweep where FORCE
 .DELETE_ON_ERROR:
 # One recipe at a time: the steps share the run folder and the CPU cores (`make -j` is safe, and serial).
 .NOTPARALLEL:
@@ -41,6 +41,7 @@ help:
 	@echo "make bench-train   # trainer throughput: today's settings against the old ones, one run"
 	@echo "make zoo PROFILE=default RETRAIN=1   # retrain the shipped zoo into artifacts/ and compare bytes"
 	@echo "make where [PROFILE=...] [SET=...]   # the run folder of these settings"
+	@echo "make emergence [PROFILE=default]   # retrain with snapshots, measure universality over training (hours)"
 
 env: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
@@ -80,6 +81,13 @@ COMMIT ?= 1
 release: $(STAMP)
 	$(PY) -m universal_neurons release --profile $(PROFILE) --device $(DEVICE) --set "$(SET)" $(if $(COMMIT),--commit)
 
+# Emergence over training (issue 16): retrain the zoo's recipe with snapshots of the weights at 10 log-spaced steps
+# (about two hours for the default zoo on 2 CPU cores; resumable), measure each step, and ship the results in
+# results/emergence-$(PROFILE).* (what the robustness chapter reads). EMERGENCE_SEEDS="0 1" trains only those.
+emergence: $(STAMP)
+	$(PY) -m universal_neurons emergence --profile $(PROFILE) --device $(DEVICE) --set "$(SET)" --ship \
+		$(if $(EMERGENCE_SEEDS),--seeds $(EMERGENCE_SEEDS))
+
 # Notebooks are kept as py:percent text; jupytext converts, papermill executes with parameters (profile, device and
 # SET: every other setting is a configuration key).
 $(NB_OUT)/%.ipynb: notebooks/%.py $(ART)/zoo/.trained
@@ -98,6 +106,7 @@ $(NB_OUT)/claims.ipynb: $(foreach c,$(filter-out claims execution,$(CHAPTERS)),$
 $(NB_OUT)/execution.ipynb: $(foreach c,$(filter-out execution,$(CHAPTERS)),$(NB_OUT)/$(c).ipynb) FORCE
 # the scale chapter shows the sweep's and the recipe's results (computed here or shipped in results/) and
 # the default and release zoos', whatever the profile
+$(NB_OUT)/robustness.ipynb: $(wildcard results/emergence-*.npz results/emergence-*.json)
 $(NB_OUT)/scale.ipynb: $(wildcard artifacts/$(SWEEP)/results.csv artifacts/sweep-gpu/results.csv artifacts/recipe/results.csv \
 	results/*.csv artifacts/default/tables/universality.json artifacts/release/tables/universality.json)
 

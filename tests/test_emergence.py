@@ -101,3 +101,29 @@ def test_the_analysis_needs_the_reference_and_a_partner(tmp_path, monkeypatch):
         E.analyse(prof, progress=False)
     with pytest.raises(UserError, match="not in the profile's train.seeds"):
         E.jobs(prof, seeds=[7])
+
+
+def test_the_robustness_chapter_shows_the_emergence_it_finds(retrained):
+    """The section's table follows from the arrays: each step's count is the neurons whose excess (mean over
+    partners of the max minus the baseline) passes the threshold; its figures draw."""
+    import matplotlib.pyplot as plt
+
+    from universal_neurons.chapters import robustness as chapter
+    from universal_neurons.publish import Chapter
+
+    prof, where, js = retrained
+    res = E.load(prof)
+    thr = float(np.nanquantile(E.excess(res)[-1], 0.9))  # a tenth of the neurons at the end, whatever the scale
+    glue, table, data = chapter.emergence_view(prof, thr)
+    ex = res["real"].mean(1) - res["base"].mean(1)
+    assert table["universal"].tolist() == [int((e > thr).sum()) for e in ex]
+    final = ex[-1] > thr
+    assert table["final universal, universal here"].tolist() == [int(((e > thr) & final).sum()) for e in ex]
+    d = prof.cfg["model"]["d_mlp"]
+    assert (table["layer 0"] + table["layer 1"]).tolist() == table["universal"].tolist()
+    assert table["layer 1"].iloc[-1] == int((ex[-1][d:] > thr).sum())
+    assert f"{len(res['steps'])} steps" in glue["rob_emerge_md"].data
+    ch = Chapter("robustness", prof, data={"emergence": data})
+    for fig in (chapter.emergence_figure(ch), chapter.emergence_neurons_figure(ch)):
+        assert len(fig.axes) >= 2
+        plt.close(fig)
