@@ -29,7 +29,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data zoo release emergence notebooks bench bench-train clean-book help browser lint-workflows sweep where FORCE
+.PHONY: book test env data zoo release emergence exercises notebooks bench bench-train clean-book help browser lint-workflows sweep where FORCE
 .DELETE_ON_ERROR:
 # One recipe at a time: the steps share the run folder and the CPU cores (`make -j` is safe, and serial).
 .NOTPARALLEL:
@@ -41,6 +41,7 @@ help:
 	@echo "make bench-train   # trainer throughput: today's settings against the old ones, one run"
 	@echo "make zoo PROFILE=default RETRAIN=1   # retrain the shipped zoo into artifacts/ and compare bytes"
 	@echo "make where [PROFILE=...] [SET=...]   # the run folder of these settings"
+	@echo "make exercises   # teaching mode: student and instructor notebooks in artifacts/exercises/"
 	@echo "make emergence [PROFILE=default]   # retrain with snapshots, measure universality over training (hours)"
 
 env: $(STAMP)
@@ -110,14 +111,24 @@ $(NB_OUT)/robustness.ipynb: $(wildcard results/emergence-*.npz results/emergence
 $(NB_OUT)/scale.ipynb: $(wildcard artifacts/$(SWEEP)/results.csv artifacts/sweep-gpu/results.csv artifacts/recipe/results.csv \
 	results/*.csv artifacts/default/tables/universality.json artifacts/release/tables/universality.json)
 
+# Teaching mode (issue 17): the exercises marked in the chapter sources, as student notebooks (stubs raising
+# NotImplementedError, then the checks) and instructor notebooks (solutions, executed: the book's Exercises part).
+EX_OUT := artifacts/exercises
+$(EX_OUT)/.built: $(STAMP) $(PKG) $(wildcard notebooks/*.py) _config.yml
+	$(PY) -m universal_neurons.exercise_build --out $(EX_OUT) --execute
+	@touch $@
+exercises: $(EX_OUT)/.built
+	@echo "exercises: $(CURDIR)/$(EX_OUT)/student (to hand out) and $(CURDIR)/$(EX_OUT)/instructor (solutions)"
+
 $(MATHJAX):
 	rm -rf book/_vendor/mathjax && mkdir -p book/_vendor
 	cd book/_vendor && npm pack --silent mathjax@3.2.2 >/dev/null && tar xzf mathjax-3.2.2.tgz \
 		&& mv package/es5 mathjax && cp package/LICENSE mathjax/ && rm -r package mathjax-3.2.2.tgz
 
-book: notebooks $(MATHJAX)
-	rm -rf book/generated && mkdir -p book/generated
+book: notebooks $(EX_OUT)/.built $(MATHJAX)
+	rm -rf book/generated && mkdir -p book/generated/exercises
 	cp $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb) book/generated/
+	cp $(EX_OUT)/instructor/*.ipynb book/generated/exercises/
 	echo "$(PROFILE)" > book/generated/PROFILE
 	printf '%s\n' "$(SET)" > book/generated/SET
 	@mkdir -p _build && $(PY) -m universal_neurons.online config --out _build/book-config.yml --run $(notdir $(ART))

@@ -116,3 +116,31 @@ ch.tables["ratio"]
 
 # %% tags=["hide-input"]
 ch.tables["seeds"]
+
+# %% [markdown] exercise="bos" tags=["remove-cell"]
+# ### Exercise: the BOS heuristic score of a neuron and a head
+#
+# A neuron deactivates a later head when what it writes raises the head's attention to the first token (BOS). From
+# the weights alone: the unit output direction $\hat w_{out}$ of the neuron, read by the head's query weights
+# $W_Q^h$ and compared with BOS's key $k^h_{BOS}$, scaled as attention scores are:
+# $s^h = \hat w_{out}^\top W_Q^h k^h_{BOS} / \sqrt{d_{head}}$. Write `bos_score(w_out, w_q, k_bos)`: `w_out`
+# `[d_model]`, `w_q` `[n_heads, d_model, d_head]` (a later layer's query weights, with its LayerNorm folded in),
+# `k_bos` `[n_heads, d_head]`; return the score of every head `[n_heads]`.
+
+# %% exercise="bos" solution=true tags=["remove-cell"]
+import math
+
+import torch
+
+
+def bos_score(w_out, w_q, k_bos):
+    """[n_heads] ŵ_outᵀ W_Q^h k_BOS^h / sqrt(d_head), ŵ_out = w_out / |w_out|."""
+    direction = w_out.double() / w_out.double().norm()
+    query = torch.einsum("m,hmd->hd", direction, w_q.double())  # each head's query from that direction
+    return (query * k_bos.double()).sum(-1) / math.sqrt(w_q.shape[-1])
+
+
+# %% exercise="bos" tags=["remove-cell"]
+from universal_neurons import exercises
+
+exercises.check("bos", bos_score)

@@ -146,3 +146,28 @@ publish.table(ch, "frequency")
 
 # %% tags=["hide-input"]
 ch.tables["paper"]
+
+# %% [markdown] exercise="hook" tags=["remove-cell"]
+# ### Exercise: the fixed-activation intervention
+#
+# The entropy neurons are found by setting one neuron's activation to a fixed value at every position and watching
+# the next-token distribution. Write `run_with_fixed_activation(model, tokens, layer, neuron, value)`: run the
+# HookedTransformer `model` on `tokens` with neuron `neuron` of layer `layer` (its post-activation,
+# `blocks.{layer}.mlp.hook_post`) set to `value`, and return the logits. The model must be left as it was: a hook
+# that stays on it would fix the neuron in every later run.
+
+# %% exercise="hook" solution=true tags=["remove-cell"]
+def run_with_fixed_activation(model, tokens, layer, neuron, value):
+    """Logits of `model` on `tokens` with blocks.{layer}.mlp.hook_post[..., neuron] set to `value`."""
+    def fix(activation, hook):
+        activation[..., neuron] = value
+        return activation
+
+    with model.hooks(fwd_hooks=[(f"blocks.{layer}.mlp.hook_post", fix)]):  # removed when the block ends
+        return model(tokens)
+
+
+# %% exercise="hook" tags=["remove-cell"]
+from universal_neurons import exercises
+
+exercises.check("hook", run_with_fixed_activation)

@@ -160,3 +160,28 @@ publish.table(ch, "syntax")
 
 # %% tags=["hide-input"]
 publish.table(ch, "position")
+
+# %% [markdown] exercise="vr" tags=["remove-cell"]
+# ### Exercise: the variance-reduction score of a feature
+#
+# The paper explains a neuron by the binary feature that most reduces the variance of its activation:
+# $\mathrm{VR} = 1 - [(1-\beta)\,\mathrm{Var}(v \mid y=0) + \beta\,\mathrm{Var}(v \mid y=1)] / \mathrm{Var}(v)$ with
+# $\beta$ the share of tokens where the feature holds. Write `variance_reduction(v, y)`: `v` the activations
+# `[tokens]`, `y` the feature `[tokens]` (booleans); return the score (population variances).
+
+# %% exercise="vr" solution=true tags=["remove-cell"]
+import numpy as np
+
+
+def variance_reduction(v, y):
+    """1 − [(1 − β) Var(v | y=0) + β Var(v | y=1)] / Var(v), β = mean(y)."""
+    v, y = np.asarray(v, dtype=np.float64), np.asarray(y, dtype=bool)
+    beta = y.mean()
+    within = (1 - beta) * v[~y].var() + beta * v[y].var()
+    return 1 - within / v.var()
+
+
+# %% exercise="vr" tags=["remove-cell"]
+from universal_neurons import exercises
+
+exercises.check("vr", variance_reduction)

@@ -130,3 +130,29 @@ ch.tables["published_means"]
 # correlation (red); bottom row, four neurons from the middle of the excess distribution (blue). The
 # dotted line is zero: the share of mass right of it is the activation frequency.
 # ```
+
+# %% [markdown] exercise="ln_fold" tags=["remove-cell"]
+# ### Exercise: a weight statistic with the LayerNorm folded in
+#
+# A neuron reads the residual stream through the LayerNorm before its MLP: `x̂ = (x − mean x) / σ · w + b`. Its
+# input weights `W_in[:, i]` are only comparable between neurons, layers and seeds once the LayerNorm's scale `w` is
+# folded into them (and the component along the all-ones direction removed, since `x̂ − b` has mean 0), as
+# TransformerLens does when it loads a model with `fold_ln=True`. Write `folded_w_in_norm(ln_w, w_in)`: given the
+# LayerNorm weight `ln_w` `[d_model]` and the layer's `w_in` `[d_model, d_mlp]` as stored, return each neuron's
+# input weight norm `[d_mlp]` after folding.
+
+# %% exercise="ln_fold" solution=true tags=["remove-cell"]
+import torch
+
+
+def folded_w_in_norm(ln_w, w_in):
+    """[d_mlp] norm of each neuron's input weights with the LayerNorm weight folded in and centred."""
+    folded = ln_w[:, None].double() * w_in.double()  # scale row d by w[d]
+    folded = folded - folded.mean(dim=0, keepdim=True)  # remove the all-ones direction
+    return folded.norm(dim=0)
+
+
+# %% exercise="ln_fold" tags=["remove-cell"]
+from universal_neurons import exercises
+
+exercises.check("ln_fold", folded_w_in_norm)

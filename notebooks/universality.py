@@ -181,3 +181,61 @@ ch.tables["convergence"]
 
 # %% tags=["hide-input"]
 ch.tables["run"]
+
+# %% [markdown] exercise="pearson" tags=["remove-cell"]
+# ### Exercise: the streaming Pearson update
+#
+# The universality pass correlates every neuron of the reference with every neuron of each partner over hundreds of
+# thousands of tokens, which never fit in memory at once. Write `streaming_pearson(batches)`: it receives an
+# iterable of batches `(a, b)`, arrays of shape `[tokens, n_a]` and `[tokens, n_b]` (the same tokens of the two
+# models), and returns the `[n_a, n_b]` Pearson correlation over all tokens, keeping only sums between batches.
+
+# %% exercise="pearson" solution=true tags=["remove-cell"]
+import numpy as np
+
+
+def streaming_pearson(batches):
+    """Pearson correlation [n_a, n_b] of a's neurons with b's over all batches (a [t, n_a], b [t, n_b])."""
+    n = 0
+    for a, b in batches:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if n == 0:
+            sa, sb = np.zeros(a.shape[1]), np.zeros(b.shape[1])
+            qa, qb, ab = np.zeros(a.shape[1]), np.zeros(b.shape[1]), np.zeros((a.shape[1], b.shape[1]))
+        n += len(a)
+        sa += a.sum(0)
+        sb += b.sum(0)
+        qa += (a * a).sum(0)
+        qb += (b * b).sum(0)
+        ab += a.T @ b
+    cov = ab - np.outer(sa, sb) / n  # n times the covariance: Σab − Σa Σb / n
+    return cov / np.sqrt(np.outer(qa - sa**2 / n, qb - sb**2 / n))
+
+
+# %% exercise="pearson" tags=["remove-cell"]
+from universal_neurons import exercises
+
+exercises.check("pearson", streaming_pearson)
+
+# %% [markdown] exercise="excess" tags=["remove-cell"]
+# ### Exercise: the excess correlation over the baseline
+#
+# A neuron is universal when its best match in the other seeds correlates with it far more than a random direction
+# of those seeds' activations would. Write `excess_correlation(corr, baseline)`: `corr` is a list, one per partner
+# seed, of `[n_a, n_b]` correlation matrices with the partner's neurons, and `baseline` the same with the partner's
+# rotated neurons. Return, per reference neuron, the mean over partners of its signed maximum correlation minus the
+# mean over partners of the baseline's.
+
+# %% exercise="excess" solution=true tags=["remove-cell"]
+import numpy as np
+
+
+def excess_correlation(corr, baseline):
+    """[n_a] mean over partners of the signed max correlation, minus the same for the rotated baseline."""
+    best = np.mean([np.max(c, axis=1) for c in corr], axis=0)
+    base = np.mean([np.max(c, axis=1) for c in baseline], axis=0)
+    return best - base
+
+
+# %% exercise="excess" tags=["remove-cell"]
+exercises.check("excess", excess_correlation)

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 CHAPTERS = ["zoo", "universality", "scale", "properties", "families", "prediction", "entropy", "attention",
             "mysteries", "robustness"]
+EXERCISE_CHAPTERS = ["universality", "properties", "families", "entropy", "attention"]
 NO_DATA = {"scale": "No point of the sweep has been run yet"}  # an honest page without figures (no make sweep)
 
 
@@ -261,12 +262,12 @@ def test_chapter_tables_link_neuron_ids_to_the_explorer(built):
 
 
 # ---- online: buttons, launch links, the build's footer -----------------------------------------------------------
-def _published_glob() -> str:
-    """What the publishing workflow pushes to the launch buttons' branch (its `git add -f` line)."""
+def _published_globs() -> list[str]:
+    """What the publishing workflow pushes to the launch buttons' branch (its `git add -f` lines)."""
     text = (ROOT / ".github" / "workflows" / "book.yml").read_text()
-    m = re.search(r"git add -f (\S+)", text)
-    assert m, "the workflow pushes no executed chapters"
-    return m.group(1)
+    found = re.findall(r"git add -f (\S+)", text)
+    assert found, "the workflow pushes no executed chapters"
+    return found
 
 
 def test_every_chapter_has_download_and_launch_buttons_to_published_files(built):
@@ -279,8 +280,12 @@ def test_every_chapter_has_download_and_launch_buttons_to_published_files(built)
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     url, branch = cfg["repository"]["url"], cfg["repository"]["branch"]
     owner_repo = url.removeprefix("https://github.com/")
-    published = _published_glob()
-    for name in CHAPTERS:
+    published = _published_globs()
+
+    def pushed(path):
+        return any(fnmatch(path, g) and "/" not in path[len(g.split("*")[0]):] for g in published)
+
+    for name in CHAPTERS + [f"exercises/{c}" for c in EXERCISE_CHAPTERS]:
         html = (built / "book" / "generated" / f"{name}.html").read_text()
         assert re.search(r'href="[^"]*_sources/book/generated/' + name + r'\.ipynb"', html), f"{name}: no download"
         colab = re.findall(r'href="(https://colab\.research\.google\.com/github/[^"]+)"', html)
@@ -288,11 +293,11 @@ def test_every_chapter_has_download_and_launch_buttons_to_published_files(built)
         assert colab and binder, f"{name}: launch buttons missing"
         for link in colab:
             path = link.split(f"/github/{owner_repo}/blob/{branch}/", 1)[1]
-            assert fnmatch(path, published) and (ROOT / path).is_file(), (name, link)
+            assert pushed(path) and (ROOT / path).is_file(), (name, link)
         for link in binder:
             assert link.startswith(f"https://mybinder.org/v2/gh/{owner_repo}/{branch}?"), (name, link)
             path = re.search(r"urlpath=(?:lab/tree|tree)/([^&]+)", link.replace("%2F", "/")).group(1)
-            assert fnmatch(path, published) and (ROOT / path).is_file(), (name, link)
+            assert pushed(path) and (ROOT / path).is_file(), (name, link)
 
 
 def test_every_page_says_when_and_from_what_it_was_built(built):
@@ -318,3 +323,23 @@ def test_executed_chapters_start_with_the_setup_cell(built):
         tags = nb["cells"][0]["metadata"].get("tags", [])
         assert SETUP_TAG in tags and "remove-cell" in tags, name
         assert "REPOSITORY" not in (built / "book" / "generated" / f"{name}.html").read_text(), name
+
+
+def test_the_exercises_part_shows_tasks_with_folded_solutions_that_pass(built):
+    """The instructor build in the book: every exercise's task, its solution folded (a toggle), and its check's
+    output saying that all checks passed; no failed cell."""
+    from bs4 import BeautifulSoup
+
+    from universal_neurons.exercises import EXERCISES
+
+    assert sorted(EXERCISE_CHAPTERS) == sorted({e.chapter for e in EXERCISES.values()})
+    for c in EXERCISE_CHAPTERS:
+        page = built / "book" / "generated" / "exercises" / f"{c}.html"
+        html = page.read_text()
+        soup = BeautifulSoup(html, "html.parser")
+        assert soup.find("h1").get_text().startswith("Exercises:"), c
+        for ex in (e for e in EXERCISES.values() if e.chapter == c):
+            assert ex.title in html and f"All checks of {ex.function} passed" in html, (c, ex.name)
+        folded = soup.select(".tag_hide-input")
+        assert len(folded) == sum(e.chapter == c for e in EXERCISES.values()), c
+        assert "Traceback" not in html and "NotImplementedError(" not in html, c
