@@ -142,7 +142,6 @@ ch.tables["published_means"]
 # input weight norm `[d_mlp]` after folding.
 
 # %% exercise="ln_fold" solution=true tags=["remove-cell"]
-import torch
 
 
 def folded_w_in_norm(ln_w, w_in):
