@@ -142,8 +142,6 @@ ch.tables["published_means"]
 # input weight norm `[d_mlp]` after folding.
 
 # %% exercise="ln_fold" solution=true tags=["remove-cell"]
-
-
 def folded_w_in_norm(ln_w, w_in):
     """[d_mlp] norm of each neuron's input weights with the LayerNorm weight folded in and centred."""
     folded = ln_w[:, None].double() * w_in.double()  # scale row d by w[d]
