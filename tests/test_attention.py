@@ -10,6 +10,7 @@ import torch
 
 from universal_neurons import UserError
 from universal_neurons import attention as A
+from random_models import random_model
 
 BOS = 0
 PAIR = dict(layer=1, neuron=41, head_layer=2, head=3)  # a high-scoring pair of the seed-0 model
@@ -17,13 +18,7 @@ PAIR = dict(layer=1, neuron=41, head_layer=2, head=3)  # a high-scoring pair of 
 
 @pytest.fixture(scope="module")
 def model(one_thread):
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    cfg = HookedTransformerConfig(n_layers=3, d_model=32, d_head=8, n_heads=4, d_mlp=64, d_vocab=50, n_ctx=16,
-                                  act_fn="gelu_new", normalization_type="LN", seed=0)
-    m = HookedTransformer(cfg)
-    m.process_weights_(fold_ln=True, center_writing_weights=True, center_unembed=True)
-    return m.eval()
+    return random_model(n_layers=3)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from scipy.stats import rankdata
 
 from universal_neurons import entropy as E
 from universal_neurons.errors import UserError
+from random_models import random_model
 
 LAYER, NEURON = 1, 3
 POST = f"blocks.{LAYER}.mlp.hook_post"
@@ -24,13 +25,7 @@ def _one_thread(one_thread):
 
 @pytest.fixture(scope="module")
 def model():
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    cfg = HookedTransformerConfig(n_layers=2, d_model=32, d_head=8, n_heads=4, d_mlp=64, d_vocab=50, n_ctx=16,
-                                  act_fn="gelu_new", normalization_type="LN", seed=0)
-    m = HookedTransformer(cfg)
-    m.process_weights_(fold_ln=True, center_writing_weights=True, center_unembed=True)
-    return m.eval()
+    return random_model(n_layers=2)
 
 
 @pytest.fixture(scope="module")

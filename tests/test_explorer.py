@@ -10,6 +10,7 @@ import torch
 
 from universal_neurons import UserError
 from universal_neurons import explorer as E
+from random_models import random_model
 
 torch.set_num_threads(1)
 
@@ -23,11 +24,7 @@ def decode(i):
 
 @pytest.fixture(scope="module")
 def model():
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    cfg = HookedTransformerConfig(n_layers=2, d_model=32, d_head=8, n_heads=4, d_mlp=64, d_vocab=50, n_ctx=16,
-                                  act_fn="gelu_new", normalization_type="LN", seed=0)
-    return HookedTransformer(cfg).eval()
+    return random_model(n_layers=2, processed=False)
 
 
 @pytest.fixture(scope="module")
