@@ -86,6 +86,11 @@ def run_name(name: str, overrides=()) -> str:
     return f"{name}+{hashlib.sha1(text.encode()).hexdigest()[:10]}" if text else name
 
 
+def name_of(source: str) -> str:
+    """A member's short name: its folder name (seed-0) or the source as given."""
+    return Path(source).name
+
+
 def parse_value(raw: str):
     """A value as YAML, except that numbers YAML 1.1 reads as strings (`5e-3`, `1e6`) become numbers."""
     try:

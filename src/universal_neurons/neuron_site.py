@@ -13,7 +13,8 @@ import pandas as pd
 
 from . import cache, data
 from .atomic import write_text
-from .config import project_dir
+from .config import name_of, project_dir
+from .neuron_tables import twin
 
 VERSION = 1
 N_CONTRAST = 10  # non-compared neurons of the reference with a page, for contrast
@@ -30,7 +31,6 @@ def selection(prof) -> dict[str, list[tuple[int, int, str]]]:
     (the compared group's universal neurons) or "top" (the top by excess standing in when too few are universal, as
     the chapters compare), "contrast" or "twin"."""
     from . import neuron_tables as T
-    from .chapters.entropy import name_of, twin
     from .chapters.properties import compared_group
 
     res = T.load_results(prof)
@@ -124,7 +124,6 @@ def records(prof, device="cpu", progress: bool = False) -> list[dict]:
     from . import explorer as X
     from . import neuron_tables as T
     from . import properties as P
-    from .chapters.entropy import name_of, twin
     from .loading import load_model, resolve_checkpoint
     from .tokenizer import load_tokenizer
 

@@ -193,3 +193,10 @@ def ensure_results(profile, device="cpu") -> Results:
 
         return run_universality(profile, device=device, progress=False)
     return load_results(profile)
+
+
+def twin(neurons: pd.DataFrame, layer: int, neuron: int, k: int) -> tuple[int, int, float]:
+    """(layer, neuron, correlation) of the reference neuron's best match in partner k (1-based), from the
+    universality table's max_sim columns."""
+    row = neurons[(neurons["layer"] == layer) & (neurons["neuron"] == neuron)].iloc[0]
+    return int(row[f"max_sim_layer_p{k}"]), int(row[f"max_sim_neuron_p{k}"]), float(row[f"max_corr_p{k}"])

@@ -15,9 +15,9 @@ from .. import attention as AT
 from .. import cache, data, paper, plotting
 from .. import neuron_tables as T
 from ..atomic import write_text
-from ..config import load_profile
+from ..config import load_profile, name_of
 from ..publish import Chapter
-from .entropy import name_of, twin
+from ..neuron_tables import twin
 
 VERSION = 1
 N_SCATTER = 4000  # points drawn per scatter panel

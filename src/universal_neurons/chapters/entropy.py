@@ -16,7 +16,8 @@ from .. import cache, data, paper, plotting
 from .. import entropy as E
 from .. import neuron_tables as T
 from ..atomic import write_text
-from ..config import load_profile
+from ..config import load_profile, name_of
+from ..neuron_tables import twin
 from ..publish import Chapter
 
 VERSION = 1
@@ -25,22 +26,10 @@ METRICS = {"ln_scale": "final LayerNorm scale", "recip_rank": "reciprocal rank o
 ROLE_COLORS = {"entropy (paper's view)": "C3", "entropy (null-space view)": "C2", "anti-entropy": "C0"}
 
 
-def name_of(source: str) -> str:
-    """A member's short name: its folder name (seed-0) or the source as given."""
-    return Path(source).name
-
-
 def role_rows(cands: pd.DataFrame, top: int) -> pd.DataFrame:
     """The candidates that rank among the `top` of either view, best paper rank first."""
     keep = (cands["rank_paper"] <= top) | (cands["rank_null"] <= top)
     return cands[keep].sort_values(["rank_paper", "rank_null"], ignore_index=True)
-
-
-def twin(neurons: pd.DataFrame, layer: int, neuron: int, k: int) -> tuple[int, int, float]:
-    """(layer, neuron, correlation) of the reference neuron's best match in partner k (1-based), from the
-    universality table's max_sim columns."""
-    row = neurons[(neurons["layer"] == layer) & (neurons["neuron"] == neuron)].iloc[0]
-    return int(row[f"max_sim_layer_p{k}"]), int(row[f"max_sim_neuron_p{k}"]), float(row[f"max_corr_p{k}"])
 
 
 def slope(values, y) -> float:

@@ -19,9 +19,8 @@ from .. import nulls as N
 from .. import similarity as S
 from .. import uncertainty as U
 from ..atomic import write_text
-from ..config import load_profile
+from ..config import load_profile, name_of
 from ..publish import Chapter
-from .entropy import name_of
 
 VERSION = 3  # 2: the maxima on the first k blocks of tokens; 3: the untrained control, the errata, every rule's bootstrap
 DRAWS = 10  # draws of the paper's baseline
