@@ -69,3 +69,12 @@ def updating(folder, key: dict):
 def weights_signature(folder) -> list:
     """What identifies a checkpoint's weights cheaply: name, size and mtime of its safetensors files."""
     return sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in Path(folder).glob("*.safetensors"))
+
+
+def members_signature(profile) -> dict:
+    """`weights_signature` of each member of a profile, by member name (seed-0, ...): the part of a chapter's
+    cache key that changes when a member's weights do."""
+    from .config import name_of
+    from .loading import resolve_checkpoint
+
+    return {name_of(s): weights_signature(resolve_checkpoint(s, profile.revision)) for s in profile.members()}

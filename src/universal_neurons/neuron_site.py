@@ -124,7 +124,7 @@ def records(prof, device="cpu", progress: bool = False) -> list[dict]:
     from . import explorer as X
     from . import neuron_tables as T
     from . import properties as P
-    from .loading import load_model, resolve_checkpoint
+    from .loading import load_model
     from .tokenizer import load_tokenizer
 
     T.ensure_results(prof, device=device)
@@ -135,8 +135,7 @@ def records(prof, device="cpu", progress: bool = False) -> list[dict]:
     n_rows = max(1, min(len(rows.tokens), -(-int(prof.cfg["book"]["explorer_tokens"]) // rows.n_ctx)))
     folder, path = Path(prof.tables_dir), Path(prof.tables_dir) / "explorer.json"
     key = cache.make_key("explorer", version=VERSION, selection={m: [list(x) for x in v] for m, v in sel.items()},
-                         weights={m: cache.weights_signature(resolve_checkpoint(s, prof.revision))
-                                  for m, s in sources.items()},
+                         weights=cache.members_signature(prof),
                          rows=n_rows, data=rows.header["provenance"],
                          families=[[f.stat().st_size, f.stat().st_mtime_ns] for f in folder.glob("families.npz")])
     if cache.is_current(folder, key) and path.is_file():

@@ -67,13 +67,10 @@ def deactivates(summary: dict) -> bool:
 
 def _ablations(prof, models: dict, pairs: dict, tokens: np.ndarray, device) -> pd.DataFrame:
     """Every path ablation of the chapter (cached in the run folder's tables): per model its pairs."""
-    from ..loading import resolve_checkpoint
-
     folder, path = Path(prof.tables_dir), Path(prof.tables_dir) / "attention_ablations.csv"
     batch = int(prof.cfg["analysis"].get("batch_size", 64))
     key = cache.make_key("attention", version=VERSION, pairs={m: [list(p) for p in ps] for m, ps in pairs.items()},
-                         weights={m: cache.weights_signature(resolve_checkpoint(s, prof.revision))
-                                  for m, s in zip(models, prof.members())},
+                         weights=cache.members_signature(prof),
                          tokens=int(tokens.size), data=data.analysis_rows(prof, progress=False).header["provenance"],
                          batch=batch)
     if cache.is_current(folder, key) and path.is_file():

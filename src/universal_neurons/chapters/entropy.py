@@ -106,15 +106,12 @@ def _log_freq(prof, d_vocab: int) -> np.ndarray:
 def _runs(prof, models: dict, chosen: dict, tokens: np.ndarray, device) -> pd.DataFrame:
     """Every fixed-activation run of the chapter (cached in the run folder's tables): per model its chosen
     neurons (role -> (layer, neuron)), free and, for the entropy roles, frozen."""
-    from ..loading import resolve_checkpoint
-
     b = prof.cfg["book"]
     folder, path = Path(prof.tables_dir), Path(prof.tables_dir) / "entropy_runs.csv"
     batch = int(prof.cfg["analysis"].get("batch_size", 64))
     key = cache.make_key("entropy", version=VERSION, chosen={m: {r: list(v) for r, v in c.items()}
                                                              for m, c in chosen.items()},
-                         weights={m: cache.weights_signature(resolve_checkpoint(s, prof.revision))
-                                  for m, s in zip(models, prof.members())},
+                         weights=cache.members_signature(prof),
                          tokens=int(tokens.size), values=list(paper.ENTROPY_VALUES), n_null=int(b["null_dims"]),
                          data=data.analysis_rows(prof, progress=False).header["provenance"], batch=batch)
     if cache.is_current(folder, key) and path.is_file():

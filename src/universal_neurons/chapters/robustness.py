@@ -67,14 +67,12 @@ def shares(real: np.ndarray, base: np.ndarray, threshold: float) -> float:
 def results(prof, device="cpu") -> tuple[dict, dict]:
     """Per-partner maxima under every rule and null, the bootstrap's maxima and the layer similarities (arrays,
     cached as robustness.npz with robustness.json in the run folder's tables)."""
-    from ..loading import resolve_checkpoint
-
     folder = Path(prof.tables_dir)
     npz, js = folder / "robustness.npz", folder / "robustness.json"
     rows = data.analysis_rows(prof, progress=False)
     key = cache.make_key("robustness", version=VERSION, tokens=int(prof.cfg["book"]["robust_tokens"]),
                          n_tokens=int(prof.cfg["analysis"]["n_tokens"]), data=rows.header["provenance"],
-                         weights=[cache.weights_signature(resolve_checkpoint(s, prof.revision)) for s in prof.members()])
+                         weights=cache.members_signature(prof))
     if cache.is_current(folder, key) and npz.is_file() and js.is_file():
         with np.load(npz, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}, json.loads(js.read_text())
