@@ -155,6 +155,10 @@ def records(prof, device="cpu", progress: bool = False) -> list[dict]:
             recs = X.neuron_records(model, tokens, mask, neurons, decode, sources=np.asarray(rows.sources[:n_rows]),
                                     source_names=rows.source_names, device=device, progress=progress)
             labels = _labels(prof, model, m, neurons, is_reference=k == 0)
+            back: dict = {}  # partner k's neuron -> the reference neurons whose twin it is, with their correlation
+            for rl, rn, _ in (sel[ref] if k else []):
+                tl, tn, r = twin(table, rl, rn, k)
+                back.setdefault((tl, tn), []).append({"model": ref, "layer": rl, "neuron": rn, "correlation": r})
             for l, n, role in chosen:
                 rec = recs[(l, n)] | {"model": m, "role": role, "labels": labels[(l, n)],
                                       "load": _load_line(sources[m], l, n), "twins": []}
@@ -167,8 +171,7 @@ def records(prof, device="cpu", progress: bool = False) -> list[dict]:
                                         for j, p in enumerate(names[1:], 1)]
                 else:
                     rec["row"] = {}
-                    rec["twins"] = [{"model": ref, "layer": rl, "neuron": rn, "correlation": twin(table, rl, rn, k)[2]}
-                                    for rl, rn, _ in sel[ref] if twin(table, rl, rn, k)[:2] == (l, n)]
+                    rec["twins"] = back.get((l, n), [])
                 out.append(rec)
         write_text(path, json.dumps(out))
     return out
