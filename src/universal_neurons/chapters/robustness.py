@@ -281,12 +281,16 @@ def _symlog_tokens(ax, tokens):
     ax.set_xlabel("training tokens (step 0 at the left)")
 
 
+def _no_emergence(ch: Chapter):
+    return plotting.absent(f"emergence over training was not computed for profile {ch.profile.name}: "
+                           f"make emergence PROFILE={ch.profile.name}")
+
+
 def emergence_figure(ch: Chapter):
     """The universal share and loss, the excess quantiles, and the per-layer counts against training tokens."""
     em = ch.data["emergence"]
     if em is None:
-        return plotting.absent(f"emergence over training was not computed for profile {ch.profile.name}: "
-                               f"make emergence PROFILE={ch.profile.name}")
+        return _no_emergence(ch)
     t, tab, thr = em["tokens"], em["table"], em["threshold"]
     fig, axes = plotting.subplots(1, 3, height=3.4, width=14)
     axes[0].plot(t, tab["share %"], "o-", label="universal share")
@@ -313,8 +317,7 @@ def emergence_neurons_figure(ch: Chapter):
     5%) at each step."""
     em = ch.data["emergence"]
     if em is None:
-        return plotting.absent(f"emergence over training was not computed for profile {ch.profile.name}: "
-                               f"make emergence PROFILE={ch.profile.name}")
+        return _no_emergence(ch)
     t, ex, tab, thr = em["tokens"], em["excess"], em["table"], em["threshold"]
     final = ex[-1] > thr
     fig, axes = plotting.subplots(1, 2, height=3.4, width=11)
