@@ -151,7 +151,9 @@ def analyse(profile, device: str = "cpu", progress: bool = True) -> Path:
     info = {"profile": profile.name, "reference_seed": order[0], "partner_seeds": order[1:], "steps": steps,
             "tokens": [int(t) for t in out["tokens"]], "n_tokens": n_tokens, "recipe": _recipe(profile),
             "data": rows.header["provenance"], "device": device, "date": time.strftime("%Y-%m-%d"),
-            "command": f"make emergence PROFILE={profile.name}", "members": {}}
+            "command": f"make emergence PROFILE={profile.name}" + (
+                f' EMERGENCE_SEEDS="{" ".join(map(str, order))}"' if len(order) < len(profile.seeds) else ""),
+            "members": {}}
     from .zoo import cpu_model
 
     info["cpu"] = cpu_model()

@@ -186,13 +186,20 @@ def emergence_view(prof, thr: float):
     tokens = table["tokens"].to_numpy()
     early = int(np.argmin(np.abs(tokens - 0.1 * tokens[-1])))
     half = table.index[table["final universal, universal here"] >= max(1, n_final / 2)]
+    first = next((k for k, u in enumerate(table["universal"]) if u > 0), None)
     ex = E.excess(res)
     parts = [f"The zoo's recipe was retrained here with snapshots of the weights at {len(tokens)} steps (step 0 and "
              f"{len(tokens) - 1} log-spaced ones; seeds {info['reference_seed']} against "
              f"{', '.join(map(str, info['partner_seeds']))}, {info['n_tokens']:,} held-out tokens per step, "
              f"`{info['command']}`, {info['date']} on {info['cpu']}). At the end of training "
              f"{n_final} neurons ({table['share %'].iloc[-1]:.2f}%) are universal; at step 0 (initialisation) "
-             f"{int(table['universal'].iloc[0])}."]
+             f"{int(table['universal'].iloc[0])}; the first appears after {tokens[first]:,} tokens." if first is not None
+             else f"{int(table['universal'].iloc[0])}."]
+    n_partners = len(prof.members()) - 1
+    if len(info["partner_seeds"]) < n_partners:
+        parts.append(f"Only {len(info['partner_seeds'])} of the {n_partners} partners were retrained, and the share "
+                     "against fewer partners runs higher (the partner curve above), so compare these numbers with "
+                     "each other, not with the share against all partners.")
     if n_final:
         parts.append(f"Of the {n_final} universal at the end, {int(table['final universal, universal here'].iloc[early])} "
                      f"were already universal after {tokens[early]:,} tokens (about a tenth of training) and "
