@@ -108,7 +108,7 @@ ch.tables["tokens"]
 # ```{glue:figure} fig-robustness-emergence
 # :name: fig-robustness-emergence
 #
-# Against training tokens (a log scale, linear below the first snapshot so that step 0 shows): left, the universal
+# Against training tokens (a log scale; step 0, the initialisation, at the left): left, the universal
 # share of the reference against its partners at the same step, with the reference's held-out loss; middle, the
 # median, 99th percentile and largest excess correlation, with the threshold; right, the universal neurons of each
 # layer.

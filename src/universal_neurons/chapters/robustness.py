@@ -197,7 +197,7 @@ def emergence_view(prof, thr: float):
              else f"{int(table['universal'].iloc[0])}."]
     n_partners = len(prof.members()) - 1
     if len(info["partner_seeds"]) < n_partners:
-        parts.append(f"Only {len(info['partner_seeds'])} of the {n_partners} partners were retrained, and the share "
+        parts.append(f"Only {len(info['partner_seeds'])} of the {n_partners} partners {'was' if len(info['partner_seeds']) == 1 else 'were'} retrained, and the share "
                      "against fewer partners runs higher (the partner curve above), so compare these numbers with "
                      "each other, not with the share against all partners.")
     if n_final:
@@ -282,10 +282,20 @@ def errata(r: dict, thr: float) -> pd.DataFrame:
     return table
 
 
-def _symlog_tokens(ax, tokens):
-    """Training tokens on a log axis that still shows step 0 (linear below the first snapshot)."""
-    ax.set_xscale("symlog", linthresh=max(1, int(tokens[tokens > 0].min())) if (tokens > 0).any() else 1)
-    ax.set_xlabel("training tokens (step 0 at the left)")
+def _token_x(tokens) -> np.ndarray:
+    """Training tokens as x positions on a log axis: step 0 drawn a factor 4 left of the first snapshot."""
+    t = np.asarray(tokens, dtype=float)
+    return np.where(t > 0, t, t[t > 0].min() / 4 if (t > 0).any() else 1.0)
+
+
+def _token_axis(ax, tokens) -> None:
+    """A log axis of training tokens whose leftmost tick, at step 0, reads 0."""
+    x = _token_x(tokens)
+    ax.set_xscale("log")
+    decades = [10.0 ** k for k in range(int(np.ceil(np.log10(x.min() * 1.5))), int(np.floor(np.log10(x.max()))) + 1)]
+    ax.set_xticks([x.min(), *decades], ["0", *(f"$10^{{{int(np.log10(d))}}}$" for d in decades)])
+    ax.minorticks_off()
+    ax.set_xlabel("training tokens")
 
 
 def _no_emergence(ch: Chapter):
@@ -298,7 +308,7 @@ def emergence_figure(ch: Chapter):
     em = ch.data["emergence"]
     if em is None:
         return _no_emergence(ch)
-    t, tab, thr = em["tokens"], em["table"], em["threshold"]
+    t, tab, thr = _token_x(em["tokens"]), em["table"], em["threshold"]
     fig, axes = plotting.subplots(1, 3, height=3.4, width=14)
     axes[0].plot(t, tab["share %"], "o-", label="universal share")
     axes[0].set(ylabel="universal share (%)", title="universal share and held-out loss")
@@ -315,7 +325,7 @@ def emergence_figure(ch: Chapter):
     axes[2].set(ylabel="universal neurons", title="universal neurons per layer")
     axes[2].legend(fontsize=8)
     for ax in axes:
-        _symlog_tokens(ax, t)
+        _token_axis(ax, em["tokens"])
     return fig
 
 
@@ -325,7 +335,7 @@ def emergence_neurons_figure(ch: Chapter):
     em = ch.data["emergence"]
     if em is None:
         return _no_emergence(ch)
-    t, ex, tab, thr = em["tokens"], em["excess"], em["table"], em["threshold"]
+    t, ex, tab, thr = _token_x(em["tokens"]), em["excess"], em["table"], em["threshold"]
     final = ex[-1] > thr
     fig, axes = plotting.subplots(1, 2, height=3.4, width=11)
     for i in np.flatnonzero(final):
@@ -340,7 +350,7 @@ def emergence_neurons_figure(ch: Chapter):
     axes[1].set(ylabel="of the finally universal neurons", title="when the final universal neurons emerge")
     axes[1].legend(fontsize=8)
     for ax in axes:
-        _symlog_tokens(ax, t)
+        _token_axis(ax, em["tokens"])
     return fig
 
 
