@@ -127,3 +127,24 @@ def test_the_robustness_chapter_shows_the_emergence_it_finds(retrained):
     for fig in (chapter.emergence_figure(ch), chapter.emergence_neurons_figure(ch)):
         assert len(fig.axes) >= 2
         plt.close(fig)
+
+
+def test_the_emergence_text_when_no_neuron_is_ever_universal(retrained):
+    from universal_neurons.chapters import robustness as chapter
+
+    prof, where, js = retrained
+    glue, table, _ = chapter.emergence_view(prof, 0.999)
+    text = glue["rob_emerge_md"].data
+    assert table["universal"].sum() == 0
+    assert text.startswith("The zoo's recipe was retrained here") and "at step 0 (initialisation) 0." in text
+
+
+def test_the_emergence_command_locks_only_its_own_folder():
+    """Hours of training hold <run>/emergence/.lock, not the run folder: `make book` can run meanwhile."""
+    from types import SimpleNamespace
+
+    from universal_neurons.__main__ import _written_folders
+
+    prof = load_profile("default")
+    assert _written_folders(prof, SimpleNamespace(command="emergence")) == [E.root(prof)]
+    assert prof.root in _written_folders(prof, SimpleNamespace(command="zoo"))

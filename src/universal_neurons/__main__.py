@@ -103,8 +103,12 @@ def _written_folders(profile, args) -> list[Path]:
 
         sw = expand(profile, args.out)
         return sorted({Path(sw.directory), Path(sw.data_root)})
+    if args.command == "emergence":  # hours of training: its own folder only, so the book can run meanwhile
+        from .emergence import root
+
+        return [root(profile)]
     folders = {profile.root, profile.data_dir.parent}
-    if args.command in ("zoo", "release", "emergence") and profile.is_zoo:
+    if args.command in ("zoo", "release") and profile.is_zoo:
         folders.add(profile.trained_dir.parent)
     return sorted(folders)
 

@@ -193,13 +193,13 @@ def emergence_view(prof, thr: float):
              f"{', '.join(map(str, info['partner_seeds']))}, {info['n_tokens']:,} held-out tokens per step, "
              f"`{info['command']}`, {info['date']} on {info['cpu']}). At the end of training "
              f"{n_final} neurons ({table['share %'].iloc[-1]:.2f}%) are universal; at step 0 (initialisation) "
-             f"{int(table['universal'].iloc[0])}; the first appears after {tokens[first]:,} tokens." if first is not None
-             else f"{int(table['universal'].iloc[0])}."]
-    n_partners = len(prof.members()) - 1
-    if len(info["partner_seeds"]) < n_partners:
-        parts.append(f"Only {len(info['partner_seeds'])} of the {n_partners} partners {'was' if len(info['partner_seeds']) == 1 else 'were'} retrained, and the share "
-                     "against fewer partners runs higher (the partner curve above), so compare these numbers with "
-                     "each other, not with the share against all partners.")
+             f"{int(table['universal'].iloc[0])}" + (f"; the first appears after {tokens[first]:,} tokens."
+                                                      if first is not None else ".")]
+    n_partners, n_retrained = len(prof.members()) - 1, len(info["partner_seeds"])
+    if n_retrained < n_partners:
+        parts.append(f"Only {n_retrained} of the {n_partners} partners {'was' if n_retrained == 1 else 'were'} "
+                     "retrained, and the share against fewer partners runs higher (the partner curve above), so "
+                     "compare these numbers with each other, not with the share against all partners.")
     if n_final:
         parts.append(f"Of the {n_final} universal at the end, {int(table['final universal, universal here'].iloc[early])} "
                      f"were already universal after {tokens[early]:,} tokens (about a tenth of training) and "
