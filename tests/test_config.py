@@ -204,7 +204,7 @@ def test_config_and_where_commands(in_tmp, capsys):
 def test_every_option_of_every_command_has_help():
     sub = next(a for a in parser()._actions if a.dest == "command")
     assert set(sub.choices) == {"data", "zoo", "release", "info", "universality", "properties", "sweep", "explorer",
-                                "config", "where"}
+                                "emergence", "config", "where"}
     for name, cmd in sub.choices.items():
         assert cmd.description, name
         for action in cmd._actions:

@@ -125,9 +125,8 @@ def notebook(chapter: str, student: bool, root=None):
                 nb.cells.append(nbformat.v4.new_markdown_cell(text + meta))
             elif c.metadata.get("solution"):
                 src = stub(c.source, name) if student else c.source
-                tags = ["raises-exception"] if student else ["hide-input"]
-                nb.cells.append(nbformat.v4.new_code_cell(src, metadata={"tags": tags, "exercise": name,
-                                                                         "solution": not student}))
+                cell_meta = {"exercise": name, "solution": not student} | ({} if student else {"tags": ["hide-input"]})
+                nb.cells.append(nbformat.v4.new_code_cell(src, metadata=cell_meta))
             else:
                 nb.cells.append(nbformat.v4.new_code_cell(c.source, metadata={"exercise": name}))
     return nb
