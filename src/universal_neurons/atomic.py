@@ -59,3 +59,19 @@ def write_text(path, text: str) -> None:
 
 def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_npz(path, arrays: dict) -> None:
+    """np.savez of `arrays` into `path` atomically (through a file object, so no '.npz' is appended)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def copy_file(src, dst) -> None:
+    """Copy the file `src` onto `dst` atomically."""
+    import shutil
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import write_npz
 from .errors import UserError
 
 FORMAT = 1  # version of the saved file
@@ -309,8 +309,7 @@ class CoMoments:
             arrays |= {k: getattr(self, k) for k in _SHIFTED}
         if self.block_rows:
             arrays |= {k: getattr(self, k) for k in _BLOCKS}
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no '.npz'
-            np.savez(f, **arrays)
+        write_npz(path, arrays)
 
     @classmethod
     def load(cls, path, max_bytes: float = 2e9) -> CoMoments:

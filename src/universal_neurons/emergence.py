@@ -28,14 +28,10 @@ def jobs(profile, seeds=None, snapshots: int = SNAPSHOTS, progress: bool = True)
     """`train_seed` jobs of the profile's recipe into root(profile), each saving `snapshots` snapshots."""
     from .zoo import zoo_jobs
 
-    chosen = profile.seeds if seeds is None else list(seeds)
-    bad = [s for s in chosen if s not in profile.seeds]
-    if bad:
-        raise UserError(f"seed(s) {bad} are not in the profile's train.seeds {profile.seeds}; pick among them")
     if snapshots < 1:
         raise UserError(f"--snapshots {snapshots}: at least 1 snapshot is needed (e.g. --snapshots 10)")
-    return [{**j, "snapshots": snapshots} for j in zoo_jobs(profile, out_root=root(profile), progress=progress)
-            if j["seed"] in chosen]
+    return [{**j, "snapshots": snapshots} for j in zoo_jobs(profile, out_root=root(profile), progress=progress,
+                                                             seeds=seeds)]
 
 
 def train(profile, seeds=None, snapshots: int = SNAPSHOTS, device: str = "cpu", progress: bool = True) -> list[Path]:
@@ -100,10 +96,11 @@ def measure_step(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: i
             "loss": np.array([heldout_loss(m, tokens[:LOSS_ROWS], device) for m in models])}
 
 
-def _step_key(profile, rows, n_tokens, folders) -> dict:
+def _step_key(step: int, rows, n_tokens, folders) -> dict:
+    """The cache key of one step's results (<root>/steps/step-<n>.npz beside step-<n>.key.json)."""
     from . import cache
 
-    return cache.make_key("emergence-step", version=VERSION, n_tokens=n_tokens, data=rows.header["provenance"],
+    return cache.make_key(f"step-{step:06d}", version=VERSION, n_tokens=n_tokens, data=rows.header["provenance"],
                           members=[str(f) for f in folders],
                           weights=[json.loads((f / "training_log.json").read_text())["files"] for f in folders])
 
@@ -114,8 +111,8 @@ def analyse(profile, device: str = "cpu", progress: bool = True) -> Path:
     <root>/emergence.npz with <root>/emergence.json. Returns the json's path."""
     from tqdm.auto import tqdm
 
-    from . import data
-    from .atomic import atomic_path, write_json
+    from . import cache, data
+    from .atomic import write_json, write_npz
     from .checksum import file_sha256
     from .loading import load_model
 
@@ -133,17 +130,16 @@ def analyse(profile, device: str = "cpu", progress: bool = True) -> Path:
     per_step = []
     for step in tqdm(steps, desc="emergence steps", unit="step", disable=not progress):
         folders = [snaps[s][step] for s in order]
-        key = _step_key(profile, rows, n_tokens, folders)
-        f, kf = out_dir / f"step-{step:06d}.npz", out_dir / f"step-{step:06d}.key.json"
-        if f.is_file() and kf.is_file() and json.loads(kf.read_text()) == key:
+        key = _step_key(step, rows, n_tokens, folders)
+        f = out_dir / f"step-{step:06d}.npz"
+        if cache.is_current(out_dir, key) and f.is_file():
             with np.load(f, allow_pickle=False) as z:
                 per_step.append({k: z[k] for k in z.files})
             continue
         models = [load_model(p, device=device) for p in folders]
         res = measure_step(models, names, tokens, n_tokens, batch, device, progress=False)
-        with atomic_path(f) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **res)
-        write_json(kf, key)
+        with cache.updating(out_dir, key):
+            write_npz(f, res)
         per_step.append(res)
     logs = [json.loads((snaps[order[0]][s] / "training_log.json").read_text()) for s in steps]
     out = {k: np.stack([r[k] for r in per_step]) for k in ("real", "twin", "base", "loss")}
@@ -163,8 +159,7 @@ def analyse(profile, device: str = "cpu", progress: bool = True) -> Path:
                                    "train_seconds": log.get("train_seconds"), "heldout_loss": log["heldout_loss"]}
     out |= _against_shipped(profile, order, tokens, n_tokens, batch, device, info)
     npz, js = root(profile) / "emergence.npz", root(profile) / "emergence.json"
-    with atomic_path(npz) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **out)
+    write_npz(npz, out)
     info["npz_sha256"] = file_sha256(npz)
     info["seconds"] = round(time.time() - t0, 1)
     write_json(js, info)
@@ -202,14 +197,10 @@ def _against_shipped(profile, order, tokens, n_tokens, batch, device, info) -> d
 
 def ship(profile) -> Path:
     """Copy the results into the repository's results/ (emergence-<profile>.npz and .json)."""
-    import shutil
+    from .atomic import copy_file
 
-    from .atomic import atomic_path
-
-    src = root(profile)
     for suffix in (".npz", ".json"):
-        with atomic_path(_shipped_path(profile, suffix)) as tmp:
-            shutil.copyfile(src / f"emergence{suffix}", tmp)
+        copy_file(root(profile) / f"emergence{suffix}", _shipped_path(profile, suffix))
     return _shipped_path(profile, ".json")
 
 
@@ -243,8 +234,10 @@ def load(profile) -> Emergence | None:
 
 
 def excess(res: Emergence) -> np.ndarray:
-    """[steps, n] the paper's excess of every reference neuron at every step (mean over partners)."""
-    return np.nanmean(res["real"], axis=1) - np.nanmean(res["base"], axis=1)
+    """[steps, n] the paper's excess (`uncertainty.excess_from`) of every reference neuron at every step."""
+    from .uncertainty import excess_from
+
+    return excess_from(res["real"].swapaxes(0, 1), res["base"].swapaxes(0, 1))
 
 
 def summary(res: Emergence, threshold: float, d_mlp: int, top: float = 0.05):

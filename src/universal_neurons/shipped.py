@@ -209,11 +209,7 @@ def train_release(profile, seeds=None, device: str = "cpu", progress: bool = Tru
             for f in Path(tdir).iterdir():
                 if f.is_file():
                     shutil.copy2(f, tmp / f.name)
-    chosen = profile.seeds if seeds is None else seeds
-    bad = [s for s in chosen if s not in profile.seeds]
-    if bad:
-        raise UserError(f"seed(s) {bad} are not in the profile's train.seeds {profile.seeds}")
-    jobs = [j for j in zoo_jobs(profile, out_root=zoo_dir, progress=progress) if j["seed"] in chosen]
+    jobs = zoo_jobs(profile, out_root=zoo_dir, progress=progress, seeds=seeds)
     final = set(read_manifest(zoo_dir).get("final_seeds", []))
     for j in jobs:  # trained before but not yet recorded (e.g. killed between the two)
         if j["seed"] not in final and (j["out_dir"] / "training_log.json").is_file():

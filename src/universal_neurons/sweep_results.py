@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import cache, paper
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, copy_file, write_json
 from .control import (CONTROL_QUANTILE, CONTROL_SEED, book_threshold, control_threshold, is_control,
                       resolve_threshold, run_control)
 from .errors import UserError
@@ -197,8 +196,7 @@ def ship_results(sweep: Sweep) -> Path:
         raise UserError(f"{sweep.results_path} does not exist; run the sweep first")
     dest = shipped_results_path(sweep)
     for src, dst in ((sweep.results_path, dest), (sweep.results_path.with_suffix(".json"), dest.with_suffix(".json"))):
-        with atomic_path(dst) as tmp:
-            shutil.copyfile(src, tmp)
+        copy_file(src, dst)
     return dest
 
 

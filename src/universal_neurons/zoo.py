@@ -318,18 +318,23 @@ def train_members(jobs: list[dict], device: str = "cpu", progress: bool = True, 
     return [Path(j["out_dir"]) for j in jobs]
 
 
-def zoo_jobs(profile, out_root: Path | None = None, progress: bool = True) -> list[dict]:
-    """One `train_seed` job per seed of a zoo profile, into `out_root/seed-<k>` (default the profile's zoo)."""
+def zoo_jobs(profile, out_root: Path | None = None, progress: bool = True, seeds=None) -> list[dict]:
+    """One `train_seed` job per seed of a zoo profile (or per seed of `seeds`, each one of the profile's), into
+    `out_root/seed-<k>` (default the profile's zoo)."""
     from .data import prepare, tokenizer_dir
 
     if not profile.is_zoo:
         raise UserError(f"profile {profile.name!r} names real checkpoints, it has no zoo to train")
+    chosen = profile.seeds if seeds is None else list(seeds)
+    bad = [s for s in chosen if s not in profile.seeds]
+    if bad:
+        raise UserError(f"seed(s) {bad} are not in the profile's train.seeds {profile.seeds}; pick among them")
     train, heldout = prepare(profile, progress)
     tdir = tokenizer_dir(profile, progress)
     root = Path(out_root) if out_root is not None else profile.zoo_dir
     return [{"seed": s, "out_dir": root / f"seed-{s}", "train": train, "heldout": heldout,
              "model_cfg": profile.cfg["model"], "train_cfg": profile.cfg["train"], "tokenizer_dir": tdir}
-            for s in profile.seeds]
+            for s in chosen]
 
 
 def train_zoo(profile, device: str = "cpu", progress: bool = True) -> list[Path]:

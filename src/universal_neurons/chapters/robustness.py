@@ -112,10 +112,9 @@ def results(prof, device="cpu") -> tuple[dict, dict]:
                                 for cm, sb in zip(cms, sizes_b)]),
                "svcca": np.stack([S.layer_matrix(cm.cov_aa(), cm.cov_bb(), cm.cov_ab(), sizes_a, sb, S.svcca)
                                   for cm, sb in zip(cms, sizes_b)])}
-        from ..atomic import atomic_path
+        from ..atomic import write_npz
 
-        with atomic_path(npz) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **out)
+        write_npz(npz, out)
         write_text(js, json.dumps(info))
     return out, info
 
@@ -207,7 +206,7 @@ def emergence_view(prof, thr: float):
                      + (f"half of them were universal from {tokens[half[0]]:,} tokens on." if len(half) else ""))
     if "same_index_corr" in res:
         same = res["same_index_corr"]
-        shipped = np.nanmean(res["shipped_real"], 0) - np.nanmean(res["shipped_base"], 0)
+        shipped = U.excess_from(res["shipped_real"], res["shipped_base"])
         both = int(((shipped > thr) & (ex[-1] > thr)).sum())
         ident = all(m.get("identical_to_shipped") for m in info["members"].values())
         parts.append(("The retrained members are byte-identical to the shipped ones. " if ident else
