@@ -1,5 +1,7 @@
 """Properties of universal neurons (paper section 4.2, figures 3 and 14): weight and activation statistics of
-the compared group (universal neurons, or a stand-in) against the rest, and the paper's six claims checked."""
+the compared group (universal neurons, or a stand-in) against the rest, and the paper's six claims judged: a
+one-sided Mann-Whitney test of the within-layer percentiles (Holm-adjusted over the six) for the noise, the
+scale-free gap of the means against half the paper's smallest for the magnitude; not testable on a stand-in."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from scipy import stats
 from .. import control as C
 from .. import neuron_tables as T
 from .. import paper, plotting
+from .. import verdicts as V
 from .. import properties as P
 from ..config import load_profile
 from ..publish import Chapter
@@ -26,7 +29,17 @@ CLAIMS = [("l2_penalty", +1, "large weight norm (L2 penalty)"), ("input_bias", -
           ("skew", +1, "high pre-activation skew"), ("kurt", +1, "high pre-activation kurtosis")]
 MEAN_COLS = ["sparsity", "input_bias", "skew", "kurt", "l2_penalty"]
 LAYER_COLS = ["sparsity", "mean", "skew", "kurt", "input_bias", "l2_penalty", "in_out_sim", "vocab_kurt"]
-ALPHA = 0.05  # significance level of the one-sided Mann-Whitney tests
+ALPHA = V.ALPHA  # the family-wise level of the six one-sided Mann-Whitney tests (Holm)
+PAPER_SHARE = 0.5  # a claim holds at half the paper's smallest U / non-U gap over its three models (section 4.2)
+# How a statistic's U / non-U gap of means is made scale-free: the relative gap (U - non-U) / |non-U| for the
+# statistics with a scale of their own, the difference U - non-U for the dimensionless moments (a Gaussian has skew
+# 0 and kurtosis 3) and for the mean pre-activation (the paper prints no mean of it: direction only).
+GAP_KIND = {"l2_penalty": "relative", "input_bias": "relative", "mean": "difference", "sparsity": "relative",
+            "skew": "difference", "kurt": "difference"}
+WORDS = {"l2_penalty": "L2 penalty", "input_bias": "input bias", "mean": "pre-activation mean",
+         "sparsity": "activation frequency", "skew": "pre-activation skew", "kurt": "pre-activation kurtosis"}
+P_WORDS = ("one-sided Mann-Whitney test of the within-layer percentiles, group against the rest, Holm-adjusted over "
+           "the six claims")
 
 
 @dataclass
@@ -54,27 +67,73 @@ def compared_group(prof, live: pd.DataFrame) -> Group:
     return Group(mask, label, thr, thr_name, int((live["excess_corr"] > thr).sum()))
 
 
-def claim_verdict(median_pct: float, sign: int, p: float, alpha: float = ALPHA) -> str:
-    """A claim that the group's median within-layer percentile lies above (sign +1) or below (-1) 50: "holds"
-    with p < alpha, "points the same way, not significantly" without, else "does not hold"."""
-    right = (median_pct - 50) * sign > 0
-    if right and p < alpha:
-        return "holds"
-    return "points the same way, not significantly" if right else "does not hold"
+def gap(u: float, non_u: float, kind: str) -> float:
+    """A group / rest gap of means, scale-free: u - non_u ("difference") or (u - non_u) / |non_u| ("relative"; NaN
+    when non_u is 0)."""
+    d = float(u) - float(non_u)
+    if kind == "difference":
+        return d
+    return d / abs(float(non_u)) if non_u != 0 else float("nan")
 
 
-def claim_table(pct: pd.DataFrame, group: pd.Series, claims=CLAIMS) -> pd.DataFrame:
-    """Per claim: the group's median percentile, the one-sided Mann-Whitney p of the group against the rest,
-    and the verdict."""
+def paper_gap(stat: str, sign: int, means: pd.DataFrame = paper.PROPERTY_MEANS):
+    """The paper's smallest gap of `stat` in the claimed direction over its models (section 4.2's U / non-U means)
+    as (gap, model, U mean, non-U mean); None where the paper prints no mean of the statistic."""
+    if f"{stat}_U" not in means.columns:
+        return None
+    gaps = {m: gap(r[f"{stat}_U"], r[f"{stat}_nonU"], GAP_KIND[stat]) for m, r in means.iterrows()}
+    model = min(gaps, key=lambda m: gaps[m] * sign)
+    return gaps[model], model, float(means.at[model, f"{stat}_U"]), float(means.at[model, f"{stat}_nonU"])
+
+
+def claim_table(pct: pd.DataFrame, live: pd.DataFrame, group: pd.Series, claims=CLAIMS) -> pd.DataFrame:
+    """Per claim: the group's median within-layer percentile, the common-language effect size (the probability
+    that a group neuron's percentile lies on the claimed side of a rest neuron's, ties counted half), the one-sided
+    Mann-Whitney p of the group's percentiles against the rest's and its Holm adjustment over the claims, the group
+    and rest means of the raw statistic and their scale-free gap beside the paper's smallest."""
     rows = []
     for col, sign, claim in claims:
         g, r = pct.loc[group, col].dropna(), pct.loc[~group, col].dropna()
-        med = float(g.median())
-        p = (stats.mannwhitneyu(g, r, alternative="greater" if sign > 0 else "less").pvalue
-             if len(g) and len(r) else np.nan)
-        rows.append({"claim": claim, "statistic": col, "median percentile": med, "p (Mann-Whitney)": p,
-                     "verdict": claim_verdict(med, sign, p)})
-    return pd.DataFrame(rows)
+        if len(g) and len(r):
+            test = stats.mannwhitneyu(g, r, alternative="greater" if sign > 0 else "less")
+            auc = test.statistic / (len(g) * len(r))
+            p, effect = float(test.pvalue), float(auc if sign > 0 else 1 - auc)
+        else:
+            p = effect = np.nan
+        u, non_u = float(live.loc[group, col].mean()), float(live.loc[~group, col].mean())
+        pg, kind = paper_gap(col, sign), GAP_KIND.get(col, "difference")
+        rows.append({"claim": claim, "statistic": col, "median percentile": float(g.median()) if len(g) else np.nan,
+                     "effect size (P claimed side)": effect, "p (Mann-Whitney)": p, "U mean": u, "non-U mean": non_u,
+                     "gap": gap(u, non_u, kind), "gap kind": kind,
+                     "paper's smallest gap": np.nan if pg is None else pg[0],
+                     "required": np.nan if pg is None else PAPER_SHARE * pg[0]})
+    out = pd.DataFrame(rows)
+    out.insert(5, "p (Holm)", V.holm(out["p (Mann-Whitney)"].to_numpy()))
+    return out
+
+
+def untestable_words(group: Group, n_group: int, top_pct: float) -> str:
+    """Why the property claims cannot be judged on a stand-in group ("" for a universal group)."""
+    if group.is_universal:
+        return ""
+    return (f"only {group.n_universal:,} neurons pass {group.threshold_name}; the top {top_pct:g}% stand-ins "
+            f"({n_group:,} neurons) are shown as the book's secondary view")
+
+
+def claim_evidence(row, sign: int, untestable: str = "") -> V.Evidence:
+    """One claim's evidence from its row of `claim_table`: the scale-free gap of means in the claimed direction,
+    beyond no gap with a Holm-adjusted p below ALPHA, at half the paper's smallest gap (direction at most for the
+    mean pre-activation, of which the paper prints no number)."""
+    stat = row["statistic"]
+    kind = "relative gap (U − non-U) / |non-U|" if GAP_KIND[stat] == "relative" else "gap U − non-U"
+    pg = paper_gap(stat, sign)
+    if pg is None:
+        magnitude, words = None, "the paper prints no mean of it, only figure 3: direction at most"
+    else:
+        magnitude = PAPER_SHARE * pg[0]
+        words = f"half the paper's smallest, {pg[0]:.3g} in {pg[1]}: {pg[2]:g} / {pg[3]:g}"
+    return V.Evidence(f"{kind} of the mean {WORDS[stat]}", float(row["gap"]), sign, magnitude, words, noise=0.0,
+                      noise_words="no gap", untestable=untestable, p=float(row["p (Holm)"]), p_words=P_WORDS)
 
 
 def group_sentence(group: Group, n_group: int, min_excess: float, min_universal: int, top_pct: float) -> str:
@@ -83,11 +142,29 @@ def group_sentence(group: Group, n_group: int, min_excess: float, min_universal:
         return (f"{group.n_universal:,} neurons pass {group.threshold_name}: they are the universal group compared "
                 "below with the rest.")
     passing = "No neuron passes" if group.n_universal == 0 else f"Only {group.n_universal:,} neurons pass"
-    return (f"**{passing} {group.threshold_name}**, fewer than the {min_universal} a comparison needs (small zoos "
-            "are expected to have none: see the universality chapter). Instead, the **top "
+    return (f"**{passing} {group.threshold_name}**, fewer than the {min_universal} a comparison needs (the "
+            "universality chapter shows how far the neurons are from it). Instead, the **top "
             f"{top_pct:g}% of neurons by excess correlation** ({n_group:,} neurons, excess at least "
-            f"{min_excess:.3f}) stand in for the universal neurons below. They are the most universal neurons of "
-            "this model, not universal in the paper's sense.")
+            f"{min_excess:.3f}) stand in for the universal neurons below, as the book's secondary view. They are the "
+            "most universal neurons of this model, not universal in the paper's sense, so the paper's claims are not "
+            "judged on them.")
+
+
+def holds_note(table: pd.DataFrame, group: Group, n_group: int, top_pct: float) -> str:
+    """The closing section's sentence, from the claim table: which group, how many Holm-adjusted p-values are
+    below ALPHA, and the range of the effect sizes."""
+    n_sig = int((table["p (Holm)"] < ALPHA).sum())
+    eff = table.set_index("statistic")["effect size (P claimed side)"].dropna()
+    span = (f" The effect sizes (the probability that a group neuron lies on the claimed side of a neuron of the "
+            f"rest; 0.5 for none) run from {eff.min():.2f} ({eff.idxmin()}) to {eff.max():.2f} ({eff.idxmax()})."
+            if len(eff) else "")
+    if not group.is_universal:
+        return (f"The compared group is the top {top_pct:g}% by excess correlation ({n_group:,} neurons), since only "
+                f"{group.n_universal:,} pass {group.threshold_name}: on these stand-ins, {n_sig} of the "
+                f"{len(table)} Holm-adjusted p-values are below {ALPHA:g}.{span} They judge none of the paper's "
+                "claims, which are about universal neurons.")
+    return (f"On the {n_group:,} universal neurons, {n_sig} of the {len(table)} Holm-adjusted p-values are below "
+            f"{ALPHA:g}.{span}")
 
 
 def means_table(live: pd.DataFrame, group: pd.Series, row_name: str) -> pd.DataFrame:
@@ -109,21 +186,37 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     group = compared_group(prof, live)
     n_group = int(group.mask.sum())
     pct = P.layer_percentiles(live, METRICS)
-    verdicts = claim_table(pct, group.mask)
+    table = claim_table(pct, live, group.mask)
+    untestable = untestable_words(group, n_group, float(b["top_pct"]))
+    evidence = {col: claim_evidence(row, sign, untestable)
+                for (col, sign, _), (_, row) in zip(CLAIMS, table.iterrows())}
+    table["verdict"] = [evidence[col].verdict for col in table["statistic"]]
     reference = props.info["reference"]
     glue = {"prop_n_neurons": len(live), "prop_n_universal": group.n_universal, "prop_n_group": n_group,
             "prop_n_tokens": props.info["n_tokens"],
             "prop_group_md": Markdown(group_sentence(group, n_group, float(live.loc[group.mask, "excess_corr"].min()),
                                                      int(b["min_universal"]), float(b["top_pct"]))),
             "prop_label_md": Markdown(group.label)}
-    for col, med, verdict in zip(verdicts["statistic"], verdicts["median percentile"], verdicts["verdict"]):
-        glue[f"prop_verdict_{col}"], glue[f"prop_pct_{col}"] = verdict, float(med)
-    glue["prop_n_hold"] = int((verdicts["verdict"] == "holds").sum())
-    glue["prop_n_claims"] = len(verdicts)
+    for (col, _, claim), (_, row) in zip(CLAIMS, table.iterrows()):
+        V.glue_verdict(glue, f"prop_verdict_{col}", evidence[col])
+        glue[f"prop_pct_{col}"] = float(row["median percentile"])
+        glue[f"prop_effect_{col}"] = float(row["effect size (P claimed side)"])
+        glue[f"prop_p_holm_{col}"] = float(row["p (Holm)"])
+        glue[f"prop_gap_{col}"] = float(row["gap"])
+    glue["prop_n_hold"] = int((table["verdict"] == V.HOLDS).sum())
+    glue["prop_n_claims"] = len(table)
+    glue["prop_summary"] = V.summary(table["verdict"])
+    glue["prop_paper_share"] = PAPER_SHARE
+    glue["prop_holds_md"] = Markdown(V.holds_here(
+        [(f"universal neurons have {claim}", evidence[col]) for col, _, claim in CLAIMS],
+        [holds_note(table, group, n_group, float(b["top_pct"]))]))
     published = pd.DataFrame({m: t[MEAN_COLS].mean() for m, t in paper.universal_tables().items()}).T.round(3)
-    tables = {"verdicts": verdicts.round(4), "published_means": published,
+    shown = table.drop(columns=["claim", "gap kind"]).set_index("statistic")
+    tables = {"verdicts": shown.style.format({c: "{:.2g}" for c in ("p (Mann-Whitney)", "p (Holm)")}, precision=3),
+              "published_means": published,
               "means": means_table(live, group.mask, f"ours: {reference} ({group.label})")}
-    data = {"live": live, "group": group, "percentiles": pct, "reference": reference,
+    data = {"claims": table, "evidence": evidence, "live": live, "group": group, "percentiles": pct,
+            "reference": reference,
             "hist": props.hists[reference], "d_mlp": int(frame["neuron"].max()) + 1}
     return Chapter("properties", prof, glue=glue, tables=tables, data=data)
 
