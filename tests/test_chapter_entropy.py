@@ -10,7 +10,7 @@ from universal_neurons import paper
 from universal_neurons.chapters import entropy as chapter
 
 
-def _runs(d_free=0.4, d_frozen=0.1, d_scale=0.2, d_anti=-0.3, band=(0.05, -0.02)):
+def _runs(d_free=0.4, d_frozen=0.1, d_scale=0.2, d_anti=-0.3, band=(0.05, -0.02), band_scale=(0.0, 0.0)):
     """Fixed-activation runs whose entropy rises linearly from 2.0 by d over the values."""
     vals = np.array(paper.ENTROPY_VALUES)
     span = (vals - vals[0]) / (vals[-1] - vals[0])
@@ -29,8 +29,8 @@ def _runs(d_free=0.4, d_frozen=0.1, d_scale=0.2, d_anti=-0.3, band=(0.05, -0.02)
     add("entropy (paper's view)", 1, 5, "frozen", d_frozen, 0.0)
     add("anti-entropy", 1, 7, "free", d_anti, -d_scale)
     add("anti-entropy", 1, 7, "frozen", d_anti / 2, 0.0)
-    for k, d in enumerate(band):
-        add("random", 0, 10 + k, "free", d, 0.0)
+    for k, (d, ds) in enumerate(zip(band, band_scale)):
+        add("random", 0, 10 + k, "free", d, ds)
     return pd.DataFrame(rows)
 
 
@@ -45,12 +45,55 @@ def test_effects_and_share_through_the_scale():
     assert np.isnan(chapter.total_and_direct(eff, "no such role")).all()
 
 
+def _verdicts(clean=2.0, **kw):
+    return chapter.verdicts(chapter.effects(_runs(**kw)), clean)
+
+
 def test_verdicts_hold_and_fail():
-    assert chapter.verdicts(chapter.effects(_runs())) == {"band": "holds", "together": "holds", "scale": "holds",
-                                                            "anti": "holds"}
-    v = chapter.verdicts(chapter.effects(_runs(d_free=0.04, d_frozen=0.035, d_scale=-0.1, d_anti=0.2)))
-    assert v == {"band": "does not hold", "together": "does not hold", "scale": "does not hold",
-                 "anti": "does not hold"}
+    # the entropy neuron at 8x the random band, 75% through the scale, its partner at 0.3 the other way: all hold
+    assert _verdicts() == {"band": "holds", "together": "holds", "scale": "holds", "anti": "holds"}
+    assert chapter.clean_entropy(_runs()) == 2.0
+    # inside the band: no entropy neuron here, so the other three are not testable
+    v = _verdicts(d_free=0.04, d_frozen=0.035, d_scale=-0.1, d_anti=0.2)
+    assert v == {"band": "does not hold", "together": "not testable here", "scale": "not testable here",
+                 "anti": "not testable here"}
+    # beyond the band (0.05) but short of twice it (0.1): direction only, the rest still not testable
+    assert _verdicts(d_free=0.08)["band"] == "direction only"
+    assert _verdicts(d_free=0.08)["anti"] == "not testable here"
+
+
+def test_the_magnitudes_and_the_noise_of_each_claim():
+    ev = chapter.evidence(chapter.effects(_runs(band_scale=(0.05, -0.01))), 2.0)
+    assert ev["band"].magnitude == pytest.approx(2 * 0.05) and ev["band"].noise == pytest.approx(0.05)
+    assert ev["together"].noise == pytest.approx(0.05) and ev["together"].magnitude == pytest.approx(0.1)
+    assert ev["scale"].value == pytest.approx((0.4 - 0.1) / 0.4) and ev["scale"].noise == pytest.approx(0.05 / 0.4)
+    assert ev["anti"].value == pytest.approx(0.3) and ev["anti"].magnitude == pytest.approx(0.5 * 0.4)
+    # the scale moving against the entropy: together does not hold; a small scale move: direction only
+    assert _verdicts(d_scale=-0.2, band_scale=(0.05, 0.0))["together"] == "does not hold"
+    assert _verdicts(d_scale=0.07, band_scale=(0.05, 0.0))["together"] == "direction only"
+    # most of the change direct: scale share 0.25 < 0.5 but beyond 0.05 / 0.4: direction only; reversed: fails
+    assert _verdicts(d_frozen=0.3)["scale"] == "direction only"
+    assert _verdicts(d_frozen=0.5)["scale"] == "does not hold"
+    # the partner: a fifth of the entropy neuron's change (0.08 > band 0.05, < 0.2): direction only; same way: fails
+    assert _verdicts(d_anti=-0.08)["anti"] == "direction only"
+    assert _verdicts(d_anti=0.3)["anti"] == "does not hold"
+    assert _verdicts(d_anti=-0.04)["anti"] == "does not hold"  # inside the band
+
+
+def test_a_tiny_absolute_effect_never_holds():
+    """As on an untrained model: 0.001 nats beyond a band of 0.0004 is far below 1% of an 8.3-nat entropy."""
+    v = _verdicts(clean=8.3, d_free=0.001, d_frozen=0.0, d_scale=0.001, d_anti=-0.001, band=(0.0004, 0.0003))
+    assert v["band"] == "direction only" and {v[k] for k in ("together", "scale", "anti")} == {"not testable here"}
+    ev = chapter.evidence(chapter.effects(_runs(d_free=0.001, band=(0.0004, 0.0003))), 8.3)
+    assert ev["band"].magnitude == pytest.approx(0.083) and "not testable here" in ev["anti"].rule
+    assert "inside" not in ev["anti"].untestable and "0.001" in ev["anti"].untestable
+
+
+def test_partner_note_only_when_the_partner_passes_the_band_rule():
+    eff = chapter.effects(_runs(d_free=0.04, d_anti=0.9))
+    note = chapter.partner_note(eff, 2.0)
+    assert "L1.7" in note and "+0.900" in note
+    assert chapter.partner_note(chapter.effects(_runs(d_anti=-0.06)), 2.0) == ""
 
 
 def test_twin_and_role_rows():
@@ -92,3 +135,37 @@ def test_chapter_on_the_smoke_zoo(smoke, smoke_zoo, one_thread):
     assert g["ent_n_tokens"] == 2048 // 64 * 63  # book.entropy_tokens=2048 in rows of 64: 32 rows, 63 predictions
     again = chapter.compute("smoke")  # cached: the same runs
     pd.testing.assert_frame_equal(again.data["runs"], runs)
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory):
+    """A fresh, untrained model of the release zoo's shape and tokenizer (the negative control's kind)."""
+    from universal_neurons.control import save_untrained
+    from universal_neurons.loading import load_model
+
+    path = save_untrained("zoo/release/seed-0", tmp_path_factory.mktemp("untrained") / "m", seed=7)
+    return load_model(str(path))
+
+
+def test_an_untrained_model_gives_no_holds(untrained, one_thread):
+    """The chapter's own choices (the book's top neuron, its partner, 10 random neurons) on an untrained model,
+    fixed-activation runs on random tokens: no claim holds."""
+    from universal_neurons import entropy as E
+
+    m = untrained
+    tokens = np.random.default_rng(0).integers(0, m.cfg.d_vocab, size=(4, 64))
+    c = E.candidates(m)
+    ent = tuple(int(x) for x in c.sort_values("rank_paper").iloc[0][["layer", "neuron"]])
+    al, an, _ = E.anti_partner(m, *ent)
+    chosen = {"entropy (paper's view)": ent, "anti-entropy": (al, an),
+              **{f"random {i}": x for i, x in enumerate(E.random_neurons(m, 10, exclude=[ent, (al, an)]))}}
+    parts = []
+    for role, (l, n) in chosen.items():
+        for scale in (("free", "frozen") if not role.startswith("random") else ("free",)):
+            df = E.fixed_activation(m, tokens, l, n, freeze_scale=scale == "frozen", batch_rows=4)
+            parts.append(df.assign(model="u", role=role.split(" ")[0] if role.startswith("random") else role,
+                                   layer=l, neuron=n, scale=scale))
+    runs = pd.concat(parts, ignore_index=True)
+    ev = chapter.evidence(chapter.effects(runs), chapter.clean_entropy(runs))
+    assert "holds" not in {e.verdict for e in ev.values()}, {k: e.rule for k, e in ev.items()}
+    assert ev["band"].value < 0.01 * chapter.clean_entropy(runs)  # the floor an untrained model cannot reach

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.special import logsumexp
-from scipy.stats import rankdata
+from scipy.stats import kurtosis, rankdata
 
 from universal_neurons import entropy as E
 from universal_neurons.errors import UserError
@@ -170,10 +170,19 @@ def test_candidates_match_numpy(model):
             cos = np.array([w @ w_u[:, v] / np.linalg.norm(w) / np.linalg.norm(w_u[:, v])
                             for v in range(w_u.shape[1])])
             assert row["vocab_var"] == pytest.approx(np.var(cos), rel=1e-9)
+            assert row["vocab_kurt"] == pytest.approx(kurtosis(cos, fisher=False), rel=1e-9)
+            w_in = model.W_in.detach().double().numpy()[l, :, n]
+            assert row["l2_penalty"] == pytest.approx(w_in @ w_in + w @ w, rel=1e-12)
             assert row["w_out_norm"] == pytest.approx(np.linalg.norm(w), rel=1e-12)
     score = df["w_out_norm"] / np.sqrt(df["vocab_var"])
     np.testing.assert_array_equal(df["rank_paper"], rankdata(-score, method="min"))
     np.testing.assert_array_equal(df["rank_null"], rankdata(-df["null_fraction"], method="min"))
+    # the reference code's way: penalty in the top 10% and vocab_kurt <= 10, then the smallest vocab_var first
+    cut = np.quantile(df["l2_penalty"], 0.9)
+    ok = (df["l2_penalty"] >= cut) & (df["vocab_kurt"] <= 10)
+    assert ok.sum() >= 1 and (df["passes_reference"] == ok).all()
+    np.testing.assert_array_equal(df.loc[ok, "rank_reference"], rankdata(df.loc[ok, "vocab_var"], method="min"))
+    assert df.loc[~ok, "rank_reference"].isna().all()
 
 
 def test_anti_partner_brute_force(model):

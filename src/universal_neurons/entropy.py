@@ -6,8 +6,10 @@ LayerNorm scale, sharpening or flattening the next-token distribution. The model
 `HookedTransformer` with LayerNorm folded and writing weights and unembedding centred (`loading.load_model`):
 `model.W_out[l]` is [d_mlp, d_model], `model.W_U` is [d_model, d_vocab].
 
-- `candidates`: weight statistics that pick them out (norm, vocabulary variance, null-space fraction) and two
-  rankings, the paper's and Stolfo et al.'s;
+- `candidates`: weight statistics that pick them out (norm, vocabulary variance and kurtosis, weight-decay
+  penalty, null-space fraction) and three rankings: the book's reading of the paper (norm over the square root of
+  the vocabulary variance), the reference code's (thresholds, then the smallest vocabulary variance) and Stolfo
+  et al.'s (null-space fraction);
 - `anti_partner`, `random_neurons`: the neuron writing most nearly the opposite direction, and controls;
 - `fixed_activation`: the paper's intervention (figure 7): the neuron's activation fixed to a value at every
   position, with loss, entropy, reciprocal rank and LayerNorm scale, the scale free (total effect) or frozen at
@@ -35,6 +37,13 @@ PAPER_VALUES = paper.ENTROPY_VALUES
 N_NULL = paper.NULL_DIMS_GPT2_SMALL
 
 _TINY = 1e-30
+
+# The reference code's filter (paper_notebooks/entropy_neurons.ipynb): last layers, a large weight-decay penalty
+# |w_in|^2 + |w_out|^2 (thresholds set by hand per model: 3, 1, 2), vocab_kurt at most 10 (GPT2-small; 8 and 7 for
+# the others), then the smallest vocab_var first. The book takes the penalty's cut as a quantile, the one the
+# reference's own baseline sampler (analysis/entropy_neurons.py, max_norm_percentile=0.9) uses to mean "not large".
+REFERENCE_PENALTY_QUANTILE = 0.9
+REFERENCE_VOCAB_KURT = paper.VOCAB_KURT_THRESHOLD
 
 
 def default_layers(model) -> list[int]:
@@ -81,16 +90,21 @@ def _unembed(model) -> np.ndarray:
 
 def candidates(model, layers=None, n_null: int = N_NULL) -> pd.DataFrame:
     """One row per neuron of `layers` (default `default_layers`): layer, neuron, w_out_norm = |w_out|,
-    vocab_var (population variance over the vocabulary of cos(w_out, W_U[:, v])), null_fraction (the share of
-    |w_out|^2 in the span of the bottom `n_null` left singular vectors of W_U, those with the smallest singular
-    values), and two ranks (1 = most entropy-neuron-like, ties share the smaller rank):
+    l2_penalty = |w_in|^2 + |w_out|^2 (NaN for a gated MLP), vocab_var and vocab_kurt (population variance and
+    kurtosis, not excess, over the vocabulary of cos(w_out, W_U[:, v])), null_fraction (the share of |w_out|^2 in
+    the span of the bottom `n_null` left singular vectors of W_U, those with the smallest singular values), and
+    three ranks (1 = most entropy-neuron-like, ties share the smaller rank):
 
-    - rank_paper: by w_out_norm / sqrt(vocab_var), descending (the paper: large norm, small vocab variance);
+    - rank_paper: by w_out_norm / sqrt(vocab_var), descending (the book's reading of the paper: large norm, small
+      vocab variance);
+    - rank_reference: the reference code's way, among the neurons that pass its filter (l2_penalty at least its
+      `REFERENCE_PENALTY_QUANTILE` quantile over `layers`, vocab_kurt at most `REFERENCE_VOCAB_KURT`), by vocab_var
+      ascending; NaN for the neurons that do not pass (`passes_reference` says which do);
     - rank_null: by null_fraction, descending: Stolfo et al.'s score (utils.get_potential_entropy_neurons_udark
       sorts last-layer neurons by |U_darkᵀ w_out| / |w_out|, the square root of null_fraction, same order).
 
-    A zero w_out has vocab_var and null_fraction 0 and the lowest paper score. The default n_null = 12 is
-    Stolfo et al.'s choice for gpt2-small (`N_NULL`).
+    A zero w_out has vocab_var, vocab_kurt and null_fraction 0 and the lowest paper score. The default n_null = 12
+    is Stolfo et al.'s choice for gpt2-small (`N_NULL`).
     """
     layers = _layers(model, layers)
     d_model = model.cfg.d_model
@@ -101,18 +115,48 @@ def candidates(model, layers=None, n_null: int = N_NULL) -> pd.DataFrame:
     norm = np.linalg.norm(w, axis=1)
     w_hat = w / np.maximum(norm, _TINY)[:, None]
     u_hat = w_u / np.maximum(np.linalg.norm(w_u, axis=0), _TINY)  # unit columns [d_model, d_vocab]
-    # var_v(w_hat . u_v) = w_hat^T (U U^T / V) w_hat - (w_hat . mean_v u_v)^2, without the [N, d_vocab] matrix
-    second = np.einsum("nd,de,ne->n", w_hat, u_hat @ u_hat.T / u_hat.shape[1], w_hat)
-    vocab_var = np.maximum(second - (w_hat @ u_hat.mean(1)) ** 2, 0.0)
+    vocab_var, vocab_kurt = _vocab_moments(w_hat, u_hat)
     u, s, _ = np.linalg.svd(w_u, full_matrices=False)  # u [d_model, d_model]
     bottom = u[:, np.argsort(s, kind="stable")[:n_null]]
     null_fraction = ((w_hat @ bottom) ** 2).sum(1)
     score = np.where(norm > 0, norm / np.sqrt(np.maximum(vocab_var, _TINY)), 0.0)
-    df = pd.DataFrame({"layer": layer, "neuron": neuron, "w_out_norm": norm, "vocab_var": vocab_var,
-                       "null_fraction": null_fraction})
+    df = pd.DataFrame({"layer": layer, "neuron": neuron, "w_out_norm": norm, "l2_penalty": _l2_penalty(model, layers, norm),
+                       "vocab_var": vocab_var, "vocab_kurt": vocab_kurt, "null_fraction": null_fraction})
     df["rank_paper"] = pd.Series(score).rank(ascending=False, method="min").astype(int)
+    df["passes_reference"] = reference_filter(df)
+    df["rank_reference"] = df["vocab_var"].where(df["passes_reference"]).rank(ascending=True, method="min")
     df["rank_null"] = df["null_fraction"].rank(ascending=False, method="min").astype(int)
     return df
+
+
+def reference_filter(cands: pd.DataFrame, quantile: float = REFERENCE_PENALTY_QUANTILE,
+                     vocab_kurt: float = REFERENCE_VOCAB_KURT) -> pd.Series:
+    """The reference code's entropy-neuron filter on a `candidates` table: l2_penalty at least its `quantile`
+    over the table (w_out_norm² where l2_penalty is NaN) and vocab_kurt at most `vocab_kurt`."""
+    pen = cands["l2_penalty"].where(cands["l2_penalty"].notna(), cands["w_out_norm"] ** 2)
+    return (pen >= pen.quantile(quantile)) & (cands["vocab_kurt"] <= vocab_kurt)
+
+
+def _l2_penalty(model, layers: list[int], out_norm: np.ndarray) -> np.ndarray:
+    """|w_in|^2 + |w_out|^2 per neuron of `layers` (NaN when the model has no single W_in, e.g. a gated MLP)."""
+    w_in = getattr(model, "W_in", None)
+    if w_in is None or getattr(model.cfg, "gated_mlp", False):
+        return np.full(len(out_norm), np.nan)
+    inn = (w_in.detach()[layers].double().cpu() ** 2).sum(1).reshape(-1).numpy()  # W_in [L, d_model, d_mlp]
+    return inn + out_norm ** 2
+
+
+def _vocab_moments(w_hat: np.ndarray, u_hat: np.ndarray, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Population variance and kurtosis (not excess; 0 where the variance is 0) over the vocabulary of
+    c_v = w_hat · u_hat[:, v], per row of w_hat, in blocks of rows."""
+    var, kurt = np.zeros(len(w_hat)), np.zeros(len(w_hat))
+    for i in range(0, len(w_hat), block):
+        c = w_hat[i:i + block] @ u_hat  # [b, d_vocab]
+        c = c - c.mean(1, keepdims=True)
+        m2, m4 = (c ** 2).mean(1), (c ** 4).mean(1)
+        var[i:i + block] = m2
+        kurt[i:i + block] = np.where(m2 > 1e-300, m4 / np.maximum(m2, 1e-300) ** 2, 0.0)
+    return var, kurt
 
 
 def anti_partner(model, layer: int, neuron: int, layers=None) -> tuple[int, int, float]:
