@@ -140,3 +140,8 @@ ch.tables.get("emergence", "no emergence results for this profile")
 
 # %% tags=["hide-input"]
 ch.tables["errata"]
+
+# %% [markdown]
+# ## What holds here
+#
+# {glue:md}`rob_holds_md`

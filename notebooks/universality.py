@@ -83,6 +83,10 @@ publish.figure(ch, "convergence", chapter.convergence_figure(ch))
 # threshold, against relative depth, beside the paper's universal neurons per layer (dashed). The table
 # below gives the counts.
 # ```
+#
+# Layer 0 holds {glue:text}`layer0_n:,` of the universal neurons ({glue:text}`layer0_share_pct:.2f`% of its
+# {glue:text}`layer0_neurons:,` neurons), {glue:text}`layer0_ratio:.2f` times the model's share. The paper's claim,
+# judged: **{glue:text}`verdict_layers`** (rule: {glue:text}`rule_layers`).
 
 # %% tags=["hide-input"]
 ch.tables["per_layer"]
@@ -141,7 +145,7 @@ publish.table(ch, "top_neurons")
 # The paper's values come from its text and from the neuron tables its repository publishes
 # (`universal.csv`, MIT licence). Note the difference in scale: GPT-2 small was trained on about
 # {glue:text}`paper_gpt2_tokens_billions:.0f` billion tokens (400,000 steps of 512 sequences of 1,024 tokens),
-# while a zoo model here sees a few million at most.
+# while {glue:md}`trained_tokens_md`.
 
 # %% tags=["hide-input"]
 ch.tables["paper_comparison"]
@@ -181,6 +185,11 @@ ch.tables["convergence"]
 
 # %% tags=["hide-input"]
 ch.tables["run"]
+
+# %% [markdown]
+# ## What holds here
+#
+# {glue:md}`uni_holds_md`
 
 # %% [markdown] exercise="pearson" tags=["remove-cell"]
 # ### Exercise: the streaming Pearson update

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from universal_neurons import verdicts as V
 from universal_neurons.chapters import claims as C
+from universal_neurons.chapters import claims_control as CC
+from universal_neurons.chapters.notebook_reading import glued, plain, shown
+from universal_neurons.config import load_profile
 
 pytestmark = pytest.mark.book
 ROOT = Path(os.environ.get("UN_BOOK_ROOT") or Path(__file__).resolve().parents[1])
@@ -62,27 +66,30 @@ def test_the_claims_page_comes_first_in_the_table_of_contents(claims_page):
     assert first_chapter >= 0 and first_claims < first_chapter, "the claims page comes after the first chapter"
 
 
+def _control():
+    return CC.load(load_profile("smoke"))
+
+
 def test_one_row_per_claim_with_the_chapters_glued_values(claims_page):
     soup = _soup(claims_page)
     table = soup.find("table", class_="claims")
     assert table is not None, "no claims table"
     head, rows = _header(table), _cells(table)
+    assert head == C.SHOWN
     assert len(rows) == len(C.CLAIMS), "one row per claim"
     # the same table, read again from the executed chapters that the book shows (book/generated/)
-    expected, _ = C.claim_rows(GENERATED)
+    expected, _ = C.claim_rows(GENERATED, control=_control())
     for row, want in zip(rows, expected.to_dict("records")):
         got = dict(zip(head, row))
-        for col in ("claim", "the paper", "this run", "holds here?", "verdict by"):
+        for col in ("claim", "the paper", "this run", "rule", "verdict", "control"):
             assert got[col] == _norm(want[col]), (want["#"], col)
-    # each verdict the chapter states is its glued verdict
-    n = 0
+    # each verdict and rule is the chapter's glued one, a verdict of the protocol
     for claim, row in zip(C.CLAIMS, rows):
         got = dict(zip(head, row))
         nb = GENERATED / f"{claim.chapter}.ipynb"
-        if claim.verdict_key and nb.is_file():
-            assert got["holds here?"] == C.shown(C.glued(nb)[claim.verdict_key]), claim.verdict_key
-            n += 1
-    assert n > 0
+        assert nb.is_file(), f"the smoke book lacks {nb.name}"
+        assert got["verdict"] == shown(glued(nb)[claim.verdict_key]) and got["verdict"] in V.VERDICTS
+        assert got["rule"] == _norm(shown(glued(nb)[claim.rule_key])) and got["rule"].startswith("holds if ")
 
 
 def test_the_values_it_reads_are_the_glued_values(claims_page):
@@ -92,13 +99,31 @@ def test_the_values_it_reads_are_the_glued_values(claims_page):
     assert len(rows) == len(C.claim_rows(GENERATED)[1]) > 0, "every value it reads is listed"
     for row in rows:
         got = dict(zip(head, row))
-        nb = GENERATED / f"{got['chapter']}.ipynb"
-        if got["source"] == "glue":
-            raw = C.glued(nb)[got["key"]]
-            assert got["value"] in (_norm(C.shown(raw)), _norm(C._plain(raw))), got
-        else:
-            name, r, col = re.fullmatch(r"(\w+)\[(\d+), (.+)\]", got["key"]).groups()
-            assert got["value"] == str(C.displayed_table(nb, name)[col].iloc[int(r)]), got
+        raw = glued(GENERATED / f"{got['chapter']}.ipynb")[got["key"]]
+        assert got["value"] in (_norm(shown(raw)), _norm(plain(raw))), got
+
+
+def test_the_control_column_is_the_untrained_runs_and_nothing_holds_there(claims_page):
+    """The negative control: the smoke chapters on untrained models (`make control PROFILE=smoke`, run by make test
+    before the book) give no "holds" anywhere, and the page's control column shows their verdicts."""
+    control = _control()
+    assert control is not None and "computed in this build" in control.source, \
+        "no control run: make control PROFILE=smoke (make test runs it first)"
+    verdicts = [control.verdict(c.chapter, c.verdict_key) for c in C.CLAIMS]
+    assert all(v in V.VERDICTS for v in verdicts), verdicts
+    assert V.HOLDS not in verdicts, [(c.claim, v) for c, v in zip(C.CLAIMS, verdicts) if v == V.HOLDS]
+    table = _soup(claims_page).find("table", class_="claims")
+    head, rows = _header(table), _cells(table)
+    assert [dict(zip(head, r))["control"] for r in rows] == verdicts
+
+
+def test_the_shipped_control_of_the_release_zoo_has_no_holds():
+    """The negative control of the release zoo's shape (computed once, shipped with its checksum)."""
+    control = CC.load(load_profile("default"))
+    assert control is not None, "no shipped control: make control PROFILE=default SHIP=1"
+    verdicts = {c.claim: control.verdict(c.chapter, c.verdict_key) for c in C.CLAIMS}
+    assert all(v in V.VERDICTS for v in verdicts.values()), verdicts
+    assert V.HOLDS not in verdicts.values(), {k: v for k, v in verdicts.items() if v == V.HOLDS}
 
 
 def test_its_links_lead_to_sections_that_exist(claims_page):

@@ -12,8 +12,13 @@ import pandas as pd
 import pytest
 
 from universal_neurons import paper
+from universal_neurons import verdicts as V
 from universal_neurons.chapters import claims as C
+from universal_neurons.chapters import claims_control as CC
 from universal_neurons.chapters import execution as E
+from universal_neurons.chapters import notebook_reading as NR
+from universal_neurons.config import load_profile
+from universal_neurons.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "application/papermill.record/"
@@ -49,38 +54,48 @@ def notebook(path: Path, markdown: list[str], glue: dict, tables: dict | None = 
     return path
 
 
-PER_LAYER = pd.DataFrame({"layer": [0, 1], "neurons": [1024, 1024], "above_0.3": [80, 169], "above_0.4": [29, 59],
-                          "above_0.5": [8, 18]})
-UNIVERSALITY_TABLES = {"per_layer": PER_LAYER, "paper_comparison": pd.DataFrame({"share %": [1.27, 4.16]})}
+R = "holds if x ≥ 1 (the paper) and above 0 (noise); ours 2"  # a rule as a chapter glues it
 GLUE = {
-    "universality": {"share_universal_pct": 1.26953125, "n_universal": 26, "n_neurons": 2048, "threshold": 0.5},
+    "universality": {"share_universal_pct": 1.26953125, "threshold": 0.5,
+                     "layer0_share_pct": 0.78125, "layer0_n": 8, "layer0_neurons": 1024, "layer0_ratio": 0.6154,
+                     "verdict_layers": "does not hold", "rule_layers": R},
+    "robustness": {"rob_share": 1.26953125, "rob_boot_low": 1.17, "rob_boot_high": 1.42, "rob_n_universal": 26,
+                   "rob_n_partners": 3, "rob_threshold": 0.5, "rob_verdict_share": "holds", "rob_rule_share": R,
+                   "rob_conclusion_md": ("md", "**The book's reading.** The book adopts the paper's null.")},
     "properties": {"prop_label_md": ("md", "universal (excess > 0.5)"), "prop_n_group": 26,
                    **{f"prop_pct_{s}": 50.0 + i for i, (s, _) in enumerate(C.PROPERTY_CLAIMS)},
                    **{f"prop_verdict_{s}": v for (s, _), v in zip(C.PROPERTY_CLAIMS, [
-                       "holds", "holds", "does not hold", "points the same way, not significantly", "holds",
-                       "holds"])}},
+                       "holds", "holds", "does not hold", "direction only", "holds", "holds"])},
+                   **{f"prop_rule_{s}": R for s, _ in C.PROPERTY_CLAIMS}},
     "families": {"fam_share_group": 0.8, "fam_share_rest": 0.1, "fam_label_md": ("md", "**universal** (excess > 0.5)"),
                  "fam_vr_min": 0.2, "fam_n_unigram": 0, "fam_n_alphabet": 1, "fam_n_previous": 2, "fam_n_syntax": 3,
-                 "fam_n_position": 4, "fam_explained_verdict": "holds"},
-    "prediction": {"pred_p95_early": 3.3, "pred_p95_late": 3.9, "pred_n_models": 4, "pred_verdict_late": "holds",
-                   "pred_skew_p5_last": -0.1, "pred_skew_p95_last": 0.5, "pred_verdict_supp": "does not hold"},
+                 "fam_n_position": 4, "fam_explained_verdict": "not testable here", "fam_explained_rule": R},
+    "prediction": {"pred_p95_early": 3.3, "pred_p95_late": 3.9, "pred_n_models": 4,
+                   "pred_verdict_late": "not testable here", "pred_rule_late": R,
+                   "pred_skew_p5_last": -0.1, "pred_skew_p95_last": 0.5, "pred_verdict_supp": "not testable here",
+                   "pred_rule_supp": R},
     "entropy": {"ent_neuron": "L1.805", "ent_d_entropy": -0.05, "ent_n_random": 20, "ent_band_max": 0.39,
-                "ent_verdict_band": "does not hold", "ent_d_scale": 0.45, "ent_verdict_together": "does not hold",
-                "ent_d_via_scale": 0.6, "ent_d_direct": -0.65, "ent_verdict_scale": "does not hold",
-                "ent_anti_neuron": "L1.865", "ent_anti_cos": -0.66, "ent_anti_d_entropy": 0.94,
-                "ent_verdict_anti": "holds"},
+                "ent_verdict_band": "does not hold", "ent_rule_band": R, "ent_d_scale": 0.45,
+                "ent_verdict_together": "not testable here", "ent_rule_together": R,
+                "ent_d_via_scale": 0.6, "ent_d_direct": -0.65, "ent_verdict_scale": "not testable here",
+                "ent_rule_scale": R, "ent_anti_neuron": "L1.865", "ent_anti_cos": -0.66, "ent_anti_d_entropy": 0.94,
+                "ent_verdict_anti": "not testable here", "ent_rule_anti": R},
     "attention": {"att_pair": "L0.235 → L1.H1", "att_r_bos": -0.89, "att_r_norm": 0.85, "att_n_deactivating": 3,
-                  "att_n_ablated": 3, "att_verdict": "holds", "att_median_ratio": 3.49, "att_ratio_verdict": "holds"},
+                  "att_n_ablated": 3, "att_verdict": "direction only", "att_rule": R, "att_median_ratio": 3.49,
+                  "att_ratio_verdict": "direction only", "att_ratio_rule": R},
     "mysteries": {"mys_r_min": -0.16, "mys_r_max": -0.11, "mys_n_models": 4, "mys_cos_min": -0.77, "mys_cos_max": 0.59,
-                  "mys_verdict_r": "holds in every model", "mys_frequent_cos": 0.017, "mys_frequent_pct": 5.0,
-                  "mys_rest_cos": 0.012, "mys_verdict_opposite": "does not hold"},
+                  "mys_verdict_r": "direction only", "mys_rule_r": R, "mys_frequent_cos": 0.017,
+                  "mys_frequent_pct": 5.0, "mys_rest_cos": 0.012, "mys_verdict_opposite": "does not hold",
+                  "mys_rule_opposite": R},
 }
 # Each chapter's Markdown: its title, where its verdicts are pasted, and the sections the claims link to.
 MARKDOWN = {
     "universality": ["# Universal neurons: which neurons recur across seeds\n\n{glue:text}`share_universal_pct:.2f`%",
                      "## Universal neurons per layer\n\n```{glue:figure} fig-universality-per-layer\n"
-                     ":name: fig-universality-per-layer\n\n# not a heading: inside a fence\n```",
+                     ":name: fig-universality-per-layer\n\n# not a heading: inside a fence\n```\n\n"
+                     "{glue:text}`verdict_layers`",
                      "## Our numbers beside the *paper's*"],
+    "robustness": ["# How robust is \"universal\"?\n\n**{glue:text}`rob_verdict_share`**"],
     "properties": ["# Properties of universal neurons\n\n{glue:text}`prop_n_group`",
                    "## The paper's claims, checked\n\n"
                    + "\n".join(f"- {w}: {{glue:text}}`prop_verdict_{s}`" for s, w in C.PROPERTY_CLAIMS)],
@@ -93,24 +108,36 @@ MARKDOWN = {
                 "{glue:text}`ent_verdict_scale` {glue:text}`ent_verdict_anti`",
                 "## Total and direct effect\n\n```{glue:figure} fig-entropy-direct\n```"],
     "attention": ["# Attention-deactivation neurons\n\n{glue:text}`att_verdict`",
-                  "## The beginning-of-text token's value\n\n(above one: {glue:text}`att_ratio_verdict`)"],
+                  "## The beginning-of-text token's value\n\n(judged: {glue:text}`att_ratio_verdict`)"],
     "mysteries": ["# Mysteries\n\n{glue:text}`mys_verdict_r`",
                   "## Activation frequency and the input-output cosine (paper figure 9)\n\n"
                   "{glue:text}`mys_verdict_r` {glue:text}`mys_verdict_opposite`"],
 }
+UNTRAINED = {"universality": "not testable here", "robustness": "does not hold"}  # the control's verdicts, by chapter
+
+
+def write_run(folder: Path, glue: dict, start_minute: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, (name, g) in enumerate(glue.items()):
+        notebook(folder / f"{name}.ipynb", MARKDOWN[name], g, duration=10.0 + k,
+                 start=f"2026-12-01T10:{start_minute + k:02d}:00+00:00")
+    return folder
+
+
+def control_glue() -> dict:
+    """The chapters' glue as an untrained run gives it: every verdict "does not hold" or "not testable here"."""
+    out = {}
+    for name, g in GLUE.items():
+        out[name] = {k: (UNTRAINED.get(name, "does not hold") if "verdict" in k and not k.endswith("_md") else v)
+                     for k, v in g.items()}
+    return out
 
 
 @pytest.fixture
 def run(tmp_path, monkeypatch):
-    """A run folder `smoke` under $UN_ARTIFACTS with the seven chapters' executed notebooks."""
+    """A run folder `smoke` under $UN_ARTIFACTS with the chapters' executed notebooks (no control run)."""
     monkeypatch.setenv("UN_ARTIFACTS", str(tmp_path))
-    folder = tmp_path / "smoke" / "notebooks"
-    folder.mkdir(parents=True)
-    for k, (name, glue) in enumerate(GLUE.items()):
-        notebook(folder / f"{name}.ipynb", MARKDOWN[name], glue,
-                 UNIVERSALITY_TABLES if name == "universality" else None, duration=10.0 + k,
-                 start=f"2026-12-01T10:0{k}:00+00:00")
-    return folder
+    return write_run(tmp_path / "smoke" / "notebooks", GLUE)
 
 
 def _glue_values_script():
@@ -130,70 +157,105 @@ def _shown(value) -> str:
 def test_glued_reads_what_scripts_glue_values_reads(run):
     script = _glue_values_script()
     for nb in run.glob("*.ipynb"):
-        assert C.glued(nb) == script.glued(nb)
-    assert C.glued(run / "entropy.ipynb")["ent_verdict_band"] == "'does not hold'"
-    assert C.shown(C.glued(run / "entropy.ipynb")["ent_verdict_band"]) == "does not hold"
+        assert NR.glued(nb) == script.glued(nb)
+    assert NR.glued(run / "entropy.ipynb")["ent_verdict_band"] == "'does not hold'"
+    assert NR.shown(NR.glued(run / "entropy.ipynb")["ent_verdict_band"]) == "does not hold"
 
 
-def test_one_row_per_claim_with_the_glued_values_and_verdicts(run):
+def test_the_claims_chapters_are_the_controls():
+    assert {c.chapter for c in C.CLAIMS} == set(CC.CHAPTERS)
+    assert len(C.CLAIMS) == 19
+
+
+def test_one_row_per_claim_with_the_glued_values_verdicts_and_rules(run):
     table, values = C.claim_rows(run)
     assert len(table) == len(C.CLAIMS) and list(table["#"]) == list(range(1, len(C.CLAIMS) + 1))
     for claim, row in zip(C.CLAIMS, table.to_dict("records")):
-        if claim.verdict_key:
-            assert row["holds here?"] == _shown(GLUE[claim.chapter][claim.verdict_key])
-            assert row["verdict by"] == "the chapter"
-    glue_rows = values[values["source"] == "glue"]
-    assert len(glue_rows) > 40
-    for r in glue_rows.itertuples():
+        assert row["verdict"] == _shown(GLUE[claim.chapter][claim.verdict_key])
+        assert row["rule"] == R and row["control"] == C.NOT_RUN
+    for r in values.itertuples():
         assert r.value == _shown(GLUE[r.chapter][r.key]), (r.chapter, r.key)
-    # every key of the hand-made chapters is read by some claim
-    assert {(c, k) for c, g in GLUE.items() for k in g} == set(zip(glue_rows["chapter"], glue_rows["key"]))
-    table_rows = values[values["source"] == "table"]
-    assert set(table_rows["key"]) == {"per_layer[0, above_0.5]", "per_layer[0, neurons]"}
-    assert set(table_rows["value"]) == {"8", "1024"}
+    # every key of the hand-made chapters but the robustness conclusion is read by some claim
+    read = set(zip(values["chapter"], values["key"]))
+    assert {(c, k) for c, g in GLUE.items() for k in g} - read == {("robustness", "rob_conclusion_md")}
 
 
 def test_ours_formats_the_glued_values_as_the_chapters_show_them(run):
     table, _ = C.claim_rows(run)
     ours = dict(zip(table["#"], table["this run"]))
-    assert ours[1] == "1.27% (26 of 2,048 neurons, excess > 0.5)"
-    assert ours[2].startswith("layer 0: 0.78% (8 of 1,024) against 1.27%")
+    assert ours[1] == "1.27% (95% bootstrap interval 1.17-1.42%; 26 neurons, 3 partners, excess > 0.5)"
+    assert ours[2] == "layer 0: 0.78% (8 of 1,024) against 1.27% of all neurons, 0.62x (excess > 0.5)"
     assert "L1.805: -0.050 nats" in ours[12] and "0.390" in ours[12]
     assert ours[9].startswith("0.80 of the universal (excess > 0.5) neurons against 0.10")
 
 
-def test_verdicts_this_page_gives(run):
+def test_counts_every_verdict_separately(run):
     table, _ = C.claim_rows(run)
-    lo, hi = C._share_range()
-    assert (lo, hi) == (1, 5)  # the paper's 1.23-4.16%
-    assert table.loc[0, "holds here?"] == "holds" and table.loc[0, "verdict by"] == "this page"
-    assert table.loc[1, "holds here?"] == "does not hold"  # layer 0: 0.78% against 1.27%
-    # a share outside the range, another threshold, no universal neuron
-    g = dict(GLUE["universality"], share_universal_pct=0.4)
-    notebook(run / "universality.ipynb", MARKDOWN["universality"], g, {"per_layer": PER_LAYER})
-    assert C.claim_rows(run)[0].loc[0, "holds here?"] == "does not hold"
-    g = dict(GLUE["universality"], threshold=0.4)
-    notebook(run / "universality.ipynb", MARKDOWN["universality"], g, {"per_layer": PER_LAYER})
+    text = C.summary_sentence(table)
+    n = V.count(table["verdict"])
+    assert n == {V.HOLDS: 5, V.DIRECTION: 4, V.FAILS: 4, V.UNTESTABLE: 6}
+    assert "5 hold, 4 direction only, 4 do not hold, 6 not testable here" in text
+    assert "negative control (the same chapters on untrained models) was not run" in text
+
+
+def test_a_verdict_outside_the_protocol_is_refused(run):
+    g = dict(GLUE["attention"], att_ratio_verdict="holds in every model")
+    notebook(run / "attention.ipynb", MARKDOWN["attention"], g)
     table, _ = C.claim_rows(run)
-    assert table.loc[0, "holds here?"].startswith("not comparable") and table.loc[0, "outcome"] == "open"
-    assert table.loc[1, "this run"].startswith("layer 0: 2.83% (29 of 1,024)")  # the above_0.4 column
-    g = dict(GLUE["universality"], n_universal=0, share_universal_pct=0.0)
-    none = PER_LAYER.assign(**{"above_0.5": 0})
-    notebook(run / "universality.ipynb", MARKDOWN["universality"], g, {"per_layer": none})
-    assert C.claim_rows(run)[0].loc[1, "holds here?"] == "not testable (no universal neuron)"
-    assert "row 1:" in C.rules_sentence() and "row 2:" in C.rules_sentence()
+    row = table[table["claim"].str.startswith("heads write little")].iloc[0]
+    assert row["verdict"] == "unknown" and "a verdict of the book's protocol" in row["this run"]
+    assert "could not be judged" in C.summary_sentence(table)
+
+
+def test_the_control_column_from_the_control_run_folder(run, tmp_path):
+    control_run = CC.control_profile(load_profile("smoke")).notebooks_dir
+    assert control_run.parent.name.startswith("smoke+") and control_run.parent.parent == tmp_path
+    write_run(control_run, control_glue())
+    control = CC.load(load_profile("smoke"))
+    assert "computed in this build" in control.source
+    table, _ = C.claim_rows(run, control=control)
+    assert (table["control"] != V.HOLDS).all() and (table["control"] != C.NOT_RUN).all()
+    assert table.loc[1, "control"] == "not testable here"  # universality: no universal neuron
+    text = C.summary_sentence(table, control)
+    assert "On untrained models of the same shape" in text and "0 hold" in text.split("On untrained")[1]
+    ch = C.compute("smoke")
+    assert ch.glue["clm_n_control_hold"] == 0 and "untrained models" in ch.glue["clm_control_md"].data
+
+
+def test_the_shipped_control_is_read_with_its_checksum(run, tmp_path, monkeypatch):
+    control_run = CC.control_profile(load_profile("smoke")).notebooks_dir
+    write_run(control_run, control_glue())
+    monkeypatch.chdir(tmp_path)  # results/ of this folder
+    path = CC.ship(load_profile("smoke"))
+    assert path == tmp_path / "results" / "claims-control-smoke.json"
+    record = json.loads(path.read_text())
+    assert record["run"] == control_run.parent.name and record["code"] == CC.code_signature()
+    import shutil
+
+    shutil.rmtree(control_run)  # no control run here: the shipped one is read
+    control = CC.load(load_profile("smoke"))
+    assert control.source.startswith("shipped in results/claims-control-smoke.json") and control.current
+    table, _ = C.claim_rows(run, control=control)
+    assert list(table["control"]) == [CC.shown(record["glue"][c.chapter][c.verdict_key]) for c in C.CLAIMS]
+    record["glue"]["entropy"]["ent_verdict_band"] = "'holds'"  # edited by hand: refused
+    path.write_text(json.dumps(record))
+    with pytest.raises(UserError, match="does not match its checksum"):
+        CC.load(load_profile("smoke"))
+
+
+def test_a_control_run_has_no_control_of_its_own(run):
+    assert CC.control_profile(load_profile("smoke", "analysis.untrained=true")) is None
 
 
 def test_a_chapter_that_did_not_run_gives_rows_saying_so(run):
     (run / "entropy.ipynb").unlink()
     table, values = C.claim_rows(run)
     ent = table[table["chapter"] == "entropy"]
-    assert len(ent) == 4 and (ent["holds here?"] == C.NOT_RUN).all() and (ent["href"] == "").all()
-    assert ent["this run"].str.contains("did not run").all() and (ent["outcome"] == "open").all()
+    assert len(ent) == 4 and (ent["verdict"] == C.NOT_RUN).all() and (ent["href"] == "").all()
+    assert ent["this run"].str.contains("did not run").all()
     assert "entropy" not in set(values["chapter"])
     assert len(table) == len(C.CLAIMS)
     assert "The entropy chapter did not run" in C.summary_sentence(table)
-    assert "cannot be judged" in C.summary_sentence(table)
 
 
 def test_a_missing_glued_value_is_named(run):
@@ -201,15 +263,14 @@ def test_a_missing_glued_value_is_named(run):
     notebook(run / "attention.ipynb", MARKDOWN["attention"], g)
     table, _ = C.claim_rows(run)
     row = table[table["this run"].str.contains("att_median_ratio")].iloc[0]
-    assert row["holds here?"] == "unknown" and "missing from attention.ipynb" in row["this run"]
-    assert row["outcome"] == "open"
+    assert row["verdict"] == "unknown" and "missing from attention.ipynb" in row["this run"]
 
 
 def test_links_name_the_section_that_shows_each_claim(run):
     table, _ = C.claim_rows(run)
     href = dict(zip(table["#"], table["href"]))
-    assert href[1] == "universality.html#our-numbers-beside-the-paper-s"  # emphasis dropped
-    assert href[2] == "universality.html#universal-neurons-per-layer"  # the figure's section, not the fence's "#"
+    assert href[1] == "robustness.html#how-robust-is-universal"
+    assert href[2] == "universality.html#universal-neurons-per-layer"  # the verdict's section, not the fence's "#"
     assert all(href[i] == "properties.html#the-paper-s-claims-checked" for i in range(3, 9))
     assert href[9] == "families.html#neuron-families"  # pasted only under the title: the page's top
     assert href[10] == href[11] == "prediction.html#percentiles-by-layer-paper-figure-6"  # a section before the top
@@ -220,18 +281,18 @@ def test_links_name_the_section_that_shows_each_claim(run):
 
 
 def test_headings_and_their_ids():
-    assert C.section_id(C.heading_text("The paper's claims, checked")) == "the-paper-s-claims-checked"
-    assert C.heading_text("Skew of the `vocab_kurt` neurons [here](x.html) *now*") == \
+    assert NR.section_id(NR.heading_text("The paper's claims, checked")) == "the-paper-s-claims-checked"
+    assert NR.heading_text("Skew of the `vocab_kurt` neurons [here](x.html) *now*") == \
         "Skew of the vocab_kurt neurons here now"
-    assert C.heading_text("{glue:text}`n` neurons") is None and C.heading_text("{numref}`fig-x`") is None
-    assert C.section_id("Percentiles by layer (paper figure 6)") == "percentiles-by-layer-paper-figure-6"
+    assert NR.heading_text("{glue:text}`n` neurons") is None and NR.heading_text("{numref}`fig-x`") is None
+    assert NR.section_id("Percentiles by layer (paper figure 6)") == "percentiles-by-layer-paper-figure-6"
 
 
 def test_a_repeated_heading_gets_no_id(tmp_path):
     nb = notebook(tmp_path / "x.ipynb", ["# X\n\n## Notes\n\n{glue:text}`a`", "## Notes\n\n{glue:text}`b`"], {})
-    assert [h["id"] for h in C.sections(nb)] == ["x", "notes", None]
-    assert C.where_shown(nb, "b")["id"] == "x"  # Sphinx numbers the repeated id: the page's top instead
-    assert C.where_shown(nb, "a")["id"] == "notes" and C.where_shown(nb, "nothing") is None
+    assert [h["id"] for h in NR.sections(nb)] == ["x", "notes", None]
+    assert NR.where_shown(nb, "b")["id"] == "x"  # Sphinx numbers the repeated id: the page's top instead
+    assert NR.where_shown(nb, "a")["id"] == "notes" and NR.where_shown(nb, "nothing") is None
 
 
 def test_table_html_escapes_text_and_links_the_sections(run):
@@ -243,6 +304,8 @@ def test_table_html_escapes_text_and_links_the_sections(run):
     assert f'<a href="{link}">Universal neurons › Universal neurons per layer</a>' in page
     assert page.count("<tr") == len(C.CLAIMS) + 1 and 'class="dataframe claims"' in page
     assert '<span class="claim-holds">holds</span>' in page
+    assert '<span class="claim-direction">direction only</span>' in page
+    assert "<th>rule</th>" in page and "<th>control</th>" in page
 
 
 def test_compute_reads_the_run_folder_of_the_profile(run):
@@ -250,10 +313,12 @@ def test_compute_reads_the_run_folder_of_the_profile(run):
     assert ch.data["folder"] == run
     t = ch.tables["claims"]
     g = ch.glue
-    assert g["clm_n_claims"] == len(C.CLAIMS) == g["clm_n_hold"] + g["clm_n_partly"] + g["clm_n_fail"] + g["clm_n_open"]
-    assert g["clm_n_hold"] == int((t["outcome"] == "holds").sum()) and g["clm_run"] == "smoke"
-    assert g["clm_n_partly"] == 1  # "points the same way, not significantly"
+    assert g["clm_n_claims"] == len(C.CLAIMS) == g["clm_n_hold"] + g["clm_n_direction"] + g["clm_n_fail"] + \
+        g["clm_n_untestable"]
+    assert g["clm_n_hold"] == int((t["verdict"] == "holds").sum()) == 5 and g["clm_run"] == "smoke"
+    assert g["clm_n_direction"] == 4
     assert g["clm_n_chapters"] == len(GLUE)
+    assert g["clm_finding_md"].data == "The book adopts the paper's null."
 
 
 def test_the_claims_name_the_properties_chapters_claims():
@@ -264,26 +329,12 @@ def test_the_claims_name_the_properties_chapters_claims():
 
 def test_the_paper_column_comes_from_the_paper_module():
     said = {c.claim: c.paper() for c in C.CLAIMS}
-    assert "4.16% (GPT2-small-a)" in said[C.CLAIMS[0].claim]
+    assert "4.16% (GPT2-small-a, 4 partners)" in said[C.CLAIMS[0].claim]
+    assert "1.26% (Pythia-160m, 3 partners)" in said[C.CLAIMS[0].claim]
     assert f"{paper.BOS_VALUE_RATIO:g} times" in said[C.CLAIMS[16].claim]
     assert said[C.CLAIMS[4].claim] == "figure 3 (no mean in the text)"  # "mean": no number in the paper's table
-
-
-DEFAULT = ROOT / "artifacts" / "default" / "notebooks"
-
-
-@pytest.mark.skipif(not (DEFAULT / "universality.ipynb").is_file(), reason="no executed default run")
-def test_on_the_default_run_the_values_are_the_glued_values():
-    script = _glue_values_script()
-    table, values = C.claim_rows(DEFAULT)
-    assert len(table) == len(C.CLAIMS)
-    for r in values[values["source"] == "glue"].itertuples():
-        raw = script.glued(DEFAULT / f"{r.chapter}.ipynb")[r.key]
-        assert r.value in (C.shown(raw), C._plain(raw)), (r.chapter, r.key)
-    for claim, row in zip(C.CLAIMS, table.to_dict("records")):
-        if claim.verdict_key and row["holds here?"] != C.NOT_RUN:
-            raw = script.glued(DEFAULT / f"{claim.chapter}.ipynb")[claim.verdict_key]
-            assert row["holds here?"] == C.shown(raw)
+    # layer 0's enrichment, from the published per-layer counts and shares
+    assert "1.74x (GPT2-small-a)" in said[C.CLAIMS[1].claim] and "2.62x (GPT2-medium-a)" in said[C.CLAIMS[1].claim]
 
 
 # ---- the execution page ---------------------------------------------------------------------------------------

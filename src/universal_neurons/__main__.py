@@ -146,8 +146,8 @@ def _data(profile, args, progress):
 
 def _zoo(profile, args, progress):
     if not profile.is_zoo:
-        print(f"{profile.name}: real checkpoints ({', '.join(profile.members())}); nothing to train")
-        return
+        print(f"{profile.name}: real checkpoints ({', '.join(profile.members(trained=True))}); nothing to train")
+        return _untrained(profile)
     from . import shipped
 
     if profile.uses_shipped and args.retrain:
@@ -163,6 +163,16 @@ def _zoo(profile, args, progress):
             print(note, flush=True)
         for path in train_zoo(profile, device=args.device, progress=progress):
             print(path)
+    _untrained(profile)
+
+
+def _untrained(profile):
+    """The negative control's untrained members, saved once (analysis.untrained)."""
+    if profile.untrained:
+        from .control import untrained_members
+
+        for path in untrained_members(profile):
+            print(f"{path} (untrained: the negative control)")
 
 
 def _release(profile, args, progress):

@@ -371,9 +371,10 @@ class Profile:
     def revision(self) -> str | None:
         return None if self.is_zoo else self.cfg["models"].get("revision")
 
-    def members(self, reference=None, partners=None) -> list[str]:
+    def members(self, reference=None, partners=None, trained: bool = False) -> list[str]:
         """Model sources, reference first. `reference`, `partners`: zoo seeds (int) or sources `load_model` takes;
-        None: analysis.reference_seed / analysis.partners, else the profile's order (every other member)."""
+        None: analysis.reference_seed / analysis.partners, else the profile's order (every other member). With
+        analysis.untrained, the untrained stand-ins of those members (`trained=True`: the members themselves)."""
         analysis = self.cfg.get("analysis", {})
         if self.is_zoo:
             ref = analysis.get("reference_seed", self.seeds[0])
@@ -388,8 +389,20 @@ class Profile:
         first = source(default[0] if reference is None else reference)
         partners = analysis.get("partners") if partners is None else partners
         if partners is None:
-            return [first, *[m for m in map(source, default) if m != first]]
-        return [first, *map(source, partners)]
+            out = [first, *[m for m in map(source, default) if m != first]]
+        else:
+            out = [first, *map(source, partners)]
+        return [str(self.untrained_dir / name_of(s)) for s in out] if self.untrained and not trained else out
+
+    @property
+    def untrained(self) -> bool:
+        """True for the negative control (analysis.untrained): the members are fresh, untrained models."""
+        return bool(self.cfg.get("analysis", {}).get("untrained", False))
+
+    @property
+    def untrained_dir(self) -> Path:
+        """Where the negative control's untrained members are saved (`<run folder>/untrained/<member name>`)."""
+        return self.root / "untrained"
 
 
 __all__ = ["Config", "Profile", "Section", "available_profiles", "artifacts_root", "load_profile", "project_dir",

@@ -157,6 +157,8 @@ class Analysis(Section):
         "gaussian", description="the rotated baseline: the paper's row-normalised Gaussian matrix, or an orthogonal one")
     baseline_seed: Count = Field(0, description="seed of the baseline's random matrices")
     control: bool = Field(True, description="zoo profiles: also correlate with an untrained model (the noise floor)")
+    untrained: bool = Field(False, description="the negative control: analyse fresh, untrained models of the members' "
+                            "shapes and tokenizer instead of the members (every claim should fail)")
     chunk_tokens: Positive = Field(16384, description="tokens per chunk of activations held in memory")
     max_accumulator_gb: PositiveReal = Field(
         4.0, description="memory for the correlation accumulators; above it the pass is split into tiles")

@@ -18,6 +18,7 @@ from .errors import UserError
 
 CONTROL_QUANTILE = 0.999  # the scale-aware threshold: this quantile of the excess against an untrained partner
 CONTROL_SEED = 12345  # the untrained control's init seed
+UNTRAINED_SEED = 54321  # the negative control's members: this init seed plus the member's position
 
 
 def _control_root(profile) -> Path:
@@ -27,22 +28,36 @@ def _control_root(profile) -> Path:
 
 def untrained_control(profile, seed: int = CONTROL_SEED) -> Path:
     """An untrained model with the reference's config (fixed init seed), saved once as a control partner."""
+    return save_untrained(profile.members()[0], _control_root(profile) / f"untrained-seed-{seed}", seed,
+                          profile.revision)
+
+
+def save_untrained(source: str, out: Path, seed: int, revision=None) -> Path:
+    """A fresh model with `source`'s config and tokenizer, initialised with `seed`, saved once into `out`."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from .loading import resolve_checkpoint
     from .tokenizer import load_tokenizer
 
-    out = _control_root(profile) / f"untrained-seed-{seed}"
+    out = Path(out)
     if (out / "config.json").is_file():
         return out
-    ref = resolve_checkpoint(profile.members()[0], profile.revision)
+    ref = resolve_checkpoint(source, revision)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(ref), local_files_only=True))
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         load_tokenizer(ref).save_pretrained(tmp)
     return out
+
+
+def untrained_members(profile) -> list[Path]:
+    """The negative control's members (analysis.untrained): for each member, a fresh model of its shape and
+    tokenizer, initialised with UNTRAINED_SEED + its position (reference first), saved once in the run folder."""
+    trained = profile.members(trained=True)
+    return [save_untrained(src, Path(out), UNTRAINED_SEED + k, profile.revision)
+            for k, (src, out) in enumerate(zip(trained, profile.members()))]
 
 
 def run_control(profile, device="cpu", progress: bool = True, *, reference=None, tables_dir=None,

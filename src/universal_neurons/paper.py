@@ -22,7 +22,8 @@ PER_LAYER = {"GPT2-small-a": [222, 244, 101, 110, 71, 72, 56, 112, 101, 142, 125
                                49, 55, 46, 52, 61, 96]}
 D_MLP = {"GPT2-small-a": 3072, "GPT2-medium-a": 4096}
 GAP_ALL, GAP_UNIVERSAL = 0.049, 0.105  # mean max-minus-min over partners of max_corr (text, figure 2b)
-EXCESS_UNIVERSAL_MEAN = 0.59  # mean excess correlation of the universal neurons (text)
+EXCESS_UNIVERSAL_MEAN = 0.59  # mean excess correlation of the universal neurons, "about 0.59" (text): per model,
+# `excess_universal_means()` reads it from the published tables (0.587, 0.585, 0.587)
 
 # Universal (U) / non-universal means of the neuron properties (section 4.2, figure 3; paper.md section 3).
 PROPERTY_MEANS = pd.DataFrame(
@@ -129,3 +130,15 @@ NULL_DIMS_GPT2_SMALL = 12  # Stolfo et al.: bottom singular directions of W_U fo
 # Attention (de)activation neurons (section 5.3, figures 8 and 26; paper.md section 7).
 ATTENTION_EXAMPLE = ("GPT2-medium-a", (4, 3594), (5, 0))  # neuron L4.3594 -> head L5.H0 [P]
 BOS_VALUE_RATIO = 19.4  # the median head's |W_O v_BOS| is 19.4 times smaller than for other tokens [P]
+
+
+def excess_universal_means(root: Path | None = None) -> dict[str, float]:
+    """The mean excess correlation of each model's universal neurons, from its published table."""
+    return {m: float(t["excess_corr"].mean()) for m, t in universal_tables(root).items()}
+
+
+def layer0_enrichment() -> dict[str, float]:
+    """Per model of the published per-layer counts: layer 0's share of universal neurons over the whole model's
+    (1 when universal neurons are spread evenly over the layers)."""
+    return {m: (c[0] / D_MLP[m]) / (SHARES[m][0] / SHARES[m][1]) for m, c in PER_LAYER.items()}
+

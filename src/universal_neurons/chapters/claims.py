@@ -1,14 +1,12 @@
 """The paper's claims and whether they hold on this run: one row per claim, with the paper's number (from
-`universal_neurons.paper`), ours and the verdict, all read from the other chapters' executed notebooks of the same
-run (their glued values, as `scripts/glue_values.py` reads them), never recomputed; and a link to the section of the
-chapter that shows it."""
+`universal_neurons.paper`), ours, the rule that judged it and the verdict (`universal_neurons.verdicts`), all read
+from the other chapters' executed notebooks of the same run (their glued values), never recomputed; the verdict of
+the same claim on untrained models of the same shape (the negative control, `claims_control`); and a link to the
+section of the chapter that shows it."""
 
 from __future__ import annotations
 
 import html
-import json
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -16,161 +14,23 @@ from typing import Callable
 import pandas as pd
 
 from .. import paper
+from .. import verdicts as V
 from ..config import load_profile
 from ..publish import Chapter
+from . import claims_control as CC
+from .notebook_reading import glued, page_title, plain, sections, shown, where_shown
 
-TEXT_MIMES = ("text/markdown", "text/plain")
-HOLDS, FAILS = "holds", "does not hold"
 NOT_RUN = "not run"
-
-
-# ---- reading an executed notebook -------------------------------------------------------------------------------
-def glued(notebook: Path) -> dict[str, str]:
-    """{name: value} of the glue outputs of one executed notebook, as scripts/glue_values.py reads them: the text
-    of the Markdown or plain-text record ("<figure>" for a glued figure)."""
-    out = {}
-    for cell in json.loads(Path(notebook).read_text())["cells"]:
-        for o in cell.get("outputs", []):
-            record = o.get("metadata", {}).get("scrapbook")
-            if not record:
-                continue
-            prefix, data = record.get("mime_prefix", ""), o.get("data", {})
-            mimes = {k.removeprefix(prefix): v for k, v in data.items()}
-            if any(m.startswith("image/") for m in mimes):
-                out[record["name"]] = "<figure>"
-                continue
-            mime = next((m for m in TEXT_MIMES if m in mimes), None)
-            value = mimes[mime] if mime else "<no text value>"
-            out[record["name"]] = "".join(value) if isinstance(value, list) else str(value)
-    return out
-
-
-def shown(raw: str, spec: str = "") -> str:
-    """A glued value as the book shows it, `{glue:text}`key:spec`` (myst-nb's own formatting: the plain text read
-    as a Python literal, so a string loses its quotes, then formatted with `spec`)."""
-    from myst_nb.core.variables import format_plain_text
-
-    return format_plain_text(raw, spec)
-
-
-def _plain(md: str) -> str:
-    """Markdown of a glued sentence as plain text (emphasis and code marks dropped)."""
-    return re.sub(r"\*\*|`", "", md).strip()
-
-
-def _cell_text(cell) -> str:
-    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-
-
-def displayed_table(notebook: Path, name: str) -> pd.DataFrame:
-    """A chapter table as its page shows it: the HTML output of the code cell that displays `ch.tables[name]` or
-    `publish.table(ch, name)` (bs4 reads the HTML; the values are the page's, as text)."""
-    from bs4 import BeautifulSoup
-
-    marks = (f'ch.tables["{name}"]', f"publish.table(ch, \"{name}\")")
-    for cell in json.loads(Path(notebook).read_text())["cells"]:
-        if cell["cell_type"] != "code" or not any(m in _cell_text(cell) for m in marks):
-            continue
-        for o in cell.get("outputs", []):
-            page = o.get("data", {}).get("text/html")
-            if not page:
-                continue
-            table = BeautifulSoup("".join(page) if isinstance(page, list) else page, "html.parser").find("table")
-            header = [th.get_text(strip=True) for th in table.find("thead").find_all("tr")[0].find_all("th")]
-            rows = [[c.get_text(strip=True) for c in tr.find_all(["th", "td"])]
-                    for tr in table.find("tbody").find_all("tr")]
-            return pd.DataFrame(rows, columns=header[:len(rows[0])] if rows else header)
-    raise KeyError(f"table {name}")
-
-
-HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-ROLE = re.compile(r"\{[\w:-]+\}`([^`]*)`")
-
-
-def heading_text(md: str) -> str | None:
-    """The text Sphinx makes of a MyST heading (the text of its inline Markdown: code, emphasis and links as their
-    text), or None when it pastes a glued value or holds a role (its text is not known from the source)."""
-    from markdown_it import MarkdownIt
-
-    if ROLE.search(md):
-        return None
-    tokens = MarkdownIt("commonmark").parseInline(md)[0].children or []
-    return "".join(t.content for t in tokens if t.type in ("text", "code_inline")).strip()
-
-
-def section_id(title: str) -> str:
-    """The id Sphinx gives the section of a heading (docutils' make_id of its text)."""
-    from docutils.nodes import make_id
-
-    return make_id(title)
-
-
-def sections(notebook: Path) -> list[dict]:
-    """Every heading of a notebook's Markdown, in order: level, title (None if unknown), id (None if unknown or a
-    repeated title, whose id Sphinx numbers) and (cell, offset) where it starts. Fenced blocks are skipped."""
-    out, seen = [], set()
-    for c, cell in enumerate(json.loads(Path(notebook).read_text())["cells"]):
-        if cell["cell_type"] != "markdown":
-            continue
-        fence, offset = None, 0
-        for line in _cell_text(cell).splitlines(keepends=True):
-            stripped = line.strip()
-            if fence is None and stripped.startswith(("```", ":::")):
-                fence = stripped[:3]
-            elif fence is not None and stripped.startswith(fence):
-                fence = None
-            elif fence is None and (m := HEADING.match(stripped)):
-                title = heading_text(m[2])
-                sid = section_id(title) if title else None
-                out.append({"level": len(m[1]), "title": title, "id": None if sid in seen else sid,
-                            "at": (c, offset)})
-                seen.add(sid)
-            offset += len(line)
-    return out
-
-
-def where_shown(notebook: Path, mark: str) -> dict | None:
-    """The section that shows `mark` (a glue key, found where a {glue:...} role pastes it; or any other text of the
-    notebook, a figure's name or a table's cell): the first occurrence under a level-2 or deeper heading, else the
-    first at all, and the heading above it. None when the mark is not in the notebook."""
-    cells = json.loads(Path(notebook).read_text())["cells"]
-    role = re.compile(r"\{glue(?::\w+)?\}`" + re.escape(mark) + r"[`:]")
-    hits = []
-    for c, cell in enumerate(cells):
-        text = _cell_text(cell)
-        hits += [(c, m.start()) for m in (role.finditer(text) if cell["cell_type"] == "markdown" else ())]
-        if not re.fullmatch(r"\w+", mark):
-            hits += [(c, m.start()) for m in re.finditer(re.escape(mark), text)]
-    heads = sections(notebook)
-    titles = [h for h in heads if h["level"] == 1 and h["id"]]
-    found = []
-    for at in sorted(hits):
-        above = [h for h in heads if h["at"] <= at]
-        if above:  # a heading without a known id: the page's title instead
-            found.append(above[-1] if above[-1]["id"] or not titles else titles[0])
-    deep = [h for h in found if h["level"] >= 2 and h["id"]]
-    top = [h for h in found if h["id"]]
-    return (deep or top or [None])[0]
-
-
-def page_title(notebook: Path) -> str | None:
-    heads = [h for h in sections(notebook) if h["level"] == 1]
-    return heads[0]["title"] if heads else None
-
-
-# ---- the claims -------------------------------------------------------------------------------------------------
-class Missing(KeyError):
-    """A value the claim reads is not in the chapter's notebook."""
 
 
 @dataclass
 class Values:
-    """What one chapter's executed notebook holds: its glued values (raw text) and, on demand, a displayed table.
-    Every value a claim reads is recorded in `read` as (key, value as shown)."""
+    """One chapter's glued values (raw text, as `glued` reads them) and the notebook they come from (None for the
+    shipped control's values). Every value a claim reads is recorded in `read` as (key, value as shown)."""
 
-    notebook: Path
     glue: dict[str, str]
-    read: list[tuple[str, str, str]] = field(default_factory=list)  # (source, key, value)
+    notebook: Path | None = None
+    read: list[tuple[str, str]] = field(default_factory=list)  # (key, value)
 
     def raw(self, key: str) -> str:
         if key not in self.glue:
@@ -180,46 +40,37 @@ class Values:
     def text(self, key: str, spec: str = "") -> str:
         """The glued value `key` as the chapter's page shows it with `spec`."""
         value = shown(self.raw(key))
-        if ("glue", key, value) not in self.read:
-            self.read.append(("glue", key, value))
+        if (key, value) not in self.read:
+            self.read.append((key, value))
         return shown(self.raw(key), spec)
 
     def md(self, key: str) -> str:
-        value = _plain(self.raw(key))
-        if ("glue", key, value) not in self.read:
-            self.read.append(("glue", key, value))
-        return value
-
-    def number(self, key: str) -> float:
-        self.text(key)
-        return float(shown(self.raw(key)))
-
-    def table_cell(self, name: str, row: int, col: str) -> str:
-        """A cell of a displayed table (`ch.tables[name]`), as text."""
-        try:
-            t = displayed_table(self.notebook, name)
-            value = str(t[col].iloc[row])
-        except (KeyError, IndexError, AttributeError) as e:
-            raise Missing(f"{name}[{row}, {col}]") from e
-        if ("table", f"{name}[{row}, {col}]", value) not in self.read:
-            self.read.append(("table", f"{name}[{row}, {col}]", value))
+        value = plain(self.raw(key))
+        if (key, value) not in self.read:
+            self.read.append((key, value))
         return value
 
 
 @dataclass(frozen=True)
 class Claim:
     """One claim of the paper. `paper`: its number, from universal_neurons.paper; `ours`: this run's, from the
-    chapter's glued values; `verdict_key`: the chapter's own glued verdict, or `judge`: this page's verdict from the
-    glued values (`judge_rule` says how); `where`: the glue key, figure or table whose section shows it."""
+    chapter's glued values; `verdict_key`: the chapter's glued verdict (its rule is glued under
+    `verdicts.rule_key(verdict_key)`); `where`: the glue key, figure or table whose section shows it."""
 
     chapter: str
     claim: str
     paper: Callable[[], str]
     ours: Callable[[Values], str]
     where: str
-    verdict_key: str | None = None
-    judge: Callable[[Values], str] | None = None
-    judge_rule: str = ""
+    verdict_key: str
+
+    @property
+    def rule_key(self) -> str:
+        return V.rule_key(self.verdict_key)
+
+
+class Missing(KeyError):
+    """A value the claim reads is not in the chapter's notebook."""
 
 
 def _neuron(ln: tuple[int, int]) -> str:
@@ -227,46 +78,16 @@ def _neuron(ln: tuple[int, int]) -> str:
 
 
 def _paper_shares() -> str:
-    return ", ".join(f"{100 * n / N:.2f}% ({m})" for m, (n, N) in paper.SHARES.items())
-
-
-def _share_range() -> tuple[int, int]:
-    """The paper's range of shares of universal neurons in whole percent (1-5%)."""
-    shares = [100 * n / N for n, N in paper.SHARES.values()]
-    return math.floor(min(shares)), math.ceil(max(shares))
-
-
-def _judge_share(v: Values) -> str:
-    t, share = v.number("threshold"), v.number("share_universal_pct")
-    if t != paper.THRESHOLD:
-        return f"not comparable (threshold {t:g}, the paper's is {paper.THRESHOLD:g})"
-    lo, hi = _share_range()
-    return HOLDS if lo <= share <= hi else FAILS
-
-
-def _first_layer(v: Values) -> tuple[int, int]:
-    """(universal, neurons) of layer 0, from the universality chapter's per-layer table at its threshold."""
-    col = f"above_{v.text('threshold')}"
-    return int(v.table_cell("per_layer", 0, col)), int(v.table_cell("per_layer", 0, "neurons"))
-
-
-def _ours_layers(v: Values) -> str:
-    n0, d0 = _first_layer(v)
-    return (f"layer 0: {100 * n0 / d0:.2f}% ({n0:,} of {d0:,}) against {v.text('share_universal_pct', '.2f')}% of all "
-            f"neurons (excess > {v.text('threshold')})")
-
-
-def _judge_layers(v: Values) -> str:
-    n0, d0 = _first_layer(v)
-    if v.number("n_universal") == 0:
-        return "not testable (no universal neuron)"
-    return HOLDS if n0 / d0 > v.number("share_universal_pct") / 100 else FAILS
+    return ", ".join(f"{100 * n / N:.2f}% ({m}, {4 if m.startswith('GPT2') else 3} partners)"
+                     for m, (n, N) in paper.SHARES.items())
 
 
 def _paper_layers() -> str:
     """Layer 0's share of universal neurons against the whole model's, per model of the published tables."""
+    enrich = paper.layer0_enrichment()
     return "; ".join(f"layer 0: {100 * c[0] / paper.D_MLP[m]:.2f}% against "
-                     f"{100 * paper.SHARES[m][0] / paper.SHARES[m][1]:.2f}% ({m})" for m, c in paper.PER_LAYER.items())
+                     f"{100 * paper.SHARES[m][0] / paper.SHARES[m][1]:.2f}%, {enrich[m]:.2f}x ({m})"
+                     for m, c in paper.PER_LAYER.items())
 
 
 def _paper_means(stat: str) -> Callable[[], str]:
@@ -290,17 +111,18 @@ PROPERTY_CLAIMS = [("l2_penalty", "large weight norm (L2 penalty)"), ("input_bia
                    ("skew", "high pre-activation skew"), ("kurt", "high pre-activation kurtosis")]
 
 CLAIMS: list[Claim] = [
-    Claim("universality", f"{_share_range()[0]}-{_share_range()[1]}% of the neurons are universal (excess "
-          f"correlation above {paper.THRESHOLD:g}; section 4.1)",
-          _paper_shares,
-          lambda v: (f"{v.text('share_universal_pct', '.2f')}% ({v.text('n_universal', ',')} of "
-                     f"{v.text('n_neurons', ',')} neurons, excess > {v.text('threshold')})"),
-          where='ch.tables["paper_comparison"]', judge=_judge_share,
-          judge_rule=(f"ours within the paper's range in whole percent ({_share_range()[0]}-{_share_range()[1]}%), at "
-                      f"the paper's threshold of {paper.THRESHOLD:g}")),
+    Claim("robustness", f"1-5% of the neurons are universal (excess correlation above {paper.THRESHOLD:g}; "
+          "section 4.1)", _paper_shares,
+          lambda v: (f"{v.text('rob_share', '.2f')}% (95% bootstrap interval {v.text('rob_boot_low', '.2f')}-"
+                     f"{v.text('rob_boot_high', '.2f')}%; {v.text('rob_n_universal', ',')} neurons, "
+                     f"{v.text('rob_n_partners')} partners, excess > {v.text('rob_threshold')})"),
+          where="rob_verdict_share", verdict_key="rob_verdict_share"),
     Claim("universality", "universal neurons are most common in the first layers (figure 2; the published tables)",
-          _paper_layers, _ours_layers, where="fig-universality-per-layer", judge=_judge_layers,
-          judge_rule="layer 0's share of universal neurons above the whole model's (the chapter's per-layer table)"),
+          _paper_layers,
+          lambda v: (f"layer 0: {v.text('layer0_share_pct', '.2f')}% ({v.text('layer0_n', ',')} of "
+                     f"{v.text('layer0_neurons', ',')}) against {v.text('share_universal_pct', '.2f')}% of all "
+                     f"neurons, {v.text('layer0_ratio', '.2f')}x (excess > {v.text('threshold')})"),
+          where="verdict_layers", verdict_key="verdict_layers"),
     *[Claim("properties", f"universal neurons have {words} (section 4.2, figure 3)", _paper_means(stat),
             _ours_property(stat), where=f"prop_verdict_{stat}", verdict_key=f"prop_verdict_{stat}")
       for stat, words in PROPERTY_CLAIMS],
@@ -379,99 +201,110 @@ CLAIMS: list[Claim] = [
 ]
 
 
-def outcome(verdict: str) -> str:
-    """The verdict's class: "holds", "partly" (in some models, or the right way without significance), "fails",
-    or "open" (not run, not comparable, not testable, unknown)."""
-    if verdict in (HOLDS, "holds in every model"):
-        return "holds"
-    if verdict.startswith("holds in ") or verdict.startswith("points the same way"):
-        return "partly"
-    return "fails" if verdict == FAILS else "open"
+def _verdict(v: Values, c: Claim) -> tuple[str, str]:
+    """(verdict, rule) of a claim from its chapter's values: the glued verdict and rule."""
+    verdict = v.text(c.verdict_key)
+    if verdict not in V.VERDICTS:
+        raise Missing(f"{c.verdict_key} (a verdict of the book's protocol, got {verdict!r})")
+    return verdict, v.text(c.rule_key)
 
 
-def claim_rows(folder: Path, claims=CLAIMS) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The claims table (one row per claim) and every value it read (chapter, source, key, value as shown), from
-    the executed notebooks `<folder>/<chapter>.ipynb`. A chapter without its notebook gives rows saying so."""
+def claim_rows(folder: Path, claims=None, control: CC.Control | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The claims table (one row per claim) and every value it read (chapter, key, value as shown), from the executed
+    notebooks `<folder>/<chapter>.ipynb`; `control`: the negative control's glued values, for its column. A chapter
+    without its notebook gives rows saying so."""
+    claims = CLAIMS if claims is None else claims
     folder = Path(folder)
     cache: dict[str, Values | None] = {}
     rows, read = [], []
     for i, c in enumerate(claims, 1):
         nb = folder / f"{c.chapter}.ipynb"
         if c.chapter not in cache:
-            cache[c.chapter] = Values(nb, glued(nb)) if nb.is_file() else None
+            cache[c.chapter] = Values(glued(nb), nb) if nb.is_file() else None
         v = cache[c.chapter]
-        row = {"#": i, "chapter": c.chapter, "claim": c.claim, "the paper": c.paper()}
+        row = {"#": i, "chapter": c.chapter, "claim": c.claim, "the paper": c.paper(),
+               "control": control.verdict(c.chapter, c.verdict_key) if control is not None else NOT_RUN}
         if v is None:
             row |= {"this run": f"the {c.chapter} chapter did not run (no {nb.name} in the run folder)",
-                    "holds here?": NOT_RUN, "verdict by": "", "section": "", "href": ""}
+                    "rule": "", "verdict": NOT_RUN, "section": "", "href": ""}
         else:
             before = len(v.read)
             try:
                 ours = c.ours(v)
-                if c.verdict_key:
-                    verdict, by = v.text(c.verdict_key), "the chapter"
-                else:
-                    verdict, by = c.judge(v), "this page"
+                verdict, rule = _verdict(v, c)
             except Missing as e:
-                ours, verdict, by = f"{e.args[0]} is missing from {nb.name} (the chapter changed?)", "unknown", ""
+                ours, verdict, rule = f"{e.args[0]} is missing from {nb.name} (the chapter changed?)", "unknown", ""
             sec = where_shown(nb, c.where)
             if sec is None:
                 heads = [h for h in sections(nb) if h["id"]]
                 sec = heads[0] if heads else None
             title = (page_title(nb) or c.chapter).split(": ")[0]  # the title's head: "Universal neurons"
             name = title if sec is None or sec["level"] == 1 else f"{title} › {sec['title']}"
-            row |= {"this run": ours, "holds here?": verdict, "verdict by": by, "section": name,
+            row |= {"this run": ours, "rule": rule, "verdict": verdict, "section": name,
                     "href": f"{c.chapter}.html" + (f"#{sec['id']}" if sec else "")}
-            read += [{"#": i, "chapter": c.chapter, "source": s, "key": k, "value": val}
-                     for s, k, val in v.read[before:]]
-        row["outcome"] = outcome(row["holds here?"])
+            read += [{"#": i, "chapter": c.chapter, "key": k, "value": val} for k, val in v.read[before:]]
         rows.append(row)
-    return pd.DataFrame(rows), pd.DataFrame(read, columns=["#", "chapter", "source", "key", "value"])
+    return pd.DataFrame(rows), pd.DataFrame(read, columns=["#", "chapter", "key", "value"])
 
 
-def summary_sentence(table: pd.DataFrame) -> str:
-    """How many claims hold, partly hold, fail or are open, and which chapters did not run."""
-    n = table["outcome"].value_counts()
-    missing = sorted(set(table.loc[table["holds here?"] == NOT_RUN, "chapter"]))
-
-    def count(k: str, one: str, many: str) -> str:
-        return f"{n.get(k, 0)} {one if n.get(k, 0) == 1 else many}"
-
-    text = (f"Of the paper's {len(table)} claims checked here, **{count('holds', 'holds', 'hold')}** on this run, "
-            f"{count('partly', 'holds', 'hold')} in part (in some models only, or the right way without "
-            f"significance), {count('fails', 'does not hold', 'do not hold')} and "
-            f"{count('open', 'cannot be judged', 'cannot be judged')}.")
+def summary_sentence(table: pd.DataFrame, control: CC.Control | None = None) -> str:
+    """How many claims get each verdict on this run and on the negative control, and which chapters did not run."""
+    n = len(table)
+    text = f"Of the paper's {n} claims checked here, on this run: **{V.summary(table['verdict'])}**"
+    other = int((~table["verdict"].isin(V.VERDICTS)).sum())
+    if other:
+        text += f", and {other} could not be judged (the chapter did not run or a value is missing)"
+    text += "."
+    if control is not None and (table["control"] != NOT_RUN).any():
+        ran = table["control"] != NOT_RUN
+        text += (f" On untrained models of the same shape (the negative control, {control.source}): "
+                 f"{V.summary(table.loc[ran, 'control'])}")
+        text += "." if ran.all() else f" ({int((~ran).sum())} not run)."
+    else:
+        text += " The negative control (the same chapters on untrained models) was not run for this profile."
+    missing = sorted(set(table.loc[table["verdict"] == NOT_RUN, "chapter"]))
     if missing:
         text += f" The {', '.join(missing)} chapter{'s' if len(missing) > 1 else ''} did not run in this run folder."
     return text
 
 
-def rules_sentence(claims=CLAIMS) -> str:
-    """The rules of the verdicts this page gives itself (claims whose chapter states none), by row number."""
-    rules = [f"row {i}: {c.judge_rule}" for i, c in enumerate(claims, 1) if not c.verdict_key]
-    return ("Where the chapter states no verdict, this page judges the chapter's values: " + "; ".join(rules) + "."
-            if rules else "Every verdict is the chapter's own.")
-
-
 def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
-    """The claims table of a run, read from `<run folder>/notebooks/<chapter>.ipynb` (executed before this one).
-    `device` is accepted for the notebooks' common parameters; nothing is computed here."""
+    """The claims table of a run, read from `<run folder>/notebooks/<chapter>.ipynb` (executed before this one),
+    with the negative control's column; `device` is accepted for the notebooks' common parameters."""
     from IPython.display import Markdown
 
     prof = load_profile(profile, overrides)
-    table, values = claim_rows(prof.notebooks_dir)
-    n = table["outcome"].value_counts()
-    glue = {"clm_run": prof.run_name, "clm_n_claims": len(table), "clm_n_hold": int(n.get("holds", 0)),
-            "clm_n_partly": int(n.get("partly", 0)), "clm_n_fail": int(n.get("fails", 0)),
-            "clm_n_open": int(n.get("open", 0)), "clm_n_chapters": int(table["chapter"].nunique()),
-            "clm_summary_md": Markdown(summary_sentence(table)), "clm_rules_md": Markdown(rules_sentence())}
+    control = CC.load(prof, {c.chapter for c in CLAIMS})
+    table, values = claim_rows(prof.notebooks_dir, control=control)
+    counts = V.count(table["verdict"])
+    glue = {"clm_run": prof.run_name, "clm_n_claims": len(table),
+            **{f"clm_n_{k}": counts[v] for k, v in zip(("hold", "direction", "fail", "untestable"), V.VERDICTS)},
+            "clm_n_chapters": int(table["chapter"].nunique()),
+            "clm_n_control_hold": int((table["control"] == V.HOLDS).sum()),
+            "clm_summary_md": Markdown(summary_sentence(table, control)),
+            "clm_control_md": Markdown(CC.describe(control, prof)),
+            "clm_finding_md": Markdown(_finding(prof.notebooks_dir))}
     return Chapter("claims", prof, glue=glue, tables={"claims": table, "values": values},
                    data={"folder": prof.notebooks_dir})
 
 
+def _finding(folder: Path) -> str:
+    """The book's own finding (the robustness chapter's conclusion), or why it is absent."""
+    nb = Path(folder) / "robustness.ipynb"
+    conclusion = glued(nb).get("rob_conclusion_md") if nb.is_file() else None
+    if conclusion is None:
+        return "The robustness chapter did not run in this run folder, so the book states no finding of its own here."
+    return plain(conclusion).replace("The book's reading.", "").strip()
+
+
 # ---- the page's table ---------------------------------------------------------------------------------------------
-SHOWN = ["#", "claim", "the paper", "this run", "holds here?", "verdict by", "shown in"]
-STYLE = "font-size: 0.85em"  # seven columns of sentences in the page's width
+SHOWN = ["#", "claim", "the paper", "this run", "rule", "verdict", "control", "shown in"]
+STYLE = "font-size: 0.8em"  # eight columns of sentences in the page's width
+
+
+def _cls(verdict: str) -> str:
+    return "claim-" + {V.HOLDS: "holds", V.DIRECTION: "direction", V.FAILS: "fails",
+                       V.UNTESTABLE: "untestable"}.get(verdict, "open")
 
 
 def table_html(table: pd.DataFrame) -> str:
@@ -480,9 +313,10 @@ def table_html(table: pd.DataFrame) -> str:
     out = table.copy()
     out["shown in"] = [f'<a href="{html.escape(h)}">{html.escape(s)}</a>' if h else "" for s, h in
                        zip(out["section"], out["href"])]
-    for col in ("claim", "the paper", "this run", "holds here?", "verdict by"):
+    for col in ("claim", "the paper", "this run", "rule", "verdict", "control"):
         out[col] = out[col].map(lambda x: html.escape(str(x)))
-    out["holds here?"] = [f'<span class="claim-{o}">{v}</span>' for v, o in zip(out["holds here?"], out["outcome"])]
+    for col in ("verdict", "control"):
+        out[col] = [f'<span class="{_cls(html.unescape(v))}">{v}</span>' for v in out[col]]
     out = out[SHOWN]
     out.columns = [html.escape(c) for c in out.columns]
     page = out.to_html(escape=False, index=False, classes="claims", justify="left")

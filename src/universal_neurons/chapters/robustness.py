@@ -17,7 +17,9 @@ from .. import activations as A
 from .. import matching as M
 from .. import nulls as N
 from .. import similarity as S
+from .. import paper
 from .. import uncertainty as U
+from .. import verdicts as V
 from ..atomic import write_text
 from ..config import load_profile, name_of
 from ..publish import Chapter
@@ -121,6 +123,8 @@ def results(prof, device="cpu") -> tuple[dict, dict]:
 
 def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     """The share under every null and rule, its intervals, the draws, the partner curve and the layer similarity."""
+    from IPython.display import Markdown
+
     from .. import control as C
 
     prof = load_profile(profile, overrides, device=device)
@@ -159,11 +163,83 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     data_ = {"per_draw": per_draw, "boot": boot_shares, "boot_interval": (low, high), "cka": r["cka"],
              "svcca": r["svcca"], "names": info["names"], "curve": curve, "tokens": tokens, "threshold": thr}
     em_glue, em_table, em_data = emergence_view(prof, thr)
+    sibling = em_glue.pop("rob_sibling", None)
     glue |= em_glue
+    if sibling:
+        glue |= {"rob_sibling_both": sibling["both"], "rob_sibling_final": sibling["final"]}
+    ctrl = C.run_control(prof, device, progress=False, threshold=thr)
+    share_ev = share_evidence(glue["rob_share"], (glue["rob_boot_low"], glue["rob_boot_high"]), len(real),
+                              100 * float(ctrl.info["summary"]["share_universal"]), thr)
+    V.glue_verdict(glue, "rob_verdict_share", share_ev)
+    ex = U.excess_from(real, base)
+    in_draws = np.all([U.excess_from(real, d) > thr for d in draws], axis=0)
+    boot_freq = np.mean([U.excess_from(b, base) > thr for b in r["boot"]], axis=0)
+    stable = {"universal": int((ex > thr).sum()), "every_draw": int(in_draws.sum()),
+              "boot95": int((boot_freq >= 0.95).sum()), "every_null": int(always.sum()),
+              "core": int((always & in_draws & (boot_freq >= 0.95)).sum())}
+    glue |= {f"rob_stable_{k}": v for k, v in stable.items()}
+    table = tables["shares"]
+    conclusion = conclusion_md(table, stable, glue, sibling)
+    glue["rob_conclusion_md"] = Markdown(conclusion)
+    glue["rob_holds_md"] = Markdown(V.holds_here([(SHARE_CLAIM, share_ev)], [conclusion]))
     if em_table is not None:
         tables["emergence"] = em_table
     data_["emergence"] = em_data
     return Chapter("robustness", prof, glue=glue, tables=tables, data=data_)
+
+
+SHARE_CLAIM = "1-5% of the neurons are universal (excess correlation above 0.5)"
+
+
+def share_evidence(share_pct: float, interval: tuple[float, float], n_partners: int, control_pct: float,
+                   threshold: float) -> V.Evidence:
+    """The paper's share of universal neurons, as evidence: ours (%) with its block-bootstrap interval, against the
+    paper's smallest share and the share that passes against the untrained control."""
+    low = min(paper.SHARES, key=lambda m: paper.SHARES[m][0] / paper.SHARES[m][1])
+    n, total = paper.SHARES[low]
+    shares_words = ", ".join(f"{100 * a / b:.2f}% {m}" for m, (a, b) in paper.SHARES.items())
+    untestable = "" if threshold == paper.THRESHOLD else \
+        f"the book's threshold here is {threshold:g}, not the paper's {paper.THRESHOLD:g}"
+    return V.Evidence(
+        f"the universal share against {n_partners} partner{'s' if n_partners != 1 else ''} (the paper: 4 for GPT-2, "
+        "3 for Pythia-160m)", share_pct, magnitude=100 * n / total,
+        magnitude_words=f"the paper's smallest share; it reports {shares_words}", noise=control_pct,
+        noise_words="the share that passes against an untrained partner", interval=tuple(interval),
+        untestable=untestable, unit="%")
+
+
+def conclusion_md(shares_table: pd.DataFrame, stable: dict, glue: dict, sibling: dict | None) -> str:
+    """The chapter's conclusion, from its numbers: the null and rule the book adopts and why, how far the others
+    move the share, and how stable the set of universal neurons is (baseline draws, bootstrap, null models, the
+    sibling rerun where there is one)."""
+    t = shares_table.sort_values("share %")
+    lo, hi = t.iloc[0], t.iloc[-1]
+    paper_row = t[(t["null"] == "the paper's draw") & (t["matching"] == "signed max (the paper)")].iloc[0]
+    text = [f"**The book's reading.** The book adopts the paper's null (one seeded draw of its row-normalised "
+            "Gaussian baseline) and its matching rule (the signed maximum), because only that pair makes the share "
+            f"comparable with the paper's; it gives {paper_row['share %']:.2f}% (95% interval "
+            f"{paper_row['95% interval %']}%). The other rows are sensitivity checks: across nulls and rules the share "
+            f"runs from {lo['share %']:.2f}% ({lo['null']}, {lo['matching']}) to {hi['share %']:.2f}% "
+            f"({hi['null']}, {hi['matching']})"]
+    if lo["share %"] > 0 and hi["share %"] / lo["share %"] > 2:
+        text[-1] += (f", a factor of {hi['share %'] / lo['share %']:.1f}, far wider than the bootstrap interval: "
+                     "how many neurons count as universal depends on the definition more than on the sample of "
+                     "tokens.")
+    else:
+        text[-1] += "."
+    n = stable["universal"]
+    if n:
+        text.append(f"Of the {n} universal neurons, {stable['every_draw']} are universal under all "
+                    f"{glue['rob_draws']} draws of the baseline, {stable['boot95']} in at least 95% of the "
+                    f"{glue['rob_boot_draws']} bootstrap resamples and {stable['every_null']} under every null "
+                    f"model; {stable['core']} pass all three, the stable core.")
+    else:
+        text.append("No neuron is universal by the paper's rule here, so there is no set whose stability to measure.")
+    if sibling:
+        text.append(f"A sibling run of the same recipe, seeds and data order ({sibling['why']}) keeps "
+                    f"{sibling['both']} of its {sibling['final']} universal neurons universal in the shipped zoo: "
+                    "which neurons are universal is less stable than how many.")
+    return " ".join(text)
 
 
 def emergence_view(prof, thr: float):
@@ -173,7 +249,7 @@ def emergence_view(prof, thr: float):
 
     from .. import emergence as E
 
-    res = E.load(prof)
+    res = None if prof.untrained else E.load(prof)  # the negative control has no training to follow
     if res is None:
         return ({"rob_emerge_md": Markdown(
             f"Emergence over training was not computed for this profile ({prof.name}): it needs the zoo retrained "
@@ -219,6 +295,9 @@ def emergence_view(prof, thr: float):
                      f"{both} of its {n_final} final universal neurons are universal in the shipped zoo against the "
                      f"same partner seeds ({int((shipped > thr).sum())} there).")
     glue = {"rob_emerge_md": Markdown(" ".join(parts))}
+    if "same_index_corr" in res and not ident:
+        glue["rob_sibling"] = {"both": both, "final": n_final,
+                               "why": f"retrained on {info['cpu']}, not byte-identical to the shipped members"}
     data_ = {"table": table, "excess": ex, "tokens": tokens, "threshold": thr, "d_mlp": d_mlp}
     return glue, table.round(4).set_index("step"), data_
 

@@ -10,10 +10,13 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
+from scipy import stats
+
 from .. import control as C
 from .. import load_profile, paper, plotting
 from .. import neuron_tables as T
 from .. import universality as U
+from .. import verdicts as V
 from ..publish import Chapter
 
 LOWER_THRESHOLDS = (0.3, 0.4)  # shown beside the chapter's threshold: how far the neurons are from it
@@ -63,13 +66,22 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
             "paper_gpt2_tokens_billions": float(paper.MODELS.set_index("model").loc["GPT2-small-a", "tokens"]) / 1e9}
 
     thresholds = tuple(dict.fromkeys((*LOWER_THRESHOLDS, threshold)))
+    per_layer = T.per_layer(neurons, thresholds)
+    layers = layers_evidence(per_layer, threshold, int(prof.cfg["book"]["min_universal"]))
+    n0, d0 = int(per_layer[f"above_{threshold}"].iloc[0]), int(per_layer["neurons"].iloc[0])
+    glue |= {"layer0_n": n0, "layer0_neurons": d0, "layer0_share_pct": 100 * n0 / d0, "layer0_ratio": layers.value}
+    V.glue_verdict(glue, "verdict_layers", layers)
+    glue["trained_tokens_md"] = Markdown(trained_tokens_words(prof))
+    glue["uni_holds_md"] = Markdown(V.holds_here(
+        [("universal neurons are most common in the first layers", layers)],
+        [holds_note(s, threshold, words, ctrl.info["summary"] if ctrl is not None else None)]))
     cols = ["layer", "neuron", "mean_corr", "mean_baseline", "excess_corr", "min_corr", "max_corr"]
     cols += [c for c in neurons.columns if c.startswith("max_sim_layer_p")]
     ours = {"model": f"ours ({prof.name}, {info['names'][0]})", "universal": s["n_universal"],
             "neurons": s["n_neurons"], "share %": 100 * s["share_universal"], "mean gap, all": float(gap.mean()),
             "mean gap, universal": float(gap[universal].mean()),
             "mean excess of universal": float(live.loc[universal, "excess_corr"].mean())}
-    tables = {"per_layer": T.per_layer(neurons, thresholds),
+    tables = {"per_layer": per_layer,
               "top_neurons": live.sort_values("excess_corr", ascending=False)[cols].head(N_TOP).round(3).pipe(
                   lambda t: t.assign(id=[f"L{l}.{n}" for l, n in zip(t["layer"], t["neuron"])])),
               "paper_comparison": comparison_table(ours), "convergence": conv.round(4),
@@ -96,12 +108,67 @@ def verdict(summary: dict, threshold: float, words: str) -> str:
     if n:
         return (f"**{share} pass {words}**; by its threshold of {paper.THRESHOLD:g}, the paper finds "
                 f"{paper_shares_words()} universal.")
-    return (f"**No neuron of this model passes {words}.** That is expected at this scale: in small, briefly trained "
-            "models a random mixture of a layer's neurons already correlates with a neuron almost as well as its "
-            f"best partner neuron does (here a median baseline of {summary['mean_baseline_median']:.3f} against a "
-            f"median best-partner correlation of {summary['mean_corr_median']:.3f}), so the baseline takes back most "
-            "of the correlation. The sections below show how far the neurons are from the threshold, the most "
-            "universal ones, and how the picture changes with lower thresholds and more tokens.")
+    return (f"**No neuron of this model passes {words}.** The median neuron's baseline is "
+            f"{summary['mean_baseline_median']:.3f} against a median best-partner correlation of "
+            f"{summary['mean_corr_median']:.3f}, so the baseline takes back "
+            f"{_taken_back(summary)} of the correlation. The sections below show how far the neurons are from the "
+            "threshold, the most universal ones, and how the picture changes with lower thresholds and more tokens.")
+
+
+def layers_evidence(per_layer: pd.DataFrame, threshold: float, min_universal: int) -> V.Evidence:
+    """The claim that universal neurons are most common in the first layers, as evidence: layer 0's share of
+    universal neurons over the whole model's, against the paper's (half its smaller excess over an even spread) and
+    the 97.5th percentile of the same ratio when the universal neurons are placed at random (hypergeometric)."""
+    col = f"above_{threshold}"
+    n, total = int(per_layer[col].sum()), int(per_layer["neurons"].sum())
+    n0, d0 = int(per_layer[col].iloc[0]), int(per_layer["neurons"].iloc[0])
+    ratio = (n0 / d0) / (n / total) if n else float("nan")
+    noise = (float(stats.hypergeom(total, d0, n).ppf(0.975)) / d0) / (n / total) if n else float("nan")
+    enrich = paper.layer0_enrichment()
+    weakest = min(enrich, key=enrich.get)
+    untestable = ""
+    if threshold != paper.THRESHOLD:
+        untestable = f"the book's threshold here is {threshold:g}, not the paper's {paper.THRESHOLD:g}"
+    elif n < min_universal:
+        untestable = f"only {n} neurons pass the paper's threshold of {threshold:g}, fewer than the {min_universal} " \
+                     "a comparison needs"
+    elif len(per_layer) < 2:
+        untestable = "the model has one layer"
+    return V.Evidence(
+        "layer 0's share of universal neurons ÷ the model's", ratio, magnitude=1 + (enrich[weakest] - 1) / 2,
+        magnitude_words=f"half the paper's smaller excess over an even spread, {enrich[weakest]:.2f}x in {weakest}",
+        noise=noise, noise_words=f"the 97.5th percentile when the {n} universal neurons are placed at random",
+        untestable=untestable, unit="x")
+
+
+def trained_tokens_words(prof) -> str:
+    """How many tokens each member of this profile was trained on, in words (a zoo's recipe), or that the
+    members are checkpoints trained elsewhere."""
+    if not prof.is_zoo:
+        return "the members here are checkpoints trained elsewhere (their training is in their model cards)"
+    tokens = float(prof.cfg["train"]["tokens"])
+    if prof.untrained:
+        return "the members here are untrained (the negative control)"
+    return f"each zoo model here was trained on {tokens / 1e6:,.1f} million tokens"
+
+
+def holds_note(summary: dict, threshold: float, words: str, control: dict | None) -> str:
+    """What the chapter found, from its numbers: how many neurons pass the threshold, against the untrained control,
+    and where the share of universal neurons is judged."""
+    n = summary["n_universal"]
+    text = (f"{n:,} neurons ({100 * summary['share_universal']:.2f}%) pass {words}" if n else
+            f"No neuron passes {words}")
+    if control is not None:
+        text += (f"; against the untrained control, {control['n_universal']:,} "
+                 f"({100 * control['share_universal']:.2f}%) pass it")
+    return (text + ". Whether that share is the paper's is judged, with its bootstrap interval, in the robustness "
+            "chapter, which also shows how the share moves with the null model and the matching rule.")
+
+
+def _taken_back(summary: dict) -> str:
+    """The median baseline as a share of the median best-partner correlation, in words."""
+    corr, base = summary["mean_corr_median"], summary["mean_baseline_median"]
+    return f"{100 * base / corr:.0f}%" if corr > 0 else "all"
 
 
 def control_paragraph(summary: dict, control: dict | None, q_control: float | None, n_pass: int, n_live: int,
@@ -146,8 +213,9 @@ def comparison_table(ours: dict) -> pd.DataFrame:
     """Our row (model, universal, neurons, share %, mean gaps, mean excess of universal) beside the paper's: its
     shares (section 4.1), the mean excess of its universal neurons and its partner gaps (text, figure 2b)."""
     rows = [ours]
+    means = paper.excess_universal_means()
     rows += [{"model": f"paper {m}", "universal": n, "neurons": N, "share %": 100 * n / N,
-              "mean excess of universal": paper.EXCESS_UNIVERSAL_MEAN} for m, (n, N) in paper.SHARES.items()]
+              "mean excess of universal": means[m]} for m, (n, N) in paper.SHARES.items()]
     rows += [{"model": "paper (text, figure 2b)", "mean gap, all": paper.GAP_ALL,
               "mean gap, universal": paper.GAP_UNIVERSAL}]
     return pd.DataFrame(rows).round(4)
