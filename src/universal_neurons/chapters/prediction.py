@@ -1,5 +1,7 @@
 """Prediction, suppression and partition neurons (paper section 5.1, figures 5, 6 and 22-24): the paper's rules on
-the moments of c_v = cos(w_out, W_U[:, v]), by layer and model, its threshold-free claims, and token-class ensembles."""
+the moments of c_v = cos(w_out, W_U[:, v]), by layer and model; its two claims about where they sit, judged on the
+neurons that pass its rules against a binomial null, at half the lift its own published tables show; the percentile
+curves of figure 6 as a description; and token-class ensembles."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
+from scipy import stats
 
 from .. import activation_stats, paper, plotting, token_classes, weight_stats
 from .. import properties as P
+from .. import verdicts as V
 from ..data import analysis_rows
 from ..errors import UserError
 from ..loading import load_model
@@ -47,18 +51,97 @@ def layer_bands(table: pd.DataFrame) -> pd.DataFrame:
     return per.groupby(["layer", "q"])[["vocab_kurt", "vocab_skew"]].agg(["mean", "min", "max"])
 
 
-def holds(ok: bool) -> str:
-    return "holds" if ok else "does not hold"
+MIN_ROLE = 10  # fewer neurons of the role over the models: its claim is not testable here
+PAPER_SHARE = 0.5  # a claim holds at half the smallest lift over the null that the paper's published tables show
 
 
-def late_kurtosis_verdict(p95_early: float, p95_late: float) -> str:
-    """Heavy-tailed neurons appear after mid-depth: the 95th percentile of vocab_kurt is larger in the second half."""
-    return holds(p95_late > p95_early)
+def lift(share: float, null: float) -> float:
+    """How far a share rises above its null, as a part of the room above it: (share - null) / (1 - null)."""
+    return (share - null) / (1 - null)
 
 
-def suppression_verdict(skew_p5_last: float, skew_p95_last: float) -> str:
-    """Suppression dominates the last layer: its vocab_skew has a longer left tail (5th percentile) than right."""
-    return holds(-skew_p5_last > skew_p95_last)
+def role_shares(table: pd.DataFrame, n_layers: int, kurt_threshold: float) -> dict:
+    """The two claims' counts over every model of `table` (columns model, layer, vocab_kurt, vocab_skew):
+    prediction neurons (vocab_kurt > kurt_threshold, vocab_skew > 0), how many lie in the second half of the
+    layers (layer >= n_layers // 2) and the share of all neurons there (the null); the high-kurtosis neurons of
+    the last layer (either skew) and how many of them are suppression neurons (vocab_skew < 0)."""
+    high = table["vocab_kurt"] > kurt_threshold
+    pred = high & (table["vocab_skew"] > 0)
+    late = table["layer"] >= n_layers // 2
+    last = high & (table["layer"] == n_layers - 1) & (table["vocab_skew"] != 0)
+    return {"n_pred": int(pred.sum()), "n_pred_late": int((pred & late).sum()), "null_late": float(late.mean()),
+            "n_last_high": int(last.sum()), "n_last_supp": int((last & (table["vocab_skew"] < 0)).sum())}
+
+
+def paper_shares(tables: dict | None = None, kurt_threshold: float = paper.VOCAB_KURT_THRESHOLD) -> pd.DataFrame:
+    """The same counts in the paper's published tables of universal neurons (one row per model): the share of its
+    prediction neurons in the second half of the layers against its universal neurons' share there, the share of
+    suppression among its last layer's high-kurtosis neurons against one half, and the lift of each."""
+    tables = paper.universal_tables() if tables is None else tables
+    depth = paper.MODELS.set_index("model")["n_layer"].to_dict()
+    rows = []
+    for model, t in tables.items():
+        c = role_shares(t, int(depth[model]), kurt_threshold)
+        late, supp = c["n_pred_late"] / c["n_pred"], c["n_last_supp"] / c["n_last_high"]
+        rows.append({"model": model, "prediction neurons": c["n_pred"], "share late": late,
+                     "null late": c["null_late"], "lift late": lift(late, c["null_late"]),
+                     "last-layer high-kurtosis": c["n_last_high"], "share suppression": supp,
+                     "lift suppression": lift(supp, 0.5)})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def binomial_edge(n: int, null: float, alpha: float = V.ALPHA) -> float:
+    """The upper edge of the null band of a share of n: the (1 - alpha) quantile of Binomial(n, null), over n (a
+    share above it has a one-sided binomial p below alpha)."""
+    return float(stats.binom.ppf(1 - alpha, n, null) / n) if n else float("nan")
+
+
+def late_evidence(c: dict, kurt_threshold: float, papers: pd.DataFrame) -> V.Evidence:
+    """Prediction neurons appear after mid-depth: the share of them in the second half of the layers, beyond the
+    binomial band of the neurons' share there, at half the paper's smallest lift."""
+    n, null = c["n_pred"], c["null_late"]
+    worst = papers["lift late"].idxmin()
+    w = papers.loc[worst]
+    need = null + PAPER_SHARE * w["lift late"] * (1 - null)
+    why = "" if n >= MIN_ROLE else (
+        f"only {n} neurons over the models pass the paper's prediction rule (vocab_kurt > {kurt_threshold:g}, "
+        f"vocab_skew > 0), fewer than the {MIN_ROLE} a share needs")
+    return V.Evidence(
+        f"share of the prediction neurons (vocab_kurt > {kurt_threshold:g}, vocab_skew > 0; {n} over the models) in "
+        "the second half of the layers", c["n_pred_late"] / n if n else float("nan"), +1, need,
+        f"our null {null:.2f} plus half the paper's smallest lift (share − null) / (1 − null), "
+        f"{w['lift late']:.2f} in {worst}'s published universal neurons: {100 * w['share late']:.0f}% of its "
+        f"prediction neurons in the second half against {100 * w['null late']:.0f}% of all of them",
+        binomial_edge(n, null), f"the 95th percentile of the share under Binomial({n}, {null:.2f}), the neurons' "
+        "share of the second half", untestable=why)
+
+
+def suppression_evidence(c: dict, kurt_threshold: float, papers: pd.DataFrame) -> V.Evidence:
+    """Suppression neurons dominate the last layers: the share of suppression among the last layer's
+    high-kurtosis neurons, beyond the binomial band of one half, at half the paper's smallest lift."""
+    n = c["n_last_high"]
+    worst = papers["lift suppression"].idxmin()
+    w = papers.loc[worst]
+    need = 0.5 + PAPER_SHARE * w["lift suppression"] * 0.5
+    why = "" if n >= MIN_ROLE else (
+        f"only {n} neurons of the last layer over the models have vocab_kurt > {kurt_threshold:g}, fewer than the "
+        f"{MIN_ROLE} a share needs")
+    return V.Evidence(
+        f"share of suppression (vocab_skew < 0) among the last layer's neurons with vocab_kurt > {kurt_threshold:g} "
+        f"({n} over the models)", c["n_last_supp"] / n if n else float("nan"), +1, need,
+        f"one half plus half the paper's smallest lift (share − 0.5) / 0.5, {w['lift suppression']:.2f} in "
+        f"{worst}'s published universal neurons: {100 * w['share suppression']:.0f}% of its last layer's are "
+        "suppression",
+        binomial_edge(n, 0.5), f"the 95th percentile of the share under Binomial({n}, 0.5)", untestable=why)
+
+
+def curves_sentence(p95_early: float, p95_late: float, p5_last: float, p95_last: float, kurt_threshold: float) -> str:
+    """The percentile curves, described (they judge no claim)."""
+    return (f"Averaged over the models, the 95th percentile of `vocab_kurt` is {p95_early:.2f} in the first half of "
+            f"the layers and {p95_late:.2f} in the second (a Gaussian has kurtosis 3; the paper's rule asks for more "
+            f"than {kurt_threshold:g}); in the last layer the 5th percentile of `vocab_skew` is {p5_last:.2f} and the "
+            f"95th {p95_last:.2f}. These curves describe the layers' tails; the claims are judged on the neurons that "
+            "pass the paper's rules.")
 
 
 def examples_sentence(passes: dict[str, bool]) -> str:
@@ -79,19 +162,22 @@ def high_kurtosis(late: pd.DataFrame, kurt_threshold: float, top_kurt_pct: float
     top = late["vocab_kurt"] >= cut
     return top, (f"Only {int(high.sum())} neurons of the second half of the layers pass `vocab_kurt` > "
                  f"{kurt_threshold:g}, so this uses the top {top_kurt_pct:g}% by `vocab_kurt` of each model's "
-                 f"second-half layers instead ({int(top.sum()):,} neurons, all models).")
+                 f"second-half layers instead ({int(top.sum()):,} neurons, all models), as a description: they are "
+                 "not prediction or suppression neurons by the paper's rule.")
 
 
 def count_sentence(totals: pd.DataFrame, kurt_threshold: float) -> str:
-    """What the counts per layer (summed over models; columns prediction, suppression) say about the claims."""
-    if not totals["prediction"].sum():
-        return (f"No neuron passes the paper's prediction rule (`vocab_kurt` > {kurt_threshold:g}) in any model of "
-                "this profile, so the counts cannot test the claims; the percentile curves above can.")
+    """The counts per layer (summed over models; columns prediction, suppression) in one sentence."""
+    n_pred, n_supp = int(totals["prediction"].sum()), int(totals["suppression"].sum())
+    head = (f"Over the models, {n_pred:,} neurons pass the paper's prediction rule and {n_supp:,} its suppression "
+            f"rule (`vocab_kurt` > {kurt_threshold:g})")
+    if not n_pred:
+        return head + "."
     half = len(totals) // 2
-    late_share = totals["prediction"].iloc[half:].sum() / totals["prediction"].sum()
-    return (f"{100 * late_share:.0f}% of the prediction neurons sit in the second half of the layers, and the last "
-            f"layer has {int(totals['suppression'].iloc[-1])} suppression against "
-            f"{int(totals['prediction'].iloc[-1])} prediction neurons (all models).")
+    late_share = totals["prediction"].iloc[half:].sum() / n_pred
+    return (f"{head}: {100 * late_share:.0f}% of the prediction neurons sit in the second half of the layers, and "
+            f"the last layer has {int(totals['suppression'].iloc[-1])} suppression against "
+            f"{int(totals['prediction'].iloc[-1])} prediction neurons.")
 
 
 def universal_kurtosis_sentence(n_group: int, label: str, n_high: int, kurt_threshold: float) -> str:
@@ -164,6 +250,15 @@ def class_ensembles(model, classes, tokens, n_tokens: int, n_ensemble: int, batc
     return summary, (pd.concat(long, ignore_index=True) if long else pd.DataFrame(long))
 
 
+def roles_table(late: V.Evidence, supp: V.Evidence, c: dict) -> pd.DataFrame:
+    """The two claims' numbers: neurons counted, the share, the null band's edge, the share required, verdict."""
+    rows = [("prediction neurons appear after mid-depth", c["n_pred"], c["n_pred_late"], late),
+            ("suppression neurons dominate the last layers", c["n_last_high"], c["n_last_supp"], supp)]
+    return pd.DataFrame([{"claim": claim, "neurons": n, "of the claimed kind": k, "share": ev.value,
+                          "null band edge": ev.noise, "required": ev.magnitude, "verdict": ev.verdict}
+                         for claim, n, k, ev in rows]).set_index("claim").round(3)
+
+
 def _universal_md(prof, kurt_threshold: float) -> str:
     try:
         frame = P.neuron_frame(prof)
@@ -202,8 +297,25 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     last = mean_q["vocab_skew"].xs(n_layers - 1, level="layer")
     glue.update(pred_p95_early=float(p95.iloc[:half].mean()), pred_p95_late=float(p95.iloc[half:].mean()),
                 pred_skew_p5_last=float(last[0.05]), pred_skew_p95_last=float(last[0.95]))
-    glue["pred_verdict_late"] = late_kurtosis_verdict(glue["pred_p95_early"], glue["pred_p95_late"])
-    glue["pred_verdict_supp"] = suppression_verdict(glue["pred_skew_p5_last"], glue["pred_skew_p95_last"])
+    glue["pred_curves_md"] = Markdown(curves_sentence(glue["pred_p95_early"], glue["pred_p95_late"],
+                                                      glue["pred_skew_p5_last"], glue["pred_skew_p95_last"],
+                                                      kurt_threshold))
+    counts_roles = role_shares(table, n_layers, kurt_threshold)
+    papers = paper_shares()
+    late_ev = late_evidence(counts_roles, kurt_threshold, papers)
+    supp_ev = suppression_evidence(counts_roles, kurt_threshold, papers)
+    V.glue_verdict(glue, "pred_verdict_late", late_ev)
+    V.glue_verdict(glue, "pred_verdict_supp", supp_ev)
+    glue.update({f"pred_{k}": v for k, v in counts_roles.items()})
+    glue.update(pred_share_late=late_ev.value, pred_need_late=late_ev.magnitude, pred_edge_late=late_ev.noise,
+                pred_share_supp=supp_ev.value, pred_need_supp=supp_ev.magnitude, pred_edge_supp=supp_ev.noise,
+                pred_min_role=MIN_ROLE)
+    glue["pred_holds_md"] = Markdown(V.holds_here(
+        [("prediction neurons appear after mid-depth", late_ev),
+         ("suppression neurons dominate the last layers", supp_ev)],
+        [count_sentence(table.groupby("layer")[KINDS].sum(), kurt_threshold),
+         curves_sentence(glue["pred_p95_early"], glue["pred_p95_late"], glue["pred_skew_p5_last"],
+                         glue["pred_skew_p95_last"], kurt_threshold)]))
 
     late = table[table["layer"] >= half]
     high, high_md = high_kurtosis(late, kurt_threshold, float(b["top_kurt_pct"]))
@@ -227,7 +339,8 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     glue.update(pred_paper_kurt=paper.VOCAB_KURT_THRESHOLD, pred_paper_var=paper.PARTITION_VAR,
                 pred_paper_d_model=paper.PARTITION_D_MODEL, pred_paper_random_var=1 / paper.PARTITION_D_MODEL,
                 **{f"pred_paper_{k}_md": Markdown(n) for k, n in paper.EXAMPLE_NEURONS.items()})
-    tables = {"tails": tails.style, "counts": counts_table, "classes": summary.round(4)}
+    tables = {"tails": tails.style, "counts": counts_table, "classes": summary.round(4),
+              "paper_shares": papers.round(3), "roles": roles_table(late_ev, supp_ev, counts_roles)}
     data = {"examples": examples, "band": band, "n_layers": n_layers, "n_models": n_models,
             "kurt_threshold": kurt_threshold, "selected": selected, "activations": activations}
     return Chapter("prediction", prof, glue=glue, tables=tables, data=data)
