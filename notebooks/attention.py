@@ -17,9 +17,11 @@
 # beginning-of-text token is the pair {glue:text}`att_pair` (heuristic score {glue:text}`att_score:.3f`;
 # {glue:md}`att_random_md`). Removing its contribution from that head's query changes the head's attention to the beginning-of-text
 # token with a correlation of {glue:text}`att_r_bos:.3f` against the neuron's activation, and the norm of the
-# head's output with {glue:text}`att_r_norm:.3f`: the paper's claim that a firing neuron turns the head towards
-# that token and shrinks its output {glue:text}`att_verdict` here ({glue:text}`att_n_deactivating` of the
-# {glue:text}`att_n_ablated` strongest pairs behave so). In {glue:text}`att_n_twins` of the
+# head's output with {glue:text}`att_r_norm:.3f` (a {glue:text}`att_r_lo:.3f` to {glue:text}`att_r_hi:.3f` bootstrap
+# interval over the held-out rows for the weaker of the two). The paper's claim that a firing neuron turns the
+# head towards that token and shrinks its output: **{glue:text}`att_verdict`** ({glue:text}`att_rule`). Of the
+# {glue:text}`att_n_ablated` strongest pairs, {glue:text}`att_n_deactivating` have both correlations with the
+# paper's signs. In {glue:text}`att_n_twins` of the
 # {glue:text}`att_n_seeds` other seeds, the best match of that neuron is among the seed's top
 # {glue:text}`att_top` neurons by this score, and in {glue:text}`att_n_seeds_deactivating` the seed's own
 # strongest pair deactivates its head.
@@ -90,12 +92,17 @@ publish.table(ch, "pairs")
 # :name: fig-attention-ratio
 #
 # For each head of the reference: the mean norm of the value output $W_O v$ of the other tokens divided by the
-# beginning-of-text token's, on held-out rows (log scale); dashed: the paper's median head.
+# beginning-of-text token's, on held-out rows (log scale); dashed: the paper's median head; dotted: half of it (the
+# rule's size); dash-dotted: the noise band's edge (the same median ratio with another position in place of that
+# token); solid: the median head here.
 # ```
 #
 # Attending to the beginning-of-text token turns a head off only if that token's value is small. The paper's median
 # head writes {glue:text}`att_paper_ratio` times less from it than from other tokens; here the median head's ratio
-# is {glue:text}`att_median_ratio:.2f` (above one: {glue:text}`att_ratio_verdict`).
+# is {glue:text}`att_median_ratio:.2f`. The same ratio with a later position in place of the beginning-of-text
+# token (a position that is not special) has a median of {glue:text}`att_null_median:.2f` over the positions:
+# that is the noise band. The claim that heads write little from that token: **{glue:text}`att_ratio_verdict`**
+# ({glue:text}`att_ratio_rule`).
 
 # %% tags=["hide-input"]
 ch.tables["ratio"]
@@ -116,6 +123,11 @@ ch.tables["ratio"]
 
 # %% tags=["hide-input"]
 ch.tables["seeds"]
+
+# %% [markdown]
+# ## What holds here
+#
+# {glue:md}`att_holds_md`
 
 # %% [markdown] exercise="bos" tags=["remove-cell"]
 # ### Exercise: the BOS heuristic score of a neuron and a head

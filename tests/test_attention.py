@@ -193,6 +193,21 @@ def test_bos_value_ratio_matches_numpy(model, tokens):
     assert no_hooks(model)
 
 
+def test_position_norms_and_the_position_null(model, tokens):
+    norms = A.position_out_norms(model, tokens, batch_rows=3)
+    cache = clean_cache(model, tokens)
+    n_ctx = tokens.shape[1]
+    brute = np.stack([np.stack([np.linalg.norm(np64(cache[f"blocks.{l}.attn.hook_v"])[:, :, h] @ np64(model.W_O)[l, h],
+                                               axis=-1).mean(0) for h in range(4)]) for l in range(3)])
+    np.testing.assert_allclose(norms, brute, rtol=1e-5)
+    null = A.position_null(norms)
+    assert null.shape == (n_ctx - 1,)
+    p = 5  # position 5 in place of BOS: the other positions' mean over its own, median over the 12 heads
+    ratio = (brute.sum(-1) - brute[..., p]) / (n_ctx - 1) / brute[..., p]
+    assert null[p - 1] == pytest.approx(np.median(ratio), rel=1e-9)
+    assert no_hooks(model)
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("kwargs, match", [
     (dict(layer=2, neuron=0, head_layer=2, head=0), "head layer 2 is not after neuron layer 2"),

@@ -28,7 +28,7 @@ def test_random_sentence():
 def _ablation(sign):
     rng = np.random.default_rng(0)
     act = rng.normal(size=500)
-    return pd.DataFrame({"activation": act, "bos_attn_change": -sign * 0.1 * np.maximum(act, 0) + 1e-3 * rng.normal(size=500),
+    return pd.DataFrame({"row": np.arange(500) // 10, "activation": act, "bos_attn_change": -sign * 0.1 * np.maximum(act, 0) + 1e-3 * rng.normal(size=500),
                          "out_norm_change": sign * 0.5 * np.maximum(act, 0) + 1e-3 * rng.normal(size=500)})
 
 
@@ -43,6 +43,58 @@ def test_ablation_summary_and_claim():
     flat = abl.assign(out_norm_change=0.0)
     assert chapter.ablation_summary(flat)["r(act, Δ output norm)"] == 0.0 and not chapter.deactivates(
         chapter.ablation_summary(flat))
+
+
+def test_row_bootstrap_is_the_correlation_of_resampled_rows():
+    abl = _ablation(+1)
+    boot = chapter.row_bootstrap_r(abl, n=3, seed=4)
+    counts = np.random.default_rng(4).multinomial(50, np.full(50, 1 / 50), size=3)
+    for k in range(3):  # the rows repeated as often as drawn, the correlation recomputed from scratch
+        idx = np.concatenate([np.flatnonzero(abl["row"].to_numpy() == r).repeat(c) for r, c in enumerate(counts[k])])
+        t = abl.iloc[np.sort(idx)]
+        for j, col in enumerate(("bos_attn_change", "out_norm_change")):
+            assert boot[k, j] == pytest.approx(np.corrcoef(t["activation"], t[col])[0, 1], rel=1e-9)
+
+
+def test_the_deactivation_claim_is_direction_only_at_best():
+    assert chapter.deactivation_evidence(_ablation(+1), "p").verdict == "direction only"  # the paper prints no r
+    assert chapter.deactivation_evidence(_ablation(-1), "p").verdict == "does not hold"
+    rng = np.random.default_rng(1)
+    noise = _ablation(+1).assign(bos_attn_change=rng.normal(size=500), out_norm_change=rng.normal(size=500))
+    ev = chapter.deactivation_evidence(noise, "p")
+    assert ev.interval[0] < 0 < ev.interval[1] and ev.verdict == "does not hold"
+
+
+def test_the_bos_ratio_rule():
+    null = np.linspace(0.9, 1.2, 101)  # the same ratio at non-BOS positions; its 95% quantile is 1.185
+    assert chapter.ratio_evidence(19.4, null, 8).verdict == "holds"
+    assert chapter.ratio_evidence(3.49, null, 8).verdict == "direction only"  # short of half the paper's 19.4x
+    assert chapter.ratio_evidence(1.07, null, 8).verdict == "does not hold"  # as an untrained model: inside noise
+    ev = chapter.ratio_evidence(9.7, null, 8)
+    assert ev.magnitude == pytest.approx(19.4 / 2) and ev.noise == pytest.approx(np.quantile(null, 0.95))
+    assert ev.verdict == "holds" and "9.7x" in ev.rule
+    assert chapter.ratio_evidence(30.0, np.array([]), 8).verdict == "not testable here"
+
+
+def test_an_untrained_model_gives_no_holds(one_thread, tmp_path):
+    """An untrained model of the release zoo's shape: its strongest pair's ablation and its BOS ratio."""
+    from universal_neurons import attention as AT
+    from universal_neurons.control import save_untrained
+    from universal_neurons.loading import load_model
+    from universal_neurons.tokenizer import load_tokenizer
+
+    m = load_model(str(save_untrained("zoo/release/seed-0", tmp_path / "m", seed=3)))
+    bos = load_tokenizer("zoo/release/tokenizer").bos_token_id
+    rng = np.random.default_rng(0)
+    tokens = np.concatenate([np.full((8, 1), bos), rng.integers(0, m.cfg.d_vocab, size=(8, 63))], axis=1)
+    top = AT.top_pairs(AT.bos_scores(m, bos), 1).iloc[0]
+    abl = AT.path_ablation(m, tokens, int(top["neuron_layer"]), int(top["neuron"]), int(top["head_layer"]),
+                           int(top["head"]), batch_rows=8)
+    norms = AT.position_out_norms(m, tokens, batch_rows=8)
+    ratio = AT.ratio_frame(norms)
+    verdicts = {chapter.deactivation_evidence(abl, "top").verdict,
+                chapter.ratio_evidence(float(ratio["ratio"].median()), AT.position_null(norms), len(ratio)).verdict}
+    assert "holds" not in verdicts
 
 
 @pytest.mark.slow

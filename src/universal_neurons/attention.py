@@ -250,34 +250,50 @@ def path_ablation(model, tokens, layer: int, neuron: int, head_layer: int, head:
 
 # --------------------------------------------------------------------------------------------- BOS values
 @torch.inference_mode()
-def bos_value_ratio(model, tokens, *, batch_rows: int = 32, progress: bool = False, device=None) -> pd.DataFrame:
-    """Per head, how small the BOS token's output is: one row per (layer, head), columns VALUE_COLS:
-    bos_out_norm = mean over rows of |v_0 W_O^h| (position 0 is taken as BOS), other_out_norm = mean over rows
-    and positions 1.. of |v_t W_O^h| (v from hook_v, so b_V included; b_O excluded), ratio =
-    other_out_norm / bos_out_norm (the paper's median head: PAPER_BOS_VALUE_RATIO)."""
+def position_out_norms(model, tokens, *, batch_rows: int = 32, progress: bool = False, device=None) -> np.ndarray:
+    """Per head and position, the mean over rows of |v_p W_O^h| (v from hook_v, so b_V included; b_O excluded):
+    float64 [n_layers, n_heads, n_ctx]. Position 0 is BOS in rows that start with it."""
     t = _check_tokens(model, tokens)
     batch_rows = _check_batch_rows(batch_rows)
     dev = _device(model, device)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     w_o = model.W_O.detach().double().to(dev)
     gram = torch.einsum("lhdm,lhem->lhde", w_o, w_o)  # |v W_O^h|^2 = v^T (W_O^h W_O^h^T) v
-    bos_sum = torch.zeros(n_layers, n_heads, dtype=torch.float64, device=dev)
-    other_sum = torch.zeros_like(bos_sum)
+    sums = torch.zeros(n_layers, n_heads, t.shape[1], dtype=torch.float64, device=dev)
 
     def add(v, hook, l):  # [batch, pos, head, d_head]
         v = v.double()
         norm = torch.einsum("bphd,hde,bphe->bph", v, gram[l], v).clamp_min(0).sqrt()
-        bos_sum[l] += norm[:, 0].sum(0)
-        other_sum[l] += norm[:, 1:].sum((0, 1))
+        sums[l] += norm.sum(0).T
 
     hooks = [(f"blocks.{l}.attn.hook_v", lambda v, hook, l=l: add(v, hook, l)) for l in range(n_layers)]
     with model.hooks(fwd_hooks=hooks):
-        for r0 in _batches(len(t), batch_rows, progress, "BOS value norms"):
+        for r0 in _batches(len(t), batch_rows, progress, "value norms per position"):
             model(t[r0:r0 + batch_rows].to(dev), stop_at_layer=n_layers)
-    bos = (bos_sum / len(t)).flatten().cpu().numpy()
-    other = (other_sum / (len(t) * (t.shape[1] - 1))).flatten().cpu().numpy()
+    return (sums / len(t)).cpu().numpy()
+
+
+def ratio_frame(norms: np.ndarray, position: int = 0) -> pd.DataFrame:
+    """VALUE_COLS from `position_out_norms`: per head, bos_out_norm = the norm at `position` (0: BOS),
+    other_out_norm = the mean over the other positions, ratio = other / that position's."""
+    n_layers, n_heads, n_ctx = norms.shape
+    at = norms[..., position]
+    other = (norms.sum(-1) - at) / (n_ctx - 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = other / bos
-    return pd.DataFrame({"layer": np.repeat(np.arange(n_layers), n_heads),
-                         "head": np.tile(np.arange(n_heads), n_layers),
-                         "bos_out_norm": bos, "other_out_norm": other, "ratio": ratio})
+        ratio = other / at
+    return pd.DataFrame({"layer": np.repeat(np.arange(n_layers), n_heads), "head": np.tile(np.arange(n_heads), n_layers),
+                         "bos_out_norm": at.ravel(), "other_out_norm": other.ravel(), "ratio": ratio.ravel()})
+
+
+def position_null(norms: np.ndarray) -> np.ndarray:
+    """The median head's ratio with each position p = 1.. n_ctx-1 in place of BOS (the same statistic for a
+    position that is not BOS): float64 [n_ctx - 1], the null distribution of the median BOS ratio."""
+    return np.array([float(np.median(ratio_frame(norms, p)["ratio"])) for p in range(1, norms.shape[-1])])
+
+
+def bos_value_ratio(model, tokens, *, batch_rows: int = 32, progress: bool = False, device=None) -> pd.DataFrame:
+    """Per head, how small the BOS token's output is: one row per (layer, head), columns VALUE_COLS:
+    bos_out_norm = mean over rows of |v_0 W_O^h| (position 0 is taken as BOS), other_out_norm = mean over rows
+    and positions 1.. of |v_t W_O^h| (v from hook_v, so b_V included; b_O excluded), ratio =
+    other_out_norm / bos_out_norm (the paper's median head: PAPER_BOS_VALUE_RATIO)."""
+    return ratio_frame(position_out_norms(model, tokens, batch_rows=batch_rows, progress=progress, device=device))

@@ -17,6 +17,7 @@ from .. import neuron_tables as T
 from ..atomic import write_text
 from ..config import load_profile, name_of
 from ..publish import Chapter
+from ..verdicts import Evidence, glue_verdict, holds_here
 from ..neuron_tables import twin
 
 VERSION = 1
@@ -63,6 +64,76 @@ def deactivates(summary: dict) -> bool:
     output, so removing the neuron's contribution to the query lowers BOS attention and raises the output norm
     where it fires."""
     return summary["r(act, Δ BOS attention)"] < 0 and summary["r(act, Δ output norm)"] > 0
+
+
+RATIO_SHARE = 0.5  # the BOS value ratio must reach half the paper's median head (paper.BOS_VALUE_RATIO)
+NULL_QUANTILE = 0.95  # the noise edge of the ratio: this quantile of the same ratio at non-BOS positions
+N_BOOT = 1000  # bootstrap resamples of the ablation's rows
+BOOT_LEVEL = 0.95  # the bootstrap interval's coverage
+
+
+def row_bootstrap_r(abl: pd.DataFrame, cols=("bos_attn_change", "out_norm_change"), n: int = N_BOOT,
+                    seed: int = 0) -> np.ndarray:
+    """Pearson r of the activation with each of `cols`, with the ablation's rows (the held-out sequences, whose
+    positions are not independent) resampled with replacement `n` times: float64 [n, len(cols)]."""
+    g = abl.assign(xx=abl["activation"] ** 2).groupby("row")
+    x = abl["activation"].to_numpy(float)
+    parts = {"n": g.size().to_numpy(float), "sx": g["activation"].sum().to_numpy(float),
+             "sxx": g["xx"].sum().to_numpy(float)}
+    for c in cols:
+        y = abl[c].to_numpy(float)
+        t = pd.DataFrame({"row": abl["row"].to_numpy(), "y": y, "yy": y * y, "xy": x * y}).groupby("row").sum()
+        parts |= {f"sy{c}": t["y"].to_numpy(), f"syy{c}": t["yy"].to_numpy(), f"sxy{c}": t["xy"].to_numpy()}
+    rows = len(parts["n"])
+    counts = np.random.default_rng(seed).multinomial(rows, np.full(rows, 1 / rows), size=n).astype(float)
+    tot = {k: counts @ v for k, v in parts.items()}
+    vx = tot["sxx"] - tot["sx"] ** 2 / tot["n"]
+    out = np.empty((n, len(cols)))
+    for j, c in enumerate(cols):
+        vy = tot[f"syy{c}"] - tot[f"sy{c}"] ** 2 / tot["n"]
+        cov = tot[f"sxy{c}"] - tot["sx"] * tot[f"sy{c}"] / tot["n"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, j] = np.where((vx > 0) & (vy > 0), cov / np.sqrt(np.maximum(vx * vy, 1e-300)), 0.0)
+    return out
+
+
+def deactivation_evidence(abl: pd.DataFrame, pair: str, n: int = N_BOOT) -> Evidence:
+    """The claim on one pair's path ablation: a firing neuron raises the head's attention to BOS and shrinks its
+    output, so r(act, Δ BOS attention) < 0 and r(act, Δ output norm) > 0 (Δ = ablated − clean). The quantity is
+    the weaker of −r_bos and r_norm; its bootstrap interval over rows must clear 0 (no correlation). The paper
+    prints no correlation, so the best verdict is "direction only"."""
+    s = ablation_summary(abl)
+    value = min(-s["r(act, Δ BOS attention)"], s["r(act, Δ output norm)"])
+    boot = row_bootstrap_r(abl, n=n)
+    weaker = np.minimum(-boot[:, 0], boot[:, 1])
+    lo, hi = np.quantile(weaker, [(1 - BOOT_LEVEL) / 2, (1 + BOOT_LEVEL) / 2])
+    return Evidence(f"the weaker of −r(act, Δ BOS attention) and r(act, Δ output norm) for {pair}", float(value), +1,
+                    magnitude=None, magnitude_words="the paper shows the relation (figure 8) but prints no "
+                    "correlation: direction only at most", noise=0.0,
+                    noise_words=f"no correlation, judged by the {BOOT_LEVEL:.0%} bootstrap interval over "
+                                f"{abl['row'].nunique():,} held-out rows ({n:,} resamples)",
+                    interval=(float(lo), float(hi)))
+
+
+def ratio_evidence(median_ratio: float, null: np.ndarray, n_heads: int) -> Evidence:
+    """The paper's median head writes 19.4x less from BOS than from other tokens: the median head's ratio here
+    must reach `RATIO_SHARE` of it and lie above the `NULL_QUANTILE` quantile of the same median ratio measured
+    with another position in place of BOS."""
+    null = np.asarray(null, float)
+    return Evidence(f"the median head's mean |W_O v| of other tokens over BOS's ({n_heads} heads)",
+                    float(median_ratio), +1, magnitude=RATIO_SHARE * paper.BOS_VALUE_RATIO,
+                    magnitude_words=f"{RATIO_SHARE:g}x the paper's {paper.BOS_VALUE_RATIO}x", unit="x",
+                    noise=float(np.quantile(null, NULL_QUANTILE)) if len(null) else None,
+                    noise_words=f"the {NULL_QUANTILE:.0%} quantile of the same ratio with one of the "
+                                f"{len(null)} later positions in place of BOS",
+                    untestable="" if len(null) else "rows of one position: no other position to compare with")
+
+
+def pairs_note(best: pd.DataFrame, n_seeds_deact: int, n_seeds: int) -> str:
+    """The ablated pairs and the other seeds, in words: how many have both correlations of the paper's signs."""
+    return (f"Of the {len(best)} strongest pairs of the reference, {int(best['deactivates'].sum())} have both "
+            f"correlations with the paper's signs (a sign, not a rule with a size); so does the strongest pair of "
+            f"{n_seeds_deact} of the {n_seeds} other seeds.")
 
 
 def _ablations(prof, models: dict, pairs: dict, tokens: np.ndarray, device) -> pd.DataFrame:
@@ -135,8 +206,9 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
                       "own top score": float(scores[m]["score"].max()),
                       "own top deactivates": deactivates(summaries[(m, own_name)])})
     seeds = pd.DataFrame(seeds)
-    ratio = AT.bos_value_ratio(models[ref], tokens, batch_rows=int(prof.cfg["analysis"].get("batch_size", 64)),
-                               device=device)
+    norms = AT.position_out_norms(models[ref], tokens, batch_rows=int(prof.cfg["analysis"].get("batch_size", 64)),
+                                  device=device)
+    ratio, null = AT.ratio_frame(norms), AT.position_null(norms)
     rnd_later = np.concatenate([rnd[:, lh].ravel() for lh in range(1, rnd.shape[1])]) if rnd.shape[1] > 1 else rnd.ravel()
     top_row = best.iloc[0]
     glue = {"att_reference": ref, "att_pair": top_row["pair"], "att_score": float(top_row["score"]),
@@ -145,7 +217,6 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
             "att_share_above": float((s_ref["score"] > rnd_later.max()).mean()),
             "att_r_bos": float(top_row["r(act, Δ BOS attention)"]), "att_r_norm": float(top_row["r(act, Δ output norm)"]),
             "att_d_bos_firing": float(top_row["Δ BOS attention, firing"]),
-            "att_verdict": "holds" if top_row["deactivates"] else "does not hold",
             "att_n_deactivating": int(best["deactivates"].sum()), "att_n_ablated": len(best),
             "att_n_tokens": int(tokens.size), "att_median_ratio": float(ratio["ratio"].median()),
             "att_paper_ratio": paper.BOS_VALUE_RATIO, "att_top": top, "att_n_seeds": len(names) - 1,
@@ -155,11 +226,22 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
                                      f"{paper.ATTENTION_EXAMPLE[1][1]} → L{paper.ATTENTION_EXAMPLE[2][0]}."
                                      f"H{paper.ATTENTION_EXAMPLE[2][1]}")}
     glue["att_random_md"] = Markdown(random_sentence(glue["att_p_random"], glue["att_n_random"]))
-    glue["att_ratio_verdict"] = "holds" if glue["att_median_ratio"] > 1 else "does not hold"
+    top_abl = abl[(abl["model"] == ref) & (abl["pair"] == top_row["pair"])]
+    ev = deactivation_evidence(top_abl, top_row["pair"])
+    ev_ratio = ratio_evidence(glue["att_median_ratio"], null, len(ratio))
+    glue_verdict(glue, "att_verdict", ev)
+    glue_verdict(glue, "att_ratio_verdict", ev_ratio)
+    glue |= {"att_r_lo": ev.interval[0], "att_r_hi": ev.interval[1], "att_ratio_size": ev_ratio.magnitude,
+             "att_ratio_null": ev_ratio.noise if ev_ratio.noise is not None else np.nan,
+             "att_null_median": float(np.median(null)) if len(null) else np.nan}
+    glue["att_holds_md"] = Markdown(holds_here(
+        [("attention-deactivation neurons turn a later head towards BOS and shrink its output", ev),
+         ("heads write little from BOS (a small value vector)", ev_ratio)],
+        [pairs_note(best, glue["att_n_seeds_deactivating"], glue["att_n_seeds"])]))
     shown = ["pair", "score", "p_random", *summaries[(ref, best["pair"].iloc[0])], "deactivates"]
     tables = {"pairs": best[shown].round(4), "seeds": seeds.round(4), "ratio": ratio.round(3)}
     return Chapter("attention", prof, glue=glue, tables=tables,
-                   data={"reference": ref, "scores": s_ref, "random": rnd_later, "best": best,
+                   data={"reference": ref, "scores": s_ref, "random": rnd_later, "best": best, "null": null,
                          "ablations": abl, "ratio": ratio, "names": names, "pairs": pairs})
 
 
@@ -209,6 +291,12 @@ def ratio_figure(ch: Chapter):
     labels = [f"L{l}.H{h}" for l, h in zip(r["layer"], r["head"])]
     ax.bar(labels, r["ratio"], color="C0")
     ax.axhline(paper.BOS_VALUE_RATIO, color="C3", ls="--", label=f"the paper's median head ({paper.BOS_VALUE_RATIO}x)")
+    ax.axhline(RATIO_SHARE * paper.BOS_VALUE_RATIO, color="C3", ls=":", label=f"{RATIO_SHARE:g}x the paper's (the rule)")
+    null = ch.data.get("null")
+    if null is not None and len(null):
+        ax.axhline(float(np.quantile(null, NULL_QUANTILE)), color="0.4", ls="-.",
+                   label=f"median head, another position in place of BOS ({NULL_QUANTILE:.0%} quantile)")
+    ax.axhline(float(r["ratio"].median()), color="C0", ls="-", lw=1, label="median head here")
     ax.axhline(1, color="k", lw=0.8)
     ax.set_yscale("log")
     ax.legend(fontsize=8)
