@@ -29,7 +29,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data zoo release emergence exercises notebooks bench bench-train clean-book help browser lint-workflows sweep where FORCE
+.PHONY: book test env data zoo release emergence exercises notebooks bench bench-train clean-book help browser lint-workflows sweep where readme FORCE
 .DELETE_ON_ERROR:
 # One recipe at a time: the steps share the run folder and the CPU cores (`make -j` is safe, and serial).
 .NOTPARALLEL:
@@ -43,6 +43,7 @@ help:
 	@echo "make where [PROFILE=...] [SET=...]   # the run folder of these settings"
 	@echo "make exercises   # teaching mode: student and instructor notebooks in artifacts/exercises/"
 	@echo "make emergence [PROFILE=default]   # retrain with snapshots, measure universality over training (hours)"
+	@echo "make readme [README_GLUED=artifacts/default/notebooks]   # the README's figures from runs, regenerated"
 
 env: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
@@ -167,3 +168,9 @@ bench: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) scripts/bench_train.py --profile $(PROFILE) $(BENCH_ARGS)
+
+# The README's generated blocks (figures from runs), rewritten from the shipped results, the release zoo's manifest,
+# results/build-times.json and results/readme-glued.json; README_GLUED=artifacts/default/notebooks first copies the
+# default book's glued values (`scripts/timed.sh "fresh-clone make book" make book` records a build's time).
+readme: $(STAMP)
+	$(PY) scripts/readme_figures.py $(if $(README_GLUED),--glued-from $(README_GLUED))
