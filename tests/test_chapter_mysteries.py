@@ -1,6 +1,7 @@
-"""The mysteries chapter: the verdict over models (every, some, none), the frequency fit against numpy's corrcoef
-and lstsq, the group sentences, and its glued numbers on the smoke zoo against numpy float64 computations from the
-saved tables."""
+"""The mysteries chapter: its two claims judged on synthetic fits with a known answer and on untrained models (no
+"holds"), the bootstrap intervals against a plain loop, the frequency fit against numpy's corrcoef and lstsq, the
+group sentences, and its glued numbers on the smoke zoo against numpy float64 computations from the saved
+tables."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,13 +15,79 @@ from universal_neurons.chapters import mysteries as chapter
 from universal_neurons.chapters.properties import Group
 
 
-@pytest.mark.parametrize("ok, verdict", [([True, True, True], "holds in every model"),
-                                         ([True, False, False], "holds in 1 of 3 models"),
-                                         (np.array([False, True]), "holds in 1 of 2 models"),
-                                         ([False, False, False], "does not hold"),
-                                         (pd.Series([True]), "holds in every model")])
-def test_in_models(ok, verdict):
-    assert chapter.in_models(ok) == verdict
+def _fits(r, r_lo, r_hi, cos, lo, hi):
+    return pd.DataFrame({"pearson r": r, "r lo": r_lo, "r hi": r_hi, "mean cos, 5% most frequent": cos,
+                         "frequent lo": lo, "frequent hi": hi, "mean cos, rest": 0.0, "min cos": -0.9,
+                         "max cos": 0.5})
+
+
+@pytest.mark.parametrize("r, lo, hi, verdict", [
+    ([-0.15, -0.11], [-0.2, -0.16], [-0.1, -0.06], "direction only"),  # the paper prints no r: never more
+    ([-0.15, -0.01], [-0.2, -0.05], [-0.1, 0.03], "does not hold"),  # one model's interval reaches 0
+    ([0.1, 0.2], [0.05, 0.1], [0.15, 0.3], "does not hold")])  # reversed
+def test_r_evidence(r, lo, hi, verdict):
+    ev = chapter.r_evidence(_fits(r, lo, hi, 0.0, 0.0, 0.0))
+    assert ev.verdict == verdict and ev.magnitude is None
+    assert ev.value == pytest.approx(np.mean(r)) and ev.interval == (min(lo), max(hi))
+
+
+@pytest.mark.parametrize("cos, lo, hi, verdict", [
+    ([-0.8, -0.7], [-0.85, -0.75], [-0.75, -0.65], "holds"),  # the paper's saturation
+    ([-0.4, -0.4], [-0.45, -0.45], [-0.35, -0.35], "holds"),  # exactly half-way
+    ([-0.16, -0.16], [-0.2, -0.2], [-0.12, -0.12], "direction only"),  # a fifth of it
+    ([-0.8, -0.1], [-0.85, -0.2], [-0.75, 0.01], "does not hold"),  # one model's interval reaches 0
+    ([0.3, 0.2], [0.25, 0.15], [0.35, 0.25], "does not hold")])
+def test_opposite_evidence(cos, lo, hi, verdict):
+    ev = chapter.opposite_evidence(_fits(0.0, 0.0, 0.0, cos, lo, hi), 5.0)
+    assert ev.verdict == verdict
+    assert ev.magnitude == pytest.approx(-0.4) and "half-way to the paper's saturation near −0.8" in ev.rule
+
+
+def test_bootstrap_intervals_against_a_loop():
+    rng = np.random.default_rng(0)
+    x, y = rng.random(200), rng.normal(size=200)
+    lo, hi = chapter.bootstrap_r(x, y, n_boot=300, seed=4)
+    draw = np.random.default_rng(4).integers(0, 200, size=(300, 200))
+    rs = [np.corrcoef(x[i], y[i])[0, 1] for i in draw]
+    assert (lo, hi) == pytest.approx((np.quantile(rs, 0.025), np.quantile(rs, 0.975)), abs=1e-12)
+    lo, hi = chapter.bootstrap_mean(y, n_boot=300, seed=4)
+    ms = [y[i].mean() for i in draw]
+    assert (lo, hi) == pytest.approx((np.quantile(ms, 0.025), np.quantile(ms, 0.975)), abs=1e-12)
+
+
+def test_untrained_models_give_no_holds():
+    """Fresh random models of the smoke shape: activation frequency on random tokens against cos(w_in, w_out),
+    fitted and judged as the chapter does: neither claim holds."""
+    import torch
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from universal_neurons import weight_stats
+
+    fits = []
+    for seed in range(3):
+        cfg = HookedTransformerConfig(n_layers=2, d_model=64, d_head=16, n_heads=4, d_mlp=256, d_vocab=2048,
+                                      n_ctx=64, act_fn="gelu_new", normalization_type="LN", seed=seed)
+        m = HookedTransformer(cfg)
+        m.process_weights_(fold_ln=True, center_writing_weights=True, center_unembed=True)
+        tokens = torch.randint(0, 2048, (32, 64), generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            _, cache = m.run_with_cache(tokens, names_filter=lambda n: n.endswith("mlp.hook_pre"))
+        freq = np.concatenate([(cache[f"blocks.{l}.mlp.hook_pre"] > 0).double().mean((0, 1)).numpy()
+                               for l in range(2)])
+        cos = weight_stats.weight_stats(m)[0]["in_out_sim"].to_numpy()
+        fits.append(chapter.frequency_fit(freq, cos, 5.0))
+    fits = pd.DataFrame(fits)
+    verdicts = [chapter.r_evidence(fits).verdict, chapter.opposite_evidence(fits, 5.0).verdict]
+    assert "holds" not in verdicts, (verdicts, fits)
+    assert abs(fits["mean cos, 5% most frequent"].mean()) < 0.2  # measured: near 0, far from -0.4
+
+
+def test_holds_note_from_the_fits():
+    f = _fits([-0.15, -0.11], [-0.2, -0.16], [-0.1, -0.06], [-0.05, -0.02], -0.1, 0.0)
+    assert chapter.holds_note(f, 5.0) == (
+        "Pearson's r runs from -0.150 to -0.110 over the 2 models; the 5% most frequent neurons have a mean cosine "
+        "of -0.050 to -0.020 (the rest: 0.000 to 0.000), and the cosines span -0.90 to 0.50 (the paper: saturation "
+        "near ±0.8).")
 
 
 def _pearson_p(r, n):
@@ -94,8 +161,15 @@ def test_glued_numbers_equal_numpy_on_the_saved_tables(ch, smoke):
     assert g["mys_frequent_cos"] == pytest.approx(np.mean(frequent), abs=1e-12)
     assert g["mys_rest_cos"] == pytest.approx(np.mean(rest), abs=1e-12)
     assert (g["mys_cos_min"], g["mys_cos_max"]) == (min(lo), max(hi))
-    assert g["mys_verdict_r"] == chapter.in_models([r < 0 and p < 0.05 for r, p in zip(rs, ps)])
-    assert g["mys_verdict_opposite"] == chapter.in_models([f < 0 for f in frequent])
+    assert g["mys_r_mean"] == pytest.approx(np.mean(rs), abs=1e-12)
+    fits = ch.data["fits"]
+    assert g["mys_r_hi"] == fits["r hi"].max() and g["mys_frequent_hi"] == fits["frequent hi"].max()
+    # the verdicts from the numbers: no r in the paper, so at most direction only; the cosine half-way to -0.8
+    assert g["mys_verdict_r"] == ("direction only" if g["mys_r_hi"] < 0 else "does not hold")
+    assert g["mys_verdict_opposite"] == ("does not hold" if g["mys_frequent_hi"] >= 0 else
+                                         "holds" if np.mean(frequent) <= -0.4 else "direction only")
+    assert g["mys_rule_r"].startswith("holds if ") and g["mys_rule_opposite"].startswith("holds if ")
+    assert isinstance(g["mys_holds_md"], Markdown)
     assert g["mys_frequent_pct"] == 5.0 and isinstance(g["mys_frequent_pct"], float)
     assert g["mys_paper_saturation"] == paper.IN_OUT_COS_SATURATION
 

@@ -1,5 +1,7 @@
-"""Mysteries (paper section 6, figures 9 and 10): activation frequency against cos(w_in, w_out) in every model, and
-how unique a neuron's input and output weights are, the compared group (universal neurons) against the rest."""
+"""Mysteries (paper section 6, figures 9 and 10): activation frequency against cos(w_in, w_out) in every model (its
+two claims judged against no relation, on each model's bootstrap interval: Pearson's r for the direction, the most
+frequent neurons' mean cosine half-way to the paper's saturation for the size), and how unique a neuron's input and
+output weights are, the compared group (universal neurons) against the rest."""
 
 from __future__ import annotations
 
@@ -9,31 +11,87 @@ from IPython.display import Markdown
 from scipy import stats
 
 from .. import paper, plotting
+from .. import verdicts as V
 from .. import neuron_tables as T
 from .. import properties as P
 from ..config import load_profile
 from ..publish import Chapter
 from .properties import Group, compared_group
 
-ALPHA = 0.05  # significance level of Pearson's r
 UNIQUENESS = ["max_in_cos", "max_out_cos"]
+N_BOOT = 1000  # bootstrap resamples of the neurons, per model
+LEVEL = 0.95  # the bootstrap intervals' coverage
+HALF_WAY = 0.5  # the most frequent neurons' mean cosine must reach this share of the paper's saturation near -0.8
 
 
-def in_models(ok) -> str:
-    """A verdict over the models from a boolean per model."""
-    k, n = int(np.sum(ok)), len(ok)
-    return "holds in every model" if k == n else f"holds in {k} of {n} models" if k else "does not hold"
+def bootstrap_r(x: np.ndarray, y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL):
+    """Percentile bootstrap interval (lo, hi) of Pearson's r of (x, y), resampling the neurons with replacement."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
+    xs, ys = x[idx], y[idx]
+    xs = xs - xs.mean(1, keepdims=True)
+    ys = ys - ys.mean(1, keepdims=True)
+    r = (xs * ys).sum(1) / np.sqrt((xs * xs).sum(1) * (ys * ys).sum(1))
+    a = (1 - level) / 2
+    return float(np.nanquantile(r, a)), float(np.nanquantile(r, 1 - a))
+
+
+def bootstrap_mean(y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL):
+    """Percentile bootstrap interval (lo, hi) of the mean of y."""
+    rng = np.random.default_rng(seed)
+    m = y[rng.integers(0, len(y), size=(n_boot, len(y)))].mean(1)
+    a = (1 - level) / 2
+    return float(np.quantile(m, a)), float(np.quantile(m, 1 - a))
+
+
+def r_evidence(fits: pd.DataFrame) -> V.Evidence:
+    """More frequent neurons have more opposed weights: Pearson's r (mean over the models) below 0, the hull of the
+    models' bootstrap intervals clear of it; the paper prints no r, so direction at most."""
+    return V.Evidence(
+        f"Pearson's r of activation frequency and cos(w_in, w_out), mean over {len(fits)} models",
+        float(fits["pearson r"].mean()), -1, None, "the paper prints no r, only figure 9: direction at most",
+        0.0, "no relation, as in an untrained model, whose w_in and w_out are drawn independently; the interval is "
+        f"the hull of each model's {100 * LEVEL:g}% bootstrap interval over its neurons",
+        interval=(float(fits["r lo"].min()), float(fits["r hi"].max())))
+
+
+def opposite_evidence(fits: pd.DataFrame, frequent_pct: float,
+                      saturation: float = paper.IN_OUT_COS_SATURATION) -> V.Evidence:
+    """The most frequent neurons' w_in and w_out point in opposite directions: their mean cosine (mean over the
+    models) below 0, the hull of the models' bootstrap intervals clear of it, and at most half-way to the paper's
+    saturation."""
+    col = f"mean cos, {frequent_pct:g}% most frequent"
+    return V.Evidence(
+        f"mean cos(w_in, w_out) of the {frequent_pct:g}% most frequent neurons, mean over {len(fits)} models",
+        float(fits[col].mean()), -1, -HALF_WAY * saturation,
+        f"half-way to the paper's saturation near −{saturation:g}, figure 9",
+        0.0, "no alignment, as for the independent w_in and w_out of an untrained model; the interval is the hull of "
+        f"each model's {100 * LEVEL:g}% bootstrap interval over those neurons",
+        interval=(float(fits["frequent lo"].min()), float(fits["frequent hi"].max())))
+
+
+def holds_note(fits: pd.DataFrame, frequent_pct: float) -> str:
+    """The closing section's sentence, from the fits."""
+    col = f"mean cos, {frequent_pct:g}% most frequent"
+    return (f"Pearson's r runs from {fits['pearson r'].min():.3f} to {fits['pearson r'].max():.3f} over the "
+            f"{len(fits)} models; the {frequent_pct:g}% most frequent neurons have a mean cosine of "
+            f"{fits[col].min():.3f} to {fits[col].max():.3f} (the rest: {fits['mean cos, rest'].min():.3f} to "
+            f"{fits['mean cos, rest'].max():.3f}), and the cosines span {fits['min cos'].min():.2f} to "
+            f"{fits['max cos'].max():.2f} (the paper: saturation near ±{paper.IN_OUT_COS_SATURATION:g}).")
 
 
 def frequency_fit(x: np.ndarray, y: np.ndarray, frequent_pct: float) -> dict:
     """Activation frequency x against cos(w_in, w_out) y of one model's neurons: Pearson's r and p, the least-squares
-    line, the mean cosine of the `frequent_pct` percent most frequent neurons and of the rest, and the range."""
+    line, the mean cosine of the `frequent_pct` percent most frequent neurons and of the rest, the range, and the
+    bootstrap intervals (resampling the neurons) of r and of the most frequent neurons' mean cosine."""
     r = stats.pearsonr(x, y)
     slope, icept = np.polyfit(x, y, 1)
     top = x >= np.quantile(x, 1 - frequent_pct / 100)
-    return {"pearson r": r.statistic, "p": r.pvalue, "slope": slope, "intercept": icept,
-            f"mean cos, {frequent_pct:g}% most frequent": y[top].mean(), "mean cos, rest": y[~top].mean(),
-            "min cos": y.min(), "max cos": y.max()}
+    r_lo, r_hi = bootstrap_r(x, y)
+    f_lo, f_hi = bootstrap_mean(y[top])
+    return {"pearson r": r.statistic, "r lo": r_lo, "r hi": r_hi, "p": r.pvalue, "slope": slope, "intercept": icept,
+            f"mean cos, {frequent_pct:g}% most frequent": y[top].mean(), "frequent lo": f_lo, "frequent hi": f_hi,
+            "mean cos, rest": y[~top].mean(), "min cos": y.min(), "max cos": y.max()}
 
 
 def group_sentence(group: Group, top_pct: float) -> str:
@@ -70,8 +128,18 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
             "mys_r_max": float(fits["pearson r"].max()), "mys_n_models": len(fits),
             "mys_frequent_cos": float(frequent.mean()), "mys_rest_cos": float(fits["mean cos, rest"].mean()),
             "mys_cos_min": float(fits["min cos"].min()), "mys_cos_max": float(fits["max cos"].max()),
-            "mys_frequent_pct": frequent_pct, "mys_verdict_r": in_models((fits["pearson r"] < 0) & (fits["p"] < ALPHA)),
-            "mys_verdict_opposite": in_models(frequent < 0), "mys_paper_saturation": paper.IN_OUT_COS_SATURATION}
+            "mys_frequent_pct": frequent_pct, "mys_paper_saturation": paper.IN_OUT_COS_SATURATION,
+            "mys_r_mean": float(fits["pearson r"].mean()), "mys_r_lo": float(fits["r lo"].min()),
+            "mys_r_hi": float(fits["r hi"].max()), "mys_frequent_lo": float(fits["frequent lo"].min()),
+            "mys_frequent_hi": float(fits["frequent hi"].max()),
+            "mys_half_way": -HALF_WAY * paper.IN_OUT_COS_SATURATION, "mys_boot_pct": 100 * LEVEL}
+    r_ev, opposite_ev = r_evidence(fits), opposite_evidence(fits, frequent_pct)
+    V.glue_verdict(glue, "mys_verdict_r", r_ev)
+    V.glue_verdict(glue, "mys_verdict_opposite", opposite_ev)
+    glue["mys_holds_md"] = Markdown(V.holds_here(
+        [("more frequent neurons have more opposed input and output weights", r_ev),
+         ("the most frequent neurons have input and output weights pointing in opposite directions", opposite_ev)],
+        [holds_note(fits, frequent_pct)]))
 
     frame = P.neuron_frame(prof)
     live = frame[~frame["is_dead"]].reset_index(drop=True)
