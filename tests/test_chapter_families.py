@@ -11,10 +11,80 @@ from universal_neurons.chapters import families as chapter
 
 
 # ---- verdicts and sentences ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("group, rest, verdict", [(0.6, 0.3, "holds"), (0.3, 0.6, "does not hold"),
-                                                  (0.4, 0.4, "does not hold")])
-def test_explained_verdict(group, rest, verdict):
-    assert chapter.explained_verdict(group, rest) == verdict
+def _brute_members(vr, uni, let, kurt, cols):
+    """The paper's threshold rules on a set of neurons, by plain loops."""
+    out = set()
+    for f in uni:
+        hits = [c for c in cols if vr[f, c] > paper.UNIGRAM_VR]
+        if len(hits) >= paper.UNIGRAM_MIN_NEURONS:
+            out |= set(hits)
+    for f in let:
+        best = max(cols, key=lambda c: (-np.inf if np.isnan(vr[f, c]) else vr[f, c], -list(cols).index(c)))
+        if vr[f, best] > paper.ALPHABET_VR:
+            out.add(best)
+    return out | {c for c in cols if kurt[c] < paper.POSITION_KURTOSIS}
+
+
+def test_paper_members_against_loops():
+    rng = np.random.default_rng(0)
+    vr = rng.random((6, 40)) ** 3  # features 0-3 unigram, 4-5 letters
+    vr[0, :5] = 0.9  # a unigram family on neurons 0-4
+    vr[1, 7] = np.nan
+    kurt = rng.uniform(1.0, 6.0, 40)
+    for cols in ([0, 1, 2, 3, 4, 5], list(range(10, 30)), [39, 2, 7, 1]):
+        got = chapter.paper_members(vr, [0, 1, 2, 3], [4, 5], kurt, cols)
+        assert {c for c, m in zip(cols, got) if m} == _brute_members(vr, [0, 1, 2, 3], [4, 5], kurt, cols)
+    counts = chapter.random_group_counts(vr, [0, 1, 2, 3], [4, 5], kurt, range(40), 6, n=50, seed=1)
+    draws = np.random.default_rng(1)
+    again = [len(_brute_members(vr, [0, 1, 2, 3], [4, 5], kurt, list(draws.choice(np.arange(40), 6, replace=False))))
+             for _ in range(50)]
+    assert list(counts) == again
+
+
+def test_families_evidence():
+    null = np.array([0] * 90 + [1] * 10)  # the 95% quantile: 1
+    assert chapter.families_evidence(5, null, 36, "universal").verdict == "holds"
+    assert chapter.families_evidence(2, null, 36, "universal").verdict == "direction only"  # short of 3 neurons
+    assert chapter.families_evidence(1, null, 36, "universal").verdict == "does not hold"  # inside the band
+    assert chapter.families_evidence(0, null, 36, "universal").verdict == "does not hold"
+    ev = chapter.families_evidence(9, null, 40, "stand-in", "the compared group is a stand-in")
+    assert ev.verdict == "not testable here" and "stand-in" in ev.rule
+
+
+def test_explained_evidence_is_secondary_and_permuted():
+    rng = np.random.default_rng(0)
+    g = np.zeros(400, dtype=bool)
+    g[:40] = True
+    strong = np.where(g, rng.random(400) < 0.8, rng.random(400) < 0.1)
+    ev = chapter.explained_evidence(strong, g, 0.2, n=200)
+    assert ev.value == pytest.approx(strong[g].mean() - strong[~g].mean())
+    assert ev.verdict == "direction only" and ev.magnitude is None  # never holds: the book's own threshold
+    same = rng.random(400) < 0.3
+    assert chapter.explained_evidence(same, g, 0.2, n=200).verdict == "does not hold"
+    assert chapter.explained_evidence(same, np.zeros(400, bool), 0.2).verdict == "not testable here"
+
+
+def test_source_table_and_sentence():
+    best = pd.DataFrame({"neuron": ["L0.1", "L0.2", "L1.3", "L1.4"], "best feature": ["source:kjv", "letter:a",
+                         "source:kjv", "source:austen"], "kind": ["context", "letter", "context", "context"],
+                         "VR": [0.9, 0.5, 0.4, 0.1], "explained": [True, True, True, False]})
+    src = chapter.source_table(best, [True, True, False, True])
+    assert list(src["neuron"]) == ["L0.1", "L1.3"] and list(src["in the compared group"]) == [True, False]
+    text = chapter.source_sentence(src, 2, 1, ["kjv", "austen", "sotu"])
+    assert text.startswith("1 of the 2 explained neurons of the compared group have the text's source as their "
+                           "best feature (kjv (1)), and 1 of the 1 explained other neurons.")
+    assert "3 sources (kjv, austen, sotu)" in text
+
+
+def test_alphabet_views():
+    vr = pd.DataFrame([[0.5, 0.1], [0.2, 0.3]], index=["letter_token:a", "letter:a"], columns=[3, 260])
+    t = chapter.alphabet_views(vr, ["letter_token:a"], ["letter:a"], 256).set_index("letter")
+    assert t.loc["a", "reference: the token is the letter: neuron"] == "L0.3"
+    assert t.loc["a", "book: starts with the letter: neuron"] == "L1.4"
+    assert t.loc["a", f"reference: the token is the letter: above {paper.ALPHABET_VR}"]
+    assert not t.loc["a", f"book: starts with the letter: above {paper.ALPHABET_VR}"]
+    assert t.loc["b", "book: starts with the letter: neuron"] == "-"
+    assert chapter.alphabet_views_sentence(3, 5, 20, 26).startswith("By the reference code's alphabet features")
 
 
 def test_alphabet_sentence_more_and_fewer_than_the_paper():
@@ -79,6 +149,7 @@ def test_kinds_table_and_dominant_sentence():
     empty = chapter.kinds_table(best.assign(explained=False), 2)
     assert empty.empty and chapter.dominant_sentence(empty, best, 2).startswith("No compared neuron")
     assert chapter.kind_family("letter") == "alphabet" and chapter.kind_family("suffix") == "token"
+    assert chapter.kind_family("letter_token") == "alphabet" and chapter.kind_family("context") == "context"
 
 
 def test_shown_and_labelled():
@@ -189,15 +260,15 @@ def test_examples_pick_the_family_neuron_or_a_stand_in():
     from universal_neurons.chapters import families_gallery as G
 
     vr = pd.DataFrame([[0.1, 0.5, 0.2, 0.0], [0.3, 0.1, 0.9, 0.4], [0.2, 0.6, 0.1, 0.8]],
-                      index=["letter:a", "letter:b", "prev:x"], columns=range(4))
-    kinds = {"letter:a": "letter", "letter:b": "letter", "prev:x": "previous"}
+                      index=["letter_token:a", "letter_token:b", "prev:x"], columns=range(4))
+    kinds = {"letter_token:a": "letter_token", "letter_token:b": "letter_token", "prev:x": "previous"}
     ex = G.examples({"alphabet": 1, "previous": None, "syntax": None}, vr, kinds, group=[0, 1, 2])
     assert [(e["family"], e["neuron"], e["stand_in"], e["feature"]) for e in ex] == \
-        [("alphabet", 1, False, "letter:a"), ("previous", 0, True, "prev:x")]  # 1 is shown, 3 not compared
-    assert ex[0]["vr"] == vr.loc["letter:a", 1] and ex[1]["vr"] == 0.2
+        [("alphabet", 1, False, "letter_token:a"), ("previous", 0, True, "prev:x")]  # 1 is shown, 3 not compared
+    assert ex[0]["vr"] == vr.loc["letter_token:a", 1] and ex[1]["vr"] == 0.2
     vr.loc["unigram:z"], kinds["unigram:z"] = [0.1, 0.2, 0.7, 0.0], "unigram"
     ex = G.examples({"alphabet": None, "unigram": None}, vr, kinds, group=[0, 1, 2])
-    assert [(e["neuron"], e["feature"]) for e in ex] == [(2, "letter:b"), (1, "unigram:z")]  # 2 is shown already
+    assert [(e["neuron"], e["feature"]) for e in ex] == [(2, "letter_token:b"), (1, "unigram:z")]  # 2 is shown already
     assert G.label(ex[1], 256) == "L0.1: unigram (family empty: stand-in), best feature unigram:z (VR 0.20)"
     ex = G.examples({"alphabet": None, "previous": 2}, vr, kinds, group=[0, 1, 2])
     assert [e["neuron"] for e in ex] == [1, 2]  # the stand-in avoids a family's own neuron shown later

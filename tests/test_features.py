@@ -83,6 +83,13 @@ def test_space_and_letters_against_the_byte_level_vocabulary(gpt2_tok):
     first = np.array([r.lstrip("Ġ")[:1].lower() for r in raw])
     for c in "aqz":
         assert (fs.column(f"letter:{c}")[ok] == (first == c)[ok]).all()
+    # the reference code's alphabet features: the raw token, its space mark dropped, is the letter in either case
+    whole = np.array([r.lstrip("Ġ").lower() for r in raw])
+    for c in "aiz":
+        col = fs.column(f"letter_token:{c}")
+        assert (col[ok] == (whole == c)[ok]).all() and col.sum() >= 2  # "a" and "Ġa" at least
+    check(fs, gpt2_tok, " a", {"letter_token:a", "letter:a"}, {"letter_token:b"})
+    check(fs, gpt2_tok, " apple", {"letter:a"}, {"letter_token:a"})
 
 
 class BrokenTokenizer:

@@ -148,6 +148,8 @@ def _string_features(s: str) -> dict[str, bool]:
         f[f"pronoun:{name}"] = low in words.split()
     for c in string.ascii_lowercase:
         f[f"letter:{c}"] = low[:1] == c
+    for c in string.ascii_lowercase:  # the reference code's alphabet features: the token is the letter itself
+        f[f"letter_token:{c}"] = low == c
     for p in PREFIXES:
         f[f"prefix:{p}-"] = low.isalpha() and low.startswith(p) and len(low) > len(p) + 2
     for x in SUFFIXES:
@@ -163,7 +165,9 @@ FEATURE_NAMES = list(_string_features(" A"))  # every token feature, in order
 
 def token_features(tokenizer, d_vocab: int | None = None) -> FeatureSet:
     """Features of every token id < d_vocab (default: the tokenizer's size) from its decoded string: type,
-    leading space, case, year, number, pronoun class, first letter (26: alphabet neurons), prefixes, suffixes,
+    leading space, case, year, number, pronoun class, first letter ("letter:a", 26: the book's alphabet features),
+    the letter itself ("letter_token:a": the token, stripped and lower-cased, is exactly that letter, with or
+    without a leading space: the reference code's alphabet features, its "a_unigram" columns), prefixes, suffixes,
     word groups. Ids that cannot be decoded have no features; they are counted in `notes` and in `skipped`."""
     d_vocab = len(tokenizer) if d_vocab is None else int(d_vocab)
     if d_vocab < 1:

@@ -15,6 +15,7 @@ from .. import neuron_tables as T
 from .. import properties as P
 from ..config import load_profile
 from ..publish import Chapter
+from ..verdicts import Evidence, glue_verdict, holds_here
 from . import families_gallery as G
 from . import families_pass as FP
 from . import properties as PC
@@ -24,10 +25,93 @@ N_SHOWN = 4  # neurons drawn per family
 gallery_figure = G.gallery_figure
 
 
-def explained_verdict(share_group: float, share_rest: float) -> str:
-    """The claim that the compared group is more often explained by one feature (best VR above the threshold)
-    than the rest: "holds" when its share is larger, else "does not hold"."""
-    return "holds" if share_group > share_rest else "does not hold"
+N_NULL = 1000  # random groups (and label permutations) of the noise bands
+NULL_QUANTILE = 0.95  # the noise band's edge
+
+
+def paper_members(vr: np.ndarray, unigram_rows, letter_rows, kurt: np.ndarray, cols) -> np.ndarray:
+    """Which neurons of `cols` (column indices of `vr` [features, neurons], also indices of `kurt` [neurons]) fall
+    into a family by the paper's threshold rules applied to that set of neurons: a unigram feature (rows
+    `unigram_rows`) with VR > paper.UNIGRAM_VR on at least paper.UNIGRAM_MIN_NEURONS of them, the best of them for a
+    letter feature (rows `letter_rows`) with VR > paper.ALPHABET_VR, or kurtosis < paper.POSITION_KURTOSIS (bool
+    [len(cols)]). The previous-token and syntax rules (a top 25, no threshold) place neurons in any set and are
+    left out."""
+    cols = np.asarray(cols, dtype=int)
+    member = np.zeros(len(cols), dtype=bool)
+    if len(unigram_rows):
+        u = np.nan_to_num(vr[np.ix_(unigram_rows, cols)], nan=-np.inf) > paper.UNIGRAM_VR
+        member |= u[u.sum(1) >= paper.UNIGRAM_MIN_NEURONS].any(0)
+    if len(letter_rows):
+        a = np.nan_to_num(vr[np.ix_(letter_rows, cols)], nan=-np.inf)
+        keep = a.max(1) > paper.ALPHABET_VR
+        member[a.argmax(1)[keep]] = True
+    with np.errstate(invalid="ignore"):
+        member |= np.asarray(kurt, dtype=float)[cols] < paper.POSITION_KURTOSIS
+    return member
+
+
+def random_group_counts(vr: np.ndarray, unigram_rows, letter_rows, kurt: np.ndarray, pool, size: int,
+                        n: int = N_NULL, seed: int = 0) -> np.ndarray:
+    """The number of paper-rule family members (`paper_members`) in `n` random groups of `size` neurons drawn
+    without replacement from `pool` (flat indices): the noise band of the families claim."""
+    rng = np.random.default_rng(seed)
+    pool = np.asarray(pool, dtype=int)
+    return np.array([int(paper_members(vr, unigram_rows, letter_rows, kurt, rng.choice(pool, size, replace=False)).sum())
+                     for _ in range(n)])
+
+
+def families_evidence(count: int, null: np.ndarray, n_group: int, group_label: str, untestable: str = "") -> Evidence:
+    """The claim that universal neurons fall into families: the compared group's members of a family by the
+    paper's rules, at least the paper's smallest family (a unigram feature on paper.UNIGRAM_MIN_NEURONS neurons)
+    and above the `NULL_QUANTILE` quantile of the same count in random groups of the same size."""
+    return Evidence(f"neurons of the {group_label} group ({n_group}) in a family by the paper's threshold rules",
+                    float(count), +1, magnitude=float(paper.UNIGRAM_MIN_NEURONS),
+                    magnitude_words=f"the paper's smallest family: a unigram feature on {paper.UNIGRAM_MIN_NEURONS} "
+                                    "neurons", noise=float(np.quantile(null, NULL_QUANTILE)) if len(null) else None,
+                    noise_words=f"the {NULL_QUANTILE:.0%} quantile of the same count in {len(null):,} random groups "
+                                f"of {n_group} live neurons", untestable=untestable)
+
+
+def explained_evidence(explained, in_group, vr_min: float, n: int = N_NULL, seed: int = 0) -> Evidence:
+    """The book's secondary view: the share of the group whose best feature has VR above `vr_min` (the book's
+    threshold) minus the rest's share, against the `NULL_QUANTILE` quantile of the same difference with the
+    group's labels permuted over the neurons; no magnitude (the paper gives no share), so direction only at best."""
+    e, g = np.asarray(explained, dtype=bool), np.asarray(in_group, dtype=bool)
+    k, m = int(g.sum()), len(g)
+    diff = lambda sel: e[sel].mean() - e[~sel].mean()  # noqa: E731
+    if k == 0 or k == m:
+        return Evidence("share explained, group minus rest", float("nan"), untestable="no group to compare")
+    rng = np.random.default_rng(seed)
+    null = []
+    for _ in range(n):
+        sel = np.zeros(m, dtype=bool)
+        sel[rng.choice(m, k, replace=False)] = True
+        null.append(diff(sel))
+    return Evidence(f"share of the group with a best feature of VR above {vr_min:g}, minus the rest's", float(diff(g)),
+                    +1, magnitude=None, magnitude_words=f"the book's own threshold {vr_min:g}, not the paper's: a "
+                    "secondary view, direction only at most",
+                    noise=float(np.quantile(null, NULL_QUANTILE)),
+                    noise_words=f"the {NULL_QUANTILE:.0%} quantile of the same difference with the group's labels "
+                                f"permuted over the {m:,} live neurons ({n:,} permutations)")
+
+
+def source_table(best: pd.DataFrame, in_group) -> pd.DataFrame:
+    """The explained neurons (`best`: best_table rows) whose best feature is the text's source (kind "context"),
+    with whether they are in the compared group."""
+    src = best[best["explained"] & (best["kind"] == "context")].copy()
+    src.insert(1, "in the compared group", np.asarray(in_group, dtype=bool)[src.index.to_numpy()])
+    return src.drop(columns="explained").reset_index(drop=True)
+
+
+def source_sentence(src: pd.DataFrame, n_expl_group: int, n_expl_rest: int, sources: list[str]) -> str:
+    """How many explained neurons detect the text's source, in the group and among the rest, and which sources."""
+    g = src[src["in the compared group"]]
+    which = ", ".join(f"{f.split(':', 1)[1]} ({n})" for f, n in g["best feature"].value_counts().items())
+    lead = (f"{len(g)} of the {n_expl_group} explained neurons of the compared group have the text's source as their "
+            f"best feature{f' ({which})' if len(g) else ''}, and {len(src) - len(g)} of the {n_expl_rest} explained "
+            "other neurons.")
+    return (f"{lead} The held-out text here comes from {len(sources)} source{'s' if len(sources) != 1 else ''} "
+            f"({', '.join(sources)}).")
 
 
 def alphabet_sentence(n_letters: int, n_possible: int, paper_letters=paper.ALPHABET_LETTERS) -> str:
@@ -39,6 +123,31 @@ def alphabet_sentence(n_letters: int, n_possible: int, paper_letters=paper.ALPHA
         ("as many as" if n_possible and n_letters / n_possible == got / of else "fewer than")
     return (f"{ours} an alphabet neuron among the compared group (best VR above {paper.ALPHABET_VR}): "
             f"{more} the paper's {got} of {of} letters in GPT2-medium, as a share.")
+
+
+def alphabet_views_sentence(n_ref: int, n_book: int, n_ref_letters: int, n_book_letters: int) -> str:
+    """The alphabet neurons by the reference code's features beside the book's."""
+    return (f"By the reference code's alphabet features (the token is the letter itself, with or without a leading "
+            f"space), {n_ref} of the {n_ref_letters} letters that occur here have an alphabet neuron in the compared "
+            f"group; by the book's first-letter features (the token starts with the letter), {n_book} of "
+            f"{n_book_letters}.")
+
+
+def alphabet_views(vr_group: pd.DataFrame, ref: list[str], book: list[str], d_mlp: int) -> pd.DataFrame:
+    """Per letter: the compared neuron of highest VR by the reference's feature (the letter token) and by the
+    book's (starts with the letter), each with its VR and whether it passes paper.ALPHABET_VR."""
+    rows = []
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        row = {"letter": c}
+        for side, f in (("reference: the token is the letter", f"letter_token:{c}"),
+                        ("book: starts with the letter", f"letter:{c}")):
+            col = vr_group.loc[f].dropna() if f in vr_group.index and f in (ref + book) else pd.Series(dtype=float)
+            n = int(col.idxmax()) if len(col) else None
+            row[f"{side}: neuron"] = f"L{n // d_mlp}.{n % d_mlp}" if n is not None else "-"
+            row[f"{side}: VR"] = round(float(col.max()), 4) if len(col) else np.nan
+            row[f"{side}: above {paper.ALPHABET_VR}"] = bool(len(col) and col.max() > paper.ALPHABET_VR)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def syntax_sentence(n_docs: int, n_tokens: int) -> str:
@@ -68,7 +177,7 @@ def paper_table(rules: dict, d_mlp: int, n_layers: int, vr_min: float) -> pd.Dat
     said = {"unigram": (f"a unigram feature with VR > {paper.UNIGRAM_VR} on at least {paper.UNIGRAM_MIN_NEURONS} "
                         "neurons", "unigram and duplicate-unigram families (figure 4); the 30 token-feature neurons "
                         "of highest VR"),
-            "alphabet": (f"best neuron per first-letter feature, VR > {paper.ALPHABET_VR}",
+            "alphabet": (f"best neuron per letter-token feature (the token is the letter), VR > {paper.ALPHABET_VR}",
                          f"{paper.ALPHABET_LETTERS[0]} of {paper.ALPHABET_LETTERS[1]} letters have one in "
                          "GPT2-medium; the figure 4a examples"),
             "previous": (f"top {paper.TOP_PREVIOUS} neurons by VR of a previous-token feature",
@@ -92,7 +201,7 @@ def paper_table(rules: dict, d_mlp: int, n_layers: int, vr_min: float) -> pd.Dat
 
 def kind_family(kind: str | None) -> str:
     """The family a best feature's kind points to: "token" for the properties of the token's own string."""
-    return {"unigram": "unigram", "letter": "alphabet", "previous": "previous token", "context": "context",
+    return {"unigram": "unigram", "letter": "alphabet", "letter_token": "alphabet", "previous": "previous token", "context": "context",
             "position": "position", "syntax": "syntax"}.get(kind, "token" if kind else "none")
 
 
@@ -204,31 +313,63 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     vr_group = vr[gflat]
     kurt = pd.Series(live.loc[group.mask, "kurt"].to_numpy(), index=gflat)
     names = {k: [f for f in vr.index if kinds[f] == k] for k in ("unigram", "previous", "syntax")}
+    letters_ref = [f for f in vr.index if kinds[f] == "letter_token"]
+    letters_book = [f for f in vr.index if kinds[f] == "letter"]
     rules = FM.family_rules(vr_group, unigram=names["unigram"], previous=names["previous"], syntax=names["syntax"],
-                            letters=[f for f in vr.index if f.startswith("letter:")], kurtosis=kurt,
-                            mi=pd.Series(fp.mi, index=range(len(fp.mi))))
+                            letters=letters_ref, kurtosis=kurt, mi=pd.Series(fp.mi, index=range(len(fp.mi))))
+    alpha_book = FM.alphabet_neurons(vr_group, letters_book)
     vr_min = float(b["family_vr"])
     table = best_table(FM.best_features(vr), live, kinds, d_mlp, vr_min)
     in_group = table["neuron"].isin([f"L{n // d_mlp}.{n % d_mlp}" for n in gflat])
     share_g, share_r = float(table.loc[in_group, "explained"].mean()), float(table.loc[~in_group, "explained"].mean())
-    n_letters = sum(f.startswith("letter:") for f in vr.index)
+
+    # the paper's rules on the group, against random groups of the same size
+    vr_np = vr.to_numpy(dtype=float)
+    rows_of = {f: i for i, f in enumerate(vr.index)}
+    uni_rows, let_rows = [rows_of[f] for f in names["unigram"]], [rows_of[f] for f in letters_ref]
+    kurt_all = np.full(vr_np.shape[1], np.nan)
+    kurt_all[flat] = live["kurt"].to_numpy(dtype=float)
+    members = paper_members(vr_np, uni_rows, let_rows, kurt_all, gflat)
+    null = random_group_counts(vr_np, uni_rows, let_rows, kurt_all, flat, len(gflat))
+    stand_in = "" if group.is_universal else (
+        f"the compared group is a stand-in ({group.label}): {group.n_universal:,} neurons pass "
+        f"{group.threshold_name}, fewer than the {int(b['min_universal'])} the comparison needs, so there are no "
+        "universal neurons to sort into families")
+    ev_fam = families_evidence(int(members.sum()), null, len(gflat), "universal" if group.is_universal else "stand-in",
+                               stand_in)
+    ev_vr = explained_evidence(table["explained"].to_numpy(), in_group.to_numpy(), vr_min)
+    src = source_table(table, in_group)
+    n_letters = len(letters_ref)
+    src_text = source_sentence(src, int(table.loc[in_group, "explained"].sum()), int(table.loc[~in_group, "explained"].sum()),
+                               list(data.analysis_rows(prof, progress=False).source_names))
     glue = {"fam_n_group": len(gflat), "fam_n_neurons": len(live), "fam_label_md": Markdown(group.label),
             "fam_group_md": Markdown(PC.group_sentence(group, len(gflat), float(live.loc[group.mask, "excess_corr"].min()),
                                                        int(b["min_universal"]), float(b["top_pct"]))),
             "fam_n_tokens": int(fp.info["n_tokens"]), "fam_n_features": int(len(vr)), "fam_vr_min": vr_min,
             "fam_share_group": share_g, "fam_share_rest": share_r,
-            "fam_explained_verdict": explained_verdict(share_g, share_r),
             "fam_n_unigram_families": int(len(rules["unigram"])),
             "fam_alphabet_md": Markdown(alphabet_sentence(len(rules["alphabet"]), n_letters)),
+            "fam_alphabet_views_md": Markdown(alphabet_views_sentence(len(rules["alphabet"]), len(alpha_book),
+                                                                      n_letters, len(letters_book))),
             "fam_syntax_md": Markdown(syntax_sentence(int(fp.info["n_brown_docs"]), int(fp.info["n_syntax_tokens"]))),
             "fam_paper_unigram_vr": paper.UNIGRAM_VR, "fam_paper_alphabet_vr": paper.ALPHABET_VR,
-            "fam_paper_kurtosis": paper.POSITION_KURTOSIS}
+            "fam_paper_kurtosis": paper.POSITION_KURTOSIS, "fam_n_paper": int(members.sum()),
+            "fam_null_q": ev_fam.noise, "fam_n_null": N_NULL, "fam_n_alphabet_book": len(alpha_book),
+            "fam_n_source_group": int(src["in the compared group"].sum()), "fam_n_source": len(src),
+            "fam_source_md": Markdown(src_text)}
+    glue_verdict(glue, "fam_explained_verdict", ev_fam)
+    glue_verdict(glue, "fam_vr_verdict", ev_vr)
     for fam in FAMILIES:
         glue[f"fam_n_{fam}"] = len(family_neurons(rules, fam, vr_min))
+    glue["fam_holds_md"] = Markdown(holds_here(
+        [("universal neurons fall into families, each explained by one feature (the paper's rules)", ev_fam)],
+        [f"The book's secondary view, not a claim of the paper: **{ev_vr.verdict}** ({ev_vr.rule}).",
+         src_text]))
     n_layers = int(model.cfg.n_layers)
     kinds_t = kinds_table(table[in_group], n_layers)
     glue["fam_dominant_md"] = Markdown(dominant_sentence(kinds_t, table[in_group], n_layers))
     tables = {"best": table[in_group].drop(columns="explained").reset_index(drop=True).round(4),
+              "sources": src.round(4), "alphabet_views": alphabet_views(vr_group, letters_ref, letters_book, d_mlp),
               "paper": paper_table(rules, d_mlp, n_layers, vr_min), "kinds": kinds_t,
               **{fam: labelled(rules[fam], d_mlp).round(4) for fam in FAMILIES}}
     rows = data.analysis_rows(prof, progress=False)  # the figures' held-out rows: the pass's first tokens

@@ -10,7 +10,7 @@ from .. import plotting
 from ..errors import UserError
 from . import families_pass as FP
 
-KIND = {"unigram": "unigram", "alphabet": "letter", "previous": "previous", "syntax": "syntax",
+KIND = {"unigram": "unigram", "alphabet": "letter_token", "previous": "previous", "syntax": "syntax",
         "position": "position"}  # family -> the kind of feature that defines it
 WIDTH = 30  # tokens in a window
 

@@ -24,7 +24,7 @@ from .. import syntax as S
 from ..atomic import atomic_path, write_json
 from ..errors import UserError
 
-VERSION = 2
+VERSION = 3  # 3: the reference code's alphabet features (letter_token:*)
 CHUNK_TOKENS = 1 << 16
 SAMPLE_TOKENS = 20000  # tokens whose activations the figures draw
 
