@@ -130,13 +130,17 @@ ch.tables.get("emergence", "no emergence results for this profile")
 #
 # The reference implementation (wesg52/universal-neurons) stores activations in float16, sums each batch in float16
 # and uses the one-pass formula for the correlation, which it rounds to float16; it sets NaN correlations to 0; it
-# draws its baseline's matrices once, unseeded, as row-normalised Gaussians (not rotations) rounded to float16. Each
-# row applies one of these to the same activations (the float16 arithmetic through a port of its accumulator,
-# `universal_neurons.reference_port`, on the same tokens), and the last applies all of them but the draw. The float16
-# arithmetic changes {glue:text}`rob_fp16_flips` verdicts here (the largest change of a neuron's excess is
-# {glue:text}`rob_fp16_change:.4f`); all the choices together give {glue:text}`rob_port_share:.2f`% universal
-# against our {glue:text}`rob_share:.2f`%. The draw's row gives the range over the {glue:text}`rob_draws` seeded
-# draws.
+# draws its baseline's matrices once, unseeded, as row-normalised Gaussians (not rotations) rounded to float16; and it
+# drops only the newline token itself from the correlations, where this book drops every whitespace-only token that
+# holds a newline (here {glue:text}`rob_newline_kept:,` more positions are kept the reference's way: tokens such as
+# two newlines, or a newline and a tab). Each row applies one of these to the same rows of held-out tokens (the
+# float16 arithmetic through a port of its accumulator, `universal_neurons.reference_port`; the newline filter by
+# adding the co-moments of the extra positions), and the last applies the three arithmetic choices together. The
+# float16 arithmetic changes {glue:text}`rob_fp16_flips` verdicts here (the largest change of a neuron's excess is
+# {glue:text}`rob_fp16_change:.4f`); the newline filter changes {glue:text}`rob_newline_flips` (a share of
+# {glue:text}`rob_newline_share:.2f`%); the arithmetic choices together give {glue:text}`rob_port_share:.2f`%
+# universal against our {glue:text}`rob_share:.2f`%. The draw's row gives the range over the {glue:text}`rob_draws`
+# seeded draws.
 
 # %% tags=["hide-input"]
 ch.tables["errata"]

@@ -31,7 +31,9 @@
 # $$\mathrm{excess\_corr}(i) = \mathrm{mean}_m\, \mathrm{max\_corr}_m(i) - \mathrm{mean}_m\, \mathrm{baseline}_m(i),$$
 #
 # and a neuron is *universal* when its excess correlation exceeds {glue:text}`paper_threshold` (the paper
-# finds {glue:md}`paper_shares_md`). Beginning-of-text and newline tokens are left out, as in the paper. All
+# finds {glue:md}`paper_shares_md`). Beginning-of-text tokens and every whitespace-only token that holds a newline are
+# left out; the paper's code leaves out only the newline token itself (the robustness chapter's errata measures what
+# that changes). All
 # correlations of all partners are accumulated in one pass over the tokens (float64 sufficient statistics).
 # The baseline needs no rotated activations: since $\mathrm{cov}(x, Rv) = \mathrm{cov}(x, v)\,R^\top$ and
 # $\mathrm{var}(Rv)_j = R_j \Sigma_{vv} R_j^\top$, it follows exactly from the same co-moments plus each

@@ -159,3 +159,25 @@ def test_shift_needs_more_tokens_than_the_shift():
     cm.update(np.random.default_rng(0).standard_normal((10, 2)), np.ones((10, 2)))
     with pytest.raises(UserError, match="more tokens than the shift"):
         cm.corr_shifted()
+
+
+def test_plus_is_the_moments_of_both_streams():
+    """Two streams with different shifts (fixed at each one's first batch), added: the covariances and correlations
+    of the concatenated data (numpy float64)."""
+    a, b = make_data(1)
+    a2, b2 = make_data(2)
+    a2, b2 = a2[:300] * 1.5 + 40.0, b2[:300] - 20.0  # other offsets: the second stream's shift differs
+    first = feed(CoMoments(N_A, N_B), a, b)
+    second = feed(CoMoments(N_A, N_B), a2, b2, cuts=[0, 1, 120, 300])
+    both = first.plus(second)
+    aa, bb = np.vstack([a, a2]), np.vstack([b, b2])
+    assert both.n == len(aa)
+    np.testing.assert_allclose(both.cov_aa(), np.cov(aa.T), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(both.cov_bb(), np.cov(bb.T), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(both.cov_ab(), np.cov(aa.T, bb.T)[:N_A, N_A:], rtol=1e-9, atol=1e-9)
+    got, want = both.corr_ab(), ref_corr(aa, bb)
+    np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], atol=1e-10)
+    # an empty stream adds nothing
+    np.testing.assert_allclose(first.plus(CoMoments(N_A, N_B)).cov_ab(), first.cov_ab())
+    with pytest.raises(UserError, match="shapes differ"):
+        first.plus(CoMoments(N_A + 1, N_B))

@@ -29,6 +29,14 @@ def dropped_ids(tokenizer) -> np.ndarray:
     return np.unique(np.asarray([*tokenizer.all_special_ids, *newline], dtype=np.int64))
 
 
+def reference_kept_ids(tokenizer) -> np.ndarray:
+    """Sorted ids this book drops that the reference code keeps: it drops the special tokens and the token
+    that is exactly a newline, not the other whitespace-only tokens with a newline (e.g. "\\n\\n", "\\n\\t")."""
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    return np.asarray(sorted(i for i in dropped_ids(tokenizer).tolist()
+                             if texts[i] != "\n" and i not in set(tokenizer.all_special_ids)), dtype=np.int64)
+
+
 def check_tokenizers(models, names) -> None:
     """UserError unless every model carries the reference's tokenizer (same vocabulary, same ids)."""
     vocabs = [m.tokenizer.get_vocab() if m.tokenizer is not None else None for m in models]
@@ -186,4 +194,25 @@ def co_moments(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int
             cm.update(acts[0], b_acts)
         if on_chunk is not None:
             on_chunk(acts)
+    return cms
+
+
+def extra_co_moments(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int, device, extra_ids) -> list:
+    """The co-moments (as `co_moments`) of only the positions holding one of `extra_ids` (tokens a pass drops) in
+    the rows a pass over `n_tokens` kept tokens reads: `cms[k].plus(extra[k])` are then the moments of the same
+    rows with those tokens kept too. An empty list when no such position occurs."""
+    from .comoments import CoMoments
+
+    plan = plan_pass(models, names, tokens, n_tokens)
+    rows = tokens[:plan.n_rows]
+    if not np.isin(rows, extra_ids).any():
+        return []
+    keep_only = np.setdiff1d(np.arange(max(int(tokens.max()) + 1, int(np.max(extra_ids)) + 1)), extra_ids)
+    sub = plan_tokens(rows, keep_only, int(np.isin(rows, extra_ids).sum()), 1 << 16)
+    n_a = models[0].cfg.n_layers * models[0].cfg.d_mlp
+    cms = [CoMoments(n_a, m.cfg.n_layers * m.cfg.d_mlp) for m in models[1:]]
+    for c in range(len(sub.chunks)):
+        acts = chunk_activations(models, names, sub, c, batch_rows, device)
+        for cm, b_acts in zip(cms, acts[1:]):
+            cm.update(acts[0], b_acts)
     return cms

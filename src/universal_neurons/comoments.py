@@ -273,6 +273,29 @@ class CoMoments:
             raise UserError(f"covariances need at least 2 tokens, got {self.n}; call update() with more data first")
         return (p - np.outer(sx, sy) / self.n) / (self.n - 1)
 
+    def plus(self, other: CoMoments) -> CoMoments:
+        """The moments of both streams' tokens together (this one's shift kept; no permutation or blocks): the
+        other's shifted sums moved to this shift, u = u' + d with d = other.shift_a − shift_a (likewise v)."""
+        if (other.n_a, other.n_b) != (self.n_a, self.n_b):
+            raise UserError(f"plus(): shapes differ ({other.n_a}x{other.n_b} vs {self.n_a}x{self.n_b}); add the "
+                            "co-moments of the same neurons")
+        out = CoMoments(self.n_a, self.n_b, max_bytes=float("inf"))
+        if not self.n or not other.n:
+            src = self if self.n else other
+            for k in _MOMENTS:
+                setattr(out, k, getattr(src, k).copy())
+            out.n = src.n
+            return out
+        da, db, m = other.shift_a - self.shift_a, other.shift_b - self.shift_b, other.n
+        sa, sb = other.sum_a, other.sum_b
+        out.shift_a, out.shift_b = self.shift_a.copy(), self.shift_b.copy()
+        out.sum_a, out.sum_b = self.sum_a + sa + m * da, self.sum_b + sb + m * db
+        out.aa = self.aa + other.aa + np.outer(da, sa) + np.outer(sa, da) + m * np.outer(da, da)
+        out.bb = self.bb + other.bb + np.outer(db, sb) + np.outer(sb, db) + m * np.outer(db, db)
+        out.ab = self.ab + other.ab + np.outer(da, sb) + np.outer(sa, db) + m * np.outer(da, db)
+        out.n = self.n + m
+        return out
+
     def cov_aa(self) -> np.ndarray:
         """float64 [n_a, n_a] covariance of the reference neurons (ddof = 1, as np.cov)."""
         return self._cov(self.sum_a, self.sum_a, self.aa)

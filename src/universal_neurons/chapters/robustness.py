@@ -24,7 +24,8 @@ from ..atomic import write_text
 from ..config import load_profile, name_of
 from ..publish import Chapter
 
-VERSION = 3  # 2: the maxima on the first k blocks of tokens; 3: the untrained control, the errata, every rule's bootstrap
+VERSION = 4  # 2: the maxima on the first k blocks of tokens; 3: the untrained control, the errata, every rule's
+# bootstrap; 4: the reference code's newline filter
 DRAWS = 10  # draws of the paper's baseline
 BLOCKS = 10  # contiguous row blocks of the bootstrap
 BOOT = 200  # bootstrap draws
@@ -57,8 +58,12 @@ def _pass(prof, device):
     cms = A.co_moments(models, names, np.asarray(rows.tokens), n_tokens, int(prof.cfg["analysis"].get("batch_size", 64)),
                        device, on_chunk=port, shift=SHIFT_ROWS * rows.n_ctx, block_rows=-(-n_tokens // BLOCKS))
     sizes = [[m.cfg.d_mlp] * m.cfg.n_layers for m in models[:-1]]
-    return cms, ports, {"names": names[:-1], "n_tokens": n_tokens, "sizes": sizes,
-                        "block_tokens": [int(x) for x in cms[0].block_n]}
+    extra_ids = A.reference_kept_ids(models[0].tokenizer)
+    extra = A.extra_co_moments(models[:-1], names[:-1], np.asarray(rows.tokens), n_tokens,
+                               int(prof.cfg["analysis"].get("batch_size", 64)), device, extra_ids)
+    return cms, ports, extra, {"names": names[:-1], "n_tokens": n_tokens, "sizes": sizes,
+                               "block_tokens": [int(x) for x in cms[0].block_n],
+                               "newline_kept_ids": extra_ids.tolist(), "newline_kept": int(extra[0].n) if extra else 0}
 
 
 def shares(real: np.ndarray, base: np.ndarray, threshold: float) -> float:
@@ -81,7 +86,7 @@ def results(prof, device="cpu") -> tuple[dict, dict]:
     with cache.updating(folder, key):
         from ..reference_port import fp16_rotations, max_nan_to_zero
 
-        cms, ports, info = _pass(prof, device)
+        cms, ports, extra, info = _pass(prof, device)
         control = cms.pop()
         sizes_a, sizes_b = info["sizes"][0], info["sizes"][1:]
         corr = [cm.corr_ab() for cm in cms]
@@ -104,6 +109,7 @@ def results(prof, device="cpu") -> tuple[dict, dict]:
                                   for cm, sb in zip(cms, sizes_b)]),
                "perm": np.stack([N.permutation_max(cm) for cm in cms]),
                "control": M.signed_max(control.corr_ab())[0],
+               **newline_maxima(cms, extra, sizes_b),
                "ref16": np.stack([max_nan_to_zero(p.correlation()) for p in ports]),
                "base16": np.stack([np.fmax.reduce(N.rotated_corr(cm, sb, fp16_rotations(sb, seed=0, draw=0)), axis=1)
                                    for cm, sb in zip(cms, sizes_b)]),
@@ -119,6 +125,17 @@ def results(prof, device="cpu") -> tuple[dict, dict]:
         write_npz(npz, out)
         write_text(js, json.dumps(info))
     return out, info
+
+
+def newline_maxima(cms, extra, sizes_b) -> dict:
+    """The signed maxima and the paper's baseline (draw 0) with the reference code's newline filter: the same rows,
+    with the whitespace-only newline tokens other than "\\n" kept (`extra`: their co-moments); ours when none occurs."""
+    if not extra:
+        return {}
+    both = [cm.plus(e) for cm, e in zip(cms, extra)]
+    return {"real_nl": np.stack([M.signed_max(c.corr_ab())[0] for c in both]),
+            "base_nl": np.stack([N.rotated_max(c, sb, draws=1, kind="gaussian-rows", seed=0)[0]
+                                 for c, sb in zip(both, sizes_b)])}
 
 
 def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
@@ -153,9 +170,12 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     tokens = pd.DataFrame({"held-out tokens": np.cumsum(block_n),
                            "share %": [100 * shares(m, base, thr) for m in r["by_tokens"]]}).set_index("held-out tokens")
     partners = (100 * curve[["share_mean", "share_min", "share_max"]]).round(3).assign(subsets=curve["subsets"])
-    err = errata(r, thr)
+    err = errata(r, thr, info)
     glue |= {"rob_control_share": 100 * shares(real, control, thr), "rob_port_share": float(err["share % (the reference's way)"].iloc[-1]),
              "rob_fp16_flips": int(err["verdicts changed"].iloc[0]),
+             "rob_newline_kept": int(info.get("newline_kept", 0)),
+             "rob_newline_share": float(err["share % (the reference's way)"].iloc[-2]),
+             "rob_newline_flips": int(err["verdicts changed"].iloc[-2]),
              "rob_fp16_change": float(err["largest change of an excess"].iloc[0]),
              "rob_boot_hungarian": BOOT_HUNGARIAN}
     tables = {"shares": pd.DataFrame(rows).round(3), "partners": partners, "tokens": tokens.round(3),
@@ -325,7 +345,7 @@ def _share_row(null: str, rule: str, values, boot, reduce, base, thr: float) -> 
             "leave one partner out %": f"{100 * lo.low:.2f}-{100 * lo.high:.2f}" if lo else "-"}
 
 
-def errata(r: dict, thr: float) -> pd.DataFrame:
+def errata(r: dict, thr: float, info: dict | None = None) -> pd.DataFrame:
     """The reference code's choices, one at a time and together, against ours on the same activations: the
     universal share each way, the neurons whose verdict changes and the largest change of an excess."""
     real, base = r["real"], r["draws"][0]
@@ -353,7 +373,11 @@ def errata(r: dict, thr: float) -> pd.DataFrame:
            row("row-normalised Gaussian matrix (not a rotation)", "an exactly orthogonal rotation",
                U.excess_from(real, r["ortho"])),
            row("baseline matrices rounded to float16", "float64 matrices", U.excess_from(real, r["base16"])),
-           row("all of the above but the draw, together", "ours", port, float((port > thr).sum() / n_all))]
+           row(f"only the newline token itself dropped ({(info or {}).get('newline_kept', 0):,} other whitespace-only "
+               "newline tokens kept)", "every whitespace-only token with a newline dropped",
+               U.excess_from(r["real_nl"], r["base_nl"]) if "real_nl" in r else ours),
+           row("the float16 arithmetic, NaN correlations as 0 and the float16 baseline, together", "ours", port,
+               float((port > thr).sum() / n_all))]
     table = pd.DataFrame(out).round(4)
     table["share % (the reference's way)"] = table["share % (the reference's way)"].astype(object)
     table.loc[2, "share % (the reference's way)"] = f"{100 * min(spread):.2f}-{100 * max(spread):.2f}"
