@@ -19,7 +19,8 @@
 # share ranges from {glue:text}`rob_draw_min:.2f`% to {glue:text}`rob_draw_max:.2f`%, and a block bootstrap over
 # {glue:text}`rob_blocks` contiguous blocks of held-out rows ({glue:text}`rob_boot_draws` draws) puts it between
 # {glue:text}`rob_boot_low:.2f`% and {glue:text}`rob_boot_high:.2f`% (95%). {glue:text}`rob_n_always` of the
-# {glue:text}`rob_n_universal` universal neurons stay universal under every null model below.
+# {glue:text}`rob_n_universal` universal neurons stay universal under every null model below. The paper's claim that
+# a few percent of neurons are universal, judged: **{glue:text}`rob_verdict_share`** (rule: {glue:text}`rob_rule_share`).
 #
 # ```{glue:figure} fig-robustness-draws
 # :name: fig-robustness-draws

@@ -200,3 +200,7 @@ ch.tables["gpu"]
 # corpus's held-out split, so they compare the sweep's points with each other, not with the paper's
 # models. The error bars are the spread over single partners of one reference seed; swapping the
 # reference would add another source of spread that this page does not measure.
+#
+# ## What holds here
+#
+# {glue:md}`scale_holds_md`

@@ -14,6 +14,7 @@ from .. import control as C
 from .. import neuron_tables as T
 from .. import sweep as S
 from .. import sweep_results as SR
+from .. import verdicts as V
 from ..publish import Chapter
 
 # Each axis figure: (column, label, log base or None); the columns that stay fixed along a drawn line.
@@ -280,6 +281,10 @@ def compute(profile: str = "smoke", device: str = "cpu", overrides: str = "") ->
         "gpu_md": Markdown(gpu_sentence(g, n_gpu, g_threshold)),
         **paper_glue(),
     }
+    glue["scale_holds_md"] = Markdown(V.holds_here([], [
+        "The scale study judges none of the paper's claims: it asks how this book's quantities move with the size "
+        "and training of the models, the question the paper leaves open.", threshold_sentence(allp, threshold),
+        trend_sentence(final)]))
     tables = {"status": status, "finished": page_table(allp, FINISHED, threshold), "paper": ptable.round(3),
               "recipe": page_table(r_all, RECIPE, threshold),
               "zoos": page_table(pd.DataFrame.from_dict(side, orient="index"), ZOOS, threshold) if zoos else None,
