@@ -46,23 +46,47 @@ publish.figure(ch, "training", chapter.training_figure(ch))
 # ```{glue:figure} fig-zoo-training
 # :name: fig-zoo-training
 #
-# Training loss (solid) and held-out loss (dashed) per seed, in nats per token, against training tokens. The
-# grey line is the unigram entropy of the training corpus: the loss of a model that ignores context altogether.
+# Training loss (solid) and the held-out loss measured during training (dashed, on the first quarter of the
+# held-out evaluation tokens) per seed, in nats per token, against training tokens; the crosses are the
+# book's held-out loss of the final weights, on all the evaluation tokens (the table below). The grey line is the
+# unigram entropy of the training corpus: the loss of a model that ignores context altogether.
 # ```
+#
+# {glue:md}`zoo_heldout_md`
 #
 # ## The members
 #
-# Held-out loss is measured on held-out documents never seen in training (up to 262,144 tokens for a
-# zoo); seconds and tokens/s are the training time on the machine that trained the zoo (this one, or for
-# a shipped zoo the one its manifest names). {glue:md}`training_md`
+# Held-out loss is measured on held-out documents never seen in training ({glue:text}`zoo_eval_tokens:,`
+# tokens, the final weights); seconds and tokens/s are the training time on the machine that trained the zoo
+# (this one, or for a shipped zoo the one its manifest names). {glue:md}`training_md`
 
 # %% tags=["hide-input"]
 ch.tables["members"]
 
 # %% [markdown]
+# ## The models and their corpus, beside GPT2-small
+#
+# {glue:md}`zoo_models_md`
+
+# %% tags=["hide-input"]
+ch.tables["architecture"]
+
+# %% [markdown]
+# The corpus, per source (for a zoo trained on it): where its text comes from, and its documents and tokens in the
+# training and held-out splits (tokens counted in the token rows, each row starting with a BOS token).
+
+# %% tags=["hide-input"]
+ch.tables["corpus"].style.hide(axis="index")
+
+# %% [markdown]
 # ## Greedy samples
 #
-# A few greedy continuations per seed: the seeds agree on the register of the corpus, not on the words.
+# A few greedy continuations per seed, to compare by eye.
 
 # %% tags=["hide-input"]
 ch.tables["samples"].style.hide(axis="index")
+
+# %% [markdown]
+# ## What holds here
+#
+# {glue:md}`zoo_holds_md`
