@@ -112,8 +112,9 @@ def late_evidence(c: dict, kurt_threshold: float, papers: pd.DataFrame) -> V.Evi
         f"our null {null:.2f} plus half the paper's smallest lift (share − null) / (1 − null), "
         f"{w['lift late']:.2f} in {worst}'s published universal neurons: {100 * w['share late']:.0f}% of its "
         f"prediction neurons in the second half against {100 * w['null late']:.0f}% of all of them",
-        binomial_edge(n, null), f"the 95th percentile of the share under Binomial({n}, {null:.2f}), the neurons' "
-        "share of the second half", untestable=why)
+        binomial_edge(n, null) if n else None,
+        f"the 95th percentile of the share under Binomial({n}, {null:.2f}), the neurons' share of the second half",
+        untestable=why)
 
 
 def suppression_evidence(c: dict, kurt_threshold: float, papers: pd.DataFrame) -> V.Evidence:
@@ -132,7 +133,8 @@ def suppression_evidence(c: dict, kurt_threshold: float, papers: pd.DataFrame) -
         f"one half plus half the paper's smallest lift (share − 0.5) / 0.5, {w['lift suppression']:.2f} in "
         f"{worst}'s published universal neurons: {100 * w['share suppression']:.0f}% of its last layer's are "
         "suppression",
-        binomial_edge(n, 0.5), f"the 95th percentile of the share under Binomial({n}, 0.5)", untestable=why)
+        binomial_edge(n, 0.5) if n else None, f"the 95th percentile of the share under Binomial({n}, 0.5)",
+        untestable=why)
 
 
 def curves_sentence(p95_early: float, p95_late: float, p5_last: float, p95_last: float, kurt_threshold: float) -> str:

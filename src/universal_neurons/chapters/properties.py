@@ -36,7 +36,7 @@ PAPER_SHARE = 0.5  # a claim holds at half the paper's smallest U / non-U gap ov
 # 0 and kurtosis 3) and for the mean pre-activation (the paper prints no mean of it: direction only).
 GAP_KIND = {"l2_penalty": "relative", "input_bias": "relative", "mean": "difference", "sparsity": "relative",
             "skew": "difference", "kurt": "difference"}
-WORDS = {"l2_penalty": "L2 penalty", "input_bias": "input bias", "mean": "pre-activation mean",
+WORDS = {"l2_penalty": "L2 penalty", "input_bias": "input bias", "mean": "pre-activation",
          "sparsity": "activation frequency", "skew": "pre-activation skew", "kurt": "pre-activation kurtosis"}
 P_WORDS = ("one-sided Mann-Whitney test of the within-layer percentiles, group against the rest, Holm-adjusted over "
            "the six claims")
