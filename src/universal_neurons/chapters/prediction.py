@@ -257,7 +257,8 @@ def roles_table(late: V.Evidence, supp: V.Evidence, c: dict) -> pd.DataFrame:
     rows = [("prediction neurons appear after mid-depth", c["n_pred"], c["n_pred_late"], late),
             ("suppression neurons dominate the last layers", c["n_last_high"], c["n_last_supp"], supp)]
     return pd.DataFrame([{"claim": claim, "neurons": n, "of the claimed kind": k, "share": ev.value,
-                          "null band edge": ev.noise, "required": ev.magnitude, "verdict": ev.verdict}
+                          "null band edge": np.nan if ev.noise is None else ev.noise, "required": ev.magnitude,
+                          "verdict": ev.verdict}
                          for claim, n, k, ev in rows]).set_index("claim").round(3)
 
 
