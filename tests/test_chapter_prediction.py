@@ -110,6 +110,15 @@ def test_suppression_evidence(n, k, verdict):
     assert ev.magnitude == pytest.approx(0.5 + 0.5 * (31 / 38 - 0.5))
 
 
+def test_not_testable_words():
+    papers = chapter.paper_shares()
+    one = chapter.late_evidence(_counts(1, 1, 0.5, 1, 0), 10.0, papers)
+    assert one.untestable == ("only 1 neuron over the models passes the paper's prediction rule (vocab_kurt > 10, "
+                              "vocab_skew > 0), fewer than the 10 a share needs")
+    assert chapter.suppression_evidence(_counts(n_high=3), 10.0, papers).untestable == (
+        "only 3 neurons of the last layer over the models have vocab_kurt > 10, fewer than the 10 a share needs")
+
+
 def test_untrained_models_give_no_holds():
     """Fresh random models of the smoke shape (d_model 64, d_mlp 256, 2 layers, a 2,048-token vocabulary): their
     c_v are near-Gaussian (kurtosis near 3), no neuron passes the paper's rules, and neither claim can be judged."""

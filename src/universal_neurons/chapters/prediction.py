@@ -90,6 +90,10 @@ def paper_shares(tables: dict | None = None, kurt_threshold: float = paper.VOCAB
     return pd.DataFrame(rows).set_index("model")
 
 
+def _neurons(n: int) -> str:
+    return f"{n:,} neuron{'' if n == 1 else 's'}"
+
+
 def binomial_edge(n: int, null: float, alpha: float = V.ALPHA) -> float:
     """The upper edge of the null band of a share of n: the (1 - alpha) quantile of Binomial(n, null), over n (a
     share above it has a one-sided binomial p below alpha)."""
@@ -104,8 +108,8 @@ def late_evidence(c: dict, kurt_threshold: float, papers: pd.DataFrame) -> V.Evi
     w = papers.loc[worst]
     need = null + PAPER_SHARE * w["lift late"] * (1 - null)
     why = "" if n >= MIN_ROLE else (
-        f"only {n} neurons over the models pass the paper's prediction rule (vocab_kurt > {kurt_threshold:g}, "
-        f"vocab_skew > 0), fewer than the {MIN_ROLE} a share needs")
+        f"only {_neurons(n)} over the models {'passes' if n == 1 else 'pass'} the paper's prediction rule "
+        f"(vocab_kurt > {kurt_threshold:g}, vocab_skew > 0), fewer than the {MIN_ROLE} a share needs")
     return V.Evidence(
         f"share of the prediction neurons (vocab_kurt > {kurt_threshold:g}, vocab_skew > 0; {n} over the models) in "
         "the second half of the layers", c["n_pred_late"] / n if n else float("nan"), +1, need,
@@ -125,8 +129,8 @@ def suppression_evidence(c: dict, kurt_threshold: float, papers: pd.DataFrame) -
     w = papers.loc[worst]
     need = 0.5 + PAPER_SHARE * w["lift suppression"] * 0.5
     why = "" if n >= MIN_ROLE else (
-        f"only {n} neurons of the last layer over the models have vocab_kurt > {kurt_threshold:g}, fewer than the "
-        f"{MIN_ROLE} a share needs")
+        f"only {_neurons(n)} of the last layer over the models {'has' if n == 1 else 'have'} vocab_kurt > "
+        f"{kurt_threshold:g}, fewer than the {MIN_ROLE} a share needs")
     return V.Evidence(
         f"share of suppression (vocab_skew < 0) among the last layer's neurons with vocab_kurt > {kurt_threshold:g} "
         f"({n} over the models)", c["n_last_supp"] / n if n else float("nan"), +1, need,
