@@ -59,7 +59,8 @@ publish.figure(ch, "histograms", chapter.histograms_figure(ch))
 # ## Percentiles within the layer (paper figures 3 and 14)
 #
 # Each neuron's statistic as a percentile among the neurons of its layer: 50 is the layer's median. A
-# group with nothing special would spread evenly from 0 to 100 (the rest, in grey, does by construction).
+# group with nothing special would spread evenly from 0 to 100 (so nearly does the rest, in grey, which is
+# most of each layer).
 #
 # ```{glue:figure} fig-properties-percentiles
 # :name: fig-properties-percentiles
