@@ -131,6 +131,9 @@ ch.tables["paper_shares"]
 ch.tables["roles"]
 
 # %% [markdown]
+# Here, *prediction neurons appear after mid-depth*: {glue:text}`pred_verdict_late`; *suppression neurons
+# dominate the last layers*: {glue:text}`pred_verdict_supp`.
+#
 # ## Skew of the high-kurtosis neurons in the last layers (paper figures 22-24)
 #
 # ```{glue:figure} fig-prediction-skew
