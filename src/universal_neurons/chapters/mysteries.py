@@ -58,8 +58,8 @@ def r_evidence(fits: pd.DataFrame) -> V.Evidence:
 def opposite_evidence(fits: pd.DataFrame, frequent_pct: float,
                       saturation: float = paper.IN_OUT_COS_SATURATION) -> V.Evidence:
     """The most frequent neurons' w_in and w_out point in opposite directions: their mean cosine (mean over the
-    models) below 0, the hull of the models' bootstrap intervals clear of it, and at most half-way to the paper's
-    saturation."""
+    models) below 0, the hull of the models' bootstrap intervals clear of it, and at least half-way to the paper's
+    saturation (at most -0.4)."""
     col = f"mean cos, {frequent_pct:g}% most frequent"
     return V.Evidence(
         f"mean cos(w_in, w_out) of the {frequent_pct:g}% most frequent neurons, mean over {len(fits)} models",
