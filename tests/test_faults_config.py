@@ -58,7 +58,7 @@ CASES = [
     ("book.threshold=2.0", r"book\.threshold=2\.0 \(override\) must be a number in \(0, 1\] or control"),
     ("book.threshold=abc", r"book\.threshold='abc' \(override\) must be a number in \(0, 1\] or control"),
     ("analysis.n_tokens=0", r"analysis\.n_tokens=0 \(override\) must be a whole number >= 1"),
-    ("analysis.max_accumulator_gb=0", r"analysis\.max_accumulator_gb=0 \(override\) must be a number in \(0, inf\)"),
+    ("analysis.max_accumulator_gb=0", r"analysis\.max_accumulator_gb=0 \(override\) must be a number in \[0\.001, inf\)"),
     ("analysis.chunk_tokens=0", r"analysis\.chunk_tokens=0 \(override\) must be a whole number >= 1"),
     ("analysis.batch_size=-3", r"analysis\.batch_size=-3 \(override\) must be a whole number >= 1"),
     ("analysis.partners=3", r"analysis\.partners=3 \(override\) must be a non-empty list"),

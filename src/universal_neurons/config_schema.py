@@ -25,21 +25,28 @@ def as_number(value):
     return int(number) if number.is_integer() and "." not in value and "e-" not in value.lower() else number
 
 
-def _whole(minimum: int):
+SANITY = 10**12  # no count a profile sets comes near it: 1e99 training tokens is a typo, not a plan
+SEED_MAX = 2**32 - 1  # the seeds every RNG here takes (torch.manual_seed, numpy's default_rng)
+
+
+def _whole(minimum: int, maximum: int = SANITY):
     def check(value):
         value = as_number(value)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"must be a whole number >= {minimum}")
+        if value > maximum:
+            raise ValueError(f"must be a whole number from {minimum} to {maximum:,} (a sanity bound)")
         return value
 
     return Annotated[int, PlainValidator(check)]
 
 
-def _real(low: float, high: float | None = None, low_open: bool = True, high_open: bool = False):
-    """A number in (low, high] (`low_open`, `high_open` say which ends are excluded); ints stay ints (cache keys
-    keep their form)."""
+def _real(low: float, high: float | None = None, low_open: bool = True, high_open: bool = False,
+          cap: float = SANITY):
+    """A number in (low, high] (`low_open`, `high_open` say which ends are excluded), at most `cap` when `high` is
+    None (a sanity bound); ints stay ints (cache keys keep their form)."""
     span = f"{'(' if low_open else '['}{low:g}, {'inf)' if high is None else f'{high:g}' + (')' if high_open else ']')}"
 
     def check(value):
@@ -48,13 +55,16 @@ def _real(low: float, high: float | None = None, low_open: bool = True, high_ope
                 or (value <= low if low_open else value < low)
                 or (high is not None and (value >= high if high_open else value > high))):
             raise ValueError(f"must be a number in {span}")
+        if high is None and value > cap:
+            raise ValueError(f"must be a number from {low:g} to {cap:g} (a sanity bound)")
         return value
 
     return Annotated[float, PlainValidator(check)]
 
 
-Positive, Count = _whole(1), _whole(0)
+Positive, Count, Seed = _whole(1), _whole(0), _whole(0, SEED_MAX)
 PositiveReal, NonNegative, Fraction, Share = _real(0), _real(0, low_open=False), _real(0, 1), _real(0, 1, high_open=True)
+Percent = _real(0, 100)  # a share given in percent: (0, 100]
 
 
 def _threshold(value):
@@ -77,6 +87,31 @@ def _seed_list(value):
     if not isinstance(value, list) or not value or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
                                                        for s in value) or len(set(value)) < len(value):
         raise ValueError("must be a non-empty list of distinct whole numbers >= 0")
+    if max(value) > SEED_MAX:
+        raise ValueError(f"must be a list of seeds from 0 to {SEED_MAX:,} (2^32 - 1: what every random number "
+                         f"generator here takes); {max(value)} is beyond")
+    return value
+
+
+def _shipped_folder(value):
+    """`shipped:` a folder of the project, given relative to it (zoo/release): never absolute, never `..`."""
+    if value is None:
+        return None
+    from pathlib import PurePosixPath
+
+    if (not isinstance(value, str) or not value.strip() or value.startswith(("/", "~", "\\"))
+            or ".." in PurePosixPath(value.replace("\\", "/")).parts):
+        raise ValueError("must be a folder inside the project, relative to it, without '..' (e.g. zoo/release)")
+    return value
+
+
+def _profile_name(value):
+    if value is None:
+        return None
+    import re
+
+    if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", value) or ".." in value:
+        raise ValueError("must be a shipped profile's name (no path separator or '..')")
     return value
 
 
@@ -106,15 +141,15 @@ class Corpus(Section):
 class Tokenizer(Section):
     kind: Literal["bpe", "gpt2", "from_model"] = Field(
         "bpe", description="bpe: trained on the corpus; gpt2: GPT-2's own; from_model: the reference checkpoint's")
-    vocab_size: Positive = Field(8192, description="kind=bpe: the vocabulary size")
+    vocab_size: _whole(2, 2**24) = Field(8192, description="kind=bpe: the vocabulary size")
 
 
 class Model(Section):
-    n_ctx: Positive = Field(128, description="tokens per row: the context of training and of every analysis")
-    n_layer: Positive | None = Field(None, description="zoo profiles: transformer blocks")
-    d_model: Positive | None = Field(None, description="zoo profiles: residual stream width")
-    d_mlp: Positive | None = Field(None, description="zoo profiles: MLP neurons per layer")
-    n_head: Positive | None = Field(None, description="zoo profiles: attention heads (must divide d_model)")
+    n_ctx: _whole(1, 2**20) = Field(128, description="tokens per row: the context of training and of every analysis")
+    n_layer: _whole(1, 10**4) | None = Field(None, description="zoo profiles: transformer blocks")
+    d_model: _whole(1, 2**20) | None = Field(None, description="zoo profiles: residual stream width")
+    d_mlp: _whole(1, 2**24) | None = Field(None, description="zoo profiles: MLP neurons per layer")
+    n_head: _whole(1, 2**16) | None = Field(None, description="zoo profiles: attention heads (must divide d_model)")
     activation: Literal["gelu_pytorch_tanh", "gelu_new"] = Field(
         "gelu_pytorch_tanh", description="GPT-2's tanh GELU: one fused kernel or several, the same function")
 
@@ -123,12 +158,12 @@ class Train(Section):
     seeds: Annotated[list[int], PlainValidator(_seed_list)] = Field(
         description="the zoo's members: one model per seed (initialisation and data order)", examples=[[0, 1, 2]])
     tokens: Positive = Field(description="training tokens per seed", examples=[600000])
-    batch_size: Positive = Field(description="rows of model.n_ctx tokens per optimiser step", examples=[32])
-    lr: PositiveReal = Field(description="peak AdamW learning rate", examples=[0.005])
+    batch_size: _whole(1, 2**24) = Field(description="rows of model.n_ctx tokens per optimiser step", examples=[32])
+    lr: _real(0, cap=10) = Field(description="peak AdamW learning rate", examples=[0.005])
     warmup_steps: Count = Field(description="steps of linear warm-up to the peak", examples=[100])
-    weight_decay: NonNegative = Field(description="AdamW weight decay of the weight matrices", examples=[0.1])
+    weight_decay: _real(0, low_open=False, cap=100) = Field(description="AdamW weight decay of the weight matrices", examples=[0.1])
     checkpoint_every: Positive = Field(description="steps between resumable checkpoints", examples=[100])
-    threads: Positive = Field(1, description="torch threads per seed; part of the recipe (a seed's bytes depend on it)")
+    threads: _whole(1, 4096) = Field(1, description="torch threads per seed; part of the recipe (a seed's bytes depend on it)")
     attention: Literal["sdpa", "eager"] = Field("sdpa", description="attention kernel: sdpa measured fastest here")
     fused_adamw: bool = Field(True, description="one fused AdamW kernel per step: faster, the same update")
     schedule: Literal["cosine", "wsd"] = Field(
@@ -148,19 +183,19 @@ class Models(Section):
 
 
 class Analysis(Section):
-    reference_seed: Count = Field(0, description="zoo profiles: the seed whose neurons are looked for in the others")
+    reference_seed: Seed = Field(0, description="zoo profiles: the seed whose neurons are looked for in the others")
     n_tokens: Positive = Field(300000, description="held-out tokens the correlations and statistics run over")
     batch_size: Positive = Field(64, description="rows per forward pass of the analyses")
     partners: Annotated[list[int | str] | None, PlainValidator(_member_list)] = Field(
         None, description="members compared with the reference: zoo seeds or model sources (null: every other member)")
     baseline: Literal["gaussian", "orthogonal"] = Field(
         "gaussian", description="the rotated baseline: the paper's row-normalised Gaussian matrix, or an orthogonal one")
-    baseline_seed: Count = Field(0, description="seed of the baseline's random matrices")
+    baseline_seed: Seed = Field(0, description="seed of the baseline's random matrices")
     control: bool = Field(True, description="zoo profiles: also correlate with an untrained model (the noise floor)")
     untrained: bool = Field(False, description="the negative control: analyse fresh, untrained models of the members' "
                             "shapes and tokenizer instead of the members (every claim should fail)")
     chunk_tokens: Positive = Field(16384, description="tokens per chunk of activations held in memory")
-    max_accumulator_gb: PositiveReal = Field(
+    max_accumulator_gb: _real(0.001, low_open=False, cap=1e6) = Field(
         4.0, description="memory for the correlation accumulators; above it the pass is split into tiles")
 
 
@@ -168,7 +203,7 @@ class Book(Section):
     threshold: Annotated[float | str, PlainValidator(_threshold)] = Field(
         paper.THRESHOLD, description="excess correlation of a universal neuron: the paper's 0.5, or control (the "
         "scale-aware one)")
-    top_pct: PositiveReal = Field(
+    top_pct: Percent = Field(
         2.0, description="with fewer than min_universal universal neurons, this top percent by excess stands in")
     min_universal: Positive = Field(10, description="the smallest universal group worth comparing")
     n_sample_tokens: Positive = Field(24, description="greedy continuation length per prompt")
@@ -176,13 +211,13 @@ class Book(Section):
                                          description="vocab_kurt above which a neuron predicts or suppresses")
     partition_var: PositiveReal = Field(paper.PARTITION_VAR,
                                         description="vocab_var above which a neuron partitions the vocabulary")
-    top_kurt_pct: PositiveReal = Field(5.0, description="with too few above kurt_threshold, this top percent instead")
+    top_kurt_pct: Percent = Field(5.0, description="with too few above kurt_threshold, this top percent instead")
     n_tail: Positive = Field(12, description="tokens listed at each tail of a neuron's vocabulary effect")
     n_ensemble: Positive = Field(3, description="neurons per token class and direction")
     n_class_tokens: Positive = Field(50000, description="held-out tokens of the class activations (at most n_tokens)")
-    frequent_pct: PositiveReal = Field(5.0, description="the most frequent neurons, in percent, of the direction check")
+    frequent_pct: Percent = Field(5.0, description="the most frequent neurons, in percent, of the direction check")
     bins: Positive = Field(50, description="at most this many bins per axis of the 2-D histograms")
-    sweep: str = Field("sweep", description="the sweep profile the scale chapter reads")
+    sweep: Annotated[str, PlainValidator(_profile_name)] = Field("sweep", description="the sweep profile the scale chapter reads")
     sweep_dir: str | None = Field(None, description="the sweep's folder (null: the sweep profile's run folder)")
     run_missing: bool = Field(False, description="scale chapter: train and analyse missing points first (hours)")
     family_tokens: Positive = Field(100000, description="families chapter: held-out tokens of the feature pass "
@@ -219,8 +254,8 @@ class Config(Section):
     """A whole profile. Exactly one of `train` (a zoo trained here) and `models` (real checkpoints)."""
 
     description: str = Field("", description="one line shown at the top of every chapter")
-    shipped: str | None = Field(None, description="folder of a zoo trained once and committed: checked, not trained")
-    data_from: str | None = Field(None, description="sweeps: the profile whose corpus, tokenizer and rows are reused")
+    shipped: Annotated[str | None, PlainValidator(_shipped_folder)] = Field(None, description="folder of a zoo trained once and committed: checked, not trained")
+    data_from: Annotated[str | None, PlainValidator(_profile_name)] = Field(None, description="sweeps: the profile whose corpus, tokenizer and rows are reused")
     corpus: Corpus = Field(default_factory=Corpus, description="the text: where it comes from, what is held out")
     tokenizer: Tokenizer = Field(default_factory=Tokenizer, description="how text becomes tokens")
     model: Model = Field(default_factory=Model, description="the architecture of a zoo, the context of every profile")
