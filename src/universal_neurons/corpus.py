@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .atomic import atomic_dir, write_json
 from .checksum import file_sha256
-from .corpus_sources import (SOURCES_ALL, SOURCES_PROSE, TIERS, Document, hf_documents, local_documents,  # noqa: F401
-                             registry_batches, say)
+from .corpus_sources import (SOURCES_ALL, SOURCES_PROSE, TIERS, Document, files_digest,  # noqa: F401
+                             hf_documents, local_documents, registry_batches, say)
 from .errors import UserError
 
 CORPUS_SOURCES = ("registry", "local", "hf")
@@ -43,28 +43,47 @@ def build_corpus(source: str = "registry", *, tier: str = "prose", path: str | N
     source: "registry" (offline packages; tier "prose" or "all"), "local" (folder `path` of .txt files, one
     document each; source name = first-level subfolder, or the file stem for top-level files) or "hf"
     (`datasets.load_dataset(hf_dataset, split=hf_split)`; slices such as "train[:10000]" work).
-    A cached corpus is never rebuilt: delete its folder to rebuild it.
+    A cached corpus is never rebuilt (delete its folder to rebuild it), except a local one whose files changed
+    since it was built (`is_built`).
     """
     key = corpus_key(source, tier=tier, path=path, hf_dataset=hf_dataset, hf_split=hf_split,
                      hf_text_field=hf_text_field, heldout_fraction=heldout_fraction)
     out = Path(cache_root) / key
-    if (out / "manifest.json").exists():
+    if is_built(out, source, path):
         return out
     manifest = {"corpus": key, "source": source, "tier": tier if source == "registry" else None, "warnings": []}
     if source == "local":
         manifest["path"] = str(Path(path).expanduser().resolve())
+        manifest["files_digest"] = files_digest(Path(path).expanduser())
     elif source == "hf":
         manifest["hf"] = {"dataset": hf_dataset, "split": hf_split, "text_field": hf_text_field}
     Path(cache_root).mkdir(parents=True, exist_ok=True)
-    with atomic_dir(out) as tmp, tempfile.TemporaryDirectory(prefix=".download-", dir=cache_root) as dl:
+    # the download folder is named like atomic's temporary folders: a killed build's is removed by the next one
+    with atomic_dir(out) as tmp, tempfile.TemporaryDirectory(prefix=".download.", suffix=".tmp", dir=cache_root) as dl:
         if source == "registry":
             batches = registry_batches(TIERS[tier], Path(dl), manifest["warnings"], progress)
         elif source == "local":
-            batches = [(local_documents(Path(path).expanduser()), [])]
+            batches = [(local_documents(Path(path).expanduser(), manifest["warnings"]), [])]
         else:
             batches = [hf_documents(hf_dataset, hf_split, hf_text_field)]
         _write_corpus(tmp, batches, heldout_fraction, manifest, progress)
     return out
+
+
+def is_built(out: Path, source: str, path: str | None = None) -> bool:
+    """True if the corpus folder `out` is built and current: for a local folder, built from its files as they are
+    now (their paths, sizes and mtimes, `files_digest`): a file added, removed or edited since is read by a rebuild
+    (in the same folder: its manifest, and so every token row's provenance, changes)."""
+    manifest = Path(out) / "manifest.json"
+    if not manifest.exists():
+        return False
+    if source != "local":
+        return True
+    try:
+        recorded = json.loads(manifest.read_text(encoding="utf-8")).get("files_digest")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return recorded == files_digest(Path(path).expanduser())
 
 
 def corpus_key(source: str = "registry", *, tier: str = "prose", path: str | None = None,

@@ -8,10 +8,12 @@ documents in a fixed order, so a build is byte-for-byte the same on every machin
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import re
 import shutil
+import stat
 import struct
 import subprocess
 import sys
@@ -66,17 +68,77 @@ def _slug(s: str) -> str:
 
 # ----------------------------------------------------------------------------------------- local and hf
 
-def local_documents(folder: Path) -> list[Document]:
-    """Each .txt file (recursively) is a document; its source is its first-level subfolder or its stem."""
+def local_files(folder: Path) -> tuple[list[Path], list[str]]:
+    """The .txt files of a local corpus folder (recursively, sorted) that are regular files (a link to one counts),
+    and a note for each other entry named *.txt (a dangling link, a link loop, a folder), which is skipped."""
     if not folder.is_dir():
         raise UserError(f"corpus folder {folder} does not exist: pass path= an existing folder of .txt files")
-    files = sorted(folder.rglob("*.txt"))
+    files, skipped = [], []
+    for f in sorted(folder.rglob("*.txt")):
+        try:
+            mode = f.stat().st_mode
+        except OSError as e:  # a dangling link (ENOENT), a loop of links (ELOOP), no permission
+            what = ("a link loop" if e.errno == errno.ELOOP else "a dangling link" if f.is_symlink()
+                    else e.strerror or type(e).__name__)
+            skipped.append(f"{f.relative_to(folder)} ({what})")
+            continue
+        if not stat.S_ISREG(mode):
+            skipped.append(f"{f.relative_to(folder)} ({'a folder' if stat.S_ISDIR(mode) else 'not a regular file'})")
+            continue
+        files.append(f)
+    return files, skipped
+
+
+def files_digest(folder: Path) -> str:
+    """sha256 of the (path, size, mtime) of every file of a local corpus: a file added, removed or edited changes
+    it (and so the corpus's cache key)."""
+    import hashlib
+
+    files, _ = local_files(folder)
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(folder).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def read_text_file(f: Path, label: str | None = None) -> str:
+    """The text of a UTF-8 file (a UTF-8 byte-order mark dropped), or a one-line UserError naming the file when it
+    is not UTF-8 text (Latin-1, UTF-16, binary): never replacement characters or NUL text in the corpus."""
+    raw = f.read_bytes()
+    label = label or str(f)
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UserError(f"corpus file {label} is UTF-16 text (it starts with a UTF-16 byte-order mark); convert it to "
+                        f"UTF-8 (e.g. iconv -f UTF-16 -t UTF-8) or remove it")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        guess = "binary data, or text in another encoding" if b"\0" in raw else "text in another encoding (Latin-1?)"
+        raise UserError(f"corpus file {label} is not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}: {guess}); "
+                        "convert it to UTF-8 (e.g. iconv -f LATIN1 -t UTF-8) or remove it") from None
+    if "\0" in text:
+        raise UserError(f"corpus file {label} holds NUL characters (binary data, or UTF-16 text without a "
+                        "byte-order mark); give text files, converted to UTF-8, or remove it")
+    return text
+
+
+def local_documents(folder: Path, warnings: list[str] | None = None) -> list[Document]:
+    """Each .txt file (recursively) is a document; its source is its first-level subfolder or its stem. Files must
+    be UTF-8 text (another encoding is a one-line error naming the file); entries named *.txt that are not regular
+    files are skipped with a note (on stderr, and in `warnings`)."""
+    files, skipped = local_files(folder)
+    if skipped:
+        note = f"corpus folder {folder}: skipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} that " \
+               f"{'is not a regular file' if len(skipped) == 1 else 'are not regular files'}: {', '.join(skipped)}"
+        print(f"note: {note}", file=sys.stderr, flush=True)
+        if warnings is not None:
+            warnings.append(note)
     if not files:
         raise UserError(f"no .txt files in {folder}: put one document per .txt file in it")
     docs = []
     for f in files:
         rel = f.relative_to(folder)
-        text = f.read_text(encoding="utf-8", errors="replace").strip()
+        text = read_text_file(f).strip()
         if text:
             source = rel.parts[0] if len(rel.parts) > 1 else f.stem
             docs.append(Document(source, rel.with_suffix("").as_posix(), text))
