@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -34,6 +35,19 @@ def hub_id(source: str) -> str:
         return source
 
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")  # owner/name
+
+
+def _known_name(source: str) -> bool:
+    """True for a hub id (owner/name) or a name TransformerLens knows (gpt2, an alias such as gpt2-small)."""
+    if HUB_ID.match(source):
+        return True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from transformer_lens.loading_from_pretrained import OFFICIAL_MODEL_NAMES
+    return source in OFFICIAL_MODEL_NAMES or hub_id(source) != source
+
+
 def resolve_checkpoint(source, revision: str | None = None) -> Path:
     """A local folder holding config.json for `source` (a folder, a hub id or an alias); fetched if online."""
     path = Path(str(source)).expanduser()
@@ -43,6 +57,12 @@ def resolve_checkpoint(source, revision: str | None = None) -> Path:
     if looks_local:
         raise UserError(f"no checkpoint at {path} (no config.json there); train the zoo with "
                         "`make zoo PROFILE=<name>` or pass a folder saved with save_pretrained")
+    if not _known_name(str(source)):
+        seed = re.fullmatch(r"seed-(\d+)", str(source))
+        hint = (f"; a zoo's member is given by its seed, e.g. analysis.partners=[{seed[1]}]" if seed else
+                "; give a folder saved with save_pretrained, or a hub id such as stanford-crfm/alias-gpt2-small-x21")
+        raise UserError(f"model {str(source)!r} is neither a local folder (no config.json at {path.absolute()}) nor a "
+                        f"hub id (owner/name){hint}")
     repo = hub_id(str(source))
     if revision is None and repo.startswith("stanford-crfm/"):
         revision = STANFORD_REVISION
@@ -65,7 +85,13 @@ def hooked_config(folder: Path, device: str = "cpu"):
         from transformer_lens import HookedTransformerConfig
         from transformer_lens.loading_from_pretrained import convert_hf_model_config
 
-    hf = json.loads((folder / "config.json").read_text())
+    try:
+        hf = json.loads((folder / "config.json").read_text())
+        if not isinstance(hf, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{folder / 'config.json'} is unreadable ({type(e).__name__}: cut or damaged); "
+                        f"{_weights_fix(folder)}") from None
     arch = (hf.get("architectures") or ["?"])[0]
     if arch not in SUPPORTED:
         raise UserError(f"{folder}: architecture {arch} is not supported; supported: {', '.join(SUPPORTED)}")
@@ -84,11 +110,29 @@ def hooked_config(folder: Path, device: str = "cpu"):
     return HookedTransformerConfig.from_dict(cfg)
 
 
+def _in_hub_cache(folder: Path) -> bool:
+    """True for a snapshot folder of the Hugging Face cache (`.../models--owner--name/snapshots/<commit>`)."""
+    parts = Path(folder).absolute().parts
+    return len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--")
+
+
 def _weights_fix(folder: Path) -> str:
     if (folder / "training_log.json").is_file():
         return (f"delete {folder} and retrain it with `python -m universal_neurons zoo --profile <name>` (or restore "
                 "it from a backup)")
-    return f"fetch the checkpoint again (delete {folder} from the Hugging Face cache) or restore it"
+    if _in_hub_cache(folder):
+        return f"fetch the checkpoint again (delete {folder.parent.parent} from the Hugging Face cache) or restore it"
+    return (f"{folder} is a local checkpoint: restore it from where it came from, or save it again with "
+            "save_pretrained")
+
+
+def check_identity(folder: Path, info: dict) -> None:
+    """A zoo member's folder `seed-<k>` must hold seed k's training log: a member copied over another is refused."""
+    m = re.fullmatch(r"seed-(\d+)", Path(folder).name)
+    seed = info.get("seed") if isinstance(info, dict) else None
+    if m and isinstance(seed, int) and seed != int(m[1]) and not info.get("snapshot"):
+        raise UserError(f"{folder} holds the training log of seed {seed}, not seed {m[1]} (a member copied over "
+                        f"another?); {_weights_fix(Path(folder))}")
 
 
 def verify_recorded(folder: Path) -> None:
@@ -103,6 +147,7 @@ def verify_recorded(folder: Path) -> None:
         info = json.loads(log.read_text())
     except (OSError, ValueError):
         raise UserError(f"{log} is unreadable (damaged); {_weights_fix(Path(folder))}") from None
+    check_identity(Path(folder), info)
     record = info.get("files") or info.get("sha256") if isinstance(info, dict) else None
     if not isinstance(record, dict):
         return
@@ -174,8 +219,12 @@ def load_model(source, device: str = "cpu", revision: str | None = None, tokeniz
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
-        model.load_and_process_state_dict(state, fold_ln=True, center_writing_weights=True,
-                                          center_unembed=True, fold_value_biases=True)
+        try:
+            model.load_and_process_state_dict(state, fold_ln=True, center_writing_weights=True,
+                                              center_unembed=True, fold_value_biases=True)
+        except RuntimeError as e:  # shapes that do not fit config.json
+            raise UserError(f"the weights in {folder} do not fit its config.json ({(str(e).splitlines() or [''])[0][:120]}); "
+                            f"{_weights_fix(folder)}") from None
     model.to(device, print_details=False)
     model.eval()
     model.checkpoint_dir = folder

@@ -101,9 +101,20 @@ def is_current(out_dir: Path, model_cfg: dict, train_cfg: dict, provenance: dict
     log = Path(out_dir) / "training_log.json"
     if not log.is_file():
         return False
-    info = json.loads(log.read_text())
-    return (info["model"] == {**MODEL_DEFAULTS, **model_cfg}
-            and _no_seeds(info["train"]) == _no_seeds({**TRAIN_DEFAULTS, **train_cfg}) and info["data"] == provenance)
+    try:
+        info = json.loads(log.read_text())
+        return (_identity_ok(out_dir, info) and info["model"] == {**MODEL_DEFAULTS, **model_cfg}
+                and _no_seeds(info["train"]) == _no_seeds({**TRAIN_DEFAULTS, **train_cfg}) and info["data"] == provenance)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # a damaged log: the member is trained again
+
+
+def _identity_ok(out_dir, info: dict) -> bool:
+    """The member in `seed-<k>` is seed k (a folder copied over another is not current: it is trained again)."""
+    import re
+
+    m = re.fullmatch(r"seed-(\d+)", Path(out_dir).name)
+    return m is None or info.get("seed") == int(m[1])
 
 
 def cpu_model() -> str:
