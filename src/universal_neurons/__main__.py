@@ -2,10 +2,13 @@
 `python -m universal_neurons ...`; the universality pass also under `torchrun --nproc_per_node=K -m
 universal_neurons universality ...`). `universal-neurons <command> --help` describes every option.
 
-The commands that write (data, zoo, release, universality, properties, sweep) first check that their folders are
-writable and that the disk has room (a rough estimate), then hold `<folder>/.lock` of each folder they write: a
-second run on the same folder waits up to UN_LOCK_WAIT seconds (default 10), then stops with one line. Once the
-lock is held, the temporary files and folders of killed runs there (`.<name>.<random>.tmp`) are removed.
+The commands that write (data, zoo, release, universality, properties, sweep) hold `<folder>/.lock` of each folder
+they write: a second run on the same folder waits up to UN_LOCK_WAIT seconds (default 10), then stops with one
+line. Once the lock is held, the temporary files and folders of killed runs there (`.<name>.<random>.tmp`) are
+removed. The shared data folder and the corpus cache are locked only while they are built. A run folder that
+cannot be written (a read-only or full disk) still serves its cached results, unlocked; the first write then stops
+with one line naming its path, and the free-space estimate is checked before the first write (a run whose results
+are cached writes nothing and is never refused).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import os
 import sys
 from pathlib import Path
 
-from .cli import enough_space, one_line_errors, profile_options, writable
-from .lock import clean_leftovers, run_lock
+from .cli import one_line_errors, profile_options, read_only
+from .errors import UserError
+from .lock import HELD_ENV, clean_leftovers, run_lock
 
 COMMANDS = {
     "data": "build the corpus, the tokenizer and the train / held-out token rows",
@@ -76,19 +80,41 @@ def main(argv=None) -> int:
     if args.command == "config" and args.list:
         return _list_profiles()
     profile = load_profile(args.profile, args.overrides)
+    _check_arguments(profile, args)
     run = globals()[f"_{args.command}"]
     if args.command not in WRITERS or (args.command == "sweep" and (args.list or args.ship)):
         return run(profile, args, progress=not args.quiet) or 0
     folders = _written_folders(profile, args)
-    for folder in folders:  # before any work: each folder writable, the disk not (nearly) full
-        writable(folder)
+    unwritable = [f for f in folders if read_only(f)]  # before any work (another fault: one line)
+    for folder in unwritable:
+        print(f"note: {folder} cannot be written (read-only or full): cached results are served from it, and "
+              "anything to compute stops with one line", file=sys.stderr)
     checks_only = args.command == "zoo" and profile.is_zoo and profile.uses_shipped and not args.retrain
-    enough_space(profile.root, _space_needed(profile, "check" if checks_only else args.command), f"`{args.command}`")
+    from .atomic import require_space
+
+    require_space(profile.root, _space_needed(profile, "check" if checks_only else args.command), f"`{args.command}`")
     rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun the job's rank 0 holds the lock for all
-    with run_lock(folders if rank0 else [], clean=int(os.environ.get("WORLD_SIZE", "1")) <= 1):
+    if not rank0:
+        os.environ[HELD_ENV] = os.pathsep.join(map(str, [*folders, profile.data_dir.parent, profile.corpus_root]))
+    with run_lock([f for f in folders if f not in unwritable] if rank0 else [],
+                  clean=int(os.environ.get("WORLD_SIZE", "1")) <= 1):
         if args.command == "release" and profile.shipped_dir is not None:
             clean_leftovers(profile.shipped_dir)  # killed writes of the repository's zoo (its folder: no lock file)
         return run(profile, args, progress=not args.quiet) or 0
+
+
+def _check_arguments(profile, args) -> None:
+    """The command's own options, before any work: a folder given with --out, --retrain of a shipped zoo."""
+    out = getattr(args, "out", None)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out} is a file; give a folder (it is created if missing)")
+    if args.command == "zoo" and args.retrain and not (profile.is_zoo and profile.uses_shipped):
+        why = ("names real checkpoints" if not profile.is_zoo else
+               "has no shipped zoo (no `shipped:` folder)" if profile.shipped_dir is None else
+               "overrides the shipped zoo's recipe with SET, so its zoo is trained here")
+        raise UserError(f"--retrain retrains a shipped zoo and compares its bytes, but profile {profile.name!r} {why}; "
+                        "run `zoo` without --retrain (it trains what is missing), or delete the zoo folder "
+                        f"{profile.trained_dir} to train it from scratch")
 
 
 # the subcommands that write; each holds `<folder>/.lock` of every folder it writes while it runs (lock.py)
@@ -107,9 +133,12 @@ def _written_folders(profile, args) -> list[Path]:
         from .emergence import root
 
         return [root(profile)]
-    folders = {profile.root, profile.data_dir.parent}
-    if args.command in ("zoo", "release") and profile.is_zoo:
-        folders.add(profile.trained_dir.parent)
+    folders = {profile.root}
+    if args.command == "data":  # its whole run builds data: the shared data folder and the corpus cache
+        folders |= {profile.data_dir.parent, profile.corpus_root}
+    if args.command == "zoo" and profile.is_zoo and (args.retrain or not profile.uses_shipped):
+        folders.add(profile.trained_dir.parent)  # trains (the shared zoo, unless SET changes the recipe)
+    # otherwise the shared data folder and the corpus cache are locked only while they are built (data.py)
     return sorted(folders)
 
 

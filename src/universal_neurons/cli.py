@@ -37,8 +37,10 @@ def checked_device(name: str) -> str:
 
     try:
         dev = torch.device(name)
-    except RuntimeError:
+    except (RuntimeError, TypeError):
         raise UserError(f"unknown device {name!r}: use cpu, cuda, cuda:<k> or mps") from None
+    if dev.type not in ("cpu", "cuda", "mps"):  # meta, xla, ...: torch knows them, the analyses do not run there
+        raise UserError(f"device {name!r} ({dev.type}) is not one the analyses run on: use cpu, cuda, cuda:<k> or mps")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name!r} asked for, but torch sees no CUDA device here: use --device cpu "
                         "(or DEVICE=cpu with make)")
@@ -59,6 +61,9 @@ DISK_FAULTS = {
 }
 
 
+SERVE_CACHED = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)  # a folder that can still be read
+
+
 def disk_fault(e: OSError) -> str | None:
     """One line for an OSError of a full disk, a read-only file system or missing permissions, else None."""
     if e.errno not in DISK_FAULTS:
@@ -76,6 +81,10 @@ def one_line_errors(main):
     def wrapper(argv=None) -> int:
         try:
             return main(argv) or 0
+        except KeyboardInterrupt:
+            print("error: interrupted (Ctrl-C); what was finished is kept, and the same command resumes from there",
+                  file=sys.stderr)
+            return 130
         except UserError as e:
             print(f"error: {_one_line(e)}", file=sys.stderr)
             return 2
@@ -105,6 +114,19 @@ def writable(folder) -> Path:
         what, fix = DISK_FAULTS.get(e.errno, (e.strerror or str(e), "choose another folder with UN_ARTIFACTS"))
         raise UserError(f"{folder}: cannot write there ({what}); {fix}") from None
     return folder
+
+
+def read_only(folder) -> bool:
+    """True if no file can be written in `folder` (created if missing): its disk is read-only or full, or this user
+    may not write there. Cached results can still be read from it, with no lock; the first write then stops with
+    one line naming its path. Another fault: the one-line UserError of `writable`."""
+    try:
+        writable(folder)
+    except UserError as e:
+        if isinstance(e.__context__, OSError) and e.__context__.errno in SERVE_CACHED:
+            return True
+        raise
+    return False
 
 
 def _existing(folder: Path) -> Path:

@@ -1,7 +1,13 @@
-"""A profile's data: its corpus, its tokenizer and its train / held-out token rows, built once and cached."""
+"""A profile's data: its corpus, its tokenizer and its train / held-out token rows, built once and cached.
+
+Reading cached data takes no lock; building it holds the lock of the folder it is built in (the corpus cache, the
+profile's data folder) only while it is built, so a run with SET that shares the profile's data does not hold the
+profile's folder for the hours of its own training."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 
 from . import corpus
@@ -12,10 +18,32 @@ from .checksum import file_sha256
 from .tokens import TokenRows, build_rows, open_rows
 
 
+def _building(folder: Path, cached: bool):
+    """Nothing when the result is cached (reading needs no lock), else the lock of `folder` while it is built."""
+    from .lock import run_lock
+
+    return contextlib.nullcontext() if cached else run_lock([folder])
+
+
 def corpus_dir(profile: Profile, progress: bool = True) -> Path:
     c = dict(profile.cfg["corpus"])
     source = c.pop("source")
-    return corpus.build_corpus(source, cache_root=profile.corpus_root, progress=progress, **c)
+    cached = corpus.is_built(Path(profile.corpus_root) / corpus.corpus_key(source, **c), source, c.get("path"))
+    with _building(profile.corpus_root, cached):
+        return corpus.build_corpus(source, cache_root=profile.corpus_root, progress=progress, **c)
+
+
+def _tokenizer_built(out_dir: Path, kind: str, vocab_size: int) -> bool:
+    """`tokenizer.build_tokenizer` would keep what `out_dir` holds (its own check, read only)."""
+    wanted = {"kind": kind, "vocab_size": vocab_size if kind == "bpe" else None}
+    if not (out_dir / "tokenizer.json").is_file():
+        return False
+    try:
+        return json.loads((out_dir / "build.json").read_text()) == wanted
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def tokenizer_dir(profile: Profile, progress: bool = True) -> Path:
@@ -33,7 +61,9 @@ def tokenizer_dir(profile: Profile, progress: bool = True) -> Path:
     if t["kind"] == "bpe":
         cdir = corpus_dir(profile, progress)
         texts = (d.text for d in corpus.iter_documents(cdir, "train"))
-    return build_tokenizer(t["kind"], profile.trained_tokenizer_dir, texts=texts, vocab_size=t.get("vocab_size", 8192))
+    out, vocab = profile.trained_tokenizer_dir, t.get("vocab_size", 8192)
+    with _building(out.parent, _tokenizer_built(out, t["kind"], vocab)):
+        return build_tokenizer(t["kind"], out, texts=texts, vocab_size=vocab)
 
 
 def token_rows(profile: Profile, split: str, progress: bool = True) -> TokenRows:
@@ -50,8 +80,13 @@ def token_rows(profile: Profile, split: str, progress: bool = True) -> TokenRows
         "split": split,
     }
     prefix = profile.data_dir / split
-    return build_rows(corpus.iter_documents(cdir, split), tok, profile.cfg["model"]["n_ctx"], prefix,
-                      provenance, progress)
+    n_ctx = profile.cfg["model"]["n_ctx"]
+    from . import cache
+    from .tokens import ROWS_VERSION
+
+    key = cache.make_key(f"rows-{prefix.name}", version=ROWS_VERSION, provenance=provenance, n_ctx=n_ctx)  # build_rows'
+    with _building(prefix.parent.parent, cache.is_current(prefix.parent, key)):
+        return build_rows(corpus.iter_documents(cdir, split), tok, n_ctx, prefix, provenance, progress)
 
 
 def check_n_ctx(profile: Profile, checkpoint_dir=None) -> None:

@@ -3,7 +3,10 @@ writes, and, once they are held, removes what killed runs left there (`clean_lef
 
 A second run on a locked folder waits up to `UN_LOCK_WAIT` seconds (default 10), saying so on stderr, then
 stops with one line naming the folder and the process that holds it. Folders are locked in sorted order, so two
-runs that share several folders cannot deadlock.
+runs that share several folders cannot deadlock. Locks are re-entrant within a process (a command that holds its
+run folder may lock it again to build its data there), and a process started by one that holds a folder for it
+(`python -m universal_neurons.lock ... -- COMMAND`, the Makefile's wrapper of a chapter's papermill run) finds the
+folder in `UN_LOCK_HELD` and does not wait for its parent. Reading a cached result takes no lock.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from .errors import UserError
 
 LOCK_NAME = ".lock"
 DEFAULT_WAIT = 10.0
-# what atomic.py leaves when killed: `.<name>.<random>.tmp` files and folders (tempfile.mkstemp / mkdtemp)
-TMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
+HELD_ENV = "UN_LOCK_HELD"  # folders (os.pathsep-separated) a parent process holds for this one
+# what atomic.py leaves when killed: `.<name>.<8 random characters>.tmp` files and folders (tempfile.mkstemp /
+# mkdtemp: 8 of a-z, 0-9 and _), and nothing else: a user's own `.notes.old.tmp` is not a leftover
+TMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+_held: dict[Path, int] = {}  # folders this process holds, with how many run_lock blocks hold each
 
 
 def lock_wait() -> float:
@@ -39,17 +45,34 @@ def _holder(lock_file: Path) -> str:
     return "pid unknown"
 
 
+def held_for_us() -> set[Path]:
+    """The folders a parent process holds for this one (`UN_LOCK_HELD`)."""
+    return {Path(p).absolute() for p in os.environ.get(HELD_ENV, "").split(os.pathsep) if p}
+
+
+def is_held(folder) -> bool:
+    """True if this process (or its parent, for it) holds `folder`'s lock."""
+    folder = Path(folder).absolute()
+    return folder in _held or folder in held_for_us()
+
+
 @contextlib.contextmanager
 def run_lock(folders, wait: float | None = None, clean: bool = True):
     """Hold `<folder>/.lock` for every folder (created if missing), then (with `clean`) remove the leftovers of
     killed runs under them; release all on exit. A folder held by another process: wait up to `wait` seconds
-    (None: `UN_LOCK_WAIT`), then a one-line UserError."""
+    (None: `UN_LOCK_WAIT`), then a one-line UserError. A folder this process (or its parent, for it) already
+    holds is held again at no cost and not cleaned again."""
     from filelock import FileLock, Timeout
 
     wait = lock_wait() if wait is None else wait
     folders = sorted({Path(f).absolute() for f in folders if f is not None})
+    acquired = []
     with contextlib.ExitStack() as stack:
         for folder in folders:
+            if is_held(folder):
+                _held[folder] = _held.get(folder, 0) + 1
+                stack.callback(_release_count, folder)
+                continue
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / LOCK_NAME
             lock = FileLock(str(path), is_singleton=False)
@@ -64,12 +87,21 @@ def run_lock(folders, wait: float | None = None, clean: bool = True):
                     raise UserError(f"another run is using {folder} ({_holder(path)}); wait for it to finish, stop "
                                     f"it, or raise UN_LOCK_WAIT (now {wait:g} s)") from None
             stack.callback(lock.release)
+            _held[folder] = 1
+            stack.callback(_release_count, folder)
+            acquired.append(folder)
             with contextlib.suppress(OSError):
                 path.write_text(f"{os.getpid()}\n")  # the same inode: the holder, for the next one's message
         if clean:
-            for folder in folders:
+            for folder in acquired:
                 clean_leftovers(folder)
         yield folders
+
+
+def _release_count(folder: Path) -> None:
+    _held[folder] -= 1
+    if _held[folder] <= 0:
+        del _held[folder]
 
 
 def clean_leftovers(folder) -> list[Path]:
@@ -90,3 +122,35 @@ def clean_leftovers(folder) -> list[Path]:
                     (Path(dirpath) / name).unlink()
                 removed.append(Path(dirpath) / name)
     return removed
+
+
+def main(argv=None) -> int:
+    """`python -m universal_neurons.lock --profile NAME [--set ...] -- COMMAND...`: run COMMAND while holding the
+    profile's run folder (the Makefile runs each chapter's papermill so: a CLI run beside it waits, and its
+    cleaner never sweeps a folder the notebook is writing). A read-only run folder is not locked (reading needs
+    no lock). Exit status: COMMAND's."""
+    import argparse
+    import subprocess
+
+    from .cli import profile_options, read_only
+
+    ap = argparse.ArgumentParser(prog="python -m universal_neurons.lock", parents=[profile_options(device=False)],
+                                 description=main.__doc__.split("\n\n")[0])
+    ap.add_argument("command", nargs=argparse.REMAINDER, help="the command to run (after --)")
+    args = ap.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise UserError("no command to run: python -m universal_neurons.lock --profile NAME -- COMMAND...")
+    from .config import load_profile
+
+    root = load_profile(args.profile, args.overrides).root
+    folders = [] if read_only(root) else [root]
+    with run_lock(folders):
+        held = os.pathsep.join([*os.environ.get(HELD_ENV, "").split(os.pathsep), *map(str, folders)]).strip(os.pathsep)
+        return subprocess.run(command, env={**os.environ, HELD_ENV: held}).returncode
+
+
+if __name__ == "__main__":
+    from .cli import one_line_errors
+
+    sys.exit(one_line_errors(main)())

@@ -6,6 +6,7 @@ A chapter module (universal_neurons.chapters.<name>) computes a `Chapter`; its n
 
 from __future__ import annotations
 
+import errno
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,13 +48,37 @@ def figure(ch: Chapter, name: str, fig) -> Path:
     if fig.get_layout_engine() is None:  # a figure made with a layout (constrained) keeps it
         fig.tight_layout()
     path = Path(ch.profile.figures_dir) / f"{ch.name}-{name}.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    except OSError as e:  # a read-only (or full) artifacts folder serving cached results: the page still gets it
+        if e.errno not in UNWRITABLE:
+            raise
+        path = _elsewhere(ch, path, e)
+        fig.savefig(path, format="png")
     glue(f"fig-{ch.name}-{name}", fig, display=False)
     plt.close(fig)
     return path
 
 
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
+
+
+def _elsewhere(ch: Chapter, path: Path, e: OSError) -> Path:
+    """Where a figure goes when its run folder cannot be written: a temporary folder (said once per run)."""
+    import sys
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / "universal-neurons-figures" / Path(path).parent.parent.name
+    folder.mkdir(parents=True, exist_ok=True)
+    if folder not in _redirected:
+        _redirected.add(folder)
+        print(f"note: {path.parent} cannot be written ({e.strerror}); this run's figures go to {folder}",
+              file=sys.stderr)
+    return folder / path.name
+
+
+_redirected: set[Path] = set()
 NEURON_ID = re.compile(r"\bL\d+\.\d+\b")
 
 
