@@ -76,6 +76,12 @@ def test_the_bos_ratio_rule():
     assert chapter.ratio_evidence(30.0, np.array([]), 8).verdict == "not testable here"
 
 
+def test_pairs_note():
+    best = pd.DataFrame({"deactivates": [True, False, False]})
+    assert chapter.pairs_note(best, 1, 2).startswith("Of the 3 strongest pairs of the reference, 1 has both")
+    assert "2 have both" in chapter.pairs_note(best.assign(deactivates=True).head(2), 0, 2)
+
+
 def test_an_untrained_model_gives_no_holds(one_thread, tmp_path):
     """An untrained model of the release zoo's shape: its strongest pair's ablation and its BOS ratio."""
     from universal_neurons import attention as AT

@@ -71,7 +71,7 @@ def test_source_table_and_sentence():
     src = chapter.source_table(best, [True, True, False, True])
     assert list(src["neuron"]) == ["L0.1", "L1.3"] and list(src["in the compared group"]) == [True, False]
     text = chapter.source_sentence(src, 2, 1, ["kjv", "austen", "sotu"])
-    assert text.startswith("1 of the 2 explained neurons of the compared group have the text's source as their "
+    assert text.startswith("1 of the 2 explained neurons of the compared group has the text's source as its "
                            "best feature (kjv (1)), and 1 of the 1 explained other neurons.")
     assert "3 sources (kjv, austen, sotu)" in text
 

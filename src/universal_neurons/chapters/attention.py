@@ -131,7 +131,8 @@ def ratio_evidence(median_ratio: float, null: np.ndarray, n_heads: int) -> Evide
 
 def pairs_note(best: pd.DataFrame, n_seeds_deact: int, n_seeds: int) -> str:
     """The ablated pairs and the other seeds, in words: how many have both correlations of the paper's signs."""
-    return (f"Of the {len(best)} strongest pairs of the reference, {int(best['deactivates'].sum())} have both "
+    k = int(best["deactivates"].sum())
+    return (f"Of the {len(best)} strongest pairs of the reference, {k} {'has' if k == 1 else 'have'} both "
             f"correlations with the paper's signs (a sign, not a rule with a size); so does the strongest pair of "
             f"{n_seeds_deact} of the {n_seeds} other seeds.")
 

@@ -107,7 +107,8 @@ def source_sentence(src: pd.DataFrame, n_expl_group: int, n_expl_rest: int, sour
     """How many explained neurons detect the text's source, in the group and among the rest, and which sources."""
     g = src[src["in the compared group"]]
     which = ", ".join(f"{f.split(':', 1)[1]} ({n})" for f, n in g["best feature"].value_counts().items())
-    lead = (f"{len(g)} of the {n_expl_group} explained neurons of the compared group have the text's source as their "
+    verb = "has" if len(g) == 1 else "have"
+    lead = (f"{len(g)} of the {n_expl_group} explained neurons of the compared group {verb} the text's source as its "
             f"best feature{f' ({which})' if len(g) else ''}, and {len(src) - len(g)} of the {n_expl_rest} explained "
             "other neurons.")
     return (f"{lead} The held-out text here comes from {len(sources)} source{'s' if len(sources) != 1 else ''} "
