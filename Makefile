@@ -12,11 +12,30 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# PROFILE and SET reach the recipes through the environment (UN_PROFILE, UN_SET), never through the shell's parsing:
+# quotes, spaces and backquotes in them are passed as they are.
+export UN_PROFILE = $(PROFILE)
+export UN_SET = $(SET)
+sq = $(subst ','\'',$(1))
 # The run folder: artifacts/<profile>, or artifacts/<profile>+<sha1 of SET> (its first 10 hex digits, of SET with
 # its whitespace collapsed) for a run with overrides, so that it never overwrites the profile's own notebooks and
-# tables. The same name as `Profile.run_name` (tests/test_config.py checks both agree).
-SET_ID := $(if $(strip $(SET)),+$(shell printf '%s' '$(subst ','\'',$(strip $(SET)))' | sha1sum | cut -c1-10))
+# tables. The same name as `Profile.run_name` (tests/test_config.py checks both agree). A PROFILE that is not a
+# plain name (a .yaml file's path) gets its folder from the package (`<stem>@<hash of the path>`), which also
+# refuses a name that would leave artifacts/.
+SET_ID := $(if $(strip $(SET)),+$(shell printf '%s' '$(call sq,$(strip $(SET)))' | sha1sum | cut -c1-10))
+PLAIN := $(shell case '$(call sq,$(PROFILE))' in (''|.*|*..*|*[!A-Za-z0-9_.-]*) ;; (*) echo yes;; esac)
+ifeq ($(PLAIN),yes)
 ART := artifacts/$(PROFILE)$(SET_ID)
+else ifeq ($(wildcard $(VENV)/bin/python),)
+$(error PROFILE=$(PROFILE) is not a shipped profile's name: build the environment first (make env), so that the package can place its run folder)
+else
+WHERE = HF_HUB_OFFLINE=1 $(VENV)/bin/python -m universal_neurons where --profile '$(call sq,$(PROFILE))' \
+	--set '$(call sq,$(SET))'
+ART := $(shell $(WHERE) 2>/dev/null)
+ifeq ($(ART),)
+$(error $(shell $(WHERE) 2>&1 >/dev/null | tail -n 1))
+endif
+endif
 CONFIG := $(ART)/config.yaml
 NB_OUT := $(ART)/notebooks
 CHAPTERS := claims zoo universality scale properties families prediction entropy attention mysteries robustness execution
@@ -55,7 +74,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 data: $(STAMP)
-	$(PY) -m universal_neurons data --profile $(PROFILE) --set "$(SET)"
+	$(PY) -m universal_neurons data --profile "$$UN_PROFILE" --set "$$UN_SET"
 
 where:
 	@echo $(ART)
@@ -64,7 +83,7 @@ where:
 # when it changes; DEVICE likewise. The zoo check and the notebooks depend on both, so a plain `make book` after a
 # `SET=...` run (another run folder) or after a profile edit redoes exactly what changed.
 $(CONFIG): $(STAMP) FORCE
-	@$(PY) -m universal_neurons config --profile $(PROFILE) --set "$(SET)" --write $@
+	@$(PY) -m universal_neurons config --profile "$$UN_PROFILE" --set "$$UN_SET" --write $@
 DEVICE_FILE := $(ART)/device
 $(DEVICE_FILE): FORCE
 	@mkdir -p $(@D) && printf '%s\n' "$(DEVICE)" | cmp -s - $@ || printf '%s\n' "$(DEVICE)" > $@
@@ -73,7 +92,7 @@ $(DEVICE_FILE): FORCE
 # the same settings are kept). A shipped zoo (the default's zoo/release) is only checked against its
 # manifest, never trained; RETRAIN=1 retrains it into artifacts/ and compares the bytes.
 $(ART)/zoo/.trained: $(STAMP) $(CONFIG) $(DEVICE_FILE) $(PKG) $(wildcard zoo/*/manifest.json) $(if $(RETRAIN),FORCE)
-	$(PY) -m universal_neurons zoo --profile $(PROFILE) --device $(DEVICE) --set "$(SET)" $(if $(RETRAIN),--retrain)
+	$(PY) -m universal_neurons zoo --profile "$$UN_PROFILE" --device $(DEVICE) --set "$$UN_SET" $(if $(RETRAIN),--retrain)
 	@mkdir -p $(@D) && touch $@
 zoo: $(ART)/zoo/.trained
 
@@ -81,23 +100,25 @@ zoo: $(ART)/zoo/.trained
 # committed at once (COMMIT= to leave that to you).
 COMMIT ?= 1
 release: $(STAMP)
-	$(PY) -m universal_neurons release --profile $(PROFILE) --device $(DEVICE) --set "$(SET)" $(if $(COMMIT),--commit)
+	$(PY) -m universal_neurons release --profile "$$UN_PROFILE" --device $(DEVICE) --set "$$UN_SET" $(if $(COMMIT),--commit)
 
 # Emergence over training (issue 16): retrain the zoo's recipe with snapshots of the weights at 10 log-spaced steps
 # (about two hours for the default zoo on 2 CPU cores; resumable), measure each step, and ship the results in
 # results/emergence-$(PROFILE).* (what the robustness chapter reads). EMERGENCE_SEEDS="0 1" trains only those.
 emergence: $(STAMP)
-	$(PY) -m universal_neurons emergence --profile $(PROFILE) --device $(DEVICE) --set "$(SET)" --ship \
+	$(PY) -m universal_neurons emergence --profile "$$UN_PROFILE" --device $(DEVICE) --set "$$UN_SET" --ship \
 		$(if $(EMERGENCE_SEEDS),--seeds $(EMERGENCE_SEEDS))
 
 # Notebooks are kept as py:percent text; jupytext converts, papermill executes with parameters (profile, device and
-# SET: every other setting is a configuration key).
+# SET: every other setting is a configuration key), holding the run folder's lock meanwhile (a CLI run beside it
+# waits, and never cleans a folder the notebook is writing).
 $(NB_OUT)/%.ipynb: notebooks/%.py $(ART)/zoo/.trained
 	@mkdir -p $(NB_OUT)
 	$(PY) -m jupytext --quiet --to ipynb --output $(NB_OUT)/$*.in.ipynb $<
 	$(PY) -m universal_neurons.online setup-cell $(NB_OUT)/$*.in.ipynb  # for Colab and Binder; a no-op here
-	$(PY) -m papermill --no-progress-bar -k python3 --cwd $(CURDIR) $(NB_OUT)/$*.in.ipynb $(NB_OUT)/$*.tmp.ipynb \
-		-p profile $(PROFILE) -p device $(DEVICE) -p overrides "$(SET)"
+	$(PY) -m universal_neurons.lock --profile "$$UN_PROFILE" --set "$$UN_SET" -- \
+		$(PY) -m papermill --no-progress-bar -k python3 --cwd . $(NB_OUT)/$*.in.ipynb $(NB_OUT)/$*.tmp.ipynb \
+		-p profile "$$UN_PROFILE" -p device $(DEVICE) -p overrides "$$UN_SET"
 	$(PY) -m universal_neurons.publish $(NB_OUT)/$*.tmp.ipynb  # papermill's injected parameters: off the page
 	mv $(NB_OUT)/$*.tmp.ipynb $@ && rm -f $(NB_OUT)/$*.in.ipynb
 notebooks: $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb)
@@ -119,7 +140,7 @@ $(EX_OUT)/.built: $(STAMP) $(PKG) $(wildcard notebooks/*.py) _config.yml
 	$(PY) -m universal_neurons.exercise_build --out $(EX_OUT) --execute
 	@touch $@
 exercises: $(EX_OUT)/.built
-	@echo "exercises: $(CURDIR)/$(EX_OUT)/student (to hand out) and $(CURDIR)/$(EX_OUT)/instructor (solutions)"
+	@echo "exercises: $$PWD/$(EX_OUT)/student (to hand out) and $$PWD/$(EX_OUT)/instructor (solutions)"
 
 $(MATHJAX):
 	rm -rf book/_vendor/mathjax && mkdir -p book/_vendor
@@ -130,12 +151,12 @@ book: notebooks $(EX_OUT)/.built $(MATHJAX)
 	rm -rf book/generated && mkdir -p book/generated/exercises
 	cp $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb) book/generated/
 	cp $(EX_OUT)/instructor/*.ipynb book/generated/exercises/
-	echo "$(PROFILE)" > book/generated/PROFILE
-	printf '%s\n' "$(SET)" > book/generated/SET
+	printf '%s\n' "$$UN_PROFILE" > book/generated/PROFILE
+	printf '%s\n' "$$UN_SET" > book/generated/SET
 	@mkdir -p _build && $(PY) -m universal_neurons.online config --out _build/book-config.yml --run $(notdir $(ART))
 	$(VENV)/bin/jupyter-book build . --config _build/book-config.yml --warningiserror --nitpick --keep-going --quiet
-	$(PY) -m universal_neurons explorer --profile $(PROFILE) --set "$(SET)" --device $(DEVICE) --quiet
-	@echo "book: $(CURDIR)/_build/html/index.html (profile $(PROFILE), run folder $(ART))"
+	$(PY) -m universal_neurons explorer --profile "$$UN_PROFILE" --set "$$UN_SET" --device $(DEVICE) --quiet
+	@echo "book: $$PWD/_build/html/index.html (profile $$UN_PROFILE, run folder $(ART))"
 
 FORCE:
 
@@ -161,13 +182,13 @@ test: browser lint-workflows
 
 # The scale study (issue 4): zoos over a grid, each analysed; cached point by point, resumable.
 sweep: $(STAMP)
-	$(PY) -m universal_neurons sweep --profile $(SWEEP) --device $(DEVICE) --set "$(SET)"
+	$(PY) -m universal_neurons sweep --profile $(SWEEP) --device $(DEVICE) --set "$$UN_SET"
 
 bench: $(STAMP)
 	$(PY) scripts/bench_correlation.py $(BENCH_ARGS)
 
 bench-train: $(STAMP)
-	$(PY) scripts/bench_train.py --profile $(PROFILE) $(BENCH_ARGS)
+	$(PY) scripts/bench_train.py --profile "$$UN_PROFILE" $(BENCH_ARGS)
 
 # The README's generated blocks (figures from runs), rewritten from the shipped results, the release zoo's manifest,
 # results/build-times.json and results/readme-glued.json; README_GLUED=artifacts/default/notebooks first copies the
