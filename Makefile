@@ -48,7 +48,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data zoo release emergence exercises notebooks bench bench-train clean-book help browser lint-workflows sweep where readme FORCE
+.PHONY: book test env data zoo release emergence control exercises notebooks bench bench-train clean-book help browser lint-workflows sweep where readme FORCE
 .DELETE_ON_ERROR:
 # One recipe at a time: the steps share the run folder and the CPU cores (`make -j` is safe, and serial).
 .NOTPARALLEL:
@@ -63,6 +63,7 @@ help:
 	@echo "make exercises   # teaching mode: student and instructor notebooks in artifacts/exercises/"
 	@echo "make emergence [PROFILE=default]   # retrain with snapshots, measure universality over training (hours)"
 	@echo "make readme [README_GLUED=artifacts/default/notebooks]   # the README's figures from runs, regenerated"
+	@echo "make control [PROFILE=default] [SHIP=1]   # the negative control: the claims' chapters on untrained models"
 
 env: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
@@ -133,6 +134,18 @@ $(NB_OUT)/robustness.ipynb: $(wildcard results/emergence-*.npz results/emergence
 $(NB_OUT)/scale.ipynb: $(wildcard artifacts/$(SWEEP)/results.csv artifacts/sweep-gpu/results.csv artifacts/recipe/results.csv \
 	results/*.csv artifacts/default/tables/universality.json artifacts/release/tables/universality.json)
 
+# The negative control: the chapters that judge the paper's claims, run on untrained models of the zoo's shape and
+# tokenizer (SET plus analysis.untrained=true: a run folder of its own). The claims page reads its verdicts from that
+# run folder, else from results/claims-control-<run>.json (SHIP=1 writes it from the run folder).
+CONTROL_CHAPTERS := universality robustness properties families prediction entropy attention mysteries
+CONTROL_ART := $(if $(filter yes,$(PLAIN)),artifacts/$(PROFILE)+$(shell printf '%s' \
+	'$(call sq,$(strip $(SET) analysis.untrained=true))' | sha1sum | cut -c1-10))
+control: $(STAMP)
+	$(MAKE) notebooks PROFILE="$$UN_PROFILE" SET="$$UN_SET analysis.untrained=true" \
+		CHAPTERS="$(CONTROL_CHAPTERS)"
+	$(if $(SHIP),$(PY) -m universal_neurons.chapters.claims_control --profile "$$UN_PROFILE" --set "$$UN_SET" --ship)
+$(NB_OUT)/claims.ipynb: $(wildcard $(CONTROL_ART)/notebooks/*.ipynb results/claims-control-*.json)
+
 # Teaching mode (issue 17): the exercises marked in the chapter sources, as student notebooks (stubs raising
 # NotImplementedError, then the checks) and instructor notebooks (solutions, executed: the book's Exercises part).
 EX_OUT := artifacts/exercises
@@ -177,6 +190,7 @@ browser:
 
 # make test: the smoke profile's whole pipeline and book, then the test suite.
 test: browser lint-workflows
+	$(MAKE) control PROFILE=smoke SET= DEVICE=cpu
 	$(MAKE) book PROFILE=smoke SET= DEVICE=cpu
 	$(PY) -m pytest -q --strict-markers
 
