@@ -10,6 +10,8 @@ and a checksum), else the column says it was not run.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -44,10 +46,13 @@ class Control:
 
 
 def control_profile(prof):
-    """The profile of `prof`'s negative control (its overrides plus CONTROL_SET), or None for a control itself."""
+    """The profile of `prof`'s negative control (its overrides plus CONTROL_SET: a run folder of its own), or None
+    for a control itself."""
     if prof.untrained:
         return None
-    return load_profile(prof.name, [*prof.overrides, CONTROL_SET])
+    cfg = copy.deepcopy(prof.cfg)
+    cfg.setdefault("analysis", {})["untrained"] = True
+    return dataclasses.replace(prof, cfg=cfg, overrides=(*prof.overrides, CONTROL_SET))
 
 
 def shipped_path(prof) -> Path:
