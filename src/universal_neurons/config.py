@@ -582,7 +582,10 @@ class Profile:
             out = [first, *[m for m in map(source, default) if m != first]]
         else:
             out = [first, *map(source, partners)]
-        return [str(self.untrained_dir / name_of(s)) for s in out] if self.untrained and not trained else out
+        if not self.untrained or trained:
+            return out
+        own = {source(m) for m in default}  # the profile's members get untrained stand-ins; other sources stay
+        return [str(self.untrained_dir / name_of(s)) if s in own else s for s in out]
 
     @property
     def untrained(self) -> bool:
