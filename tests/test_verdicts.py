@@ -110,3 +110,9 @@ def test_glue_verdict_and_holds_here():
 def test_every_verdict_reachable():
     seen = {_effect(v, untestable=u).verdict for v, u in itertools.product((10.0, 2.0, -1.0), ("", "x"))}
     assert seen == set(V.VERDICTS)
+
+
+def test_a_missing_number_prints_as_n_a_without_its_unit():
+    e = V.Evidence("ratio", float("nan"), magnitude=1.5, magnitude_words="half the paper's", noise=float("nan"),
+                   noise_words="no universal neuron", untestable="none pass", unit="x")
+    assert "above n/a (no universal neuron)" in e.rule and "≥ 1.5x" in e.rule and "n/ax" not in e.rule

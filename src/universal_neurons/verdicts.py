@@ -88,26 +88,29 @@ class Evidence:
             return FAILS
         return HOLDS if self.meets_magnitude() else DIRECTION
 
+    def _with_unit(self, x) -> str:
+        text = _num(x)
+        return text if text == "n/a" else text + self.unit
+
     @property
     def rule(self) -> str:
         """The rule with its numbers, e.g. "holds if x ≥ 9.7 (half the paper's 19.4x) and above 1.12 (the untrained
         control); ours 3.49"."""
         ge, beyond = ("≥", "above") if self.sign > 0 else ("≤", "below")
-        u = self.unit
         parts = []
         if self.magnitude is not None:
-            parts.append(f"{self.quantity} {ge} {_num(self.magnitude)}{u} ({self.magnitude_words})")
+            parts.append(f"{self.quantity} {ge} {self._with_unit(self.magnitude)} ({self.magnitude_words})")
         else:
             parts.append(f"{self.quantity} of the paper's size ({self.magnitude_words or 'the paper gives none'})")
         near = "its interval " if self.interval is not None else ""
         if self.noise is not None:
-            parts.append(f"{near}{beyond} {_num(self.noise)}{u} ({self.noise_words})")
+            parts.append(f"{near}{beyond} {self._with_unit(self.noise)} ({self.noise_words})")
         if self.p is not None:
             parts.append(f"p < {ALPHA:g} ({self.p_words})")
         text = "holds if " + " and ".join(parts)
         if self.untestable:
             return f"{text}; not testable here: {self.untestable}"
-        ours = f"ours {_num(self.value)}{u}"
+        ours = f"ours {self._with_unit(self.value)}"
         if self.interval is not None:
             ours += f" [{_num(self.interval[0])}, {_num(self.interval[1])}]"
         if self.p is not None:
