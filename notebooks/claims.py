@@ -73,4 +73,4 @@ chapter.show(ch)
 # Every value behind the table, as the chapter's page shows it (its glued value).
 
 # %% tags=["hide-input"]
-ch.tables["values"]
+publish.values_as_shown(ch.tables["values"])

@@ -155,7 +155,133 @@ def one_line_errors_in_notebook() -> bool:
     return True
 
 
-one_line_errors_in_notebook()
+def build_log(text: str) -> None:
+    """Write `text` to the kernel process's original stderr (papermill's terminal: the build's log), not to the
+    page: ipykernel forwards file descriptor 2 into the notebook, so its saved copy of the original is used; without
+    one (a plain Python process), sys.__stderr__."""
+    import os
+    import sys
+
+    fd = getattr(sys.stderr, "_original_stdstream_copy", None)
+    try:
+        if fd is not None:
+            os.write(fd, text.encode("utf-8", "replace"))
+        else:
+            sys.__stderr__.write(text)
+    except (AttributeError, OSError, ValueError):  # no stderr at all: the line is dropped, never put on the page
+        pass
+
+
+class _BuildLog:
+    """A file-like object writing to `build_log` (for logging's last-resort handler)."""
+
+    def write(self, text):
+        build_log(text)
+
+    def flush(self):
+        pass
+
+
+def _to_build_log(message, category, filename, lineno, file=None, line=None):
+    """warnings.showwarning in a chapter's kernel: the warning goes to the build's log, not into the page."""
+    import warnings
+
+    build_log(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _series_html(s) -> str:
+    """A pandas Series on a page: a two-column table (label, value), never its text repr ("Name: ..., dtype: ...")."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"": [str(v) for v in s.to_numpy()]}, index=[str(i) for i in s.index])
+    return frame.to_html(header=False, escape=True)
+
+
+def quiet_kernel() -> bool:
+    """In an IPython kernel (a chapter's notebook, which imports this module before computing), keep the page to
+    what the chapter shows: no progress bars (tqdm's, Hugging Face's), warnings and library log lines sent to the
+    kernel's own stderr (the build's log) instead of the page, table cells never cut (pandas' max_colwidth) and a
+    Series shown as a table. `UN_PROGRESS=1` keeps the progress bars (a reader running a chapter by hand)."""
+    import logging
+    import os
+    import sys
+    import warnings
+
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    if os.environ.get("UN_PROGRESS") != "1":
+        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads it when first imported
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        import tqdm.std
+
+        init = tqdm.std.tqdm.__init__
+        if not getattr(init, "_quiet", False):  # tqdm already imported: every bar (std, auto, notebook) disabled
+
+            def quiet_init(self, *args, **kwargs):
+                kwargs["disable"] = True
+                init(self, *args, **kwargs)
+
+            quiet_init._quiet = True
+            tqdm.std.tqdm.__init__ = quiet_init
+        for name, call in (("huggingface_hub.utils", "disable_progress_bars"),
+                           ("transformers.utils.logging", "disable_progress_bar")):
+            if name in sys.modules:
+                getattr(sys.modules[name], call)()
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.showwarning = _to_build_log
+    logging.lastResort = logging.StreamHandler(_BuildLog())
+    logging.lastResort.setLevel(logging.WARNING)
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", None)
+    shell.display_formatter.formatters["text/html"].for_type(pd.Series, _series_html)
+    return True
+
+
+def glue_spec(chapter: str, key: str, root=None) -> str | None:
+    """The format spec with which the chapter's page shows glued value `key` ({glue:text}`key:spec` in
+    notebooks/<chapter>.py), or None when the page names it without one (or not at all)."""
+    from .config import project_dir
+
+    try:
+        text = (Path(root or project_dir()) / "notebooks" / f"{chapter}.py").read_text()
+    except OSError:
+        return None
+    m = re.search(r"\{glue(?::text)?\}`" + re.escape(key) + r":([^`]+)`", text)
+    return m[1] if m else None
+
+
+def as_shown(value: str, spec: str | None) -> str:
+    """A glued value (its text) as a page shows it: with the page's format spec when it has one, else a number with
+    at most four significant digits (an integer as it is); text unchanged."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return value
+    if spec:
+        try:
+            return format(x, spec)
+        except ValueError:
+            return value
+    if x.is_integer() and re.fullmatch(r"-?\d+(\.0+)?", str(value).strip()):
+        return f"{int(x):,}" if abs(x) >= 10_000 else str(int(x))
+    return f"{x:.4g}"
+
+
+def values_as_shown(values, root=None):
+    """The claims page's table of the values it read (columns chapter, key, value), each value formatted as its
+    chapter's page shows it (`glue_spec`, `as_shown`)."""
+    out = values.copy()
+    out["value"] = [as_shown(v, glue_spec(c, k, root)) for c, k, v in zip(out["chapter"], out["key"], out["value"])]
+    return out
+
+
+quiet_kernel()
 
 
 if __name__ == "__main__":  # python -m universal_neurons.publish NOTEBOOK...: used by the Makefile after papermill
