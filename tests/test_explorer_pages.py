@@ -131,10 +131,13 @@ def test_histogram_bars():
 
 
 def test_write_site_links_resolve(records, tmp_path):
-    out = tmp_path / "explorer"
+    out = tmp_path / "html" / "neurons" / "smoke"
+    book = {(tmp_path / "html" / "index.html").resolve(),
+            (tmp_path / "html" / "book" / "generated" / "explorer.html").resolve()}
+    back = set()
     stats = write_site(records, out, profile="smoke")
     pages = sorted(out.rglob("*.html"))
-    assert stats["pages"] == 4 and stats["files"] == 4 + 1 + 2 and len(pages) == 5
+    assert stats["pages"] == 4 and stats["files"] == 4 + 1 + 1 + 2 and len(pages) == 5  # pages, index, list, static
     assert stats["bytes"] == sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     assert not [f for f in out.rglob("*") if f.name.endswith(".tmp")]
     assert (out / "_static" / "explorer.css").is_file() and (out / "_static" / "table.js").is_file()
@@ -152,9 +155,19 @@ def test_write_site_links_resolve(records, tmp_path):
             parts = urlsplit(link)
             assert not parts.scheme and not parts.netloc and not link.startswith("/"), (f, link)
             target = (f.parent / unquote(parts.path)).resolve() if parts.path else f.resolve()
-            assert target.is_file() and target.is_relative_to(out.resolve()), (f, link)
+            if not target.is_relative_to(out.resolve()):  # the way back to the book, two folders up
+                assert target in book, (f, link)
+                back.add((f, target))
+                continue
+            assert target.is_file(), (f, link)
             if parts.fragment:
                 assert parts.fragment in Page(target.read_text(encoding="utf-8")).ids, (f, link)
+    assert {(f, t) for f in pages for t in book} == back, "every page links back to the book and its explorer page"
+    import json
+
+    listing = json.loads((out / "pages.json").read_text())
+    assert sorted((p["model"], p["layer"], p["neuron"]) for p in listing) == sorted(record_key(r) for r in records)
+    assert all((out / p["href"]).is_file() for p in listing)
 
 
 def test_index_and_chains(records, tmp_path):
@@ -168,6 +181,7 @@ def test_index_and_chains(records, tmp_path):
             assert page_path(*record_key(r)) in links
     assert "seed-1/L1N33.html" in links  # the twin reached from the index too
     assert "0.412" in index and "<th>family</th>" in index and "<th>class</th>" in index
+    assert "<dt>excess correlation</dt>" in index and "<dt>twins</dt>" in index  # the columns explained
     table = index.split("<tbody>")[1].split("</tbody>")[0]
     assert table.count("<tr>") == 3  # the reference's neurons only
     # previous / next chain through every page of each model, in (layer, neuron) order
@@ -189,6 +203,17 @@ def test_index_and_chains(records, tmp_path):
     write_site(list(reversed(records)), out, profile="smoke", title="Explorer <test>")
     assert {f: f.read_bytes() for f in out.rglob("*.html")} == first
     assert index_page(records, profile="smoke", title="t").count("<tr>") == 4  # header + 3 rows
+
+
+def test_index_drops_columns_that_say_nothing(records):
+    """A label that is empty or "-" for every compared neuron is no column; one that says something somewhere is."""
+    for r in records:
+        r["labels"] = dict(r["labels"], **{"vocab class": "-", "entropy rank (paper's view)": 3})
+    records[0]["labels"]["best BOS score"] = 0.25
+    index = index_page(records, profile="smoke", title="t")
+    head = index.split("<thead>")[1].split("</thead>")[0]
+    assert "vocab class" not in head and "entropy rank (paper&#x27;s view)" in head and "best BOS score" in head
+    assert "<dt>entropy rank (paper&#x27;s view)</dt>" in index and "<dt>vocab class</dt>" not in index
 
 
 @pytest.mark.parametrize("change, words", [

@@ -310,8 +310,18 @@ def _vocab_table(pairs, caption: str) -> str:
             f'</thead><tbody>{rows}</tbody></table>\n')
 
 
+BOOK = "../../"  # the book's root, from the site root (_build/html/neurons/<run>/)
+BOOK_PAGE = BOOK + "book/generated/explorer.html"  # the book's page about the explorer
+
+
+def _book_link(here: str) -> str:
+    """The way back to the book: its home page and its page about the explorer."""
+    return (f'<a href="{_e(_href(BOOK + "index.html", here))}" class="book">← the book</a> '
+            f'(<a href="{_e(_href(BOOK_PAGE, here))}">about the explorer</a>)')
+
+
 def _nav(here: str, prev, next_, random_) -> str:
-    links = [f'<a href="{_e(_href("index.html", here))}" rel="index">index</a>']
+    links = [_book_link(here), f'<a href="{_e(_href("index.html", here))}" rel="index">index</a>']
     for text, href, attr in (("← previous", prev, 'rel="prev"'), ("next →", next_, 'rel="next"'),
                              ("random", random_, 'class="random"')):
         links.append(f'<a href="{_e(href)}" {attr}>{text}</a>' if href else f'<span class="off">{text}</span>')
@@ -401,6 +411,34 @@ def _twins_section(record, records_by_key, here: str, label: str, m: float) -> s
     return "".join(out)
 
 
+COLUMN_HELP = {
+    "neuron": "the reference model's neuron (L&lt;layer&gt;.&lt;index&gt;), a link to its page",
+    "layer": "its MLP layer (0 is the first)",
+    "role": "universal: it passes the paper's rule (excess correlation above the threshold); top: one of the highest "
+            "by excess correlation, shown when no neuron passes the rule; contrast: a random neuron of the rest, "
+            "for comparison",
+    "excess correlation": "the mean over the other seeds of its best match's correlation, minus the same against a "
+                          "random rotation of their neurons (the paper's universality score)",
+    "entropy rank (paper's view)": "its rank among this model's neurons as an entropy-neuron candidate, by the "
+                                   "entropy chapter's reading of the paper (a large output-weight norm with a small "
+                                   "variance over the vocabulary through the unembedding); 1 is the strongest "
+                                   "candidate",
+    "best BOS score": "the highest attention chapter score over the next layers' heads: how strongly its output "
+                      "direction makes a head attend to the beginning-of-text token",
+    "vocab class": "prediction or suppression when its output weights through the unembedding have a kurtosis above "
+                   "the book's threshold (positive or negative skew), a dash otherwise",
+    "best feature": "the token feature that explains most of its variance (the families chapter's pass)",
+    "VR": "that feature's variance reduction (the share of the neuron's activation variance it explains)",
+    "twins": "its best match in each other seed, with their correlation",
+}
+
+
+def _columns_help(columns) -> str:
+    """What each index column means (a definition list under the table)."""
+    items = "".join(f"<dt>{_e(c)}</dt><dd>{COLUMN_HELP[c]}</dd>" for c in columns if c in COLUMN_HELP)
+    return f'<h2 id="columns">The columns</h2>\n<dl class="columns">{items}</dl>\n' if items else ""
+
+
 def index_page(records, *, profile, title) -> str:
     """The index: a sortable, filterable table of the reference's selected neurons (roles universal and
     contrast), then links to every other page by model."""
@@ -409,9 +447,11 @@ def index_page(records, *, profile, title) -> str:
         check_record(r)
     keys = {record_key(r) for r in records}
     ref = sorted((r for r in records if r["role"] in REFERENCE_ROLES), key=record_key)
-    label_keys = list(dict.fromkeys(k for r in ref for k in r["labels"]))
+    label_keys = [k for k in dict.fromkeys(k for r in ref for k in r["labels"])
+                  if any(_fmt(r["labels"].get(k), 3) not in ("", "-") for r in ref)]  # a column that says something
     here = "index.html"
-    out = [_head(title, f"{STATIC_DIR}/explorer.css", f"{STATIC_DIR}/table.js"), f"<h1>{_e(title)}</h1>\n"]
+    out = [_head(title, f"{STATIC_DIR}/explorer.css", f"{STATIC_DIR}/table.js"),
+           f'<nav class="pages">{_book_link(here)}</nav>\n', f"<h1>{_e(title)}</h1>\n"]
     n_top = sum(r["role"] == "top" for r in ref)
     compared = (f'{n_top} of the top by excess correlation, standing in for universal neurons' if n_top else
                 f'{sum(r["role"] == "universal" for r in ref)} universal')
@@ -434,6 +474,7 @@ def index_page(records, *, profile, title) -> str:
                  *(f'<td>{_e(_fmt(r["labels"].get(k), 3))}</td>' for k in label_keys), f"<td>{twins}</td>"]
         out.append("<tr>" + "".join(cells) + "</tr>\n")
     out.append("</tbody></table>\n")
+    out.append(_columns_help(["neuron", "layer", "role", "excess correlation", *label_keys, "twins"]))
     others = sorted(k for k in keys if k not in {record_key(r) for r in ref})
     if others:
         out.append("<h2>All other pages</h2>\n")
@@ -457,6 +498,9 @@ def _random_key(key, ordered):
 
 def _static_bytes(name: str) -> bytes:
     return resources.files("universal_neurons").joinpath("explorer_static", name).read_bytes()
+
+
+PAGES_JSON = "pages.json"  # the list of pages (model, layer, neuron, role, href): the book's explorer page reads it
 
 
 def write_site(records, out_dir, *, profile, title: str = "Neuron explorer") -> dict:
@@ -485,10 +529,15 @@ def write_site(records, out_dir, *, profile, title: str = "Neuron explorer") -> 
     text = index_page(records, profile=profile, title=title)
     write_text(out / "index.html", text)
     total += len(text.encode())
+    listing = [{"model": k[0], "layer": k[1], "neuron": k[2], "role": by_key[k]["role"], "href": page_path(*k)}
+               for k in ordered]
+    text = json.dumps(listing)
+    write_text(out / PAGES_JSON, text)
+    total += len(text.encode())
     for name in STATIC_FILES:
         data = _static_bytes(name)
         with atomic_path(out / STATIC_DIR / name) as tmp:
             tmp.write_bytes(data)
         total += len(data)
     return {"pages": len(ordered), "index": 1, "static": len(STATIC_FILES),
-            "files": len(ordered) + 1 + len(STATIC_FILES), "bytes": total}
+            "files": len(ordered) + 2 + len(STATIC_FILES), "bytes": total}
