@@ -160,15 +160,23 @@ $(MATHJAX):
 	cd book/_vendor && npm pack --silent mathjax@3.2.2 >/dev/null && tar xzf mathjax-3.2.2.tgz \
 		&& mv package/es5 mathjax && cp package/LICENSE mathjax/ && rm -r package mathjax-3.2.2.tgz
 
+# The repository behind the buttons and setup cells: BOOK_REPOSITORY=owner/name (the publishing workflow sets it);
+# unset, the pages have no launch, repository or issue button. The neuron explorer is written first, so that its
+# page in the book (book/generated/explorer.md) lists its neurons (found by the book's search).
 book: notebooks $(EX_OUT)/.built $(MATHJAX)
-	rm -rf book/generated && mkdir -p book/generated/exercises
+	rm -rf book/generated && mkdir -p book/generated/exercises/student
 	cp $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb) book/generated/
 	cp $(EX_OUT)/instructor/*.ipynb book/generated/exercises/
+	cp $(EX_OUT)/student/*.ipynb book/generated/exercises/student/
+	$(PY) -m universal_neurons.online setup-cell book/generated/*.ipynb book/generated/exercises/*.ipynb \
+		book/generated/exercises/student/*.ipynb
+	$(PY) -m universal_neurons.online handouts book/generated/exercises/*.ipynb
 	printf '%s\n' "$$UN_PROFILE" > book/generated/PROFILE
 	printf '%s\n' "$$UN_SET" > book/generated/SET
+	$(PY) -m universal_neurons explorer --profile "$$UN_PROFILE" --set "$$UN_SET" --device $(DEVICE) --quiet
+	$(PY) -m universal_neurons.online explorer-page --run $(notdir $(ART)) --out book/generated/explorer.md
 	@mkdir -p _build && $(PY) -m universal_neurons.online config --out _build/book-config.yml --run $(notdir $(ART))
 	$(VENV)/bin/jupyter-book build . --config _build/book-config.yml --warningiserror --nitpick --keep-going --quiet
-	$(PY) -m universal_neurons explorer --profile "$$UN_PROFILE" --set "$$UN_SET" --device $(DEVICE) --quiet
 	@echo "book: $$PWD/_build/html/index.html (profile $$UN_PROFILE, run folder $(ART))"
 
 FORCE:

@@ -271,15 +271,15 @@ def _published_globs() -> list[str]:
 
 
 def test_every_chapter_has_download_and_launch_buttons_to_published_files(built):
-    """Download, Colab and Binder on every chapter page; each launch URL opens, on the configured repository and
-    branch, a file that the publishing workflow pushes there (and that this build wrote)."""
+    """Download on every chapter page. Launch (Colab, Binder), repository and issue buttons only when the build named
+    its repository (BOOK_REPOSITORY; the publishing workflow does): then each launch URL opens, on that repository and
+    branch, a file that the publishing workflow pushes there (and that this build wrote); without one, none."""
     from fnmatch import fnmatch
 
     import yaml
 
-    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
-    url, branch = cfg["repository"]["url"], cfg["repository"]["branch"]
-    owner_repo = url.removeprefix("https://github.com/")
+    cfg = yaml.safe_load((ROOT / "_build" / "book-config.yml").read_text())  # what this build ran with
+    url, branch = cfg["repository"].get("url"), cfg["repository"]["branch"]
     published = _published_globs()
 
     def pushed(path):
@@ -290,6 +290,11 @@ def test_every_chapter_has_download_and_launch_buttons_to_published_files(built)
         assert re.search(r'href="[^"]*_sources/book/generated/' + name + r'\.ipynb"', html), f"{name}: no download"
         colab = re.findall(r'href="(https://colab\.research\.google\.com/github/[^"]+)"', html)
         binder = re.findall(r'href="(https://mybinder\.org/v2/gh/[^"]+)"', html)
+        if not url:
+            assert not colab and not binder and not re.search(r"source-(repository|issues)-button", html), \
+                f"{name}: a button to a guessed repository"
+            continue
+        owner_repo = url.removeprefix("https://github.com/")
         assert colab and binder, f"{name}: launch buttons missing"
         for link in colab:
             path = link.split(f"/github/{owner_repo}/blob/{branch}/", 1)[1]

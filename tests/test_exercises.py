@@ -15,9 +15,11 @@ from universal_neurons import exercise_build as B
 
 @pytest.mark.parametrize("name", list(X.EXERCISES))
 def test_each_check_passes_on_its_reference_solution(name, capsys, one_thread):
-    assert X.check(name, X.solution(name)) is True
+    result = X.check(name, X.solution(name))
+    assert result and isinstance(result, X.Passed)
     out = capsys.readouterr().out
-    assert out.count("passed:") >= 2 and "All checks" in out
+    assert out.count("passed:") >= 2 and f"passed ({out.count('passed:')} steps)." in out
+    assert "True" not in out and not hasattr(result, "_repr_html_")  # a notebook shows the lines, no bare True
 
 
 def cosine_pearson(batches):  # no centring
@@ -110,7 +112,8 @@ def test_the_builds_have_every_exercise_with_the_setup_cell_first(built):
         sol = [x for x in instructor.cells if x.metadata.get("solution")]
         stubs = [x for x in student.cells if x.cell_type == "code" and "raise NotImplementedError" in x.source]
         assert len(sol) == len(stubs) == sum(e.chapter == c for e in X.EXERCISES.values())
-        assert all("hide-input" in x.metadata["tags"] for x in sol)  # folded in the book
+        assert all("hide-input" in x.metadata["tags"] for x in sol)  # folded in the book,
+        assert all(x.metadata["mystnb"]["code_prompt_show"] == "Show solution" for x in sol)  # behind "Show solution"
 
 
 def test_instructor_notebooks_run_and_student_notebooks_stop_at_the_first_exercise(built):

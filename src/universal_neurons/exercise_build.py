@@ -22,6 +22,7 @@ from .errors import UserError
 from .exercises import EXERCISES, Exercise
 
 STARS = {1: "★☆☆", 2: "★★☆", 3: "★★★"}
+SOLUTION_PROMPTS = {"code_prompt_show": "Show solution", "code_prompt_hide": "Hide solution"}  # the book's toggle
 
 
 def _source_path(chapter: str, root=None) -> Path:
@@ -125,7 +126,8 @@ def notebook(chapter: str, student: bool, root=None):
                 nb.cells.append(nbformat.v4.new_markdown_cell(text + meta))
             elif c.metadata.get("solution"):
                 src = stub(c.source, name) if student else c.source
-                cell_meta = {"exercise": name, "solution": not student} | ({} if student else {"tags": ["hide-input"]})
+                cell_meta = {"exercise": name, "solution": not student} | ({} if student else {
+                    "tags": ["hide-input"], "mystnb": SOLUTION_PROMPTS})
                 nb.cells.append(nbformat.v4.new_code_cell(src, metadata=cell_meta))
             else:
                 nb.cells.append(nbformat.v4.new_code_cell(c.source, metadata={"exercise": name}))
@@ -145,7 +147,7 @@ def build(out, root=None) -> list[Path]:
     from .atomic import atomic_path
     from .online import add_setup_cell, book_config, repository
 
-    url, branch = repository(book_config(Path(root or ".") / "_config.yml"))
+    url, branch = repository(book_config(Path(root or ".") / "_config.yml")) or (None, None)
     written = []
     for chapter in chapters_with_exercises():
         for kind in ("student", "instructor"):

@@ -77,7 +77,11 @@ def solution(name: str, root: str | Path | None = None) -> Callable:
 
 
 # ------------------------------------------------------------------------------------------------ checking
+_passed = [0]  # steps passed so far (check counts its own)
+
+
 def _say(name: str, step: str) -> None:
+    _passed[0] += 1
     print(f"  passed: {step}")
 
 
@@ -101,16 +105,36 @@ def _close(got, want, step: str, hints: list[tuple[object, str]] = (), atol: flo
     _say("", step)
 
 
-def check(name: str, fn: Callable) -> bool:
+class Passed:
+    """What `check` returns when every step passed: true, and shown as nothing in a notebook (the lines the check
+    printed say what passed; a bare `True` would say nothing more)."""
+
+    def __init__(self, name: str, steps: int):
+        self.name, self.steps = name, steps
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"Passed({self.name!r}, steps={self.steps})"
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def check(name: str, fn: Callable) -> Passed:
     """Run exercise `name`'s check on the learner's `fn`: prints each passed step; raises ExerciseFailed (with a
-    hint where the mistake is a usual one) at the first that fails. Returns True when all pass."""
+    hint where the mistake is a usual one) at the first that fails. Returns a true `Passed` (displayed as nothing)
+    when all pass."""
     ex = exercise(name)
     if not callable(fn):
         raise UserError(f"check({name!r}, ...) needs the function {ex.function} you wrote, not {type(fn).__name__}")
     print(f"Exercise {ex.name}: {ex.title}")
+    before = _passed[0]
     CHECKS[name](fn)
-    print(f"All checks of {ex.function} passed.")
-    return True
+    steps = _passed[0] - before
+    print(f"All checks of {ex.function} passed ({steps} step{'s' if steps != 1 else ''}).")
+    return Passed(name, steps)
 
 
 def _batches(seed: int = 0, n_a: int = 6, n_b: int = 5, sizes=(40, 25, 60)):

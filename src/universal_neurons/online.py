@@ -234,6 +234,9 @@ def main(argv=None) -> int:
             add_handout_cell(nb, url, branch)
     else:
         write_build_config(args.out, args.run)
+        page = Path("book/generated/explorer.md")  # the table of contents names it: written if the build has not
+        if page.parent.is_dir() and not page.exists():
+            write_text(page, explorer_page(args.run))
     return 0
 
 
