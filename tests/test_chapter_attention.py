@@ -65,6 +65,20 @@ def test_the_deactivation_claim_is_direction_only_at_best():
     assert ev.interval[0] < 0 < ev.interval[1] and ev.verdict == "does not hold"
 
 
+def test_the_deactivation_claim_must_beat_the_untrained_controls_own_relation():
+    """An untrained model's heads respond to a neuron's output mechanically: the trained pair's interval must clear
+    the upper end of the control's (the same relation, as strong, is noise here)."""
+    trained = _ablation(+1)
+    rng = np.random.default_rng(2)
+    weak = trained.assign(bos_attn_change=trained["bos_attn_change"] + 0.05 * rng.normal(size=500),
+                          out_norm_change=trained["out_norm_change"] + 0.25 * rng.normal(size=500))
+    assert chapter.deactivation_evidence(weak, "p").verdict == "direction only"  # against no correlation
+    ev = chapter.deactivation_evidence(weak, "p", control=(trained, "c"))  # the control as strong as a clean one
+    _, _, c_hi = chapter.weaker_r(trained)
+    assert ev.noise == pytest.approx(c_hi) and ev.verdict == "does not hold" and "untrained control" in ev.rule
+    assert chapter.deactivation_evidence(trained, "p", control=(weak, "c")).verdict == "direction only"
+
+
 def test_the_bos_ratio_rule():
     null = np.linspace(0.9, 1.2, 101)  # the same ratio at non-BOS positions; its 95% quantile is 1.185
     assert chapter.ratio_evidence(19.4, null, 8).verdict == "holds"

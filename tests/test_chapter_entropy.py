@@ -10,7 +10,19 @@ from universal_neurons import paper
 from universal_neurons.chapters import entropy as chapter
 
 
-def _runs(d_free=0.4, d_frozen=0.1, d_scale=0.2, d_anti=-0.3, band=(0.05, -0.02), band_scale=(0.0, 0.0)):
+BAND = (0.05, -0.02, 0.03, -0.04, 0.045, -0.035, 0.04, -0.03)  # eight random neurons' entropy changes
+
+
+def bound(x):
+    """The noise edge, written out: the 97.5% Student-t prediction bound of log|x|, at least max|x|."""
+    from scipy import stats
+
+    logs = np.log(np.abs(np.asarray(x, float)))
+    n = len(logs)
+    return max(np.abs(x).max(), np.exp(logs.mean() + stats.t.ppf(0.975, n - 1) * logs.std(ddof=1) * np.sqrt(1 + 1 / n)))
+
+
+def _runs(d_free=0.4, d_frozen=0.1, d_scale=0.2, d_anti=-0.3, band=BAND, band_scale=(0.0,) * 8):
     """Fixed-activation runs whose entropy rises linearly from 2.0 by d over the values."""
     vals = np.array(paper.ENTROPY_VALUES)
     span = (vals - vals[0]) / (vals[-1] - vals[0])
@@ -50,43 +62,53 @@ def _verdicts(clean=2.0, **kw):
 
 
 def test_verdicts_hold_and_fail():
+    edge = bound(BAND)
+    assert 0.05 < edge < 0.1  # beyond the band's largest: the entropy neuron is picked among many
     # the entropy neuron at 8x the random band, 75% through the scale, its partner at 0.3 the other way: all hold
-    assert _verdicts() == {"band": "holds", "together": "holds", "scale": "holds", "anti": "holds"}
+    assert _verdicts(band_scale=(0.01, -0.02, 0.015, -0.01, 0.02, -0.012, 0.018, -0.011)) == \
+        {"band": "holds", "together": "holds", "scale": "holds", "anti": "holds"}
     assert chapter.clean_entropy(_runs()) == 2.0
     # inside the band: no entropy neuron here, so the other three are not testable
     v = _verdicts(d_free=0.04, d_frozen=0.035, d_scale=-0.1, d_anti=0.2)
     assert v == {"band": "does not hold", "together": "not testable here", "scale": "not testable here",
                  "anti": "not testable here"}
-    # beyond the band (0.05) but short of twice it (0.1): direction only, the rest still not testable
-    assert _verdicts(d_free=0.08)["band"] == "direction only"
-    assert _verdicts(d_free=0.08)["anti"] == "not testable here"
+    # beyond the band's largest (0.05) but inside its prediction bound: does not hold
+    assert _verdicts(d_free=(0.05 + edge) / 2)["band"] == "does not hold"
+    # beyond the bound but short of twice the largest (0.1): direction only, the rest still not testable
+    assert _verdicts(d_free=(edge + 0.1) / 2)["band"] == "direction only"
+    assert _verdicts(d_free=(edge + 0.1) / 2)["anti"] == "not testable here"
 
 
 def test_the_magnitudes_and_the_noise_of_each_claim():
-    ev = chapter.evidence(chapter.effects(_runs(band_scale=(0.05, -0.01))), 2.0)
-    assert ev["band"].magnitude == pytest.approx(2 * 0.05) and ev["band"].noise == pytest.approx(0.05)
-    assert ev["together"].noise == pytest.approx(0.05) and ev["together"].magnitude == pytest.approx(0.1)
+    scale_band = (0.05, -0.03, 0.04, -0.035, 0.045, -0.025, 0.03, -0.04)
+    ev = chapter.evidence(chapter.effects(_runs(band_scale=scale_band)), 2.0)
+    assert ev["band"].magnitude == pytest.approx(2 * 0.05) and ev["band"].noise == pytest.approx(bound(BAND))
+    assert ev["together"].noise == pytest.approx(bound(scale_band)) and ev["together"].magnitude == pytest.approx(0.1)
     assert ev["scale"].value == pytest.approx((0.4 - 0.1) / 0.4) and ev["scale"].noise == pytest.approx(0.05 / 0.4)
     assert ev["anti"].value == pytest.approx(0.3) and ev["anti"].magnitude == pytest.approx(0.5 * 0.4)
-    # the scale moving against the entropy: together does not hold; a small scale move: direction only
-    assert _verdicts(d_scale=-0.2, band_scale=(0.05, 0.0))["together"] == "does not hold"
-    assert _verdicts(d_scale=0.07, band_scale=(0.05, 0.0))["together"] == "direction only"
+    # the scale moving against the entropy: together does not hold; a move beyond the bound, short of 0.1: direction
+    assert _verdicts(d_scale=-0.2, band_scale=scale_band)["together"] == "does not hold"
+    assert bound(scale_band) < 0.08
+    assert _verdicts(d_scale=0.08, band_scale=scale_band)["together"] == "direction only"
     # most of the change direct: scale share 0.25 < 0.5 but beyond 0.05 / 0.4: direction only; reversed: fails
     assert _verdicts(d_frozen=0.3)["scale"] == "direction only"
     assert _verdicts(d_frozen=0.5)["scale"] == "does not hold"
-    # the partner: a fifth of the entropy neuron's change (0.08 > band 0.05, < 0.2): direction only; same way: fails
-    assert _verdicts(d_anti=-0.08)["anti"] == "direction only"
+    # the partner: beyond the bound but short of half the entropy neuron's change (0.2): direction only
+    assert _verdicts(d_anti=-0.15)["anti"] == "direction only"
     assert _verdicts(d_anti=0.3)["anti"] == "does not hold"
     assert _verdicts(d_anti=-0.04)["anti"] == "does not hold"  # inside the band
 
 
 def test_a_tiny_absolute_effect_never_holds():
     """As on an untrained model: 0.001 nats beyond a band of 0.0004 is far below 1% of an 8.3-nat entropy."""
-    v = _verdicts(clean=8.3, d_free=0.001, d_frozen=0.0, d_scale=0.001, d_anti=-0.001, band=(0.0004, 0.0003))
+    tiny = tuple(x / 100 for x in BAND)  # up to 0.0005
+    v = _verdicts(clean=8.3, d_free=0.002, d_frozen=0.0, d_scale=0.001, d_anti=-0.001, band=tiny)
     assert v["band"] == "direction only" and {v[k] for k in ("together", "scale", "anti")} == {"not testable here"}
-    ev = chapter.evidence(chapter.effects(_runs(d_free=0.001, band=(0.0004, 0.0003))), 8.3)
+    ev = chapter.evidence(chapter.effects(_runs(d_free=0.002, band=tiny)), 8.3)
     assert ev["band"].magnitude == pytest.approx(0.083) and "not testable here" in ev["anti"].rule
-    assert "inside" not in ev["anti"].untestable and "0.001" in ev["anti"].untestable
+    assert "inside" not in ev["anti"].untestable and "0.002" in ev["anti"].untestable
+    # picked among many, a neuron just above the largest of a few random ones is noise
+    assert _verdicts(clean=8.3, d_free=0.00055, band=tiny)["band"] == "does not hold"
 
 
 def test_partner_note_only_when_the_partner_passes_the_band_rule():

@@ -116,3 +116,18 @@ def test_a_missing_number_prints_as_n_a_without_its_unit():
     e = V.Evidence("ratio", float("nan"), magnitude=1.5, magnitude_words="half the paper's", noise=float("nan"),
                    noise_words="no universal neuron", untestable="none pass", unit="x")
     assert "above n/a (no universal neuron)" in e.rule and "≥ 1.5x" in e.rule and "n/ax" not in e.rule
+
+
+def test_prediction_bound_against_a_direct_computation():
+    from scipy import stats
+
+    x = np.array([0.1, 0.2, 0.15, 0.3, 0.12])
+    logs = np.log(x)
+    want = np.exp(logs.mean() + stats.t.ppf(0.975, 4) * logs.std(ddof=1) * np.sqrt(1.2))
+    assert V.prediction_bound(x) == pytest.approx(want) and want > x.max()
+    assert V.prediction_bound([0.3, 0.3, 0.3]) == pytest.approx(0.3)  # no spread: the largest
+    assert np.isnan(V.prediction_bound([0.1]))
+    # calibration: a new draw from the same log-normal null exceeds the bound about 2.5% of the time
+    rng = np.random.default_rng(0)
+    hits = [rng.lognormal(size=1)[0] > V.prediction_bound(rng.lognormal(size=5)) for _ in range(4000)]
+    assert 0.01 < np.mean(hits) < 0.04

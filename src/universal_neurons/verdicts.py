@@ -178,3 +178,19 @@ def holds_here(claims: list[tuple[str, Evidence]], notes: list[str] = ()) -> str
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
+
+
+def prediction_bound(samples, level: float = 0.975) -> float:
+    """The noise edge of a small sample of sizes from a null (e.g. |effects| of random neurons): the `level`
+    one-sided prediction bound of one more draw, on the log scale (sizes are positive and skewed), Student-t with
+    the sample's own spread; never below the sample's largest. NaN without two positive samples."""
+    from scipy import stats
+
+    x = np.asarray(samples, dtype=float)
+    x = x[np.isfinite(x) & (x > 0)]
+    if len(x) < 2:
+        return float("nan")
+    logs = np.log(x)
+    n, m, sd = len(logs), logs.mean(), logs.std(ddof=1)
+    return float(max(x.max(), np.exp(m + stats.t.ppf(level, n - 1) * sd * np.sqrt(1 + 1 / n))))
+

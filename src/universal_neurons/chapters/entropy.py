@@ -19,7 +19,7 @@ from ..atomic import write_text
 from ..config import load_profile, name_of
 from ..neuron_tables import twin
 from ..publish import Chapter
-from ..verdicts import HOLDS, Evidence, glue_verdict, holds_here
+from ..verdicts import HOLDS, Evidence, glue_verdict, holds_here, prediction_bound
 
 VERSION = 1
 METRICS = {"ln_scale": "final LayerNorm scale", "recip_rank": "reciprocal rank of the true token",
@@ -113,30 +113,34 @@ def evidence(eff: pd.DataFrame, clean: float) -> dict[str, Evidence]:
     d_ent, d_scale = float(ent["d_entropy"]), float(ent["d_ln_scale"])
     band = float(rnd["d_entropy"].abs().max()) if n else float("nan")
     scale_band = float(rnd["d_ln_scale"].abs().max()) if n else float("nan")
+    edge = prediction_bound(rnd["d_entropy"].abs()) if n > 1 else band
+    scale_edge = prediction_bound(rnd["d_ln_scale"].abs()) if n > 1 else scale_band
     floor = FLOOR_SHARE * clean
     size = max(BAND_TIMES * band, floor) if n else float("nan")
-    band_words = f"the largest |Δ entropy| of {n} random neurons of the last two layers"
+    band_words = (f"the 97.5% prediction bound of the |Δ entropy| of {n} random neurons of the last two layers (log "
+                  f"scale; their largest is {band:.3g}): the entropy neuron is picked among many, so beating the "
+                  "largest of a few is not enough")
     ev = {"band": Evidence(
         f"|Δ entropy| of {name}", abs(d_ent), +1, magnitude=size,
         magnitude_words=(f"the larger of {BAND_TIMES:g}x the random band's largest, the paper's figure 7 showing its "
                          f"entropy neuron far beyond every random neuron, and {FLOOR_SHARE:.0%} of the clean entropy "
                          f"{clean:.3g} nats, a change a model without learned weights cannot make"),
-        noise=band if n else None, noise_words=band_words, unit=" nats",
+        noise=edge if n else None, noise_words=band_words, unit=" nats",
         untestable="" if n else "no random neuron to compare with")}
     if ev["band"].verdict == HOLDS:
         why = ""
     elif not n:
         why = "no random neuron to compare with"
     else:
-        where = "inside" if abs(d_ent) <= band else "beyond"
-        why = (f"no entropy neuron here: {name} moves the entropy by {d_ent:+.3f} nats, {where} the band of {n} "
-               f"random neurons (up to {band:.3f}) and short of the {size:.3f} nats the band row asks")
+        where = "inside" if abs(d_ent) <= edge else "beyond"
+        why = (f"no entropy neuron here: {name} moves the entropy by {d_ent:+.3f} nats, {where} the noise band of "
+               f"{n} random neurons (up to {edge:.3g}) and short of the {size:.3g} nats the band row asks")
     ev["together"] = Evidence(
         f"Δ LayerNorm scale of {name} in the direction of its Δ entropy", float(np.sign(d_ent) * d_scale), +1,
         magnitude=BAND_TIMES * scale_band if n else None,
         magnitude_words=f"{BAND_TIMES:g}x the random neurons' largest |Δ scale|, as figure 7 shows the scale far "
-                        "beyond them", noise=scale_band if n else None,
-        noise_words=f"the largest |Δ scale| of {n} random neurons", untestable=why)
+                        "beyond them", noise=scale_edge if n else None,
+        noise_words=f"the 97.5% prediction bound of the |Δ scale| of {n} random neurons (log scale)", untestable=why)
     total, direct = total_and_direct(eff, ENT)
     share = (total - direct) / total if total else float("nan")
     ev["scale"] = Evidence(
@@ -152,7 +156,7 @@ def evidence(eff: pd.DataFrame, clean: float) -> dict[str, Evidence]:
             f"Δ entropy of the partner L{int(a['layer'])}.{int(a['neuron'])} against {name}'s direction",
             float(-np.sign(d_ent) * a["d_entropy"]), +1, magnitude=ANTI_SHARE * abs(d_ent),
             magnitude_words=f"{ANTI_SHARE:g}x the entropy neuron's |Δ entropy| {abs(d_ent):.3g}",
-            noise=band if n else None, noise_words=band_words, unit=" nats", untestable=why)
+            noise=edge if n else None, noise_words=band_words, unit=" nats", untestable=why)
     else:
         ev["anti"] = Evidence("Δ entropy of the anti-entropy partner", float("nan"),
                               untestable=why or "no anti-entropy partner was run")
