@@ -90,6 +90,11 @@ def _paper_layers() -> str:
                      for m, c in paper.PER_LAYER.items())
 
 
+def _times(ratio: str) -> str:
+    """A ratio as "1.74x", or "no ratio" when it is undefined (no universal neuron)."""
+    return "no ratio" if ratio == "nan" else f"{ratio}x"
+
+
 def _paper_means(stat: str) -> Callable[[], str]:
     def said() -> str:
         t = paper.PROPERTY_MEANS
@@ -121,7 +126,7 @@ CLAIMS: list[Claim] = [
           _paper_layers,
           lambda v: (f"layer 0: {v.text('layer0_share_pct', '.2f')}% ({v.text('layer0_n', ',')} of "
                      f"{v.text('layer0_neurons', ',')}) against {v.text('share_universal_pct', '.2f')}% of all "
-                     f"neurons, {v.text('layer0_ratio', '.2f')}x (excess > {v.text('threshold')})"),
+                     f"neurons, {_times(v.text('layer0_ratio', '.2f'))} (excess > {v.text('threshold')})"),
           where="verdict_layers", verdict_key="verdict_layers"),
     *[Claim("properties", f"universal neurons have {words} (section 4.2, figure 3)", _paper_means(stat),
             _ours_property(stat), where=f"prop_verdict_{stat}", verdict_key=f"prop_verdict_{stat}")
