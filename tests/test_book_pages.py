@@ -221,6 +221,16 @@ def test_the_landing_page_is_the_book_not_a_redirect(built):
     for words in ("What this book found", "The zoo", "Three ways to rerun", "neuron explorer"):
         assert words in text, words
     assert "explorer.html" in text and "claims.html" in text and "exercises/" in text
+    from universal_neurons.chapters.notebook_reading import glued
+
+    g = glued(ROOT / "book" / "generated" / "claims.ipynb")  # the counts, read from the executed notebook
+    words = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", text))
+    want = (f"Of the paper's {g['clm_n_claims']} claims checked here, {g['clm_n_hold']} hold, "
+            f"{g['clm_n_direction']} hold in direction only, {g['clm_n_fail']} do not hold and "
+            f"{g['clm_n_untestable']} are not testable")
+    assert want in words.replace("\u2019", "'"), want
+    share = float(glued(ROOT / "book" / "generated" / "robustness.ipynb")["rob_share"])
+    assert f"With the paper's rule, {share:.2f}% of the reference" in words.replace("\u2019", "'")
 
 
 def test_the_explorer_is_in_the_books_navigation_and_search(built):
