@@ -147,6 +147,17 @@ ch.tables.get("emergence", "no emergence results for this profile")
 ch.tables["errata"]
 
 # %% [markdown]
+# Where the book departs from the reference code outside the universal share, each choice is shown beside the
+# reference's on the page where it matters:
+#
+# | what | the reference code | this book | where both are shown |
+# |---|---|---|---|
+# | tokens left out of every pass | BOS/pad and the newline token | BOS/pad and every whitespace-only token holding a newline | the table above (the newline row) |
+# | the entropy neuron "by its weights" | weight-decay penalty in the top 10%, vocabulary kurtosis at most 10, then the smallest vocabulary variance | the output norm over the square root of the vocabulary variance | the entropy chapter, "The reference code's way" |
+# | alphabet neurons | a token that is exactly one letter (with or without a leading space) | the same (the paper's rule uses it); the book's "starts with the letter" beside it | the families chapter, "Unigram and alphabet neurons" |
+# | a dead neuron's excess | NaN correlations set to 0, NaN baselines kept | left out of both sides, and of the share | the table above |
+
+# %% [markdown]
 # ## What holds here
 #
 # {glue:md}`rob_holds_md`
