@@ -120,8 +120,10 @@ def layers_evidence(per_layer: pd.DataFrame, threshold: float, min_universal: in
     universal neurons over the whole model's, against the paper's (half its smaller excess over an even spread) and
     the 97.5th percentile of the same ratio when the universal neurons are placed at random (hypergeometric)."""
     col = f"above_{threshold}"
-    n, total = int(per_layer[col].sum()), int(per_layer["neurons"].sum())
-    n0, d0 = int(per_layer[col].iloc[0]), int(per_layer["neurons"].iloc[0])
+    if col not in per_layer:  # the table counts at the chapter's thresholds only
+        per_layer = per_layer.assign(**{col: np.nan})
+    n, total = int(per_layer[col].fillna(0).sum()), int(per_layer["neurons"].sum())
+    n0, d0 = int(per_layer[col].fillna(0).iloc[0]), int(per_layer["neurons"].iloc[0])
     ratio = (n0 / d0) / (n / total) if n else float("nan")
     noise = (float(stats.hypergeom(total, d0, n).ppf(0.975)) / d0) / (n / total) if n else float("nan")
     enrich = paper.layer0_enrichment()
