@@ -281,6 +281,7 @@ def values_as_shown(values, root=None):
     return out
 
 
+one_line_errors_in_notebook()
 quiet_kernel()
 
 
