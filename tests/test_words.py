@@ -1,0 +1,29 @@
+"""The sentence helpers: counts agree with their nouns and verbs; "a"/"an" by sound."""
+
+import pytest
+
+from universal_neurons import words as W
+
+
+@pytest.mark.parametrize("n, want", [(0, "0 neurons"), (1, "1 neuron"), (2, "2 neurons"), (1024, "1,024 neurons")])
+def test_plural(n, want):
+    assert W.plural(n, "neuron") == want
+
+
+def test_irregular_plural_and_verbs():
+    assert W.plural(1, "family", "families") == "1 family"
+    assert W.plural(3, "family", "families") == "3 families"
+    assert W.counted(1, "neuron", "passes", "pass") == "1 neuron passes"
+    assert W.counted(0, "neuron", "passes", "pass") == "0 neurons pass"
+    assert W.counted(1, "pair", "has", "have") == "1 pair has"
+    assert W.verb(2, "is", "are") == "are"
+
+
+@pytest.mark.parametrize("word, want", [("alphabet", "an"), ("unigram", "a"), ("previous-token", "a"),
+                                        ("syntax", "a"), ("position", "a"), ("entropy", "an"), ("hour", "an"),
+                                        ("MLP", "an"), ("L1.23", "an"), ("GPT2", "a"), ("8-layer", "an"),
+                                        ("one-layer", "a"), ("anti-entropy", "an"), ("universal", "a"),
+                                        ("untrained", "an"), ("`alphabet`", "an")])
+def test_article(word, want):
+    assert W.article(word) == want
+    assert W.with_article(word) == f"{want} {word}"
