@@ -20,9 +20,8 @@
 # head's output with {glue:text}`att_r_norm:.3f` (a {glue:text}`att_r_lo:.3f` to {glue:text}`att_r_hi:.3f` bootstrap
 # interval over the held-out rows for the weaker of the two). The paper's claim that a firing neuron turns the
 # head towards that token and shrinks its output: **{glue:text}`att_verdict`** ({glue:text}`att_rule`). Of the
-# {glue:text}`att_n_ablated` strongest pairs, {glue:text}`att_n_deactivating` have both correlations with the
-# paper's signs. In {glue:text}`att_n_twins` of the
-# {glue:text}`att_n_seeds` other seeds, the best match of that neuron is among the seed's top
+# {glue:md}`att_deactivating_md` both correlations with the paper's signs. In {glue:text}`att_n_twins` of the
+# {glue:md}`att_seeds_md`, the best match of that neuron is among the seed's top
 # {glue:text}`att_top` neurons by this score, and in {glue:text}`att_n_seeds_deactivating` the seed's own
 # strongest pair deactivates its head.
 #

@@ -109,7 +109,7 @@ publish.table(ch, "candidates")
 # them by the smallest vocabulary variance. Its penalty thresholds are set by hand for each model; here the cut is
 # the 90th percentile of the penalty over the last two layers (the percentile the reference's own random baseline
 # uses), and the activation-kurtosis filter it also applies is left out (it needs the activations; the weight
-# statistics do not). {glue:text}`ent_n_reference_pass` neurons pass. {glue:md}`ent_views_md` The top of each
+# statistics do not). {glue:md}`ent_reference_pass_md`. {glue:md}`ent_views_md` The top of each
 # ranking, side by side, with the entropy change of the neurons the chapter ran:
 
 # %% tags=["hide-input"]

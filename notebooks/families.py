@@ -20,8 +20,8 @@
 # {glue:text}`fam_vr_min`). {glue:md}`fam_group_md`
 #
 # The paper's claim that universal neurons fall into families, each explained by one feature, is judged by the
-# paper's own rules, those with a threshold (unigram, alphabet, position): {glue:text}`fam_n_paper` neurons of
-# the compared group fall into such a family, against {glue:text}`fam_null_q:g` at the edge of the band given by
+# paper's own rules, those with a threshold (unigram, alphabet, position): {glue:md}`fam_paper_md` into such a
+# family, against {glue:text}`fam_null_q:g` at the edge of the band given by
 # {glue:text}`fam_n_null:,` random groups of as many live neurons. **{glue:text}`fam_explained_verdict`**
 # ({glue:text}`fam_explained_rule`).
 #

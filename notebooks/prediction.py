@@ -13,9 +13,8 @@
 # %% [markdown]
 # # Prediction, suppression and partition neurons
 #
-# In the reference model {glue:text}`pred_n_prediction` neurons are prediction neurons,
-# {glue:text}`pred_n_suppression` suppression neurons and {glue:text}`pred_n_partition` partition neurons by
-# the paper's rules; the largest vocabulary kurtosis of any neuron is {glue:text}`pred_kurt_max:.1f` (a Gaussian
+# In the reference model {glue:md}`pred_prediction_md`, {glue:md}`pred_suppression_md` and
+# {glue:md}`pred_partition_md` by the paper's rules; the largest vocabulary kurtosis of any neuron is {glue:text}`pred_kurt_max:.1f` (a Gaussian
 # has kurtosis 3). The paper's two claims about where these neurons sit, judged on the neurons that pass its
 # rules in all {glue:text}`pred_n_models` models: *prediction neurons appear after mid-depth*,
 # {glue:text}`pred_verdict_late`; *suppression neurons dominate the last layers*, {glue:text}`pred_verdict_supp`
@@ -53,7 +52,7 @@ publish.figure(ch, "skew", chapter.skew_figure(ch))
 publish.figure(ch, "classes", chapter.classes_figure(ch))
 
 # %% [markdown]
-# Over all {glue:text}`pred_n_models` models of the profile, {glue:text}`pred_all_prediction` neurons pass
+# Over all {glue:text}`pred_n_models` models of the profile, {glue:md}`pred_all_prediction_md`
 # the prediction rule, {glue:text}`pred_all_suppression` the suppression rule and
 # {glue:text}`pred_all_partition` the partition rule.
 #

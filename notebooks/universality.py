@@ -72,7 +72,7 @@ publish.figure(ch, "convergence", chapter.convergence_figure(ch))
 # percentile {glue:text}`excess_q90:.3f`, 99th {glue:text}`excess_q99:.3f`, largest
 # {glue:text}`excess_max:.3f`). Above lower thresholds:
 # {glue:text}`share_above_04_pct:.2f`% of the neurons exceed 0.4 and {glue:text}`share_above_03_pct:.2f`%
-# exceed 0.3. {glue:text}`n_dead` neurons are dead (zero variance on these tokens): their correlations
+# exceed 0.3. {glue:md}`n_dead_md` dead (zero variance on these tokens): their correlations
 # are undefined, so they get no excess correlation and count as not universal, and dead partner neurons
 # never count as anyone's best match.
 #

@@ -27,3 +27,11 @@ def test_irregular_plural_and_verbs():
 def test_article(word, want):
     assert W.article(word) == want
     assert W.with_article(word) == f"{want} {word}"
+
+
+def test_prediction_role_counts():
+    from universal_neurons.chapters.prediction import role_count
+
+    assert role_count(0, "prediction") == "0 neurons are prediction neurons"
+    assert role_count(1, "suppression") == "1 neuron is a suppression neuron"
+    assert role_count(2, "partition") == "2 neurons are partition neurons"

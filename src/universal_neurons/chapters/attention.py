@@ -16,6 +16,7 @@ from .. import cache, data, paper, plotting
 from .. import neuron_tables as T
 from ..atomic import write_text
 from ..config import load_profile, name_of
+from .. import words as W
 from ..publish import Chapter
 from ..verdicts import Evidence, glue_verdict, holds_here
 from ..neuron_tables import twin
@@ -250,6 +251,10 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
                                      f"{paper.ATTENTION_EXAMPLE[1][1]} → L{paper.ATTENTION_EXAMPLE[2][0]}."
                                      f"H{paper.ATTENTION_EXAMPLE[2][1]}")}
     glue["att_random_md"] = Markdown(random_sentence(glue["att_p_random"], glue["att_n_random"]))
+    glue["att_deactivating_md"] = Markdown(  # "Of the 3 strongest pairs, 1 has ...": the count and its verb agree
+        f"{W.plural(glue['att_n_ablated'], 'strongest pair')}, {glue['att_n_deactivating']} "
+        f"{W.verb(glue['att_n_deactivating'], 'has', 'have')}")
+    glue["att_seeds_md"] = Markdown(W.plural(glue["att_n_seeds"], "other seed"))
     top_abl = abl[(abl["model"] == ref) & (abl["pair"] == top_row["pair"])]
     lh, h = int(top_row["head_layer"]), int(top_row["head"])
     n_candidates = lh * models[ref].cfg.d_mlp  # the neurons of the layers before the head

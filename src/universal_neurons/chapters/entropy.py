@@ -15,6 +15,7 @@ from IPython.display import Markdown
 from .. import cache, data, paper, plotting
 from .. import entropy as E
 from .. import neuron_tables as T
+from .. import words as W
 from ..atomic import write_text
 from ..config import load_profile, name_of
 from ..neuron_tables import twin
@@ -332,6 +333,8 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
              "ent_band_times": BAND_TIMES, "ent_floor_share": FLOOR_SHARE * 100,
              "ent_views_md": Markdown(views_sentence(rc)),
              "ent_n_reference_pass": int(rc["passes_reference"].sum()),
+             "ent_reference_pass_md": Markdown(W.counted(int(rc["passes_reference"].sum()), "neuron", "passes",
+                                                         "pass").capitalize()),
              "ent_reference_neuron": f"L{ref_top[0]}.{ref_top[1]}" if ref_top is not None else "none"}
     claims = [("the entropy neuron changes the entropy more than random neurons", ev["band"]),
               ("its entropy and the final LayerNorm scale rise together", ev["together"]),

@@ -13,6 +13,7 @@ from .. import data, paper, plotting
 from .. import families as FM
 from .. import neuron_tables as T
 from .. import properties as P
+from .. import words as W
 from ..config import load_profile
 from ..publish import Chapter
 from ..verdicts import Evidence, glue_verdict, holds_here
@@ -355,6 +356,8 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
             "fam_syntax_md": Markdown(syntax_sentence(int(fp.info["n_brown_docs"]), int(fp.info["n_syntax_tokens"]))),
             "fam_paper_unigram_vr": paper.UNIGRAM_VR, "fam_paper_alphabet_vr": paper.ALPHABET_VR,
             "fam_paper_kurtosis": paper.POSITION_KURTOSIS, "fam_n_paper": int(members.sum()),
+            "fam_paper_md": Markdown(f"{W.plural(int(members.sum()), 'neuron')} of the compared group "
+                                     f"{W.verb(int(members.sum()), 'falls', 'fall')}"),
             "fam_null_q": ev_fam.noise, "fam_n_null": N_NULL, "fam_n_alphabet_book": len(alpha_book),
             "fam_n_source_group": int(src["in the compared group"].sum()), "fam_n_source": len(src),
             "fam_source_md": Markdown(src_text)}

@@ -14,6 +14,7 @@ from scipy import stats
 from .. import activation_stats, paper, plotting, token_classes, weight_stats
 from .. import properties as P
 from .. import verdicts as V
+from .. import words as W
 from ..data import analysis_rows
 from ..errors import UserError
 from ..loading import load_model
@@ -26,6 +27,12 @@ QUANTILES = [5, 10, 50, 90, 95]  # percentiles of vocab_kurt and vocab_skew per 
 MIN_HIGH_KURT = 10  # fewer neurons above the kurtosis threshold: the top percent by vocab_kurt instead
 MIN_CLASS_NEXT = 20  # a class rarer than this as a next token in the sample gets no ensemble row
 KIND_COLORS = {"prediction": "C2", "suppression": "C3", "partition": "C0"}
+
+
+def role_count(n: int, kind: str) -> str:
+    """"3 neurons are prediction neurons", "1 neuron is a prediction neuron" (counts and articles in agreement)."""
+    return (f"1 neuron is {W.with_article(kind)} neuron" if n == 1
+            else f"{W.plural(n, 'neuron')} are {kind} neurons")
 
 
 def scaled_partition_threshold(partition_var: float, d_model: int) -> float:
@@ -295,6 +302,8 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
             "pred_kurt_max": float(table["vocab_kurt"].max())}
     for k in KINDS:
         glue[f"pred_n_{k}"], glue[f"pred_all_{k}"] = int(ref[k].sum()), int(table[k].sum())
+        glue[f"pred_{k}_md"] = Markdown(role_count(int(ref[k].sum()), k))
+    glue["pred_all_prediction_md"] = Markdown(W.counted(glue["pred_all_prediction"], "neuron", "passes", "pass"))
     examples, tails = strongest_examples(model, ref, int(b["n_tail"]))
     glue["pred_examples_md"] = Markdown(examples_sentence({kind: bool(r[kind]) for kind, r, _ in examples}))
 

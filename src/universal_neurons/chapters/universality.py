@@ -17,6 +17,7 @@ from .. import load_profile, paper, plotting
 from .. import neuron_tables as T
 from .. import universality as U
 from .. import verdicts as V
+from .. import words as W
 from ..publish import Chapter
 
 LOWER_THRESHOLDS = (0.3, 0.4)  # shown beside the chapter's threshold: how far the neurons are from it
@@ -49,7 +50,8 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
 
     glue = {"n_neurons": s["n_neurons"], "n_partners": len(info["partners"]), "n_tokens": info["n_tokens"],
             "threshold": threshold, "n_universal": s["n_universal"], "share_universal_pct": 100 * s["share_universal"],
-            "n_dead": s["n_dead"], "share_above_04_pct": 100 * s["share_above_0.4"],
+            "n_dead": s["n_dead"], "n_dead_md": Markdown(W.counted(s["n_dead"], "neuron", "is", "are")),
+            "share_above_04_pct": 100 * s["share_above_0.4"],
             "share_above_03_pct": 100 * s["share_above_0.3"], **{k: s[k] for k in SUMMARY_GLUE},
             "verdict": Markdown(verdict(s, threshold, words)),
             "control_md": Markdown(control_paragraph(s, ctrl.info["summary"] if ctrl is not None else None, q_ctrl,
