@@ -73,7 +73,7 @@ publish.figure(ch, "seeds", chapter.seeds_figure(ch))
 # :name: fig-attention-scores
 #
 # The paper's figure 8a on this zoo: the distribution of the heuristic score over every (neuron, later head)
-# pair of the reference (red) and over random unit directions (grey), on a log scale; dotted: the pairs ablated.
+# pair of the reference (orange) and over random unit directions (grey), on a log scale; dotted: the pairs ablated.
 # ```
 #
 # The 99.9th percentile of the random directions' scores is {glue:text}`att_random_q999:.3f`; a share

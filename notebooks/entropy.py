@@ -28,8 +28,8 @@
 #
 # The paper's figures 7b-c and 25 on this zoo: the final LayerNorm scale, the reciprocal rank of the true next
 # token, the entropy of the next-token distribution and the loss, each averaged over the held-out positions,
-# against the value at which one neuron's post-activation is fixed at every position. Red: the entropy neuron by
-# the paper's view; green: by the null-space view; blue: its anti-entropy partner; orange (when it is another
+# against the value at which one neuron's post-activation is fixed at every position. Orange: the entropy neuron
+# by the paper's view; green: by the null-space view; blue: its anti-entropy partner; pink (when it is another
 # neuron): the top by the reference code's ranking; grey band: the range of the random neurons; dotted: the clean
 # model.
 # ```

@@ -133,14 +133,14 @@ publish.table(ch, "best")
 # :name: fig-families-unigram
 #
 # The first neuron of each unigram family (at most four): its post-activation on held-out tokens where the
-# family's string is absent (grey) or present (red). A unigram neuron fires on its string and stays near zero
+# family's string is absent (grey) or present (orange). A unigram neuron fires on its string and stays near zero
 # elsewhere.
 # ```
 #
 # ```{glue:figure} fig-families-alphabet
 # :name: fig-families-alphabet
 #
-# The alphabet neurons of highest VR (at most four): post-activation on tokens that are not (grey) or are (red)
+# The alphabet neurons of highest VR (at most four): post-activation on tokens that are not (grey) or are (orange)
 # their letter.
 # ```
 
@@ -166,14 +166,14 @@ ch.tables["alphabet_views"]
 # :name: fig-families-previous
 #
 # The previous-token neurons of highest VR (at most four): post-activation when the previous token lacks
-# (grey) or has (red) the feature.
+# (grey) or has (orange) the feature.
 # ```
 #
 # ```{glue:figure} fig-families-syntax
 # :name: fig-families-syntax
 #
 # The syntax neurons of highest VR (at most four), on the Brown rows: post-activation on tokens without
-# (grey) or with (red) the part-of-speech tag.
+# (grey) or with (orange) the part-of-speech tag.
 # ```
 
 # %% tags=["hide-input"]

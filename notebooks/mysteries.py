@@ -56,8 +56,9 @@ publish.figure(ch, "uniqueness", chapter.uniqueness_figure(ch))
 # ```{glue:figure} fig-mysteries-frequency
 # :name: fig-mysteries-frequency
 #
-# One panel per model: a 2-D histogram of the neurons (colour: count, log scale) by activation frequency and
-# $\cos(w_{in}, w_{out})$, with the least-squares line and Pearson's r. A falling line means that the more
+# One panel per model: a 2-D histogram of the neurons (colour: how many neurons, on the log scale of the colour
+# bar beside each panel) by activation frequency and $\cos(w_{in}, w_{out})$, with the least-squares line
+# (orange) and Pearson's r. A falling line means that the more
 # often a neuron fires, the more its output opposes its input direction.
 # ```
 
@@ -92,7 +93,7 @@ ch.tables["fits"]
 # :name: fig-mysteries-uniqueness
 #
 # Densities of each neuron's largest cosine with another neuron's $w_{in}$ (left) and $w_{out}$ (right): top,
-# the reference's compared group (red) against the rest (grey); bottom, every model. Mass near 1 means
+# the reference's compared group (orange) against the rest (grey); bottom, every model. Mass near 1 means
 # near-duplicate neurons.
 # ```
 

@@ -65,7 +65,7 @@ publish.figure(ch, "histograms", chapter.histograms_figure(ch))
 # ```{glue:figure} fig-properties-percentiles
 # :name: fig-properties-percentiles
 #
-# Each statistic of the reference's neurons as a percentile within its layer, the compared group (red)
+# Each statistic of the reference's neurons as a percentile within its layer, the compared group (orange)
 # against the rest (grey). A statistic the group does not single out would sit around the dotted 50.
 # ```
 #
@@ -127,7 +127,7 @@ ch.tables["published_means"]
 # ```{glue:figure} fig-properties-layers
 # :name: fig-properties-layers
 #
-# Box plots per layer of the raw statistics (outliers not drawn), the compared group (red) against the
+# Box plots per layer of the raw statistics (outliers not drawn), the compared group (orange) against the
 # rest (grey). The panels have their own scales.
 # ```
 #
@@ -142,7 +142,7 @@ ch.tables["published_means"]
 # :name: fig-properties-histograms
 #
 # Pre-activation distributions on held-out tokens: top row, the four neurons with the largest excess
-# correlation (red); bottom row, four neurons from the middle of the excess distribution (blue). The
+# correlation (orange); bottom row, four neurons from the middle of the excess distribution (blue). The
 # dotted line is zero: the share of mass right of it is the activation frequency.
 # ```
 #

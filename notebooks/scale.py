@@ -84,34 +84,37 @@ ch.tables["finished"]
 # share of neurons above the paper's threshold and above the control's 99.9th percentile; the 50th, 90th and
 # 99th percentiles of the excess correlation; the median over neurons of the mean best-partner correlation
 # and of the mean baseline. Points that differ only in the plotted axis are joined by lines; error bars run
-# from the lowest to the highest single-partner value. Open black symbols mark the paper's three models where
-# the axis applies (see the next section).
+# from the lowest to the highest single-partner value. The line style says which quantity a line is (the key
+# under each panel); the colour and the marker fill (open or filled) say which fixed settings it has (the key
+# under the figure). Large open black symbols mark the paper's three models where the axis applies (see the
+# next section).
 #
 # ```{glue:figure} fig-scale-width
 # :name: fig-scale-width
 #
 # Against the MLP width (log scale): shares above the thresholds, excess quantiles, and the median mean_corr
-# and baseline, one colour per depth and training budget.
+# and baseline; the other settings (depth, training tokens) by colour and marker fill.
 # ```
 #
 # ```{glue:figure} fig-scale-depth
 # :name: fig-scale-depth
 #
-# Against the number of layers, one colour per width and training budget.
+# Against the number of layers; the other settings (width, training tokens) by colour and marker fill.
 # ```
 #
 # ```{glue:figure} fig-scale-tokens
 # :name: fig-scale-tokens
 #
-# Against the training tokens per model (log scale), one colour per width and depth; the paper's models sit
-# far to the right.
+# Against the training tokens per model (log scale); the other settings (width, depth) by colour and marker
+# fill. The paper's models sit far to the right.
 # ```
 #
 # ```{glue:figure} fig-scale-loss
 # :name: fig-scale-loss
 #
-# Against the held-out loss (nats per token, on this corpus), one colour per depth; the paper's models are left
-# off, their losses being on another corpus and tokenizer.
+# Against the held-out loss (nats per token, on this corpus), one colour per depth (lines join points of the
+# same depth, whatever their width and training); the paper's models are left off, their losses being on
+# another corpus and tokenizer.
 # ```
 #
 # ## Where the paper's models sit
@@ -127,7 +130,7 @@ ch.tables["finished"]
 # {glue:text}`paper_tokens_pythia_billions:.0f` billion tokens of the Pile {cite:p}`gao2020pile`. Their held-out
 # losses are on another
 # corpus and tokenizer, so they are left off the loss axis. The paper publishes per-neuron tables only for its universal neurons, so its median
-# mean_corr and baseline (open black and grey symbols) describe those neurons, not all neurons as ours do.
+# mean_corr and baseline (open black and grey symbols in the right-hand panels) describe those neurons, not all neurons as ours do.
 # {glue:md}`paper_md`
 
 # %% tags=["hide-input"]

@@ -188,3 +188,42 @@ def test_paper_glue_is_the_papers_numbers():
     assert f"{g['paper_share_pythia']:.2f}" == "1.26" and g["paper_threshold"] == 0.5
     assert g["paper_tokens_gpt2_billions"] * 1e9 == 400_000 * 512 * 1024
     assert g["paper_tokens_pythia_billions"] == 300
+
+
+def test_settings_in_words():
+    assert scale.tokens_words(598_016) == "598K" and scale.tokens_words(1.2e6) == "1.2M"
+    assert scale.tokens_words(2.097152e11) == "210B" and scale.tokens_words(512) == "512"
+    assert scale.setting_words("budget_tokens", 1.2e6) == "1.2M training tokens"
+    assert scale.setting_words("d_mlp", 1024) == "d_mlp 1,024"
+    assert scale.setting_words("n_layer", 1) == "1 layer" and scale.setting_words("n_layer", 4) == "4 layers"
+    assert scale.row_major([1, 2, 3, 4, 5], 2) == [1, 4, 2, 5, 3]  # columns filled top down read 1 2 3 / 4 5
+
+
+def test_encoding_colour_to_the_setting_with_most_values_fill_to_a_pair():
+    a = pd.DataFrame({"d_mlp": [128, 256, 512, 128, 256, 512], "budget_tokens": [6e5] * 3 + [1.2e6] * 3,
+                      "n_layer": [2] * 6})
+    assert scale.encoding(a, ["d_mlp", "budget_tokens"]) == ("d_mlp", "budget_tokens")
+    assert scale.encoding(a, ["n_layer"]) == (None, None)
+
+
+def test_axis_figures_legends_outside_the_data_readable_and_in_words():
+    """Every legend lies outside every panel's data area, its text is at least 9 pt (the figure is scaled to the
+    page's column), its labels name settings in words (no "budget_tokens=1.2e+06"), and the colours of the
+    settings differ."""
+    ch = scale.compute("smoke")
+    for name in list(scale.AXES) + ["snapshots"]:
+        fig = scale.snapshot_figure(ch) if name == "snapshots" else scale.axis_figure(ch, name)
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+        assert legends, name
+        panels = [ax.get_window_extent(r) for ax in fig.axes]
+        colours = []
+        for leg in legends:
+            box = leg.get_window_extent(r)
+            assert not any(box.overlaps(p) for p in panels), (name, [t.get_text() for t in leg.get_texts()])
+            for t in leg.get_texts():
+                assert t.get_fontsize() >= 9 and "=" not in t.get_text() and "e+" not in t.get_text(), t.get_text()
+            colours += [h.get_color() for h in leg.legend_handles if h.get_linewidth() > 2]  # the settings' colours
+        assert len(colours) == len(set(colours)), (name, colours)
+        assert fig.get_figwidth() <= scale.WIDTH

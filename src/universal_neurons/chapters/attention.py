@@ -289,6 +289,7 @@ def scores_figure(ch: Chapter):
         ax.axvline(r["score"], color="C3", ls=":", lw=1)
         ax.annotate(r["pair"], (r["score"], ax.get_ylim()[1] * 0.9), fontsize=7, rotation=90, ha="right", va="top")
     ax.set_yscale("log")
+    plotting.plain_log(ax, "y")
     ax.legend(fontsize=8)
     ax.set(xlabel="ŵ_outᵀ W_Q k_BOS / √d_head", ylabel="density (log)",
            title=f"{ch.data['reference']}: how much each neuron's output steers a later head's query to BOS")
@@ -332,6 +333,7 @@ def ratio_figure(ch: Chapter):
     ax.axhline(float(r["ratio"].median()), color="C0", ls="-", lw=1, label="median head here")
     ax.axhline(1, color="k", lw=0.8)
     ax.set_yscale("log")
+    plotting.plain_log(ax, "y")
     ax.legend(fontsize=8)
     ax.set(ylabel="mean |W_O v| other tokens / BOS (log)", title=f"{ch.data['reference']}: the BOS value per head")
     ax.tick_params(axis="x", rotation=90, labelsize=7)

@@ -26,7 +26,7 @@ VERSION = 1
 METRICS = {"ln_scale": "final LayerNorm scale", "recip_rank": "reciprocal rank of the true token",
            "entropy": "entropy of the next-token distribution (nats)", "loss": "loss (nats)"}
 ROLE_COLORS = {"entropy (paper's view)": "C3", "entropy (null-space view)": "C2", "anti-entropy": "C0",
-               "entropy (reference's view)": "C1"}
+               "entropy (reference's view)": "C4"}  # C3 (vermilion) and C1 (orange) look alike: C4 is pink
 
 
 def role_rows(cands: pd.DataFrame, top: int) -> pd.DataFrame:
@@ -364,7 +364,7 @@ def weights_figure(ch: Chapter):
     for ax, y, ylab in ((axes[0], "vocab_var", "variance of cos(w_out, W_U) (log)"),
                         (axes[1], "null_fraction", "share of |w_out|² in the null space of W_U")):
         for l, g in c.groupby("layer"):
-            ax.scatter(g["w_out_norm"], g[y], s=6, alpha=0.5, color=f"C{l + 4}", label=f"layer {l}")
+            ax.scatter(g["w_out_norm"], g[y], s=6, alpha=0.5, color=plotting.series_colour(4 + l), label=f"layer {l}")
         _mark(ax, c, "rank_paper", top, y, "C3", f"top {top}, paper's view")
         _mark(ax, c, "rank_null", top, y, "C2", f"top {top}, null-space view")
         for key, txt in (("ent", "entropy"), ("null", "null-space top"), ("anti", "anti-entropy")):
@@ -374,7 +374,8 @@ def weights_figure(ch: Chapter):
                         textcoords="offset points")
         ax.set(xlabel="|w_out|", ylabel=ylab)
     axes[0].set_yscale("log")
-    axes[0].legend(fontsize=7)
+    plotting.plain_log(axes[0], "y")
+    axes[0].legend(fontsize=8)
     fig.suptitle(f"{ch.data['reference']}: entropy-neuron candidates of the last two layers")
     return fig
 

@@ -164,9 +164,11 @@ def frequency_figure(ch: Chapter):
     for ax, m in zip(axes.flat, with_acts):
         t = table[table["model"] == m]
         x, y = t["sparsity"].to_numpy(), t["in_out_sim"].to_numpy()
-        ax.hist2d(x, y, bins=int(min(ch.data["bins"], max(10, np.sqrt(len(x)) / 2))), cmap="viridis", norm="log")
+        *_, image = ax.hist2d(x, y, bins=int(min(ch.data["bins"], max(10, np.sqrt(len(x)) / 2))), cmap="viridis",
+                              norm="log")
+        fig.colorbar(image, ax=ax, label="neurons (log scale)", pad=0.02)
         xs = np.linspace(x.min(), x.max(), 2)
-        ax.plot(xs, fits.at[m, "slope"] * xs + fits.at[m, "intercept"], color="r", lw=1.5)
+        ax.plot(xs, fits.at[m, "slope"] * xs + fits.at[m, "intercept"], color="#d55e00", lw=2)
         ax.set(xlabel="activation frequency", ylabel="cos(w_in, w_out)",
                title=f"{m}: r = {fits.at[m, 'pearson r']:.2f}")
     for ax in axes.flat[len(with_acts):]:

@@ -380,11 +380,13 @@ def percentiles_figure(ch: Chapter):
     for ax, col in zip(axes, ["vocab_kurt", "vocab_skew"]):
         for j, q in enumerate(QUANTILES):
             b = band.xs(q / 100, level="q")[col]
-            ax.plot(b.index, b["mean"], marker="o", color=f"C{j}", label=f"{q}th")
-            ax.fill_between(b.index, b["min"], b["max"], color=f"C{j}", alpha=0.2)
+            c = plotting.series_colour(j)
+            ax.plot(b.index, b["mean"], marker="o", color=c, label=f"{q}th")
+            ax.fill_between(b.index, b["min"], b["max"], color=c, alpha=0.2)
         ax.set(xlabel="layer", ylabel=col, title=f"{col} percentiles by layer ({ch.data['n_models']} models)",
                xticks=range(n_layers), yscale="log" if col == "vocab_kurt" else "linear")
         if col == "vocab_kurt":
+            plotting.plain_log(ax, "y")
             ax.axhline(kurt_threshold, color="k", ls=":", lw=1, label=f"threshold {kurt_threshold:g}")
         else:
             ax.axhline(0, color="k", lw=0.8)

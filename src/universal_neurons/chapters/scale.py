@@ -15,6 +15,7 @@ from .. import neuron_tables as T
 from .. import sweep as S
 from .. import sweep_results as SR
 from .. import verdicts as V
+from .. import words as W
 from ..publish import Chapter
 
 # Each axis figure: (column, label, log base or None); the columns that stay fixed along a drawn line.
@@ -306,39 +307,109 @@ def _errbar(ax, x, y, lo_hi, **kw):
     ax.errorbar(x, y, yerr=yerr, capsize=2, **kw)
 
 
+def tokens_words(n: float) -> str:
+    """A token count as a reader says it: 600K, 1.2M, 25M, 210B."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def setting_words(col: str, value: float) -> str:
+    """One setting of a sweep point in words: "d_mlp 1,024", "2 layers", "1.2M training tokens"."""
+    if col == "d_mlp":
+        return f"d_mlp {value:,.0f}"
+    if col == "n_layer":
+        return W.plural(value, "layer")
+    if col in ("budget_tokens", "tokens"):
+        return f"{tokens_words(value)} training tokens"
+    return f"{col} {value:g}"
+
+
+# Per panel: (column, line style, marker, what it is); markers that can be drawn open or filled.
+PANELS = ((("share_universal", "-", "o", "> {threshold}"), ("share_above_control_q999", "--", "s", "> control q99.9")),
+          (("excess_q50", ":", "v", "q50"), ("excess_q90", "--", "s", "q90"), ("excess_q99", "-", "o", "q99")),
+          (("mean_corr_median", "-", "o", "mean_corr"), ("mean_baseline_median", "--", "s", "baseline")))
+PANEL_SCALE = (100, 1, 1)
+LEGEND_SIZE = 9.5  # points: about 11 px on the page (the figure is scaled to the ~800 px column)
+WIDTH = 9.5  # inches: three panels; narrower than plotting.WIDE so the text is scaled down less
+
+
+def encoding(a: pd.DataFrame, others: list[str]) -> tuple[str | None, str | None]:
+    """Which of the fixed settings (`others`) get the colour and which the marker fill: the colour goes to the one
+    with most values, the fill (open: the smaller value, filled: the larger) to a second one with exactly two;
+    every further varying setting would join the colour (None when nothing varies)."""
+    varying = sorted((c for c in others if a[c].nunique() > 1), key=lambda c: -a[c].nunique())
+    colour = varying[0] if varying else None
+    fill = next((c for c in varying[1:] if a[c].nunique() == 2), None)
+    return colour, fill
+
+
 def _axis_panels(rows, axis, label, log, threshold, models=None):
-    """Three panels along one axis (shares, excess quantiles, mean_corr and baseline); rows: one stage's."""
+    """Three panels along one axis (shares, excess quantiles, mean_corr and baseline); rows: one stage's. The
+    colour is one fixed setting, the marker fill (open or filled) another, the line style the quantity (a legend
+    under each panel); the settings' legend and the paper's models go under the figure, outside the data."""
+    from matplotlib.lines import Line2D
+
     a = rows[rows["pairing"] == "all"].sort_values(axis)
-    fig, axs = plotting.subplots(1, 3, height=3.6)
-    for i, (key, g) in enumerate(a.groupby(OTHERS[axis])):
-        tag = ", ".join(f"{k}={v:g}" for k, v in zip(OTHERS[axis], np.atleast_1d(key)))
-        kw = {"color": f"C{i % 10}"}
+    fig, axs = plotting.subplots(1, 3, height=3.3, width=WIDTH, layout="constrained")
+    colour_by, fill_by = encoding(a, OTHERS[axis])
+    colour_cols = [c for c in OTHERS[axis] if c != fill_by and a[c].nunique() > 1]
+    colour_keys = list(dict.fromkeys(tuple(r) for r in a[colour_cols].itertuples(index=False))) if colour_cols else [()]
+    colours = {k: plotting.series_colour(i) for i, k in enumerate(sorted(colour_keys))}
+    fills = sorted(a[fill_by].unique()) if fill_by else []
+    for _, g in a.groupby(OTHERS[axis]):
+        first = g.iloc[0]
+        colour = colours[tuple(first[c] for c in colour_cols)] if colour_cols else plotting.series_colour(0)
+        filled = not fill_by or first[fill_by] == fills[-1]
         x = g[axis].to_numpy(float)
-        for ax, cols, scale in ((axs[0], (("share_universal", "-", "o", f"> {threshold}"),
-                                           ("share_above_control_q999", "--", "x", "> control q99.9")), 100),
-                                (axs[1], (("excess_q50", ":", "v", "q50"), ("excess_q90", "--", "s", "q90"),
-                                          ("excess_q99", "-", "o", "q99")), 1),
-                                (axs[2], (("mean_corr_median", "-", "o", "mean_corr"),
-                                          ("mean_baseline_median", "--", "x", "baseline")), 1)):
-            for col, ls, mk, name in cols:
+        for ax, cols, scale in zip(axs, PANELS, PANEL_SCALE):
+            for col, ls, mk, _ in cols:
                 _errbar(ax, x, scale * g[col].to_numpy(), scale * spread(rows, col).loc[g["point"]], ls=ls,
-                        marker=mk, label=f"{name} ({tag})", **kw)
+                        marker=mk, color=colour, mfc=colour if filled else "white", mec=colour, ms=5)
+    paper_handles = []
     for _, r in (models.iterrows() if models is not None else ()):
-        axs[0].plot(r[axis], 100 * r["share"], r["marker"], mfc="none", color="k", label=r["model"])
+        kw = {"marker": r["marker"], "mfc": "none", "mec": "k", "ms": 8, "mew": 1.4, "ls": "none"}
+        axs[0].plot(r[axis], 100 * r["share"], **kw)
         if not math.isnan(r.get("univ_corr", float("nan"))):
-            axs[2].plot(r[axis], r["univ_corr"], r["marker"], mfc="none", color="k",
-                        label=f"{r['model']}, universal only")
-            axs[2].plot(r[axis], r["univ_base"], r["marker"], mfc="none", color="grey")
+            axs[2].plot(r[axis], r["univ_corr"], **kw)
+            axs[2].plot(r[axis], r["univ_base"], **(kw | {"mec": "0.55"}))
+        paper_handles.append(Line2D([], [], label=f"{r['model']} (paper)", **kw))
     axs[0].axhline(0, color="grey", lw=0.5)
     axs[1].axhline(threshold, color="grey", lw=0.8, ls="-.")
     axs[0].set(xlabel=label, ylabel="% of live neurons", title="share above a threshold")
     axs[1].set(xlabel=label, ylabel="excess correlation", title="excess quantiles")
     axs[2].set(xlabel=label, ylabel="median over neurons", title="mean_corr and baseline")
-    for ax in axs:
+    for ax, cols in zip(axs, PANELS):
         if log:
             ax.set_xscale("log", base=log)
-        ax.legend(fontsize=6)
+            plotting.plain_log(ax, "x")
+            lo, hi = ax.get_xlim()
+            xs = np.unique(a[axis].to_numpy(float))
+            if hi / lo < 30 and len(xs) <= 8:  # a short range: its own values as ticks, not one decade mark
+                from matplotlib.ticker import NullFormatter
+
+                ax.set_xticks(xs, [plotting.plain_number(x) for x in xs])
+                ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.legend(handles=[Line2D([], [], color="0.25", ls=ls, marker=mk, ms=5, label=name.format(threshold=threshold))
+                           for _, ls, mk, name in cols],
+                  loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=len(cols), fontsize=LEGEND_SIZE,
+                  handlelength=2.2, columnspacing=1.0, borderaxespad=0)
+    handles = [Line2D([], [], color=colours[k], lw=2.5, label=", ".join(setting_words(c, v) for c, v in zip(colour_cols, k)))
+               for k in sorted(colour_keys) if colour_cols]
+    handles += [Line2D([], [], color="0.35", marker="o", ls="none", ms=6, mfc="white" if v == fills[0] else "0.35",
+                       label=f"{'open' if v == fills[0] else 'filled'}: {setting_words(fill_by, v)}") for v in fills]
+    handles += paper_handles
+    if handles:
+        fig.legend(handles=row_major(handles, 2), loc="outside lower center", ncol=-(-len(handles) // 2),
+                   fontsize=LEGEND_SIZE, handlelength=1.6, columnspacing=1.4)
     return fig
+
+
+def row_major(items: list, n_rows: int) -> list:
+    """`items` reordered so that a legend, which fills its columns top to bottom, reads them row by row."""
+    n_cols = -(-len(items) // n_rows)
+    return [items[r * n_cols + c] for c in range(n_cols) for r in range(n_rows) if r * n_cols + c < len(items)]
 
 
 def _empty(text: str):

@@ -317,8 +317,9 @@ def convergence_figure(ch: Chapter):
     for col, lab in (("share_universal", f"> {t:g}"), ("share_above_0.4", "> 0.4"), ("share_above_0.3", "> 0.3")):
         axes[0].plot(conv["n_tokens"], 100 * conv[col], marker="o", label=f"excess {lab}")
     axes[0].set(xscale="log", xlabel="tokens", ylabel="% of neurons", title="Share above thresholds")
-    for col in ("excess_q50", "excess_q90", "excess_q99", "excess_max"):
-        axes[1].plot(conv["n_tokens"], conv[col], marker="o", label=col.replace("excess_", ""))
+    for i, col in enumerate(("excess_q50", "excess_q90", "excess_q99", "excess_max")):
+        axes[1].plot(conv["n_tokens"], conv[col], marker="o", color=plotting.series_colour(i),
+                     label=col.replace("excess_", ""))
     axes[1].set(xscale="log", xlabel="tokens", ylabel="excess_corr", title="Excess correlation quantiles")
     for ax in axes:
         ax.legend(fontsize=8, loc="center right")
