@@ -25,12 +25,8 @@
 # {glue:text}`fam_n_null:,` random groups of as many live neurons. **{glue:text}`fam_explained_verdict`**
 # ({glue:text}`fam_explained_rule`).
 #
-# ```{glue:figure} fig-families-gallery
-# :name: fig-families-gallery
-#
-# One example neuron per family (the paper's figure 1): a held-out window of about 30 tokens around its highest
-# post-activation, each token coloured by the activation (boxed: the peak; grey: a token left out). A family with
-# no neuron in the compared group shows a stand-in, the compared neuron of highest VR by a feature of its kind.
+# ```{glue:md} fig-families-gallery-md
+# :format: myst
 # ```
 #
 # The paper's section 4.3 {cite:p}`gurnee2024universal` (figures 4 and 15-21) labels each neuron by the binary feature
@@ -72,9 +68,12 @@ ch = chapter.compute(profile, device=device, overrides=overrides)
 # %% tags=["remove-cell"]
 publish.glue_all(ch)
 for family in chapter.FAMILIES[:4]:
-    publish.figure(ch, family, chapter.family_figure(ch, family))
-publish.figure(ch, "position", chapter.position_figure(ch))
-publish.figure(ch, "gallery", chapter.gallery_figure(ch))
+    publish.figure(ch, family, chapter.family_figure(ch, family), chapter.CAPTIONS[family],
+                   chapter.absent_sentence(ch, family))
+publish.figure(ch, "position", chapter.position_figure(ch), chapter.CAPTIONS["position"],
+               chapter.absent_sentence(ch, "position"))
+publish.figure(ch, "gallery", chapter.gallery_figure(ch), chapter.CAPTIONS["gallery"],
+               chapter.absent_sentence(ch, "gallery"))
 
 # %% [markdown]
 # ## The paper's statements beside ours
@@ -115,7 +114,7 @@ ch.tables["kinds"]
 # {glue:md}`fam_source_md` The explained neurons whose best feature is the source:
 
 # %% tags=["hide-input"]
-publish.table(ch, "sources")
+publish.table(ch, "sources", empty=chapter.EMPTY_TABLES["sources"])
 
 # %% [markdown]
 # ## Every compared neuron's best feature
@@ -124,31 +123,24 @@ publish.table(ch, "sources")
 # rows of the Brown corpus {cite:p}`francis1979brown`), its kind and the VR, highest first.
 
 # %% tags=["hide-input"]
-publish.table(ch, "best")
+publish.table(ch, "best", empty=chapter.EMPTY_TABLES["best"])
 
 # %% [markdown]
 # ## Unigram and alphabet neurons
 #
-# ```{glue:figure} fig-families-unigram
-# :name: fig-families-unigram
-#
-# The first neuron of each unigram family (at most four): its post-activation on held-out tokens where the
-# family's string is absent (grey) or present (orange). A unigram neuron fires on its string and stays near zero
-# elsewhere.
+# ```{glue:md} fig-families-unigram-md
+# :format: myst
 # ```
 #
-# ```{glue:figure} fig-families-alphabet
-# :name: fig-families-alphabet
-#
-# The alphabet neurons of highest VR (at most four): post-activation on tokens that are not (grey) or are (orange)
-# their letter.
+# ```{glue:md} fig-families-alphabet-md
+# :format: myst
 # ```
 
 # %% tags=["hide-input"]
-publish.table(ch, "unigram")
+publish.table(ch, "unigram", empty=chapter.EMPTY_TABLES["unigram"])
 
 # %% tags=["hide-input"]
-publish.table(ch, "alphabet")
+publish.table(ch, "alphabet", empty=chapter.EMPTY_TABLES["alphabet"])
 
 # %% [markdown]
 # The reference code's alphabet features are the letter tokens themselves: a token that, stripped of a leading
@@ -162,38 +154,29 @@ ch.tables["alphabet_views"]
 # %% [markdown]
 # ## Previous-token and syntax neurons
 #
-# ```{glue:figure} fig-families-previous
-# :name: fig-families-previous
-#
-# The previous-token neurons of highest VR (at most four): post-activation when the previous token lacks
-# (grey) or has (orange) the feature.
+# ```{glue:md} fig-families-previous-md
+# :format: myst
 # ```
 #
-# ```{glue:figure} fig-families-syntax
-# :name: fig-families-syntax
-#
-# The syntax neurons of highest VR (at most four), on the Brown rows: post-activation on tokens without
-# (grey) or with (orange) the part-of-speech tag.
+# ```{glue:md} fig-families-syntax-md
+# :format: myst
 # ```
 
 # %% tags=["hide-input"]
-publish.table(ch, "previous")
+publish.table(ch, "previous", empty=chapter.EMPTY_TABLES["previous"])
 
 # %% tags=["hide-input"]
-publish.table(ch, "syntax")
+publish.table(ch, "syntax", empty=chapter.EMPTY_TABLES["syntax"])
 
 # %% [markdown]
 # ## Position neurons
 #
-# ```{glue:figure} fig-families-position
-# :name: fig-families-position
-#
-# The position neurons with the highest mutual information between position and firing (at most four):
-# mean post-activation at each position of the row, with a band of one standard deviation.
+# ```{glue:md} fig-families-position-md
+# :format: myst
 # ```
 
 # %% tags=["hide-input"]
-publish.table(ch, "position")
+publish.table(ch, "position", empty=chapter.EMPTY_TABLES["position"])
 
 # %% [markdown]
 # ## What holds here

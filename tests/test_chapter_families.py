@@ -287,6 +287,25 @@ def test_gallery_figure_has_one_row_per_example():
     assert [ax.get_title(loc="left")[:5] for ax in panels] == ["L1.44", "L1.45", "L1.46"]
     assert all(len(ax.texts) == 5 for ax in panels)
     assert len(fig.axes) == 2 * len(ex)  # a colour bar per row
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    for ax in panels:  # the tokens' boxes follow one another without overlapping
+        boxes = [t.get_bbox_patch().get_window_extent(r) for t in ax.texts]
+        assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
+
+
+def test_gallery_tokens_of_any_length_do_not_overlap():
+    from types import SimpleNamespace
+
+    toks = ["<|endoftext|>", " a", " supercalifragilistic", "\n", " x", " WWWWWWWW", "."] * 3
+    ex = [{"family": "unigram", "neuron": 3, "stand_in": False, "feature": "f", "vr": 0.5, "tokens": toks,
+           "acts": np.linspace(0, 1, len(toks))}]
+    fig = chapter.gallery_figure(SimpleNamespace(data={"gallery": ex, "d_mlp": 256, "reference": "m"}))
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    ax = next(ax for ax in fig.axes if ax.get_title(loc="left"))
+    boxes = [t.get_bbox_patch().get_window_extent(r) for t in ax.texts]
+    assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:]))
 
 
 @pytest.mark.slow
@@ -334,3 +353,18 @@ def test_book_settings_reach_the_chapter(smoke, smoke_zoo, one_thread):
         assert g[f"fam_n_{fam}"] == len(chapter.family_neurons(ch.data["rules"], fam, 0.05))
     assert ch.tables["kinds"]["neurons"].sum() == (best["VR"] > 0.05).sum()
     assert "(of 24)" in " ".join(ch.tables["paper"].columns) and g["fam_dominant_md"].data
+
+
+def test_empty_figures_and_tables_are_sentences_in_good_grammar():
+    from types import SimpleNamespace
+
+    ch = SimpleNamespace(data={"gallery": [], "samples": {"alphabet": [], "unigram": [(1, "f", 0.5, None, None)]},
+                               "rules": {"position": pd.DataFrame(columns=["neuron", "feature", "score"])}})
+    assert chapter.absent_sentence(ch, "alphabet") == ("No neuron of the compared group is an alphabet neuron here, "
+                                                       "so there is no figure of them.")
+    assert chapter.absent_sentence(ch, "unigram") is None
+    assert chapter.absent_sentence(ch, "previous").startswith("No neuron of the compared group is a previous-token")
+    assert "no figure" in chapter.absent_sentence(ch, "gallery")
+    assert chapter.EMPTY_TABLES["alphabet"].startswith("No neuron of the compared group is an alphabet neuron")
+    assert set(chapter.CAPTIONS) == {*chapter.FAMILIES, "gallery"}
+    assert not any(" red" in c for c in chapter.CAPTIONS.values())  # the highlight colour is orange

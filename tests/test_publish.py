@@ -57,3 +57,25 @@ def test_a_chapter_kernel_keeps_progress_warnings_and_reprs_off_the_page():
     series = nb.cells[5].outputs[0]["data"]
     assert "dtype" not in series["text/html"] and "x" * 80 in series["text/html"] and "12.8" in series["text/html"]
     assert "y" * 80 in nb.cells[6].outputs[0]["data"]["text/html"]
+
+
+def test_a_figure_that_shows_nothing_is_a_sentence_not_a_numbered_figure():
+    from universal_neurons.publish import figure_markdown
+
+    md = figure_markdown("fig-x-a", "A caption.\n")
+    assert md == "```{glue:figure} fig-x-a\n:name: fig-x-a\n\nA caption.\n```"
+    assert figure_markdown("fig-x-a", "A caption.", absent="No neuron here.") == "No neuron here."
+
+
+def test_an_empty_table_is_a_sentence():
+    import pandas as pd
+    from IPython.display import HTML, Markdown
+
+    from universal_neurons.publish import Chapter, table
+
+    ch = Chapter("x", None, tables={"t": pd.DataFrame(columns=["neuron"]), "u": pd.DataFrame({"neuron": ["L0.1"]})},
+                 data={"_links": {}})
+    shown = table(ch, "t", empty="No neuron here.")
+    assert isinstance(shown, Markdown) and shown.data == "No neuron here."
+    assert isinstance(table(ch, "u", empty="No neuron here."), HTML)
+    assert isinstance(table(ch, "t"), HTML)  # no sentence given: the table as it is

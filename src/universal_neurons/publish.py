@@ -38,9 +38,11 @@ def glue_all(ch: Chapter) -> None:
         glue(name, value, display=False)
 
 
-def figure(ch: Chapter, name: str, fig) -> Path:
+def figure(ch: Chapter, name: str, fig, caption: str | None = None, absent: str | None = None) -> Path:
     """Save `fig` as `<figures>/<chapter>-<name>.png` and glue it as `fig-<chapter>-<name>` for a numbered
-    {glue:figure} with a caption; the figure is then closed."""
+    {glue:figure} with a caption; the figure is then closed. With `caption`, also glue `fig-<chapter>-<name>-md`,
+    which the page pastes with a `{glue:md}` directive (format myst): the numbered figure with that caption, or,
+    when `absent` is a sentence (the figure would show nothing), that sentence instead of a figure."""
     from matplotlib_inline.backend_inline import set_matplotlib_formats
     from myst_nb import glue
 
@@ -58,7 +60,20 @@ def figure(ch: Chapter, name: str, fig) -> Path:
         fig.savefig(path, format="png")
     glue(f"fig-{ch.name}-{name}", fig, display=False)
     plt.close(fig)
+    if caption is not None:
+        from IPython.display import Markdown
+
+        glue(f"fig-{ch.name}-{name}-md", Markdown(figure_markdown(f"fig-{ch.name}-{name}", caption, absent)),
+             display=False)
     return path
+
+
+def figure_markdown(key: str, caption: str, absent: str | None = None) -> str:
+    """MyST for a `{glue:md}` directive: the glued figure `key`, numbered and named `key`, with `caption`; or the
+    sentence `absent` (no numbered figure) when the figure would show nothing."""
+    if absent:
+        return absent
+    return f"```{{glue:figure}} {key}\n:name: {key}\n\n{caption.strip()}\n```"
 
 
 UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
@@ -102,11 +117,14 @@ def linked_html(df, links: dict[str, str], max_rows: int | None = None) -> str:
     return out.to_html(escape=False, max_rows=max_rows or pd.get_option("display.max_rows"))
 
 
-def table(ch: Chapter, name: str):
+def table(ch: Chapter, name: str, empty: str | None = None):
     """A chapter table for its page, the reference's neuron ids linked to their neuron-explorer pages (built by
-    `make book`); plain when the explorer has nothing for this run."""
-    from IPython.display import HTML
+    `make book`); plain when the explorer has nothing for this run. A table without rows is the sentence `empty`
+    instead, when given (a header with nothing under it says nothing)."""
+    from IPython.display import HTML, Markdown
 
+    if empty is not None and len(ch.tables[name]) == 0:
+        return Markdown(empty)
     if "_links" not in ch.data:
         from .neuron_site import links
 

@@ -23,6 +23,45 @@ from . import properties as PC
 
 FAMILIES = ["unigram", "alphabet", "previous", "syntax", "position"]
 N_SHOWN = 4  # neurons drawn per family
+CAPTIONS = {  # each figure's caption (the page pastes the figure and its caption, or a sentence when it is empty)
+    "gallery": ("One example neuron per family (the paper's figure 1): a held-out window of about 30 tokens around "
+                "its highest post-activation, each token coloured by the activation (boxed: the peak; grey: a token "
+                "left out). A family with no neuron in the compared group shows a stand-in, the compared neuron of "
+                "highest VR by a feature of its kind."),
+    "unigram": ("The first neuron of each unigram family (at most four): its post-activation on held-out tokens where "
+                "the family's string is absent (grey) or present (orange). A unigram neuron fires on its string and "
+                "stays near zero elsewhere."),
+    "alphabet": ("The alphabet neurons of highest VR (at most four): post-activation on tokens that are not (grey) or "
+                "are (orange) their letter."),
+    "previous": ("The previous-token neurons of highest VR (at most four): post-activation when the previous token "
+                "lacks (grey) or has (orange) the feature."),
+    "syntax": ("The syntax neurons of highest VR (at most four), on the Brown rows: post-activation on tokens "
+                "without (grey) or with (orange) the part-of-speech tag."),
+    "position": ("The position neurons with the highest mutual information between position and firing (at most four): "
+                "mean post-activation at each position of the row, with a band of one standard deviation."),
+}
+FAMILY_WORDS = {"previous": "previous-token"}  # a family as the prose names it
+EMPTY_TABLES = {
+    "sources": "No explained neuron of the compared group has the source as its best feature, so there is no table.",
+    "best": "No neuron of the compared group: no table.",
+    **{fam: f"No neuron of the compared group is {W.with_article(FAMILY_WORDS.get(fam, fam))} neuron here, so there "
+            "is no table." for fam in FAMILIES},
+}
+
+
+def absent_sentence(ch: Chapter, name: str) -> str | None:
+    """Why figure `name` (a family, or "gallery") would show nothing, as the sentence the page shows instead; None
+    when it has something to show."""
+    if name == "gallery":
+        return None if ch.data["gallery"] else "No family feature has a neuron to draw an example of, so there is no figure."
+    if name == "position":
+        return None if shown(ch.data["rules"], "position") else (
+            f"No neuron of the compared group has kurtosis below {paper.POSITION_KURTOSIS}: there is no position "
+            "neuron here, so there is no figure of them.")
+    if ch.data["samples"].get(name):
+        return None
+    return (f"No neuron of the compared group is {W.with_article(FAMILY_WORDS.get(name, name))} neuron here, so "
+            "there is no figure of them.")
 gallery_figure = G.gallery_figure
 
 
@@ -227,7 +266,7 @@ def dominant_sentence(kinds: pd.DataFrame, best: pd.DataFrame, n_layers: int, to
               f"neurons of layers 0-1, the first {len(paper.TOP_EXPLAINED_LAYERS)} of {n_paper} layers (which hold {sum(first):,} of its "
               f"{paper.SHARES['GPT2-medium-a'][0]:,} universal neurons), and the syntax neurons spread over layers "
               f"{min(paper.FAMILY_LAYERS_MEDIUM['syntax'])}-{max(paper.FAMILY_LAYERS_MEDIUM['syntax'])} (the "
-              "reference repository's notebook outputs).")
+                "reference repository's notebook outputs).")
     if not len(kinds):
         return f"No compared neuron has a best feature with VR above the threshold here. {theirs}"
     lead = kinds.iloc[0]
@@ -373,8 +412,8 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     kinds_t = kinds_table(table[in_group], n_layers)
     glue["fam_dominant_md"] = Markdown(dominant_sentence(kinds_t, table[in_group], n_layers))
     tables = {"best": table[in_group].drop(columns="explained").reset_index(drop=True).round(4),
-              "sources": src.round(4), "alphabet_views": alphabet_views(vr_group, letters_ref, letters_book, d_mlp),
-              "paper": paper_table(rules, d_mlp, n_layers, vr_min), "kinds": kinds_t,
+                "sources": src.round(4), "alphabet_views": alphabet_views(vr_group, letters_ref, letters_book, d_mlp),
+                "paper": paper_table(rules, d_mlp, n_layers, vr_min), "kinds": kinds_t,
               **{fam: labelled(rules[fam], d_mlp).round(4) for fam in FAMILIES}}
     rows = data.analysis_rows(prof, progress=False)  # the figures' held-out rows: the pass's first tokens
     plan = FP.main_plan(rows, tok, int(b["family_tokens"]))
@@ -436,7 +475,8 @@ def family_figure(ch: Chapter, family: str):
     for ax in list(axes.flat)[len(picks):]:
         ax.set_axis_off()
     if not picks:
-        axes.flat[0].text(0, 0.5, f"No neuron of the compared group is a {family} neuron here.", fontsize=11)
+        axes.flat[0].text(0, 0.5, f"No neuron of the compared group is {W.with_article(FAMILY_WORDS.get(family, family))} "
+                          "neuron here.", fontsize=11)
     fig.suptitle(f"{ch.data['reference']}: {family} neurons, post-activation when the feature is false / true")
     return fig
 

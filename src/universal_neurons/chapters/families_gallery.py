@@ -13,6 +13,7 @@ from . import families_pass as FP
 KIND = {"unigram": "unigram", "alphabet": "letter_token", "previous": "previous", "syntax": "syntax",
         "position": "position"}  # family -> the kind of feature that defines it
 WIDTH = 30  # tokens in a window
+GAP = 5  # points between two tokens' boxes (each box pads its text by 1.5 points)
 
 
 def window(n: int, at: int, width: int = WIDTH) -> tuple[int, int]:
@@ -97,15 +98,16 @@ def gallery_figure(ch):
         a = np.asarray(e["acts"], dtype=float)
         norm = mpl.colors.Normalize(min(0.0, np.nanmin(a)), max(np.nanmax(a), 1e-9))
         strings = [_shown(t) for t in e["tokens"]]
-        total = sum(len(s) + 1 for s in strings)
-        x, top = 0, int(np.nanargmax(a))
+        top, prev = int(np.nanargmax(a)), None
         for k, (s, v) in enumerate(zip(strings, a)):
             face = "0.9" if np.isnan(v) else cmap(norm(v))
-            ax.text(x, 0.5, s, family="monospace", fontsize=8, va="center", parse_math=False,
-                    color="white" if not np.isnan(v) and norm(v) > 0.6 else "black",
-                    bbox={"facecolor": face, "edgecolor": "black" if k == top else "none", "pad": 1.5})
-            x += len(s) + 1
-        ax.set(xlim=(-1, max(total, 150)), ylim=(0, 1))
+            style = {"family": "monospace", "fontsize": 8, "va": "center", "ha": "left", "parse_math": False,
+                     "color": "white" if not np.isnan(v) and norm(v) > 0.6 else "black",
+                     "bbox": {"facecolor": face, "edgecolor": "black" if k == top else "none", "pad": 1.5}}
+            # each token starts where the one before it ends (its drawn width, not a character count: no overlap)
+            prev = (ax.text(0.005, 0.5, s, transform=ax.transAxes, **style) if prev is None else
+                    ax.annotate(s, xy=(1, 0.5), xycoords=prev, xytext=(GAP, 0), textcoords="offset points", **style))
+        ax.set(xlim=(0, 1), ylim=(0, 1))
         ax.set_axis_off()
         ax.set_title(label(e, d_mlp), fontsize=9, loc="left")
         fig.colorbar(mpl.cm.ScalarMappable(norm, cmap), ax=ax, fraction=0.02, pad=0.01, label="post-act.")
