@@ -248,3 +248,19 @@ def test_escaping_of_record_strings(records):
     assert "<script>" not in text and "&lt;script&gt;" in text and "fam&lt;ily&gt;" in text
     assert "a&quot;b&lt;c&gt;" in text
     assert re.search(r"seed-1 L1\.33 <span class=\"note\">\(no page\)</span>", text)  # no record: no link
+
+
+def test_discussed_neurons_get_pages_the_reference_s_in_the_index(records, tmp_path):
+    """A neuron a chapter discusses gets a page (role discussed): the reference's in the index table with where it
+    is discussed, another seed's among the other pages."""
+    records.append(record("seed-0", 0, 66, "discussed", [], [window(["e"], [0.4], 0)],
+                          labels={"discussed in": "entropy chapter: entropy (paper's view)"}, row={"excess_corr": 0.1}))
+    records.append(record("seed-2", 1, 23, "discussed", [], [window(["f"], [0.2], 0)], labels={}, row={}))
+    out = tmp_path / "site"
+    write_site(records, out, profile="smoke", title="t")
+    index = (out / "index.html").read_text(encoding="utf-8")
+    table = index.split("<tbody>")[1].split("</tbody>")[0]
+    assert table.count("<tr>") == 4 and "seed-0/L0N66.html" in table and "seed-2/L1N23.html" not in table
+    assert "entropy chapter: entropy (paper&#x27;s view)" in table and "<dt>discussed in</dt>" in index
+    assert "seed-2/L1N23.html" in Page(index).links and (out / "seed-2" / "L1N23.html").is_file()
+    assert "1 discussed by a chapter" in index

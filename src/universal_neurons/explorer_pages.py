@@ -30,8 +30,9 @@ from urllib.parse import quote
 from .atomic import atomic_path, write_text
 from .errors import UserError
 
-ROLES = ("universal", "top", "twin", "contrast")  # top: the top by excess correlation, standing in (too few universal)
-REFERENCE_ROLES = ("universal", "top", "contrast")  # the neurons of the reference listed in the index table
+ROLES = ("universal", "top", "twin", "contrast", "discussed")  # top: the top by excess correlation, standing in (too
+# few universal); discussed: a neuron a chapter (entropy, attention) discusses that has no page otherwise
+REFERENCE_ROLES = ("universal", "top", "contrast", "discussed")  # the reference's neurons listed in the index table
 RECORD_KEYS = ("model", "layer", "neuron", "role", "load", "row", "labels", "n_tokens", "frequency", "histogram",
                "top", "quantiles", "vocab", "twins")
 WINDOW_KEYS = ("tokens", "values", "max_value", "max_index", "doc_index", "source")
@@ -416,7 +417,10 @@ COLUMN_HELP = {
     "layer": "its MLP layer (0 is the first)",
     "role": "universal: it passes the paper's rule (excess correlation above the threshold); top: one of the highest "
             "by excess correlation, shown when no neuron passes the rule; contrast: a random neuron of the rest, "
-            "for comparison",
+            "for comparison; discussed: a neuron the entropy or attention chapter discusses (and no other role "
+            "gives a page)",
+    "discussed in": "the chapter that discusses it and in which role (an entropy-neuron candidate, the neuron of "
+                    "an attention pair it ablates)",
     "excess correlation": "the mean over the other seeds of its best match's correlation, minus the same against a "
                           "random rotation of their neurons (the paper's universality score)",
     "entropy rank (paper's view)": "its rank among this model's neurons as an entropy-neuron candidate, by the "
@@ -446,7 +450,9 @@ def index_page(records, *, profile, title) -> str:
     for r in records:
         check_record(r)
     keys = {record_key(r) for r in records}
-    ref = sorted((r for r in records if r["role"] in REFERENCE_ROLES), key=record_key)
+    reference = next((r["model"] for r in records if r["role"] in ("universal", "top", "contrast")),
+                     next((r["model"] for r in records if r["role"] != "twin"), None))  # the seed the others match
+    ref = sorted((r for r in records if r["role"] in REFERENCE_ROLES and r["model"] == reference), key=record_key)
     label_keys = [k for k in dict.fromkeys(k for r in ref for k in r["labels"])
                   if any(_fmt(r["labels"].get(k), 3) not in ("", "-") for r in ref)]  # a column that says something
     here = "index.html"
@@ -455,9 +461,11 @@ def index_page(records, *, profile, title) -> str:
     n_top = sum(r["role"] == "top" for r in ref)
     compared = (f'{n_top} of the top by excess correlation, standing in for universal neurons' if n_top else
                 f'{sum(r["role"] == "universal" for r in ref)} universal')
+    n_talk = sum(r["role"] == "discussed" for r in ref)
     out.append(f'<p>{len(ref)} selected neurons of the reference ({compared}, '
-               f'{sum(r["role"] == "contrast" for r in ref)} contrast) and {len(records) - len(ref)} '
-               'twins in the other seeds. Each page shows the neuron\'s activations on the held-out split, its '
+               f'{sum(r["role"] == "contrast" for r in ref)} contrast'
+               + (f', {n_talk} discussed by a chapter' if n_talk else '') + f') and {len(records) - len(ref)} '
+               'pages in the other seeds (their twins, and any neuron a chapter discusses there). Each page shows the neuron\'s activations on the held-out split, its '
                'output tokens and its twins. Click a column header to sort (with JavaScript on).</p>\n')
     head = ["neuron", "layer", "role", "excess correlation", *label_keys, "twins"]
     out.append('<table class="sortable index"><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in head)

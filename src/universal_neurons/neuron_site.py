@@ -6,6 +6,7 @@ the run folder), their labels from the other chapters' analyses, and the pages (
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,41 @@ N_CONTRAST = 10  # non-compared neurons of the reference with a page, for contra
 SITE = Path("_build/html/neurons")  # under the project: the pages, one folder per run
 
 
+PAIR = re.compile(r"L(\d+)\.(\d+) →")  # an attention pair "L0.90 → L1.H1": its neuron
+
+
+def discussed(prof) -> dict[str, dict[tuple[int, int], str]]:
+    """Per member: the neurons the entropy and attention chapters discuss, read from the tables those chapters
+    write in the run folder (tables/entropy_runs.csv: the entropy and anti-entropy candidates, not the random
+    neurons; tables/attention_ablations.csv: the neurons of the ablated pairs), each with where it is discussed.
+    Empty when the chapters have not run."""
+    out: dict[str, dict[tuple[int, int], str]] = {}
+    folder = Path(prof.tables_dir)
+
+    def add(model, layer, neuron, what):
+        seen = out.setdefault(str(model), {})
+        key = (int(layer), int(neuron))
+        seen[key] = f"{seen[key]}; {what}" if key in seen and what not in seen[key] else seen.get(key, what)
+
+    try:
+        runs = pd.read_csv(folder / "entropy_runs.csv", usecols=["model", "role", "layer", "neuron"])
+    except (OSError, ValueError):
+        runs = None
+    if runs is not None:
+        for (m, role, l, n), _ in runs.groupby(["model", "role", "layer", "neuron"], sort=False):
+            if not str(role).startswith("random"):
+                add(m, l, n, f"entropy chapter: {role}")
+    try:
+        pairs = pd.read_csv(folder / "attention_ablations.csv", usecols=["model", "pair"]).drop_duplicates()
+    except (OSError, ValueError):
+        pairs = None
+    if pairs is not None:
+        for m, pair in pairs.itertuples(index=False):
+            if (hit := PAIR.match(str(pair))) is not None:
+                add(m, hit[1], hit[2], f"attention chapter: {pair}")
+    return out
+
+
 def neuron_id(layer: int, neuron: int) -> str:
     """The id chapter tables print: L<layer>.<neuron>."""
     return f"L{int(layer)}.{int(neuron)}"
@@ -29,7 +65,8 @@ def neuron_id(layer: int, neuron: int) -> str:
 def selection(prof) -> dict[str, list[tuple[int, int, str]]]:
     """Per member name (reference first): its neurons with a page, (layer, neuron, role) with role "universal"
     (the compared group's universal neurons) or "top" (the top by excess standing in when too few are universal, as
-    the chapters compare), "contrast" or "twin"."""
+    the chapters compare), "contrast", "twin" or "discussed" (a neuron the entropy or attention chapter discusses,
+    `discussed`, that has no page otherwise)."""
     from . import neuron_tables as T
     from .chapters.properties import compared_group
 
@@ -46,6 +83,10 @@ def selection(prof) -> dict[str, list[tuple[int, int, str]]]:
     for k, m in enumerate(names[1:], 1):
         twins = dict.fromkeys(twin(res.neurons, l, n, k)[:2] for l, n in chosen)  # ordered, distinct
         out[m] = [(l, n, "twin") for l, n in twins]
+    for m, neurons in discussed(prof).items():
+        if m in out:
+            have = {(l, n) for l, n, _ in out[m]}
+            out[m] += [(l, n, "discussed") for l, n in neurons if (l, n) not in have]
     return out
 
 
@@ -137,7 +178,9 @@ def records(prof, device="cpu", progress: bool = False) -> list[dict]:
     key = cache.make_key("explorer", version=VERSION, selection={m: [list(x) for x in v] for m, v in sel.items()},
                          weights=cache.members_signature(prof),
                          rows=n_rows, data=rows.header["provenance"],
-                         families=[[f.stat().st_size, f.stat().st_mtime_ns] for f in folder.glob("families.npz")])
+                         families=[[f.stat().st_size, f.stat().st_mtime_ns] for f in folder.glob("families.npz")],
+                         discussed={m: sorted(f"{l}.{n}: {w}" for (l, n), w in d.items())
+                                    for m, d in discussed(prof).items()})
     if cache.is_current(folder, key) and path.is_file():
         return json.loads(path.read_text())
     tok = load_tokenizer(data.tokenizer_dir(prof, progress=False))
@@ -147,6 +190,7 @@ def records(prof, device="cpu", progress: bool = False) -> list[dict]:
     table = T.load_results(prof).neurons
     ref = next(iter(sel))
     names = list(sel)
+    talk = discussed(prof)
     out = []
     with cache.updating(folder, key):
         for k, (m, chosen) in enumerate(sel.items()):
@@ -155,6 +199,9 @@ def records(prof, device="cpu", progress: bool = False) -> list[dict]:
             recs = X.neuron_records(model, tokens, mask, neurons, decode, sources=np.asarray(rows.sources[:n_rows]),
                                     source_names=rows.source_names, device=device, progress=progress)
             labels = _labels(prof, model, m, neurons, is_reference=k == 0)
+            for (l, n), where in talk.get(m, {}).items():
+                if (l, n) in labels:
+                    labels[(l, n)]["discussed in"] = where
             back: dict = {}  # partner k's neuron -> the reference neurons whose twin it is, with their correlation
             for rl, rn, _ in (sel[ref] if k else []):
                 tl, tn, r = twin(table, rl, rn, k)
@@ -166,7 +213,7 @@ def records(prof, device="cpu", progress: bool = False) -> list[dict]:
                     row = table[(table["layer"] == l) & (table["neuron"] == n)].iloc[0]
                     rec["row"] = {c: _plain(row[c]) for c in ("excess_corr", "mean_corr", "mean_baseline",
                                                               "max_corr", "min_corr", "is_universal")}
-                    if role != "contrast":  # a contrast neuron's twins have no page
+                    if role not in ("contrast", "discussed"):  # their twins have no page
                         rec["twins"] = [dict(zip(("layer", "neuron", "correlation"), twin(table, l, n, j)), model=p)
                                         for j, p in enumerate(names[1:], 1)]
                 else:
