@@ -14,7 +14,7 @@
 # # Attention-deactivation neurons
 #
 # In {glue:text}`att_reference`, the neuron whose output most steers a later head's query towards the
-# beginning-of-text token is the pair {glue:text}`att_pair` (heuristic score {glue:text}`att_score:.3f`;
+# beginning-of-text token is the pair {glue:md}`att_pair_md` (heuristic score {glue:text}`att_score:.3f`;
 # {glue:md}`att_random_md`). Removing its contribution from that head's query changes the head's attention to the beginning-of-text
 # token with a correlation of {glue:text}`att_r_bos:.3f` against the neuron's activation, and the norm of the
 # head's output with {glue:text}`att_r_norm:.3f` (a {glue:text}`att_r_lo:.3f` to {glue:text}`att_r_hi:.3f` bootstrap
@@ -61,6 +61,7 @@ ch = chapter.compute(profile, device=device, overrides=overrides)
 
 # %% tags=["remove-cell"]
 publish.glue_all(ch)
+publish.glue_linked(ch, "att_pair")  # the neuron id linked to the explorer
 publish.figure(ch, "scores", chapter.scores_figure(ch))
 publish.figure(ch, "ablation", chapter.ablation_figure(ch))
 publish.figure(ch, "ratio", chapter.ratio_figure(ch))

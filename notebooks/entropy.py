@@ -14,7 +14,7 @@
 # # Entropy neurons
 #
 # In {glue:text}`ent_reference`, the neuron that looks most like an entropy neuron by its weights,
-# {glue:text}`ent_neuron`, changes the entropy of the next-token distribution by {glue:text}`ent_d_entropy:.3f`
+# {glue:md}`ent_neuron_md`, changes the entropy of the next-token distribution by {glue:text}`ent_d_entropy:.3f`
 # nats when its activation is fixed from the smallest to the largest value, while the final LayerNorm scale
 # changes by {glue:text}`ent_d_scale:.3f` and the reciprocal rank of the true token by {glue:text}`ent_d_rr:.4f`. The largest change among {glue:text}`ent_n_random` random neurons of the last two
 # layers is {glue:text}`ent_band_max:.3f` nats. With the LayerNorm scale frozen at its clean value, the change is
@@ -77,6 +77,7 @@ ch = chapter.compute(profile, device=device, overrides=overrides)
 
 # %% tags=["remove-cell"]
 publish.glue_all(ch)
+publish.glue_linked(ch, "ent_neuron", "ent_null_neuron")  # the neuron ids linked to the explorer
 publish.figure(ch, "weights", chapter.weights_figure(ch))
 publish.figure(ch, "intervention", chapter.intervention_figure(ch))
 publish.figure(ch, "direct", chapter.direct_figure(ch))
@@ -95,8 +96,8 @@ publish.figure(ch, "seeds", chapter.seeds_figure(ch))
 #
 # The paper's view, as the book reads it, ranks a neuron by a large norm over a small vocabulary variance; the
 # null-space view by the share of its output weight in the null space. By the null-space view,
-# {glue:text}`ent_neuron` ranks {glue:text}`ent_null_rank_of_paper`, and that view's top neuron is
-# {glue:text}`ent_null_neuron`. The candidates among the top {glue:text}`ent_top` of either view:
+# {glue:md}`ent_neuron_md` ranks {glue:text}`ent_null_rank_of_paper`, and that view's top neuron is
+# {glue:md}`ent_null_neuron_md`. The candidates among the top {glue:text}`ent_top` of either view:
 
 # %% tags=["hide-input"]
 publish.table(ch, "candidates")

@@ -79,3 +79,11 @@ def test_an_empty_table_is_a_sentence():
     assert isinstance(shown, Markdown) and shown.data == "No neuron here."
     assert isinstance(table(ch, "u", empty="No neuron here."), HTML)
     assert isinstance(table(ch, "t"), HTML)  # no sentence given: the table as it is
+
+
+def test_linked_ids_in_glued_markdown():
+    from universal_neurons.publish import linked_ids
+
+    links = {"L0.90": "../../neurons/r/seed-0/L0N90.html"}
+    assert linked_ids("L0.90 → L1.H1", links) == '<a href="../../neurons/r/seed-0/L0N90.html">L0.90</a> → L1.H1'
+    assert linked_ids("L0.9 and L0.901", links) == "L0.9 and L0.901"  # whole ids only, unknown ids plain

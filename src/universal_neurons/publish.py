@@ -117,6 +117,36 @@ def linked_html(df, links: dict[str, str], max_rows: int | None = None) -> str:
     return out.to_html(escape=False, max_rows=max_rows or pd.get_option("display.max_rows"))
 
 
+def linked_ids(text: str, links: dict[str, str]) -> str:
+    """`text` (Markdown) with every neuron id in `links` ("L<l>.<n>") made an HTML link to its page."""
+    import html
+
+    return NEURON_ID.sub(lambda m: f'<a href="{html.escape(links[m[0]])}">{m[0]}</a>' if m[0] in links else m[0],
+                         text)
+
+
+def _links(ch: Chapter) -> dict[str, str]:
+    """The neuron explorer's links of the chapter's run (cached in ch.data); none when it has nothing for it."""
+    if "_links" not in ch.data:
+        from .neuron_site import links
+
+        try:
+            ch.data["_links"] = links(ch.profile)
+        except (UserError, OSError):  # no universality tables for this run (yet): plain ids
+            ch.data["_links"] = {}
+    return ch.data["_links"]
+
+
+def glue_linked(ch: Chapter, *keys: str) -> None:
+    """Glue `<key>_md` for each glued text `key` that names neurons: the same text, its neuron ids linked to their
+    explorer pages (for a `{glue:md}` role in the prose)."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    for key in keys:
+        glue(f"{key}_md", Markdown(linked_ids(str(ch.glue[key]), _links(ch))), display=False)
+
+
 def table(ch: Chapter, name: str, empty: str | None = None):
     """A chapter table for its page, the reference's neuron ids linked to their neuron-explorer pages (built by
     `make book`); plain when the explorer has nothing for this run. A table without rows is the sentence `empty`
@@ -125,14 +155,7 @@ def table(ch: Chapter, name: str, empty: str | None = None):
 
     if empty is not None and len(ch.tables[name]) == 0:
         return Markdown(empty)
-    if "_links" not in ch.data:
-        from .neuron_site import links
-
-        try:
-            ch.data["_links"] = links(ch.profile)
-        except (UserError, OSError):  # no universality tables for this run (yet): plain ids
-            ch.data["_links"] = {}
-    return HTML(linked_html(ch.tables[name], ch.data["_links"]))
+    return HTML(linked_html(ch.tables[name], _links(ch)))
 
 
 def remove_injected_parameters(notebook) -> None:
