@@ -121,6 +121,10 @@ def test_glued_values_from_the_smoke_book(tmp_path):
     u = values["universality"]
     assert f"({float(u['share_universal_pct']):.2f}%) are universal" in block
     assert f"{int(u['n_universal']):,} of the {int(u['n_neurons']):,} neurons" in block
+    c = {k: int(v) for k, v in values["claims"].items()}
+    assert c["clm_n_hold"] + c["clm_n_direction"] + c["clm_n_fail"] + c["clm_n_untestable"] == c["clm_n_claims"]
+    assert (f"**{c['clm_n_hold']} hold, {c['clm_n_direction']} direction only, {c['clm_n_fail']} do not hold, "
+            f"{c['clm_n_untestable']} not testable here**") in block
 
 
 def test_readme_quotes_the_default_book_as_built():
