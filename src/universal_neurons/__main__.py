@@ -136,7 +136,7 @@ def _written_folders(profile, args) -> list[Path]:
     folders = {profile.root}
     if args.command == "data":  # its whole run builds data: the shared data folder and the corpus cache
         folders |= {profile.data_dir.parent, profile.corpus_root}
-    if args.command == "zoo" and profile.is_zoo and (args.retrain or not profile.uses_shipped):
+    if args.command == "zoo" and profile.is_zoo and (getattr(args, "retrain", False) or not profile.uses_shipped):
         folders.add(profile.trained_dir.parent)  # trains (the shared zoo, unless SET changes the recipe)
     # otherwise the shared data folder and the corpus cache are locked only while they are built (data.py)
     return sorted(folders)
