@@ -114,6 +114,8 @@ def _rounds(page: str, raw: str) -> bool:
         y = float(text)
     except ValueError:
         return False
+    if x != x:  # NaN: shown as nan
+        return y != y
     if "e" in text.lower() or "." not in text and abs(x) >= 1e4:
         return abs(y - x) <= 5e-4 * abs(x)
     decimals = len(text.split(".")[1]) if "." in text else 0
