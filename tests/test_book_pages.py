@@ -122,9 +122,20 @@ def console_errors(stderr: str) -> list[str]:
     for line in stderr.splitlines():
         if ":CONSOLE" not in line:
             continue
-        if ":ERROR:CONSOLE" in line or re.search(r"Uncaught|Failed to load|Error\b|404|is not defined", line):
-            out.append(line.split("] ", 1)[-1][:300])
+        prefix, _, message = line.partition("] ")  # the prefix holds the source line: CONSOLE(404) is no status
+        if ":ERROR:CONSOLE" in prefix or re.search(r"Uncaught|Failed to load|\bError\b|status of 404|is not defined",
+                                                   message):
+            out.append(message[:300])
     return out
+
+
+def test_console_errors_read_the_message_not_the_source_line():
+    log = ("[1207/005700.1:INFO:CONSOLE(404)] \"[PST]: Scrolled sidebar using stored browser position...\", source: x.js (404)\n"
+           "[1207/005700.2:INFO:CONSOLE(12)] \"Uncaught SyntaxError: Identifier 'THEBE_JS_URL' has already been declared\"\n"
+           "[1207/005700.3:ERROR:CONSOLE(1)] \"something\"\n"
+           "[1207/005700.4:INFO:CONSOLE(0)] \"Failed to load resource: the server responded with a status of 404\"")
+    got = console_errors(log)
+    assert len(got) == 3 and not any("Scrolled sidebar" in g for g in got)
 
 
 def inspect(root: Path, tmp_path: Path) -> dict:
