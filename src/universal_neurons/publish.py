@@ -182,14 +182,19 @@ def _one_line_error(shell, etype, value, tb, tb_offset=None):
     return stb
 
 
-def one_line_errors_in_notebook() -> bool:
-    """In an IPython kernel, show a UserError as one line (`error: <line>`) instead of a traceback; the cell still
-    fails. Called when this module is imported (every chapter's notebook imports it before computing)."""
+def _kernel_shell():
+    """The running IPython shell (a chapter's kernel), or None outside one."""
     try:
         from IPython import get_ipython
     except ImportError:
-        return False
-    shell = get_ipython()
+        return None
+    return get_ipython()
+
+
+def one_line_errors_in_notebook() -> bool:
+    """In an IPython kernel, show a UserError as one line (`error: <line>`) instead of a traceback; the cell still
+    fails. Called when this module is imported (every chapter's notebook imports it before computing)."""
+    shell = _kernel_shell()
     if shell is None:
         return False
     shell.set_custom_exc((UserError,), _one_line_error)
@@ -248,11 +253,7 @@ def quiet_kernel() -> bool:
     import sys
     import warnings
 
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
+    shell = _kernel_shell()
     if shell is None:
         return False
     if os.environ.get("UN_PROGRESS") != "1":
