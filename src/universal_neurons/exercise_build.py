@@ -1,4 +1,4 @@
-"""Student and instructor builds of the exercises, from the chapter sources (teaching mode, issue 17).
+"""Student and instructor builds of the exercises, from the chapter sources (teaching mode).
 
 A chapter source marks each exercise with three cells carrying `exercise="<name>"` in their metadata: a markdown
 cell (the task), the solution (`solution=true`) and the check (`exercises.check(...)`); all three are tagged

@@ -1,4 +1,4 @@
-"""Exercises with checks (teaching mode, issue 17).
+"""Exercises with checks (teaching mode).
 
 Each exercise is a function the learner writes. Its reference solution is the cell marked in a chapter source
 (`notebooks/<chapter>.py`, a cell with `exercise="<name>" solution=true`; `solution(name)` imports it), and its

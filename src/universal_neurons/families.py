@@ -1,4 +1,4 @@
-"""Neuron families (paper section 4.3; ../shared/docs/paper.md section 4): what explains each neuron.
+"""Neuron families (paper section 4.3): what explains each neuron.
 
 `VarianceReduction` streams, chunk by chunk, the float64 sums that the variance reduction
 

@@ -1,5 +1,5 @@
 """The paper's facts, in one place: every number the book quotes from Gurnee et al. (2024), with its source
-(`../shared/docs/paper.md` sections, the paper's text, figures and tables), and its published neuron
+(the paper's text, figures and tables), and its published neuron
 tables, shipped in `paper_data/` (MIT, from wesg52/universal-neurons) and checked against their sha256.
 """
 
