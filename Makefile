@@ -117,7 +117,7 @@ $(NB_OUT)/%.ipynb: notebooks/%.py $(ART)/zoo/.trained
 	@mkdir -p $(NB_OUT)
 	$(PY) -m jupytext --quiet --to ipynb --output $(NB_OUT)/$*.in.ipynb $<
 	$(PY) -m universal_neurons.online setup-cell $(NB_OUT)/$*.in.ipynb  # for Colab and Binder; a no-op here
-	$(PY) -m universal_neurons.lock --profile "$$UN_PROFILE" --set "$$UN_SET" -- \
+	$(PY) -m universal_neurons.locked --profile "$$UN_PROFILE" --set "$$UN_SET" -- \
 		$(PY) -m papermill --no-progress-bar -k python3 --cwd . $(NB_OUT)/$*.in.ipynb $(NB_OUT)/$*.tmp.ipynb \
 		-p profile "$$UN_PROFILE" -p device $(DEVICE) -p overrides "$$UN_SET"
 	$(PY) -m universal_neurons.publish $(NB_OUT)/$*.tmp.ipynb  # papermill's injected parameters: off the page

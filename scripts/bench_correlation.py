@@ -206,7 +206,7 @@ def bench_shape(n_a, n_b, tokens, batches, repeats, device, sample=256):
 
 class OursWithBaseline:
     """The universality pass's accumulation per batch: reference x partner in one product, plus each partner
-    layer's own co-moments, from which the rotated baseline follows exactly (universality._baseline)."""
+    layer's own co-moments, from which the rotated baseline follows exactly (maxima._baseline)."""
 
     def __init__(self, n_a, n_b, device):
         self.acc = StreamingPearson(n_a, n_b, device=device)

@@ -335,7 +335,7 @@ def test_the_exercises_part_shows_tasks_with_folded_solutions_that_pass(built):
     output saying that all checks passed; no failed cell."""
     from bs4 import BeautifulSoup
 
-    from universal_neurons.exercises import EXERCISES
+    from universal_neurons.catalog import EXERCISES
 
     assert sorted(EXERCISE_CHAPTERS) == sorted({e.chapter for e in EXERCISES.values()})
     for c in EXERCISE_CHAPTERS:

@@ -11,7 +11,7 @@ import pytest
 from IPython.display import Markdown
 from scipy import special, stats
 
-from universal_neurons import paper
+from universal_neurons import paper, selection
 from universal_neurons.chapters import properties as chapter
 
 
@@ -86,12 +86,10 @@ def test_a_stand_in_group_makes_every_claim_not_testable():
 def test_untrained_models_give_no_holds():
     """Excess correlations near 0, as an untrained model's are (no learned feature to share), leave no neuron
     above the paper's threshold: the stand-in is compared and no claim is judged, whatever its tests say."""
-    from universal_neurons import properties as P
-
     rng = np.random.default_rng(0)
     live = pd.DataFrame({"excess_corr": rng.normal(0.02, 0.03, 512), "is_dead": False})
-    mask, label = P.universal_group(live, 0.5, 2.0, 10)
-    g = chapter.Group(mask, label, 0.5, "the paper's threshold of 0.5", int((live["excess_corr"] > 0.5).sum()))
+    mask, label = selection.universal_group(live, 0.5, 2.0, 10)
+    g = selection.Group(mask, label, 0.5, "the paper's threshold of 0.5", int((live["excess_corr"] > 0.5).sum()))
     assert not g.is_universal and g.n_universal == 0
     why = chapter.untestable_words(g, int(mask.sum()), 2.0)
     pct = pd.DataFrame({c: rng.random(512) * 100 for c, _, _ in chapter.CLAIMS})
@@ -117,7 +115,7 @@ def test_holds_note_from_the_numbers():
 
 
 def _group(n_universal, label, mask=None, thr=0.5, words="the paper's threshold of 0.5"):
-    return chapter.Group(pd.Series([] if mask is None else mask, dtype=bool), label, thr, words, n_universal)
+    return selection.Group(pd.Series([] if mask is None else mask, dtype=bool), label, thr, words, n_universal)
 
 
 def test_group_sentence_when_enough_neurons_are_universal():

@@ -8,11 +8,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_robustness_on_the_smoke_zoo(smoke, smoke_zoo, one_thread):
-    from universal_neurons import neuron_tables as T
     from universal_neurons import uncertainty as U
     from universal_neurons.chapters import robustness as chapter
+    from universal_neurons.universality import ensure_results
 
-    table = T.ensure_results(smoke).neurons
+    table = ensure_results(smoke).neurons
     ch = chapter.compute("smoke")
     r, info = chapter.results(smoke)
     assert info["n_tokens"] == smoke.cfg["analysis"]["n_tokens"]  # the universality pass's tokens, so:
@@ -40,6 +40,7 @@ def test_robustness_control_and_errata(smoke, smoke_zoo, one_thread):
     close to the exact correlations; the table has every null and rule with an interval."""
     from universal_neurons import control as C
     from universal_neurons.chapters import robustness as chapter
+    from universal_neurons.universality import ensure_results
 
     r, info = chapter.results(smoke)
     ctrl = C.run_control(smoke, progress=False, threshold=0.5).neurons
@@ -78,6 +79,7 @@ def test_the_share_verdict_and_the_conclusion_follow_from_the_arrays(smoke, smok
     from universal_neurons import control as C
     from universal_neurons import uncertainty as U
     from universal_neurons.chapters import robustness as chapter
+    from universal_neurons.universality import ensure_results
 
     ch = chapter.compute("smoke")
     g = ch.glue

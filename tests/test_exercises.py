@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from universal_neurons import UserError
+from universal_neurons import catalog
 from universal_neurons import exercises as X
 from universal_neurons import exercise_build as B
 
 
-@pytest.mark.parametrize("name", list(X.EXERCISES))
+@pytest.mark.parametrize("name", list(catalog.EXERCISES))
 def test_each_check_passes_on_its_reference_solution(name, capsys, one_thread):
     result = X.check(name, X.solution(name))
     assert result and isinstance(result, X.Passed)
@@ -76,7 +77,7 @@ def test_an_unrelated_wrong_answer_fails_without_a_false_hint(one_thread):
 
 
 def test_the_stub_keeps_imports_signature_and_docstring():
-    src = B.solution_source(X.exercise("pearson"))
+    src = B.solution_source(catalog.exercise("pearson"))
     stub = B.stub(src, "pearson")
     ns = {}
     exec(stub, ns)
@@ -88,7 +89,7 @@ def test_the_stub_keeps_imports_signature_and_docstring():
 
 
 def test_every_registered_exercise_is_marked_once_in_its_chapter():
-    for ex in X.EXERCISES.values():
+    for ex in catalog.EXERCISES.values():
         cells = [c for c in B.exercise_cells(ex.chapter) if c.metadata["exercise"] == ex.name]
         assert [c.cell_type for c in cells] == ["markdown", "code", "code"], ex.name
         assert all("remove-cell" in c.metadata["tags"] for c in cells)  # not on the chapter's page
@@ -111,7 +112,7 @@ def test_the_builds_have_every_exercise_with_the_setup_cell_first(built):
         assert "setup" in student.cells[0].metadata["tags"] and "Objectives" not in student.cells[1].source
         sol = [x for x in instructor.cells if x.metadata.get("solution")]
         stubs = [x for x in student.cells if x.cell_type == "code" and "raise NotImplementedError" in x.source]
-        assert len(sol) == len(stubs) == sum(e.chapter == c for e in X.EXERCISES.values())
+        assert len(sol) == len(stubs) == sum(e.chapter == c for e in catalog.EXERCISES.values())
         assert all("hide-input" in x.metadata["tags"] for x in sol)  # folded in the book,
         assert all(x.metadata["mystnb"]["code_prompt_show"] == "Show solution" for x in sol)  # behind "Show solution"
 
@@ -123,9 +124,9 @@ def test_instructor_notebooks_run_and_student_notebooks_stop_at_the_first_exerci
     for c in B.chapters_with_exercises():
         nb = B.execute(out / "instructor" / f"{c}.ipynb")
         text = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
-        assert text.count("All checks of") == sum(e.chapter == c for e in X.EXERCISES.values())
+        assert text.count("All checks of") == sum(e.chapter == c for e in catalog.EXERCISES.values())
         with pytest.raises(CellExecutionError) as e:
             B.execute(out / "student" / f"{c}.ipynb", out=out / f"student-{c}-run.ipynb")
         assert "NotImplementedError" in str(e.value)
-        first = next(e for e in X.EXERCISES.values() if e.chapter == c)
+        first = next(e for e in catalog.EXERCISES.values() if e.chapter == c)
         assert f"exercise {first.name}" in str(e.value)

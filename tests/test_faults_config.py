@@ -202,17 +202,17 @@ def test_one_line_handler_outside_a_kernel_is_a_no_op():
 
 # ---- the shipped zoo: an override of its recipe says so in one line ---------------------------------------------
 def test_recipe_override_of_a_shipped_zoo_is_said(monkeypatch):
-    from universal_neurons import shipped
+    from universal_neurons import recipe
 
     monkeypatch.chdir(ROOT)  # the shipped zoo lies in the checkout
-    assert shipped.recipe_note(load_profile("default")) is None
-    assert shipped.recipe_note(load_profile("default", "train.seeds=[0, 1, 2, 3, 4] book.threshold=0.4")) is None
-    note = shipped.recipe_note(load_profile("default", "train.tokens=1e6 tokenizer.vocab_size=2048"))
+    assert recipe.recipe_note(load_profile("default")) is None
+    assert recipe.recipe_note(load_profile("default", "train.seeds=[0, 1, 2, 3, 4] book.threshold=0.4")) is None
+    note = recipe.recipe_note(load_profile("default", "train.tokens=1e6 tokenizer.vocab_size=2048"))
     assert "\n" not in note
     assert re.match(r"note: profile 'default' differs from the shipped zoo zoo/release in "
                     r"tokenizer\.vocab_size=2048 \(shipped: 4096\), train\.tokens=1000000 \(shipped: 25000000\): "
                     r"its 4 seed\(s\) are trained here into artifacts/default\+[0-9a-f]{10}/zoo", note), note
-    assert shipped.recipe_note(load_profile("smoke")) is None  # no shipped zoo: nothing to say
+    assert recipe.recipe_note(load_profile("smoke")) is None  # no shipped zoo: nothing to say
 
 
 # ---- analysis.n_tokens beyond what the held-out rows hold: one line where the rows are known ---------------------

@@ -271,15 +271,15 @@ def test_a_tiled_plan_far_larger_than_the_untiled_one_warns_once(capsys):
 
 
 def test_the_plan_counts_passes_as_the_universality_pass_does():
-    from universal_neurons import universality
+    from universal_neurons import maxima
     from universal_neurons.config import BYTES_PER_PAIR, pass_tiles
 
-    assert BYTES_PER_PAIR == universality.BYTES_PER_PAIR
+    assert BYTES_PER_PAIR == maxima.BYTES_PER_PAIR
     for n_layer, d, partners, gb, chunk in [(2, 256, 2, 4, 16384), (2, 256, 2, 1e-3, 16384), (2, 1024, 3, 0.05, 16384),
                                             (4, 512, 4, 0.3, 4096), (12, 3072, 4, 1.0, 16384)]:
         units = [(p, l, d) for p in range(partners) for l in range(n_layer)]
         assert pass_tiles(n_layer * d, [d] * len(units), gb * 1e9, chunk) == len(
-            universality._tiles(n_layer * d, units, gb * 1e9, chunk))
+            maxima._tiles(n_layer * d, units, gb * 1e9, chunk))
 
 
 # ---- 5. member identity -----------------------------------------------------------------------------------------
@@ -490,7 +490,7 @@ if "--output" in args:
     touch(args[args.index("--output") + 1])
 if args[:2] == ["-m", "papermill"]:
     touch([a for a in args if a.endswith(".tmp.ipynb")][0])
-if args[:2] == ["-m", "universal_neurons.lock"]:
+if args[:2] == ["-m", "universal_neurons.locked"]:
     cmd = args[args.index("--") + 1:]
     os.execv(cmd[0], cmd)
 """
@@ -532,14 +532,14 @@ def test_the_makefile_passes_profile_and_set_verbatim_from_a_path_with_spaces(tm
     assert paper[paper.index("--cwd") + 1] == "." and paper[-9:] == ["-p", "profile", "smoke", "-p", "device", "cpu", "-p",
                                                                      "overrides", sets]
     assert all(c["cwd"] == str(checkout) for c in calls)
-    lock = modules["universal_neurons.lock"]
+    lock = modules["universal_neurons.locked"]
     assert lock[2:6] == ["--profile", "smoke", "--set", sets]  # each chapter holds its run folder
 
 
 # ---- 9. locks: chapter runs, built data, killed corpus builds ------------------------------------------------------
 def test_a_chapter_run_holds_its_run_folder_and_a_cli_run_beside_it_waits(arts, capsys):
     code = "import os, sys, time; print(os.environ['UN_LOCK_HELD'], flush=True); time.sleep(30)"
-    holder = subprocess.Popen([sys.executable, "-m", "universal_neurons.lock", "--profile", "smoke", "--",
+    holder = subprocess.Popen([sys.executable, "-m", "universal_neurons.locked", "--profile", "smoke", "--",
                                sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=Path.cwd(),
                               env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     try:
@@ -630,7 +630,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
 
 
 def test_a_partner_that_is_neither_a_folder_nor_a_hub_id(tmp_path, monkeypatch):
-    from universal_neurons.loading import resolve_checkpoint
+    from universal_neurons.sources import resolve_checkpoint
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError) as e:

@@ -18,7 +18,7 @@ import torch
 from universal_neurons import UserError, atomic, zoo
 from universal_neurons.__main__ import main
 from universal_neurons.lock import LOCK_NAME, clean_leftovers, run_lock
-from universal_neurons.universality import _drop_stale_states, _resume
+from universal_neurons.pass_checkpoints import _drop_stale_states, _resume
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,10 @@ pytestmark = pytest.mark.slow
 def test_selection_records_and_pages_on_the_smoke_zoo(smoke, smoke_zoo, one_thread, tmp_path):
     from universal_neurons import neuron_site as S
     from universal_neurons import neuron_tables as T
-    from universal_neurons.chapters.properties import compared_group
+    from universal_neurons.selection import compared_group
+    from universal_neurons.universality import ensure_results
 
-    T.ensure_results(smoke)
+    ensure_results(smoke)
     table = T.load_results(smoke).neurons
     live = table[~table["is_dead"].astype(bool)].reset_index(drop=True)
     group = compared_group(smoke, live)

@@ -10,7 +10,7 @@ import pytest
 from tiny_zoo import MODEL, N_TOKENS, models, tiny  # noqa: F401 (fixtures)
 from universal_neurons import UserError
 from universal_neurons.neuron_tables import neuron_table
-from universal_neurons.universality import correlate
+from universal_neurons.maxima import correlate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -138,11 +138,9 @@ def test_torchrun_session_alone_keeps_the_device():
 
 
 def test_scale_aware_threshold_is_the_controls_quantile_of_live_neurons(tmp_path):
-    from types import SimpleNamespace
-
     import pandas as pd
 
-    from universal_neurons.control import CONTROL_QUANTILE, control_threshold, resolve_threshold
+    from universal_neurons.selection import CONTROL_QUANTILE, control_threshold, resolve_threshold
 
     rng = np.random.default_rng(0)
     ex = rng.normal(0.05, 0.03, 4000)
@@ -155,17 +153,16 @@ def test_scale_aware_threshold_is_the_controls_quantile_of_live_neurons(tmp_path
     # independent: numpy's linear-interpolation quantile over the live neurons only
     assert control_threshold(table) == pytest.approx(float(np.quantile(live, CONTROL_QUANTILE)), abs=1e-12)
 
-    profile = SimpleNamespace(tables_dir=tmp_path)
     with pytest.raises(UserError, match="analysis.control=true"):
-        resolve_threshold("control", profile)
+        resolve_threshold("control", tmp_path)
     (tmp_path / "control").mkdir()
     table.to_csv(tmp_path / "control" / "neurons.csv", index=False)
-    value, words = resolve_threshold("control", profile)
+    value, words = resolve_threshold("control", tmp_path)
     assert value == pytest.approx(float(np.quantile(live, CONTROL_QUANTILE)), abs=1e-9)
     assert "scale-aware" in words
-    assert resolve_threshold(0.5, profile) == (0.5, "the paper's threshold of 0.5")
-    assert resolve_threshold("0.3", profile)[0] == 0.3
-    assert resolve_threshold(1, profile) == (1.0, "the threshold of 1")
+    assert resolve_threshold(0.5, tmp_path) == (0.5, "the paper's threshold of 0.5")
+    assert resolve_threshold("0.3", tmp_path)[0] == 0.3
+    assert resolve_threshold(1, tmp_path) == (1.0, "the threshold of 1")
     for bad in ("high", -1, 0, 2.0, float("nan"), None, True):
         with pytest.raises(UserError, match=r"threshold must be a number in \(0, 1\] \(the paper's is 0.5\) or 'control'"):
-            resolve_threshold(bad, profile)
+            resolve_threshold(bad, tmp_path)

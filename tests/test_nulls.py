@@ -76,8 +76,8 @@ def test_rotation_matrices():
 
 
 def test_draw_reproduces_the_streaming_pass_matrix():
-    """rotated_max's draw k uses the matrix universality.rotation gives partner k (float32 there)."""
-    from universal_neurons.universality import rotation
+    """rotated_max's draw k uses the matrix maxima.rotation gives partner k (float32 there)."""
+    from universal_neurons.maxima import rotation
 
     ours = rotation_matrix(16, "gaussian-rows", draw_rng(5, 2, 3))
     np.testing.assert_allclose(ours, rotation(16, 5, 2, 3, "gaussian").numpy(), atol=1e-7)

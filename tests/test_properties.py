@@ -16,6 +16,7 @@ import universal_neurons as un
 from universal_neurons import UserError
 from universal_neurons import activations as A
 from universal_neurons import properties as P
+from universal_neurons import selection
 from universal_neurons.activation_stats import ACT_COLS, MomentAccumulator, activation_stats, neuron_activations
 from universal_neurons.token_classes import class_scores
 from universal_neurons.weight_stats import WEIGHT_COLS, weight_stats
@@ -197,7 +198,7 @@ def test_profile_run_is_cached_and_joined_into_neurons_csv(smoke, smoke_zoo, tmp
     stamps = [(tmp_path / f).stat().st_mtime_ns for f in ("neurons.csv", "properties.json")]
     P.compute_properties(smoke, n_tokens=2000, out_dir=tmp_path, progress=False)  # cached, and already joined
     assert stamps == [(tmp_path / f).stat().st_mtime_ns for f in ("neurons.csv", "properties.json")]
-    group, label = P.universal_group(joined, threshold=0.5, top_pct=2, min_count=10)
+    group, label = selection.universal_group(joined, threshold=0.5, top_pct=2, min_count=10)
     assert label.startswith("top 2%") and group.sum() == 11 and joined.loc[group, "excess_corr"].min() > 0.39
     assert json.loads((tmp_path / "properties.key.json").read_text())["n_tokens"] == 2000  # cache.py's key file
     fewer = P.compute_properties(smoke, n_tokens=1500, out_dir=tmp_path, progress=False)  # a new key: recomputed

@@ -11,7 +11,7 @@ import universal_neurons as un
 from tiny_zoo import FAST, MODEL, N_TOKENS, models, tiny  # noqa: F401 (fixtures)
 from universal_neurons import UserError
 from universal_neurons.neuron_tables import neuron_table
-from universal_neurons.universality import correlate, rotation
+from universal_neurons.maxima import correlate, rotation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -205,7 +205,7 @@ def test_cli_refuses_a_device_it_cannot_use_before_any_work(capsys, device, mess
 def test_algebraic_rotated_baseline_equals_rotating_the_activations():
     """The baseline from co-moments (cov(x, v) Rᵀ, R Σ_vv Rᵀ) against numpy float64 on explicitly rotated data."""
     from universal_neurons.correlation import StreamingPearson
-    from universal_neurons.universality import _baseline
+    from universal_neurons.maxima import _baseline
 
     rng = np.random.default_rng(3)
     t, n_a, d = 4000, 24, 16

@@ -177,17 +177,17 @@ def _zoo(profile, args, progress):
     if not profile.is_zoo:
         print(f"{profile.name}: real checkpoints ({', '.join(profile.members(trained=True))}); nothing to train")
         return _untrained(profile)
-    from . import shipped
+    from . import recipe, release
 
     if profile.uses_shipped and args.retrain:
-        for line in shipped.retrain_and_compare(profile, device=args.device, progress=progress):
+        for line in release.retrain_and_compare(profile, device=args.device, progress=progress):
             print(line)
     elif profile.uses_shipped:
-        print(shipped.check(profile))
+        print(release.check(profile))
     else:
         from .zoo import train_zoo
 
-        note = shipped.recipe_note(profile)  # a shipped profile whose recipe SET changed: trained here, say so
+        note = recipe.recipe_note(profile)  # a shipped profile whose recipe SET changed: trained here, say so
         if note:
             print(note, flush=True)
         for path in train_zoo(profile, device=args.device, progress=progress):
@@ -205,9 +205,9 @@ def _untrained(profile):
 
 
 def _release(profile, args, progress):
-    from . import shipped
+    from . import release
 
-    for path in shipped.train_release(profile, seeds=args.seeds, device=args.device, progress=progress,
+    for path in release.train_release(profile, seeds=args.seeds, device=args.device, progress=progress,
                                        commit=args.commit):
         print(path)
 

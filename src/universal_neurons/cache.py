@@ -29,7 +29,7 @@ def make_key(kind: str, *, version: int, **inputs) -> dict:
 
 
 def _roots() -> list[tuple[str, str]]:
-    from .config import artifacts_root, project_dir
+    from .paths import artifacts_root, project_dir
 
     return [(str(artifacts_root()), "<artifacts>"), (str(project_dir().absolute()), "<project>")]
 
@@ -126,10 +126,3 @@ def _blob_name(f: Path) -> str | None:
     return None
 
 
-def members_signature(profile) -> dict:
-    """`weights_signature` of each member of a profile, by member name (seed-0, ...): the part of a chapter's
-    cache key that changes when a member's weights do."""
-    from .config import name_of
-    from .loading import resolve_checkpoint
-
-    return {name_of(s): weights_signature(resolve_checkpoint(s, profile.revision)) for s in profile.members()}

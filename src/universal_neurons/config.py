@@ -27,22 +27,13 @@ from pydantic import ValidationError
 from .config_schema import (DEFAULTS, MODEL_DEFAULTS, SECTIONS, TOP_LEVEL, TRAIN_DEFAULTS, Config, Section,
                             as_number)
 from .errors import UserError
+from .paths import artifacts_root, project_dir
 
 # a shipped profile's name, and every run folder's: one plain folder name (no separator, no "..", no leading dot)
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
 DATA_KEYS = ("corpus.", "tokenizer.", "model.n_ctx")  # overrides of these make a run build its own data
 RECIPE_KEYS = ("corpus.", "tokenizer.", "model.", "train.")  # ... and of these, train its own zoo
-
-
-def project_dir() -> Path:
-    """The folder commands run in (the checkout, for `make`): a `shipped:` zoo and results/ are found here."""
-    return Path.cwd()
-
-
-def artifacts_root() -> Path:
-    """`$UN_ARTIFACTS` if set, else `./artifacts` of the working directory (absolute)."""
-    return Path(os.environ.get("UN_ARTIFACTS") or project_dir() / "artifacts").absolute()
 
 
 def _profile_files():
@@ -361,7 +352,7 @@ def load_profile(name: str, overrides=(), device: str | None = None) -> Profile:
 
 
 # ---- plans far larger than the untiled one ---------------------------------------------------------------------
-BYTES_PER_PAIR = 32  # universality.BYTES_PER_PAIR (tests/test_faults_edges.py checks they agree)
+BYTES_PER_PAIR = 32  # maxima.BYTES_PER_PAIR (tests/test_faults_edges.py checks they agree)
 FAR = 16  # a plan with more passes than this over the held-out tokens (1 untiled) is worth a warning
 _warned: set[str] = set()
 
@@ -375,7 +366,7 @@ def _warn_once(line: str) -> None:
 
 
 def pass_tiles(n_a: int, partner_dims: list[int], budget_bytes: float, chunk_tokens: int) -> int:
-    """How many passes over the held-out tokens the universality pass makes (`universality._tiles`, counted):
+    """How many passes over the held-out tokens the universality pass makes (`maxima._tiles`, counted):
     1 when every partner layer fits the accumulator budget side by side with every reference neuron."""
     max_d = max(partner_dims)
     width = int(budget_bytes // (BYTES_PER_PAIR * n_a + 8 * chunk_tokens))
@@ -531,7 +522,7 @@ class Profile:
     def uses_shipped(self) -> bool:
         """True if the members are the shipped ones: a `shipped:` folder whose recipe the profile (with its
         overrides) still is; an override of the recipe means a zoo trained here instead."""
-        from .shipped import describes_shipped
+        from .recipe import describes_shipped
 
         return describes_shipped(self)  # False without a `shipped:` folder
 
@@ -598,5 +589,5 @@ class Profile:
         return self.root / "untrained"
 
 
-__all__ = ["Config", "Profile", "Section", "available_profiles", "artifacts_root", "load_profile", "project_dir",
+__all__ = ["Config", "Profile", "Section", "available_profiles", "load_profile",
            "run_name", "split_overrides", "DEFAULTS", "TRAIN_DEFAULTS", "MODEL_DEFAULTS"]

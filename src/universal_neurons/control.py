@@ -2,21 +2,18 @@
 
 The control is an untrained model with the reference's config (a fixed init seed): correlating the reference
 with it (`run_control`, into `tables/control`) gives the noise floor of the excess correlation, and its
-`CONTROL_QUANTILE` the scale-aware threshold (`control_threshold`). A chapter's `threshold` is the paper's
-number (`paper.THRESHOLD`), another number, or "control" (`resolve_threshold`).
+`selection.CONTROL_QUANTILE` the scale-aware threshold (`selection.control_threshold`). A chapter's `threshold` is the paper's
+number (`paper.THRESHOLD`), another number, or "control" (`selection.resolve_threshold`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from . import paper
 from .atomic import atomic_dir
-from .errors import UserError
+from .selection import book_threshold, is_control
 
-CONTROL_QUANTILE = 0.999  # the scale-aware threshold: this quantile of the excess against an untrained partner
 CONTROL_SEED = 12345  # the untrained control's init seed
 UNTRAINED_SEED = 54321  # the negative control's members: this init seed plus the member's position
 
@@ -37,7 +34,7 @@ def save_untrained(source: str, out: Path, seed: int, revision=None) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .loading import resolve_checkpoint
+    from .sources import resolve_checkpoint
     from .tokenizer import load_tokenizer
 
     out = Path(out)
@@ -74,44 +71,3 @@ def run_control(profile, device="cpu", progress: bool = True, *, reference=None,
                             out_dir=Path(tables_dir or profile.tables_dir) / "control")
 
 
-def is_control(threshold) -> bool:
-    """True for the threshold "control" (the scale-aware one), however it is capitalised or spaced."""
-    return isinstance(threshold, str) and threshold.strip().lower() == "control"
-
-
-def control_threshold(control: pd.DataFrame, quantile: float = CONTROL_QUANTILE) -> float:
-    """The scale-aware threshold: the `quantile` of the live reference neurons' excess correlation against an
-    untrained partner (`control`: that run's neuron table). Above it, a neuron correlates with its trained
-    partners more than all but a (1 - quantile) share of neurons correlate with an untrained one."""
-    ex = control.loc[~control["is_dead"].astype(bool), "excess_corr"].dropna()
-    if ex.empty:
-        raise UserError("the control table has no live neuron; rerun the universality chapter with "
-                        "analysis.control=true")
-    return float(ex.quantile(quantile))
-
-
-def resolve_threshold(threshold, profile) -> tuple[float, str]:
-    """A chapter's `threshold` parameter as (value, words for the page): a number (the paper's is 0.5), or
-    "control": the scale-aware threshold of this profile's untrained control (tables/control/neurons.csv,
-    written by the universality chapter)."""
-    if is_control(threshold):
-        path = Path(profile.tables_dir) / "control" / "neurons.csv"
-        if not path.is_file():
-            raise UserError(f"threshold 'control' needs the untrained control's table {path}; run the universality "
-                            "chapter (analysis.control=true) for this profile first, or set a number")
-        q = control_threshold(pd.read_csv(path))
-        return q, (f"the scale-aware threshold of {q:.3f} (the untrained control's "
-                   f"{100 * CONTROL_QUANTILE:g}th percentile)")
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0 < value <= 1 or isinstance(threshold, bool):  # an excess correlation lies in [-2, 2]; NaN fails too
-        raise UserError(f"threshold must be a number in (0, 1] (the paper's is {paper.THRESHOLD}) or 'control', "
-                        f"got {threshold!r}")
-    return value, f"the paper's threshold of {value:g}" if value == paper.THRESHOLD else f"the threshold of {value:g}"
-
-
-def book_threshold(profile):
-    """A profile's book.threshold as set (a number or "control"); the paper's when it has no book section."""
-    return profile.cfg.get("book", {}).get("threshold", paper.THRESHOLD)

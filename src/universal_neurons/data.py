@@ -49,12 +49,12 @@ def _tokenizer_built(out_dir: Path, kind: str, vocab_size: int) -> bool:
 def tokenizer_dir(profile: Profile, progress: bool = True) -> Path:
     """The profile's tokenizer folder: trained / fetched into artifacts, or the reference model's own."""
     t = profile.cfg["tokenizer"]
-    from .shipped import describes_shipped
+    from .recipe import describes_shipped
 
     if describes_shipped(profile, ("corpus", "tokenizer")) and (profile.shipped_dir / "tokenizer" / "tokenizer.json").is_file():
         return profile.shipped_dir / "tokenizer"  # the shipped zoo's own (checked with it)
     if t["kind"] == "from_model":
-        from .loading import resolve_checkpoint
+        from .sources import resolve_checkpoint
 
         return resolve_checkpoint(profile.members()[0], revision=profile.revision)
     texts = None

@@ -46,7 +46,7 @@ LOSS_ROWS = 64  # held-out rows for each snapshot's loss
 
 
 def _shipped_path(profile, suffix: str) -> Path:
-    from .config import project_dir
+    from .paths import project_dir
 
     return project_dir() / "results" / f"emergence-{profile.name}{suffix}"
 
@@ -174,7 +174,7 @@ def _against_shipped(profile, order, tokens, n_tokens, batch, device, info) -> d
     """Where the profile ships a zoo: the retrained reference's neurons against the shipped reference's (same
     index), and the shipped reference against the shipped partners of the same seeds (its excess)."""
     from .loading import load_model
-    from .shipped import read_manifest
+    from .recipe import read_manifest
 
     if profile.shipped_dir is None or not (profile.shipped_dir / "manifest.json").is_file():
         info["shipped"] = None

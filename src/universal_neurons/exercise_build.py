@@ -19,14 +19,14 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
-from .exercises import EXERCISES, Exercise
+from .catalog import EXERCISES, Exercise
 
 STARS = {1: "★☆☆", 2: "★★☆", 3: "★★★"}
 SOLUTION_PROMPTS = {"code_prompt_show": "Show solution", "code_prompt_hide": "Hide solution"}  # the book's toggle
 
 
 def _source_path(chapter: str, root=None) -> Path:
-    from .config import project_dir
+    from .paths import project_dir
 
     path = Path(root or project_dir()) / "notebooks" / f"{chapter}.py"
     if not path.is_file():

@@ -5,7 +5,7 @@ A second run on a locked folder waits up to `UN_LOCK_WAIT` seconds (default 10),
 stops with one line naming the folder and the process that holds it. Folders are locked in sorted order, so two
 runs that share several folders cannot deadlock. Locks are re-entrant within a process (a command that holds its
 run folder may lock it again to build its data there), and a process started by one that holds a folder for it
-(`python -m universal_neurons.lock ... -- COMMAND`, the Makefile's wrapper of a chapter's papermill run) finds the
+(`python -m universal_neurons.locked ... -- COMMAND`, the Makefile's wrapper of a chapter's papermill run) finds the
 folder in `UN_LOCK_HELD` and does not wait for its parent. Reading a cached result takes no lock.
 """
 
@@ -122,35 +122,3 @@ def clean_leftovers(folder) -> list[Path]:
                     (Path(dirpath) / name).unlink()
                 removed.append(Path(dirpath) / name)
     return removed
-
-
-def main(argv=None) -> int:
-    """`python -m universal_neurons.lock --profile NAME [--set ...] -- COMMAND...`: run COMMAND while holding the
-    profile's run folder (the Makefile runs each chapter's papermill so: a CLI run beside it waits, and its
-    cleaner never sweeps a folder the notebook is writing). A read-only run folder is not locked (reading needs
-    no lock). Exit status: COMMAND's."""
-    import argparse
-    import subprocess
-
-    from .cli import profile_options, read_only
-
-    ap = argparse.ArgumentParser(prog="python -m universal_neurons.lock", parents=[profile_options(device=False)],
-                                 description=main.__doc__.split("\n\n")[0])
-    ap.add_argument("command", nargs=argparse.REMAINDER, help="the command to run (after --)")
-    args = ap.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        raise UserError("no command to run: python -m universal_neurons.lock --profile NAME -- COMMAND...")
-    from .config import load_profile
-
-    root = load_profile(args.profile, args.overrides).root
-    folders = [] if read_only(root) else [root]
-    with run_lock(folders):
-        held = os.pathsep.join([*os.environ.get(HELD_ENV, "").split(os.pathsep), *map(str, folders)]).strip(os.pathsep)
-        return subprocess.run(command, env={**os.environ, HELD_ENV: held}).returncode
-
-
-if __name__ == "__main__":
-    from .cli import one_line_errors
-
-    sys.exit(one_line_errors(main)())

@@ -13,9 +13,12 @@ import numpy as np
 import pandas as pd
 
 from . import cache, data
+from .loading import members_signature
 from .atomic import write_text
-from .config import name_of, project_dir
+from .config import name_of
+from .paths import project_dir
 from .neuron_tables import twin
+from .universality import ensure_results
 
 VERSION = 1
 N_CONTRAST = 10  # non-compared neurons of the reference with a page, for contrast
@@ -68,7 +71,7 @@ def selection(prof) -> dict[str, list[tuple[int, int, str]]]:
     the chapters compare), "contrast", "twin" or "discussed" (a neuron the entropy or attention chapter discusses,
     `discussed`, that has no page otherwise)."""
     from . import neuron_tables as T
-    from .chapters.properties import compared_group
+    from .selection import compared_group
 
     res = T.load_results(prof)
     live = res.neurons[~res.neurons["is_dead"].astype(bool)].reset_index(drop=True)
@@ -168,7 +171,7 @@ def records(prof, device="cpu", progress: bool = False) -> list[dict]:
     from .loading import load_model
     from .tokenizer import load_tokenizer
 
-    T.ensure_results(prof, device=device)
+    ensure_results(prof, device=device)
     P.compute_properties(prof, device=device, progress=False)  # the labels' vocabulary class (cached)
     sel = selection(prof)
     sources = dict(zip([name_of(s) for s in prof.members()], prof.members()))
@@ -176,7 +179,7 @@ def records(prof, device="cpu", progress: bool = False) -> list[dict]:
     n_rows = max(1, min(len(rows.tokens), -(-int(prof.cfg["book"]["explorer_tokens"]) // rows.n_ctx)))
     folder, path = Path(prof.tables_dir), Path(prof.tables_dir) / "explorer.json"
     key = cache.make_key("explorer", version=VERSION, selection={m: [list(x) for x in v] for m, v in sel.items()},
-                         weights=cache.members_signature(prof),
+                         weights=members_signature(prof),
                          rows=n_rows, data=rows.header["provenance"],
                          families=[[f.stat().st_size, f.stat().st_mtime_ns] for f in folder.glob("families.npz")],
                          discussed={m: sorted(f"{l}.{n}: {w}" for (l, n), w in d.items())

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -21,9 +20,9 @@ import pandas as pd
 from . import cache, paper
 from .atomic import atomic_path, write_json
 from .checksum import file_sha256
-from .control import book_threshold, resolve_threshold
+from .selection import book_threshold, resolve_threshold
 from .errors import UserError
-from .universality import MAXIMA, Correlations
+from .maxima import MAXIMA, Correlations
 
 VERSION = 1
 KIND = "universality-tables"  # the cache kind of the derived tables
@@ -142,13 +141,13 @@ def _read(out_dir: Path) -> Results:
 
 def load_results(source, threshold=None) -> Results:
     """The universality tables of a profile (its tables folder) or of a folder `run_universality` wrote, at
-    `threshold` (as `control.resolve_threshold` takes it; None: a profile's book.threshold, or for a folder
+    `threshold` (as `selection.resolve_threshold` takes it; None: a profile's book.threshold, or for a folder
     the paper's). Derived from the saved maxima the first time a threshold is asked for, then reused."""
     profile = source if hasattr(source, "tables_dir") else None
     out_dir = Path(profile.tables_dir if profile is not None else source)
     if threshold is None:
         threshold = book_threshold(profile) if profile is not None else paper.THRESHOLD
-    threshold = resolve_threshold(threshold, SimpleNamespace(tables_dir=out_dir))[0]  # control: out_dir/control
+    threshold = resolve_threshold(threshold, out_dir)[0]  # control: out_dir/control
     if not (out_dir / MAXIMA).is_file():
         return _legacy(out_dir, threshold)
     key = cache.make_key(KIND, version=VERSION, threshold=threshold, maxima=file_sha256(out_dir / MAXIMA))
@@ -157,14 +156,7 @@ def load_results(source, threshold=None) -> Results:
             return _read(out_dir)
         except UserError:
             pass  # a damaged table counts as missing: derived again below
-    try:
-        res, pass_info = Correlations.load(out_dir)
-    except UserError:
-        if profile is None:
-            raise
-        from .universality import run_universality  # the damaged pass was removed: recompute it
-
-        return run_universality(profile, progress=False, threshold=threshold)
+    res, pass_info = Correlations.load(out_dir)  # DamagedPass: `universality.ensure_results` recomputes it
     with cache.updating(out_dir, key):
         write_tables(res, pass_info, out_dir, threshold)
     return _read(out_dir)
@@ -182,17 +174,6 @@ def _legacy(out_dir: Path, threshold: float) -> Results:
                         "`python -m universal_neurons universality --profile <name>` to derive them at "
                         f"{threshold:g}")
     return _read(out_dir)
-
-
-def ensure_results(profile, device="cpu") -> Results:
-    """The profile's universality tables at its book.threshold; the pass is run first (with its config's
-    parameters) when its tables folder has none."""
-    tables = Path(profile.tables_dir)
-    if not (tables / MAXIMA).is_file() and not (tables / "universality.json").is_file():
-        from .universality import run_universality
-
-        return run_universality(profile, device=device, progress=False)
-    return load_results(profile)
 
 
 def twin(neurons: pd.DataFrame, layer: int, neuron: int, k: int) -> tuple[int, int, float]:

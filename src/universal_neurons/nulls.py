@@ -10,7 +10,7 @@ with C_ab = cm.cov_ab() [n_a, n_b] (columns of layer l), C_bb = cm.cov_bb() [n_b
 fresh matrices R_l from numpy default_rng([seed, draw, layer]); kind "gaussian-rows" (the paper's: N(0,1)
 entries, each row scaled to unit norm, not orthogonal) or "orthogonal" (QR of a Gaussian, columns' signs
 fixed so that R is Haar-distributed). With draw = partner index, a "gaussian-rows" R_l is the matrix
-`universality.rotation(d, seed, partner, l, "gaussian")` of the streaming pass (there in float32).
+`maxima.rotation(d, seed, partner, l, "gaussian")` of the streaming pass (there in float32).
 
 A rotated neuron of zero variance (R_j C_bb R_jᵀ <= 1e-12 of its value for uncorrelated inputs) or a
 dead reference neuron gives NaN, which never wins a max; a row with no finite value gives NaN.

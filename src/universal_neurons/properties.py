@@ -24,8 +24,7 @@ from .weight_stats import WEIGHT_COLS, weight_stats
 
 VERSION = 1  # of the files below; a change of it recomputes them
 
-__all__ = ["Properties", "compute_properties", "load_properties", "neuron_frame", "layer_percentiles",
-           "universal_group"]
+__all__ = ["Properties", "compute_properties", "load_properties", "neuron_frame", "layer_percentiles"]
 
 
 @dataclass
@@ -75,7 +74,7 @@ def compute_properties(profile, device="cpu", all_members: bool = True, out_dir=
     joined into neurons.csv (`neuron_frame`). Cached (`cache.py`): a rerun with the same models, data and
     parameters reads the files."""
     from .data import analysis_rows
-    from .loading import resolve_checkpoint
+    from .sources import resolve_checkpoint
 
     analysis = profile.cfg.get("analysis", {})
     n_tokens = int(n_tokens or analysis["n_tokens"])
@@ -138,7 +137,7 @@ def neuron_frame(profile, tables_dir=None) -> pd.DataFrame:
     if uni_json.is_file():
         from .neuron_tables import load_results
 
-        from .universality import MAXIMA
+        from .maxima import MAXIMA
 
         try:
             uni = json.loads(uni_json.read_text())
@@ -171,12 +170,3 @@ def layer_percentiles(frame: pd.DataFrame, cols) -> pd.DataFrame:
     return frame.groupby("layer")[list(cols)].rank(pct=True) * 100
 
 
-def universal_group(frame: pd.DataFrame, threshold: float, top_pct: float, min_count: int) -> tuple[pd.Series, str]:
-    """The neurons compared with the rest: excess_corr > threshold if at least `min_count` pass, else the top
-    `top_pct`% of live neurons by excess_corr (the settings book.threshold, book.top_pct, book.min_universal). Returns (bool Series over frame, a label for plots)."""
-    live = ~frame["is_dead"].astype(bool) & frame["excess_corr"].notna()
-    universal = live & (frame["excess_corr"] > threshold)
-    if universal.sum() >= min_count:
-        return universal, f"universal (excess > {threshold:g})"
-    cut = frame.loc[live, "excess_corr"].quantile(1 - top_pct / 100)
-    return live & (frame["excess_corr"] >= cut), f"top {top_pct:g}% by excess"

@@ -288,7 +288,7 @@ def quiet_kernel() -> bool:
 def glue_spec(chapter: str, key: str, root=None) -> str | None:
     """The format spec with which the chapter's page shows glued value `key` ({glue:text}`key:spec` in
     notebooks/<chapter>.py), or None when the page names it without one (or not at all)."""
-    from .config import project_dir
+    from .paths import project_dir
 
     try:
         text = (Path(root or project_dir()) / "notebooks" / f"{chapter}.py").read_text()

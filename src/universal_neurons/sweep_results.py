@@ -19,8 +19,8 @@ import pandas as pd
 
 from . import cache, paper
 from .atomic import atomic_path, copy_file, write_json
-from .control import (CONTROL_QUANTILE, CONTROL_SEED, book_threshold, control_threshold, is_control,
-                      resolve_threshold, run_control)
+from .control import CONTROL_SEED, run_control
+from .selection import CONTROL_QUANTILE, book_threshold, control_threshold, is_control, resolve_threshold
 from .errors import UserError
 from .neuron_tables import summary
 from .sweep import PointProfile, Sweep, snapshot_dir, train_point, train_side_by_side
@@ -40,7 +40,7 @@ def sweep_threshold(sweep: Sweep, threshold=None) -> float:
     if is_control(value):
         raise UserError("a sweep's threshold is a number (each row also reports the share above its own control's "
                         f"{100 * CONTROL_QUANTILE:g}th percentile); set book.threshold to a number")
-    return resolve_threshold(value, sweep.base)[0]
+    return resolve_threshold(value, sweep.base.tables_dir)[0]
 
 
 def _partner_table(neurons: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -185,7 +185,7 @@ def write_results(sweep: Sweep, threshold=None) -> pd.DataFrame:
 
 def shipped_results_path(sweep: Sweep) -> Path:
     """`results/<sweep>.csv` in the repository: a finished sweep's table, kept because it costs hours."""
-    from .config import project_dir
+    from .paths import project_dir
 
     return project_dir() / "results" / f"{sweep.base.name}.csv"
 

@@ -12,6 +12,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from .. import attention as AT
+from ..loading import members_signature
 from .. import cache, data, paper, plotting
 from .. import neuron_tables as T
 from ..atomic import write_text
@@ -20,6 +21,7 @@ from .. import words as W
 from ..publish import Chapter
 from ..verdicts import Evidence, glue_verdict, holds_here
 from ..neuron_tables import twin
+from ..universality import ensure_results
 
 VERSION = 1
 N_SCATTER = 4000  # points drawn per scatter panel
@@ -166,7 +168,7 @@ def _ablations(prof, models: dict, pairs: dict, tokens: np.ndarray, device) -> p
     folder, path = Path(prof.tables_dir), Path(prof.tables_dir) / "attention_ablations.csv"
     batch = int(prof.cfg["analysis"].get("batch_size", 64))
     key = cache.make_key("attention", version=VERSION, pairs={m: [list(p) for p in ps] for m, ps in pairs.items()},
-                         weights=cache.members_signature(prof),
+                         weights=members_signature(prof),
                          tokens=int(tokens.size), data=data.analysis_rows(prof, progress=False).header["provenance"],
                          batch=batch)
     if cache.is_current(folder, key) and path.is_file():
@@ -191,7 +193,7 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     b = prof.cfg["book"]
     top, n_pairs = int(b["role_top"]), int(b["attention_pairs"])
-    res = T.ensure_results(prof, device=device)
+    res = ensure_results(prof, device=device)
     sources = prof.members()
     names = [name_of(s) for s in sources]
     models = {m: load_model(s, device=device, revision=prof.revision) for m, s in zip(names, sources)}

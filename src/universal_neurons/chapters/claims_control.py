@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..atomic import write_text
-from ..config import load_profile, project_dir
+from ..config import load_profile
+from ..paths import project_dir
 from ..errors import UserError
 from .notebook_reading import glued, shown
 

@@ -13,6 +13,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from .. import cache, data, paper, plotting
+from ..loading import members_signature
 from .. import entropy as E
 from .. import neuron_tables as T
 from .. import words as W
@@ -21,6 +22,7 @@ from ..config import load_profile, name_of
 from ..neuron_tables import twin
 from ..publish import Chapter
 from ..verdicts import HOLDS, Evidence, glue_verdict, holds_here, prediction_bound
+from ..universality import ensure_results
 
 VERSION = 1
 METRICS = {"ln_scale": "final LayerNorm scale", "recip_rank": "reciprocal rank of the true token",
@@ -237,7 +239,7 @@ def _runs(prof, models: dict, chosen: dict, tokens: np.ndarray, device) -> pd.Da
     batch = int(prof.cfg["analysis"].get("batch_size", 64))
     key = cache.make_key("entropy", version=VERSION, chosen={m: {r: list(v) for r, v in c.items()}
                                                              for m, c in chosen.items()},
-                         weights=cache.members_signature(prof),
+                         weights=members_signature(prof),
                          tokens=int(tokens.size), values=list(paper.ENTROPY_VALUES), n_null=int(b["null_dims"]),
                          data=data.analysis_rows(prof, progress=False).header["provenance"], batch=batch)
     if cache.is_current(folder, key) and path.is_file():
@@ -264,7 +266,7 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     b = prof.cfg["book"]
     top, n_null = int(b["role_top"]), int(b["null_dims"])
-    res = T.ensure_results(prof, device=device)
+    res = ensure_results(prof, device=device)
     sources = prof.members()
     names = [name_of(s) for s in sources]
     models = {m: load_model(s, device=device, revision=prof.revision) for m, s in zip(names, sources)}

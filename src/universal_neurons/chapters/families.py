@@ -20,6 +20,8 @@ from ..verdicts import Evidence, glue_verdict, holds_here
 from . import families_gallery as G
 from . import families_pass as FP
 from . import properties as PC
+from ..selection import compared_group
+from ..universality import ensure_results
 
 FAMILIES = ["unigram", "alphabet", "previous", "syntax", "position"]
 N_SHOWN = 4  # neurons drawn per family
@@ -334,11 +336,11 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
 
     prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     b = prof.cfg["book"]
-    T.ensure_results(prof, device=device)
+    ensure_results(prof, device=device)
     P.compute_properties(prof, device=device, progress=False)
     frame = P.neuron_frame(prof)
     live = frame[~frame["is_dead"]].reset_index(drop=True)
-    group = PC.compared_group(prof, live)
+    group = compared_group(prof, live)
     model = load_model(prof.members()[0], device=device, revision=prof.revision)
     tok = load_tokenizer(data.tokenizer_dir(prof, progress=False))
     fp = FP.family_pass(prof, model, tok, device=device)

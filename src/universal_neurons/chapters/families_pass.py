@@ -163,7 +163,7 @@ def load_pass(folder) -> FamilyPass:
 
 def family_pass(prof, model, tokenizer, device="cpu", progress: bool = False) -> FamilyPass:
     """The pass for the profile's reference `model` on book.family_tokens held-out tokens, cached."""
-    from ..loading import resolve_checkpoint
+    from ..sources import resolve_checkpoint
 
     b, analysis = prof.cfg["book"], prof.cfg["analysis"]
     folder = Path(prof.tables_dir)

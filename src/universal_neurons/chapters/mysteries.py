@@ -16,7 +16,8 @@ from .. import neuron_tables as T
 from .. import properties as P
 from ..config import load_profile
 from ..publish import Chapter
-from .properties import Group, compared_group
+from ..selection import Group, compared_group
+from ..universality import ensure_results
 
 UNIQUENESS = ["max_in_cos", "max_out_cos"]
 N_BOOT = 1000  # bootstrap resamples of the neurons, per model
@@ -115,7 +116,7 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     b = prof.cfg["book"]
     frequent_pct = float(b["frequent_pct"])
-    T.ensure_results(prof, device=device)  # the universality chapter's table, else computed with its defaults
+    ensure_results(prof, device=device)  # the universality chapter's table, else computed with its defaults
     props = P.compute_properties(prof, device=device, progress=False)
     table, reference = props.table, props.info["reference"]
     models = list(dict.fromkeys(table["model"]))

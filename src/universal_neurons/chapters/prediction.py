@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..loading import load_model
 from ..config import load_profile
 from ..publish import Chapter
-from .properties import compared_group
+from ..selection import compared_group
 
 KINDS = ["prediction", "suppression", "partition", "partition_scaled"]
 QUANTILES = [5, 10, 50, 90, 95]  # percentiles of vocab_kurt and vocab_skew per layer (figure 6)

@@ -5,21 +5,20 @@ scale-free gap of the means against half the paper's smallest for the magnitude;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 from scipy import stats
 
-from .. import control as C
 from .. import neuron_tables as T
 from .. import paper, plotting
 from .. import verdicts as V
 from .. import properties as P
 from ..config import load_profile
 from ..publish import Chapter
+from ..selection import Group, compared_group
+from ..universality import ensure_results
 
 METRICS = ["sparsity", "mean", "skew", "kurt", "input_bias", "l2_penalty", "w_in_norm", "w_out_norm", "in_out_sim",
            "vocab_var", "vocab_skew", "vocab_kurt"]
@@ -40,31 +39,6 @@ WORDS = {"l2_penalty": "L2 penalty", "input_bias": "input bias", "mean": "pre-ac
          "sparsity": "activation frequency", "skew": "pre-activation skew", "kurt": "pre-activation kurtosis"}
 P_WORDS = ("one-sided Mann-Whitney test of the within-layer percentiles, group against the rest, Holm-adjusted over "
            "the six claims")
-
-
-@dataclass
-class Group:
-    """The neurons compared with the rest: `mask` over the live neurons, its `label`, the threshold used (value
-    and words) and how many live neurons pass it."""
-
-    mask: pd.Series
-    label: str
-    threshold: float
-    threshold_name: str
-    n_universal: int
-
-    @property
-    def is_universal(self) -> bool:
-        return self.label.startswith("universal")
-
-
-def compared_group(prof, live: pd.DataFrame) -> Group:
-    """The universal neurons of `live` (excess above book.threshold) if at least book.min_universal pass, else
-    the top book.top_pct percent by excess correlation."""
-    b = prof.cfg["book"]
-    thr, thr_name = C.resolve_threshold(b["threshold"], prof)
-    mask, label = P.universal_group(live, thr, float(b["top_pct"]), int(b["min_universal"]))
-    return Group(mask, label, thr, thr_name, int((live["excess_corr"] > thr).sum()))
 
 
 def gap(u: float, non_u: float, kind: str) -> float:
@@ -179,7 +153,7 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     """The chapter's numbers, verdicts and tables (universality tables and properties reused when cached)."""
     prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     b = prof.cfg["book"]
-    T.ensure_results(prof, device=device)  # the universality chapter's table, else computed with its defaults
+    ensure_results(prof, device=device)  # the universality chapter's table, else computed with its defaults
     props = P.compute_properties(prof, device=device, progress=False)
     frame = P.neuron_frame(prof)
     live = frame[~frame["is_dead"]].reset_index(drop=True)

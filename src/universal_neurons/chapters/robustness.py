@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import cache, data, plotting
+from ..loading import members_signature
 from .. import activations as A
 from .. import matching as M
 from .. import nulls as N
@@ -23,6 +24,7 @@ from .. import verdicts as V
 from ..atomic import write_text
 from ..config import load_profile, name_of
 from ..publish import Chapter
+from ..selection import resolve_threshold
 
 VERSION = 4  # 2: the maxima on the first k blocks of tokens; 3: the untrained control, the errata, every rule's
 # bootstrap; 4: the reference code's newline filter
@@ -79,7 +81,7 @@ def results(prof, device="cpu") -> tuple[dict, dict]:
     rows = data.analysis_rows(prof, progress=False)
     key = cache.make_key("robustness", version=VERSION, tokens=int(prof.cfg["book"]["robust_tokens"]),
                          n_tokens=int(prof.cfg["analysis"]["n_tokens"]), data=rows.header["provenance"],
-                         weights=cache.members_signature(prof))
+                         weights=members_signature(prof))
     if cache.is_current(folder, key) and npz.is_file() and js.is_file():
         with np.load(npz, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}, json.loads(js.read_text())
@@ -145,7 +147,7 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     from .. import control as C
 
     prof = load_profile(profile, overrides, device=device)
-    thr = C.resolve_threshold(prof.cfg["book"]["threshold"], prof)[0]
+    thr = resolve_threshold(prof.cfg["book"]["threshold"], prof.tables_dir)[0]
     r, info = results(prof, device)
     real, draws, ortho, perm = r["real"], r["draws"], r["ortho"], r["perm"]
     base = draws[0]

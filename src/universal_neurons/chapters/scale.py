@@ -10,13 +10,13 @@ import pandas as pd
 from IPython.display import Markdown
 
 from .. import UserError, load_profile, paper, plotting
-from .. import control as C
 from .. import neuron_tables as T
 from .. import sweep as S
 from .. import sweep_results as SR
 from .. import verdicts as V
 from .. import words as W
 from ..publish import Chapter
+from ..selection import resolve_threshold
 
 # Each axis figure: (column, label, log base or None); the columns that stay fixed along a drawn line.
 AXES = {"width": ("d_mlp", "MLP width d_mlp", 2), "depth": ("n_layer", "layers", None),
@@ -210,7 +210,7 @@ def zoo_row(name: str) -> dict | None:
         return None
     live = res.neurons.loc[~res.neurons["is_dead"], "excess_corr"]
     try:
-        q = C.resolve_threshold("control", prof)[0]
+        q = resolve_threshold("control", prof.tables_dir)[0]
     except UserError:  # no control table: the scale-aware columns stay empty
         q = float("nan")
     return {**res.info["summary"], "d_mlp": prof.cfg["model"]["d_mlp"], "n_layer": prof.cfg["model"]["n_layer"],

@@ -19,6 +19,7 @@ from .. import universality as U
 from .. import verdicts as V
 from .. import words as W
 from ..publish import Chapter
+from ..selection import CONTROL_QUANTILE, control_threshold, resolve_threshold
 
 LOWER_THRESHOLDS = (0.3, 0.4)  # shown beside the chapter's threshold: how far the neurons are from it
 TOP_QUANTILE = 0.99  # "the top 1% by excess correlation": the comparison group when no neuron is universal
@@ -31,7 +32,7 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     page's tables, glued numbers and sentences at book.threshold (a number, or "control")."""
     prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     ctrl = C.run_control(prof, device, progress=False) if prof.cfg["analysis"]["control"] and prof.is_zoo else None
-    threshold, words = C.resolve_threshold(prof.cfg["book"]["threshold"], prof)  # "control" reads ctrl's table
+    threshold, words = resolve_threshold(prof.cfg["book"]["threshold"], prof.tables_dir)  # "control" reads ctrl's table
     res = U.run_universality(prof, device=device, progress=False, threshold=threshold)
     neurons, info, s = res.neurons, res.info, res.info["summary"]
     live = neurons[~neurons["is_dead"]]
@@ -45,7 +46,7 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     control_excess = q_ctrl = None
     if ctrl is not None:
         control_excess = ctrl.neurons.loc[~ctrl.neurons["is_dead"].astype(bool), "excess_corr"]
-        q_ctrl = C.control_threshold(ctrl.neurons)
+        q_ctrl = control_threshold(ctrl.neurons)
     n_ctrl = int((live["excess_corr"] > q_ctrl).sum()) if ctrl is not None else 0
 
     glue = {"n_neurons": s["n_neurons"], "n_partners": len(info["partners"]), "n_tokens": info["n_tokens"],
@@ -189,7 +190,7 @@ def control_paragraph(summary: dict, control: dict | None, q_control: float | No
         f"{summary['excess_q50']:.3f}, {summary['excess_q99']:.3f} and {summary['excess_max']:.3f} with the trained "
         "partners.\n\n"
         f"**A scale-aware threshold.** The paper's {paper.THRESHOLD:g} was set for GPT-2 models. Beside it, this "
-        f"book reports the {100 * C.CONTROL_QUANTILE:g}th percentile of the excess correlation against the untrained "
+        f"book reports the {100 * CONTROL_QUANTILE:g}th percentile of the excess correlation against the untrained "
         f"control, here {q_control:.3f}: a neuron above it correlates with its trained partners more than all but "
         f"one in a thousand neurons correlate with an untrained model. **{n_pass:,} neurons "
         f"({100 * n_pass / n_live:.2f}% of the live ones) pass it**, against {summary['n_universal']:,} above "
@@ -264,7 +265,7 @@ def densities_figure(ch: Chapter):
     if ch.data["control_excess"] is not None:
         axes[1].hist(ch.data["control_excess"], bins=56, histtype="step", color="grey", density=True,
                      label="untrained partner")
-        axes[1].axvline(q, color="grey", ls="--", label=f"control q{100 * C.CONTROL_QUANTILE:g} ({q:.3f})")
+        axes[1].axvline(q, color="grey", ls="--", label=f"control q{100 * CONTROL_QUANTILE:g} ({q:.3f})")
     axes[1].axvline(t, color="C3", ls=":", label=f"threshold {t:g}")
     axes[1].set(xlabel="excess_corr", title="Excess correlation")
     axes[1].legend(fontsize=8)

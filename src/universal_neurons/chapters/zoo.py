@@ -11,7 +11,8 @@ from IPython.display import Markdown
 
 import numpy as np
 
-from .. import UserError, load_model, load_profile, paper, plotting, shipped
+from .. import UserError, load_model, load_profile, paper, plotting
+from ..recipe import read_manifest
 from .. import zoo as Z
 from ..publish import Chapter
 from ..verdicts import holds_here
@@ -53,7 +54,7 @@ def shipped_provenance(prof) -> dict | None:
     every load), or None for a zoo trained here."""
     if not prof.uses_shipped:
         return None
-    man = shipped.read_manifest(prof.shipped_dir)
+    man = read_manifest(prof.shipped_dir)
     return {"cpus": sorted({man["seeds"][str(s)]["cpu"] for s in prof.seeds}), "folder": prof.cfg["shipped"],
             "created": man["created"]}
 
@@ -197,7 +198,7 @@ def greedy_samples(prof, device: str = "cpu", n_tokens: int = 24, prompts=PROMPT
 def recipe_of(prof) -> tuple[dict, int]:
     """(model settings, vocabulary size) of a zoo: from its manifest when shipped, else from the profile."""
     if prof.uses_shipped:
-        recipe = shipped.read_manifest(prof.shipped_dir)["recipe"]
+        recipe = read_manifest(prof.shipped_dir)["recipe"]
         return recipe["model"], int(recipe["tokenizer"]["vocab_size"])
     return prof.cfg["model"], int(prof.cfg["tokenizer"]["vocab_size"])
 
