@@ -39,7 +39,7 @@ endif
 CONFIG := $(ART)/config.yaml
 NB_OUT := $(ART)/notebooks
 CHAPTERS := claims zoo universality scale properties families prediction entropy attention mysteries robustness execution
-PKG := $(wildcard src/universal_neurons/*.py src/universal_neurons/*/*.py)
+PKG := $(wildcard src/universal_neurons/*.py src/universal_neurons/*/*.py src/universal_neurons/*/*/*.py)
 MATHJAX := book/_vendor/mathjax/tex-chtml.js
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -71,7 +71,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 -r requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
-	-$(PY) -m universal_neurons.malloc  # best effort: tcmalloc for training (1.2x), from Debian if the system lacks it
+	-$(PY) -m universal_neurons.models.malloc  # best effort: tcmalloc for training (1.2x), from Debian if the system lacks it
 	touch $@
 
 data: $(STAMP)
@@ -116,11 +116,11 @@ emergence: $(STAMP)
 $(NB_OUT)/%.ipynb: notebooks/%.py $(ART)/zoo/.trained
 	@mkdir -p $(NB_OUT)
 	$(PY) -m jupytext --quiet --to ipynb --output $(NB_OUT)/$*.in.ipynb $<
-	$(PY) -m universal_neurons.online setup-cell $(NB_OUT)/$*.in.ipynb  # for Colab and Binder; a no-op here
-	$(PY) -m universal_neurons.locked --profile "$$UN_PROFILE" --set "$$UN_SET" -- \
+	$(PY) -m universal_neurons.book.online setup-cell $(NB_OUT)/$*.in.ipynb  # for Colab and Binder; a no-op here
+	$(PY) -m universal_neurons.runs.locked --profile "$$UN_PROFILE" --set "$$UN_SET" -- \
 		$(PY) -m papermill --no-progress-bar -k python3 --cwd . $(NB_OUT)/$*.in.ipynb $(NB_OUT)/$*.tmp.ipynb \
 		-p profile "$$UN_PROFILE" -p device $(DEVICE) -p overrides "$$UN_SET"
-	$(PY) -m universal_neurons.publish $(NB_OUT)/$*.tmp.ipynb  # papermill's injected parameters: off the page
+	$(PY) -m universal_neurons.book.publish $(NB_OUT)/$*.tmp.ipynb  # papermill's injected parameters: off the page
 	mv $(NB_OUT)/$*.tmp.ipynb $@ && rm -f $(NB_OUT)/$*.in.ipynb
 notebooks: $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb)
 # The claims page reads every other chapter's executed notebook: it runs after them, and again when one of them
@@ -143,14 +143,14 @@ CONTROL_ART := $(if $(filter yes,$(PLAIN)),artifacts/$(PROFILE)+$(shell printf '
 control: $(STAMP)
 	$(MAKE) notebooks PROFILE="$$UN_PROFILE" SET="$$UN_SET analysis.untrained=true" \
 		CHAPTERS="$(CONTROL_CHAPTERS)"
-	$(if $(SHIP),$(PY) -m universal_neurons.chapters.claims_control --profile "$$UN_PROFILE" --set "$$UN_SET" --ship)
+	$(if $(SHIP),$(PY) -m universal_neurons.book.chapters.claims_control --profile "$$UN_PROFILE" --set "$$UN_SET" --ship)
 $(NB_OUT)/claims.ipynb: $(wildcard $(CONTROL_ART)/notebooks/*.ipynb results/claims-control-*.json)
 
 # Teaching mode (issue 17): the exercises marked in the chapter sources, as student notebooks (stubs raising
 # NotImplementedError, then the checks) and instructor notebooks (solutions, executed: the book's Exercises part).
 EX_OUT := artifacts/exercises
 $(EX_OUT)/.built: $(STAMP) $(PKG) $(wildcard notebooks/*.py) _config.yml
-	$(PY) -m universal_neurons.exercise_build --out $(EX_OUT) --execute
+	$(PY) -m universal_neurons.teaching.build --out $(EX_OUT) --execute
 	@touch $@
 exercises: $(EX_OUT)/.built
 	@echo "exercises: $$PWD/$(EX_OUT)/student (to hand out) and $$PWD/$(EX_OUT)/instructor (solutions)"
@@ -168,14 +168,14 @@ book: notebooks $(EX_OUT)/.built $(MATHJAX)
 	cp $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb) book/generated/
 	cp $(EX_OUT)/instructor/*.ipynb book/generated/exercises/
 	cp $(EX_OUT)/student/*.ipynb book/generated/exercises/student/
-	$(PY) -m universal_neurons.online setup-cell book/generated/*.ipynb book/generated/exercises/*.ipynb \
+	$(PY) -m universal_neurons.book.online setup-cell book/generated/*.ipynb book/generated/exercises/*.ipynb \
 		book/generated/exercises/student/*.ipynb
-	$(PY) -m universal_neurons.online handouts book/generated/exercises/*.ipynb
+	$(PY) -m universal_neurons.book.online handouts book/generated/exercises/*.ipynb
 	printf '%s\n' "$$UN_PROFILE" > book/generated/PROFILE
 	printf '%s\n' "$$UN_SET" > book/generated/SET
 	$(PY) -m universal_neurons explorer --profile "$$UN_PROFILE" --set "$$UN_SET" --device $(DEVICE) --quiet
-	$(PY) -m universal_neurons.online explorer-page --run $(notdir $(ART)) --out book/generated/explorer.md
-	@mkdir -p _build && $(PY) -m universal_neurons.online config --out _build/book-config.yml --run $(notdir $(ART))
+	$(PY) -m universal_neurons.book.online explorer-page --run $(notdir $(ART)) --out book/generated/explorer.md
+	@mkdir -p _build && $(PY) -m universal_neurons.book.online config --out _build/book-config.yml --run $(notdir $(ART))
 	$(VENV)/bin/jupyter-book build . --config _build/book-config.yml --warningiserror --nitpick --keep-going --quiet
 	@echo "book: $$PWD/_build/html/index.html (profile $$UN_PROFILE, run folder $(ART))"
 

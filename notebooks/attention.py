@@ -53,8 +53,8 @@ device = "cpu"      # "cuda" on a GPU
 overrides = ""      # space-separated settings, as in make book SET (book.*, analysis.*)
 
 # %% tags=["remove-cell"]
-from universal_neurons import publish
-from universal_neurons.chapters import attention as chapter
+from universal_neurons.book import publish
+from universal_neurons.book.chapters import attention as chapter
 
 # %% tags=["hide-input"]
 ch = chapter.compute(profile, device=device, overrides=overrides)
@@ -153,6 +153,6 @@ def bos_score(w_out, w_q, k_bos):
 
 
 # %% exercise="bos" tags=["remove-cell"]
-from universal_neurons import exercises
+from universal_neurons.teaching import exercises
 
 exercises.check("bos", bos_score)

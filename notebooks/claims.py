@@ -40,8 +40,8 @@ overrides = ""      # space-separated settings, as in make book SET: they name t
 # %% tags=["remove-cell"]
 import pandas as pd
 
-from universal_neurons import publish
-from universal_neurons.chapters import claims as chapter
+from universal_neurons.book import publish
+from universal_neurons.book.chapters import claims as chapter
 
 pd.set_option("display.max_colwidth", None)  # the values in full,
 pd.set_option("display.max_rows", None)  # and every one of them

@@ -69,8 +69,8 @@ device = "cpu"      # "cuda" on a GPU
 overrides = ""      # space-separated settings, as in make book SET (book.*, analysis.*)
 
 # %% tags=["remove-cell"]
-from universal_neurons import publish
-from universal_neurons.chapters import entropy as chapter
+from universal_neurons.book import publish
+from universal_neurons.book.chapters import entropy as chapter
 
 # %% tags=["hide-input"]
 ch = chapter.compute(profile, device=device, overrides=overrides)
@@ -195,6 +195,6 @@ def run_with_fixed_activation(model, tokens, layer, neuron, value):
 
 
 # %% exercise="hook" tags=["remove-cell"]
-from universal_neurons import exercises
+from universal_neurons.teaching import exercises
 
 exercises.check("hook", run_with_fixed_activation)

@@ -29,8 +29,8 @@ overrides = ""      # space-separated settings, as in make book SET
 # %% tags=["remove-cell"]
 import pandas as pd
 
-from universal_neurons import publish
-from universal_neurons.chapters import execution as chapter
+from universal_neurons.book import publish
+from universal_neurons.book.chapters import execution as chapter
 
 pd.set_option("display.max_colwidth", None)  # the tables' sentences and paths in full
 

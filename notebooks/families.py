@@ -59,8 +59,8 @@ device = "cpu"      # "cuda" on a GPU
 overrides = ""      # space-separated settings, as in make book SET (book.*, analysis.*)
 
 # %% tags=["remove-cell"]
-from universal_neurons import publish
-from universal_neurons.chapters import families as chapter
+from universal_neurons.book import publish
+from universal_neurons.book.chapters import families as chapter
 
 # %% tags=["hide-input"]
 ch = chapter.compute(profile, device=device, overrides=overrides)
@@ -204,6 +204,6 @@ def variance_reduction(v, y):
 
 
 # %% exercise="vr" tags=["remove-cell"]
-from universal_neurons import exercises
+from universal_neurons.teaching import exercises
 
 exercises.check("vr", variance_reduction)

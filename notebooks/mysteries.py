@@ -39,8 +39,8 @@ device = "cpu"      # "cuda" on a GPU
 overrides = ""      # space-separated settings, as in make book SET (book.*, analysis.*)
 
 # %% tags=["remove-cell"]
-from universal_neurons import publish
-from universal_neurons.chapters import mysteries as chapter
+from universal_neurons.book import publish
+from universal_neurons.book.chapters import mysteries as chapter
 
 # %% tags=["hide-input"]
 ch = chapter.compute(profile, device=device, overrides=overrides)

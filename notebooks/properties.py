@@ -43,8 +43,8 @@ device = "cpu"      # "cuda" on a GPU
 overrides = ""      # space-separated settings, as in make book SET (book.*, analysis.*)
 
 # %% tags=["remove-cell"]
-from universal_neurons import publish
-from universal_neurons.chapters import properties as chapter
+from universal_neurons.book import publish
+from universal_neurons.book.chapters import properties as chapter
 
 # %% tags=["hide-input"]
 ch = chapter.compute(profile, device=device, overrides=overrides)
@@ -169,6 +169,6 @@ def folded_w_in_norm(ln_w, w_in):
 
 
 # %% exercise="ln_fold" tags=["remove-cell"]
-from universal_neurons import exercises
+from universal_neurons.teaching import exercises
 
 exercises.check("ln_fold", folded_w_in_norm)

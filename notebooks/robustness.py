@@ -47,8 +47,8 @@ device = "cpu"      # "cuda" on a GPU
 overrides = ""      # space-separated settings, as in make book SET (book.*, analysis.*)
 
 # %% tags=["remove-cell"]
-from universal_neurons import publish
-from universal_neurons.chapters import robustness as chapter
+from universal_neurons.book import publish
+from universal_neurons.book.chapters import robustness as chapter
 
 # %% tags=["hide-input"]
 ch = chapter.compute(profile, device=device, overrides=overrides)
@@ -135,7 +135,7 @@ ch.tables.get("emergence", "no emergence results for this profile")
 # drops only the newline token itself from the correlations, where this book drops every whitespace-only token that
 # holds a newline (here {glue:text}`rob_newline_kept:,` more positions are kept the reference's way: tokens such as
 # two newlines, or a newline and a tab). Each row applies one of these to the same rows of held-out tokens (the
-# float16 arithmetic through a port of its accumulator, `universal_neurons.reference_port`; the newline filter by
+# float16 arithmetic through a port of its accumulator, `universal_neurons.measures.reference_port`; the newline filter by
 # adding the co-moments of the extra positions), and the last applies the three arithmetic choices together. The
 # float16 arithmetic changes {glue:text}`rob_fp16_flips` verdicts here (the largest change of a neuron's excess is
 # {glue:text}`rob_fp16_change:.4f`); the newline filter changes {glue:text}`rob_newline_flips` (a share of

@@ -36,8 +36,8 @@ device = "cpu"     # "cuda" on a GPU
 overrides = ""     # settings, as in make book SET (e.g. book.run_missing, book.sweep_dir; space-separated)
 
 # %% tags=["remove-cell"]
-from universal_neurons import publish
-from universal_neurons.chapters import scale as chapter
+from universal_neurons.book import publish
+from universal_neurons.book.chapters import scale as chapter
 
 # %% tags=["hide-input"]
 ch = chapter.compute(profile, device=device, overrides=overrides)

@@ -45,8 +45,8 @@ device = "cpu"  # "cuda" on a GPU
 overrides = ""  # settings, as in make book SET: space-separated section.key assignments
 
 # %% tags=["remove-cell"]
-from universal_neurons import publish
-from universal_neurons.chapters import universality as chapter
+from universal_neurons.book import publish
+from universal_neurons.book.chapters import universality as chapter
 
 # %% tags=["hide-input"]
 # The reference against every partner (and, for a zoo, against an untrained model of the same configuration),
@@ -224,7 +224,7 @@ def streaming_pearson(batches):
 
 
 # %% exercise="pearson" tags=["remove-cell"]
-from universal_neurons import exercises
+from universal_neurons.teaching import exercises
 
 exercises.check("pearson", streaming_pearson)
 

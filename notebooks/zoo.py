@@ -30,8 +30,8 @@ device = "cpu"     # "cuda" on a GPU
 overrides = ""     # settings, as in make book SET (e.g. book.n_sample_tokens, space-separated)
 
 # %% tags=["remove-cell"]
-from universal_neurons import publish
-from universal_neurons.chapters import zoo as chapter
+from universal_neurons.book import publish
+from universal_neurons.book.chapters import zoo as chapter
 
 # %% tags=["hide-input"]
 ch = chapter.compute(profile, device=device, overrides=overrides)

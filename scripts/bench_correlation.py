@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 try:
-    from universal_neurons.correlation import StreamingPearson
+    from universal_neurons.measures.correlation import StreamingPearson
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from universal_neurons.correlation import StreamingPearson
+    from universal_neurons.measures.correlation import StreamingPearson
 
 D_LAYER = 512  # neurons per layer in the reference's per-layer-pair loops (a 512-wide zoo model)
 

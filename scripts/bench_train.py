@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from universal_neurons import malloc
+from universal_neurons.models import malloc
 
 SETTINGS = {  # name: (attention, activation, fused AdamW, precision)
     "before (eager, gelu_new, AdamW)": ("eager", "gelu_new", False, "fp32"),
@@ -30,7 +30,7 @@ SETTINGS = {  # name: (attention, activation, fused AdamW, precision)
 }
 # The same as "sdpa + tanh + fused AdamW" with another malloc (LD_PRELOAD), where one is found: glibc returns
 # the large logits buffers to the kernel every step (page faults), these allocators keep them. tcmalloc is
-# the one `make zoo` uses (universal_neurons.malloc: fetched into the venv by `make env`).
+# the one `make zoo` uses (universal_neurons.models.malloc: fetched into the venv by `make env`).
 ALLOCATORS = {"+ tcmalloc": malloc.find() or "",
               "+ jemalloc": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}
 
@@ -40,7 +40,7 @@ def measure(model_cfg: dict, vocab: int, batch: int, setting, threads: int, step
     import torch
     from transformers import GPT2LMHeadModel
 
-    from universal_neurons.zoo import _autocast, gpt2_config
+    from universal_neurons.models.zoo import _autocast, gpt2_config
 
     torch.set_num_threads(threads)
     attention, activation, fused, precision = setting
@@ -110,7 +110,7 @@ def main() -> int:
         print(f"  {r['setting']:38s} {r['threads']} thread(s) x {r['processes']} process(es): "
               f"{r['tokens_per_s']:9,.0f} tokens/s  {r['tokens_per_s'] / old:5.2f}x")
     if a.json:
-        from universal_neurons.zoo import cpu_model
+        from universal_neurons.models.zoo import cpu_model
 
         with open(a.json, "w") as f:
             json.dump({"cpu": cpu_model(), "torch": torch.__version__, "rows": rows}, f, indent=2)

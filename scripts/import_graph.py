@@ -132,9 +132,9 @@ def cycles(edges: list[Import]) -> list[list[str]]:
 
 
 def stage(module: str) -> str | None:
-    """The stage folder a module lives in (None for the package's face, its CLI and modules at the top)."""
+    """The stage folder a module (or a stage's face) lives in; None for the package's face and its CLI."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 and parts[1] in BELOW else None
+    return parts[1] if len(parts) > 1 and parts[1] in BELOW else None
 
 
 def upward(edges: list[Import]) -> list[Import]:

@@ -38,7 +38,7 @@ def smoke():
 
 @pytest.fixture(scope="session")
 def smoke_data(smoke):
-    from universal_neurons.data import prepare, tokenizer_dir
+    from universal_neurons.data.prepare import prepare, tokenizer_dir
 
     train, heldout = prepare(smoke, progress=False)
     return train, heldout, tokenizer_dir(smoke, progress=False)
@@ -46,6 +46,6 @@ def smoke_data(smoke):
 
 @pytest.fixture(scope="session")
 def smoke_zoo(smoke, smoke_data):
-    from universal_neurons.zoo import train_zoo
+    from universal_neurons.models.zoo import train_zoo
 
     return train_zoo(smoke, progress=False)

@@ -1,4 +1,4 @@
-"""Attention-deactivation neurons (`universal_neurons.attention`) on a tiny random model: every number is
+"""Attention-deactivation neurons (`universal_neurons.measures.attention`) on a tiny random model: every number is
 checked against an independent numpy recomputation from cached activations and the weights."""
 
 import copy
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from universal_neurons import UserError
-from universal_neurons import attention as A
+from universal_neurons.measures import attention
 from random_models import random_model
 
 BOS = 0
@@ -44,8 +44,8 @@ def clean_cache(m, tokens):
 # ------------------------------------------------------------------------------------------ heuristic score
 def test_bos_score_matches_direct_computation(model):
     _, cache = model.run_with_cache(torch.tensor([[BOS]]))
-    scores = A.bos_scores(model, BOS)
-    assert list(scores.columns) == A.SCORE_COLS
+    scores = attention.bos_scores(model, BOS)
+    assert list(scores.columns) == attention.SCORE_COLS
     n_pairs = sum(model.W_out.shape[1] * model.cfg.n_heads * (model.cfg.n_layers - 1 - l) for l in range(3))
     assert len(scores) == n_pairs and (scores.head_layer > scores.neuron_layer).all()
     for ln, n, lh, h in [(0, 7, 1, 2), (1, 41, 2, 3), (0, 63, 2, 0)]:
@@ -54,28 +54,28 @@ def test_bos_score_matches_direct_computation(model):
         want = (w / np.linalg.norm(w)) @ np64(model.W_Q)[lh, h] @ k / np.sqrt(model.cfg.d_head)
         got = scores.query("neuron_layer == @ln and neuron == @n and head_layer == @lh and head == @h").score
         assert len(got) == 1 and got.iloc[0] == pytest.approx(want, rel=1e-5, abs=1e-7)
-    arr = A.bos_score_array(model, BOS)
+    arr = attention.bos_score_array(model, BOS)
     assert arr.shape == (3, 64, 3, 4) and np.isnan(arr[1, :, :2]).all() and not np.isnan(arr[0, :, 1:]).any()
-    np.testing.assert_allclose(A.bos_keys(model, BOS).numpy(),
+    np.testing.assert_allclose(attention.bos_keys(model, BOS).numpy(),
                                np.stack([np64(cache[f"blocks.{l}.attn.hook_k"])[0, 0] for l in range(3)]), rtol=1e-6)
 
 
 def test_random_scores_shape_seed_and_values(model):
-    r = A.random_scores(model, BOS, n=50, seed=3)
+    r = attention.random_scores(model, BOS, n=50, seed=3)
     assert r.shape == (50, 3, 4) and r.dtype == np.float64
-    np.testing.assert_array_equal(r, A.random_scores(model, BOS, n=50, seed=3))
-    assert not np.allclose(r, A.random_scores(model, BOS, n=50, seed=4))
+    np.testing.assert_array_equal(r, attention.random_scores(model, BOS, n=50, seed=3))
+    assert not np.allclose(r, attention.random_scores(model, BOS, n=50, seed=4))
     u = np.random.default_rng(3).standard_normal((50, 32))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
-    k = A.bos_keys(model, BOS).double().numpy()[2, 1]
+    k = attention.bos_keys(model, BOS).double().numpy()[2, 1]
     np.testing.assert_allclose(r[:, 2, 1], u @ np64(model.W_Q)[2, 1] @ k / np.sqrt(8), rtol=1e-6, atol=1e-9)
 
 
 def test_top_pairs(model):
     s = pd.DataFrame({"neuron_layer": [0, 0, 1], "neuron": [1, 2, 3], "head_layer": [1, 2, 2], "head": [0, 1, 2],
                       "score": [0.1, 0.5, 0.3]})
-    assert A.top_pairs(s, 2)[["neuron", "score"]].values.tolist() == [[2, 0.5], [3, 0.3]]
-    top = A.top_pairs(A.bos_scores(model, BOS), 5)
+    assert attention.top_pairs(s, 2)[["neuron", "score"]].values.tolist() == [[2, 0.5], [3, 0.3]]
+    top = attention.top_pairs(attention.bos_scores(model, BOS), 5)
     assert len(top) == 5 and top.score.is_monotonic_decreasing
 
 
@@ -84,7 +84,7 @@ def test_zero_w_out_changes_nothing(model, tokens):
     m = copy.deepcopy(model)
     with torch.no_grad():
         m.blocks[PAIR["layer"]].mlp.W_out[PAIR["neuron"]] = 0.0
-    df = A.path_ablation(m, tokens, **PAIR)
+    df = attention.path_ablation(m, tokens, **PAIR)
     assert (df.activation.abs() > 0).any()
     assert (df[[c for c in df.columns if c.endswith("_change")]] == 0).all().all()
     assert (df.bos_attn_clean == df.bos_attn_ablated).all()
@@ -92,8 +92,8 @@ def test_zero_w_out_changes_nothing(model, tokens):
 
 def test_ablated_attention_matches_manual_forward(model, tokens):
     lh, h, start = PAIR["head_layer"], PAIR["head"], 10
-    df = A.path_ablation(model, tokens, **PAIR, start=start)
-    assert list(df.columns) == A.ABLATION_COLS
+    df = attention.path_ablation(model, tokens, **PAIR, start=start)
+    assert list(df.columns) == attention.ABLATION_COLS
     cache = clean_cache(model, tokens)
     resid = np64(cache[f"blocks.{lh}.hook_resid_pre"])
     act = np64(cache[f"blocks.{PAIR['layer']}.mlp.hook_post"])[..., PAIR["neuron"]]
@@ -132,7 +132,7 @@ def test_only_the_query_changes(model, tokens):
     names = [f"blocks.{lh}.attn.hook_{x}" for x in ("k", "v", "q", "pattern", "z")]
     flag = model.cfg.use_split_qkv_input
     with model.hooks(fwd_hooks=[(n, keep) for n in names]):
-        A.path_ablation(model, tokens, **PAIR, start=start, batch_rows=4)
+        attention.path_ablation(model, tokens, **PAIR, start=start, batch_rows=4)
     assert no_hooks(model) and model.cfg.use_split_qkv_input == flag
     get = lambda x: seen[f"blocks.{lh}.attn.hook_{x}"]  # noqa: E731
     assert all(len(get(x)) == 2 for x in ("k", "v", "q", "pattern", "z"))  # clean run, ablated run
@@ -161,28 +161,28 @@ def test_flag_restored_and_no_hooks_after_an_error(model, tokens):
         model.set_use_split_qkv_input(flag)
         with pytest.raises(RuntimeError, match="mid-run"):
             with model.hooks(fwd_hooks=[(f"blocks.{PAIR['head_layer']}.attn.hook_pattern", boom)]):
-                A.path_ablation(model, tokens, **PAIR)
+                attention.path_ablation(model, tokens, **PAIR)
         assert model.cfg.use_split_qkv_input is flag and no_hooks(model)
         calls.clear()
     model.set_use_split_qkv_input(False)
-    A.path_ablation(model, tokens, **PAIR)
+    attention.path_ablation(model, tokens, **PAIR)
     assert model.cfg.use_split_qkv_input is False and no_hooks(model)
 
 
 def test_statistics_cover_all_batches(model, tokens):
-    one = A.path_ablation(model, tokens, **PAIR, batch_rows=1, start=12)
-    four = A.path_ablation(model, tokens.numpy(), **PAIR, batch_rows=4, start=12)
+    one = attention.path_ablation(model, tokens, **PAIR, batch_rows=1, start=12)
+    four = attention.path_ablation(model, tokens.numpy(), **PAIR, batch_rows=4, start=12)
     assert len(one) == 4 * (16 - 12)
     assert one[["row", "pos"]].values.tolist() == [[r, p] for r in range(4) for p in range(12, 16)]
     pd.testing.assert_frame_equal(one, four, check_exact=False, rtol=1e-5, atol=1e-6)
-    default = A.path_ablation(model, tokens, **PAIR, batch_rows=3)
+    default = attention.path_ablation(model, tokens, **PAIR, batch_rows=3)
     assert len(default) == 4 * 8 and default.pos.min() == 8 and sorted(default.row.unique()) == [0, 1, 2, 3]
 
 
 # --------------------------------------------------------------------------------------------- BOS values
 def test_bos_value_ratio_matches_numpy(model, tokens):
-    df = A.bos_value_ratio(model, tokens, batch_rows=3)
-    assert list(df.columns) == A.VALUE_COLS and len(df) == 12 and A.PAPER_BOS_VALUE_RATIO == 19.4
+    df = attention.bos_value_ratio(model, tokens, batch_rows=3)
+    assert list(df.columns) == attention.VALUE_COLS and len(df) == 12 and attention.PAPER_BOS_VALUE_RATIO == 19.4
     cache = clean_cache(model, tokens)
     for l, h in [(0, 1), (2, 3)]:
         out = np.linalg.norm(np64(cache[f"blocks.{l}.attn.hook_v"])[:, :, h] @ np64(model.W_O)[l, h], axis=-1)
@@ -194,13 +194,13 @@ def test_bos_value_ratio_matches_numpy(model, tokens):
 
 
 def test_position_norms_and_the_position_null(model, tokens):
-    norms = A.position_out_norms(model, tokens, batch_rows=3)
+    norms = attention.position_out_norms(model, tokens, batch_rows=3)
     cache = clean_cache(model, tokens)
     n_ctx = tokens.shape[1]
     brute = np.stack([np.stack([np.linalg.norm(np64(cache[f"blocks.{l}.attn.hook_v"])[:, :, h] @ np64(model.W_O)[l, h],
                                                axis=-1).mean(0) for h in range(4)]) for l in range(3)])
     np.testing.assert_allclose(norms, brute, rtol=1e-5)
-    null = A.position_null(norms)
+    null = attention.position_null(norms)
     assert null.shape == (n_ctx - 1,)
     p = 5  # position 5 in place of BOS: the other positions' mean over its own, median over the 12 heads
     ratio = (brute.sum(-1) - brute[..., p]) / (n_ctx - 1) / brute[..., p]
@@ -222,20 +222,20 @@ def test_position_norms_and_the_position_null(model, tokens):
 ])
 def test_path_ablation_bad_input(model, tokens, kwargs, match):
     with pytest.raises(UserError, match=match) as e:
-        A.path_ablation(model, tokens, **kwargs)
+        attention.path_ablation(model, tokens, **kwargs)
     assert "\n" not in str(e.value) and ": " in str(e.value)
     assert no_hooks(model) and model.cfg.use_split_qkv_input is False
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda m: A.bos_scores(m, 50), "BOS id 50 is out of range"),
-    (lambda m: A.bos_keys(m, -1), "BOS id -1 is out of range"),
-    (lambda m: A.random_scores(m, 99, n=5), "BOS id 99 is out of range"),
-    (lambda m: A.random_scores(m, 0, n=0), "n 0 is not a positive integer"),
-    (lambda m: A.bos_value_ratio(m, torch.zeros(2, 17, dtype=torch.long)), "tokens have 17 positions"),
-    (lambda m: A.bos_value_ratio(m, torch.full((2, 4), 50)), "outside the vocabulary"),
-    (lambda m: A.bos_value_ratio(m, torch.zeros(2, 4)), "must be an integer array"),
-    (lambda m: A.top_pairs(pd.DataFrame({"score": [1.0]}), 0), "k 0 is not a positive integer"),
+    (lambda m: attention.bos_scores(m, 50), "BOS id 50 is out of range"),
+    (lambda m: attention.bos_keys(m, -1), "BOS id -1 is out of range"),
+    (lambda m: attention.random_scores(m, 99, n=5), "BOS id 99 is out of range"),
+    (lambda m: attention.random_scores(m, 0, n=0), "n 0 is not a positive integer"),
+    (lambda m: attention.bos_value_ratio(m, torch.zeros(2, 17, dtype=torch.long)), "tokens have 17 positions"),
+    (lambda m: attention.bos_value_ratio(m, torch.full((2, 4), 50)), "outside the vocabulary"),
+    (lambda m: attention.bos_value_ratio(m, torch.zeros(2, 4)), "must be an integer array"),
+    (lambda m: attention.top_pairs(pd.DataFrame({"score": [1.0]}), 0), "k 0 is not a positive integer"),
 ])
 def test_other_bad_input(model, call, match):
     with pytest.raises(UserError, match=match) as e:

@@ -306,7 +306,7 @@ def test_every_chapter_has_download_and_launch_buttons_to_published_files(built)
 
 
 def test_every_page_says_when_and_from_what_it_was_built(built):
-    from universal_neurons.online import commit
+    from universal_neurons.book.online import commit
 
     sha = commit(ROOT).split("+")[0]
     profile = (ROOT / "book" / "generated" / "PROFILE").read_text().strip()
@@ -321,7 +321,7 @@ def test_every_page_says_when_and_from_what_it_was_built(built):
 def test_executed_chapters_start_with_the_setup_cell(built):
     import json
 
-    from universal_neurons.online import SETUP_TAG
+    from universal_neurons.book.online import SETUP_TAG
 
     for name in CHAPTERS:
         nb = json.loads((ROOT / "book" / "generated" / f"{name}.ipynb").read_text())
@@ -335,7 +335,7 @@ def test_the_exercises_part_shows_tasks_with_folded_solutions_that_pass(built):
     output saying that all checks passed; no failed cell."""
     from bs4 import BeautifulSoup
 
-    from universal_neurons.catalog import EXERCISES
+    from universal_neurons.teaching.catalog import EXERCISES
 
     assert sorted(EXERCISE_CHAPTERS) == sorted({e.chapter for e in EXERCISES.values()})
     for c in EXERCISE_CHAPTERS:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from universal_neurons import verdicts as V
-from universal_neurons.chapters import claims as C
-from universal_neurons.chapters import claims_control as CC
-from universal_neurons.chapters.notebook_reading import glued, plain, shown
-from universal_neurons.config import load_profile
+from universal_neurons.measures.verdicts import HOLDS, VERDICTS
+from universal_neurons.book.chapters import claims
+from universal_neurons.book.chapters import claims_control
+from universal_neurons.book.chapters.notebook_reading import glued, plain, shown
+from universal_neurons.config.profile import load_profile
 
 pytestmark = pytest.mark.book
 ROOT = Path(os.environ.get("UN_BOOK_ROOT") or Path(__file__).resolve().parents[1])
@@ -67,7 +67,7 @@ def test_the_claims_page_comes_first_in_the_table_of_contents(claims_page):
 
 
 def _control():
-    return CC.load(load_profile("smoke"))
+    return claims_control.load(load_profile("smoke"))
 
 
 def test_one_row_per_claim_with_the_chapters_glued_values(claims_page):
@@ -75,20 +75,20 @@ def test_one_row_per_claim_with_the_chapters_glued_values(claims_page):
     table = soup.find("table", class_="claims")
     assert table is not None, "no claims table"
     head, rows = _header(table), _cells(table)
-    assert head == C.SHOWN
-    assert len(rows) == len(C.CLAIMS), "one row per claim"
+    assert head == claims.SHOWN
+    assert len(rows) == len(claims.CLAIMS), "one row per claim"
     # the same table, read again from the executed chapters that the book shows (book/generated/)
-    expected, _ = C.claim_rows(GENERATED, control=_control())
+    expected, _ = claims.claim_rows(GENERATED, control=_control())
     for row, want in zip(rows, expected.to_dict("records")):
         got = dict(zip(head, row))
         for col in ("claim", "the paper", "this run", "rule", "verdict", "control"):
             assert got[col] == _norm(want[col]), (want["#"], col)
     # each verdict and rule is the chapter's glued one, a verdict of the protocol
-    for claim, row in zip(C.CLAIMS, rows):
+    for claim, row in zip(claims.CLAIMS, rows):
         got = dict(zip(head, row))
         nb = GENERATED / f"{claim.chapter}.ipynb"
         assert nb.is_file(), f"the smoke book lacks {nb.name}"
-        assert got["verdict"] == shown(glued(nb)[claim.verdict_key]) and got["verdict"] in V.VERDICTS
+        assert got["verdict"] == shown(glued(nb)[claim.verdict_key]) and got["verdict"] in VERDICTS
         assert got["rule"] == _norm(shown(glued(nb)[claim.rule_key])) and got["rule"].startswith("holds if ")
 
 
@@ -96,7 +96,7 @@ def test_the_values_it_reads_are_the_glued_values(claims_page):
     soup = _soup(claims_page)
     values = next(t for t in soup.find_all("table") if "key" in _header(t))
     head, rows = _header(values), _cells(values)
-    assert len(rows) == len(C.claim_rows(GENERATED)[1]) > 0, "every value it reads is listed"
+    assert len(rows) == len(claims.claim_rows(GENERATED)[1]) > 0, "every value it reads is listed"
     for row in rows:
         got = dict(zip(head, row))
         raw = glued(GENERATED / f"{got['chapter']}.ipynb")[got["key"]]
@@ -128,9 +128,9 @@ def test_the_control_column_is_the_untrained_runs_and_nothing_holds_there(claims
     control = _control()
     assert control is not None and "computed in this build" in control.source, \
         "no control run: make control PROFILE=smoke (make test runs it first)"
-    verdicts = [control.verdict(c.chapter, c.verdict_key) for c in C.CLAIMS]
-    assert all(v in V.VERDICTS for v in verdicts), verdicts
-    assert V.HOLDS not in verdicts, [(c.claim, v) for c, v in zip(C.CLAIMS, verdicts) if v == V.HOLDS]
+    verdicts = [control.verdict(c.chapter, c.verdict_key) for c in claims.CLAIMS]
+    assert all(v in VERDICTS for v in verdicts), verdicts
+    assert HOLDS not in verdicts, [(c.claim, v) for c, v in zip(claims.CLAIMS, verdicts) if v == HOLDS]
     table = _soup(claims_page).find("table", class_="claims")
     head, rows = _header(table), _cells(table)
     assert [dict(zip(head, r))["control"] for r in rows] == verdicts
@@ -138,17 +138,17 @@ def test_the_control_column_is_the_untrained_runs_and_nothing_holds_there(claims
 
 def test_the_shipped_control_of_the_release_zoo_has_no_holds():
     """The negative control of the release zoo's shape (computed once, shipped with its checksum)."""
-    control = CC.load(load_profile("default"))
+    control = claims_control.load(load_profile("default"))
     assert control is not None, "no shipped control: make control PROFILE=default SHIP=1"
-    verdicts = {c.claim: control.verdict(c.chapter, c.verdict_key) for c in C.CLAIMS}
-    assert all(v in V.VERDICTS for v in verdicts.values()), verdicts
-    assert V.HOLDS not in verdicts.values(), {k: v for k, v in verdicts.items() if v == V.HOLDS}
+    verdicts = {c.claim: control.verdict(c.chapter, c.verdict_key) for c in claims.CLAIMS}
+    assert all(v in VERDICTS for v in verdicts.values()), verdicts
+    assert HOLDS not in verdicts.values(), {k: v for k, v in verdicts.items() if v == HOLDS}
 
 
 def test_its_links_lead_to_sections_that_exist(claims_page):
     table = _soup(claims_page).find("table", class_="claims")
     links = [a["href"] for a in table.find_all("a")]
-    ran = [c for c in C.CLAIMS if (GENERATED / f"{c.chapter}.ipynb").is_file()]
+    ran = [c for c in claims.CLAIMS if (GENERATED / f"{c.chapter}.ipynb").is_file()]
     assert len(links) == len(ran) > 0
     for href in links:
         page, _, anchor = href.partition("#")

@@ -232,7 +232,7 @@ def test_the_landing_page_is_the_book_not_a_redirect(built):
     for words in ("What this book found", "The zoo", "Three ways to rerun", "neuron explorer"):
         assert words in text, words
     assert "explorer.html" in text and "claims.html" in text and "exercises/" in text
-    from universal_neurons.chapters.notebook_reading import glued
+    from universal_neurons.book.chapters.notebook_reading import glued
 
     g = glued(ROOT / "book" / "generated" / "claims.ipynb")  # the counts, read from the executed notebook
     words = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", text))

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from universal_neurons.chapters import attention as chapter
+from universal_neurons.book.chapters import attention as chapter
 
 
 def test_random_tail_is_the_share_of_random_directions_as_high():
@@ -102,22 +102,22 @@ def test_pairs_note():
 
 def test_an_untrained_model_gives_no_holds(one_thread, tmp_path):
     """An untrained model of the release zoo's shape: its strongest pair's ablation and its BOS ratio."""
-    from universal_neurons import attention as AT
-    from universal_neurons.control import save_untrained
-    from universal_neurons.loading import load_model
-    from universal_neurons.tokenizer import load_tokenizer
+    from universal_neurons.measures import attention
+    from universal_neurons.runs.control import save_untrained
+    from universal_neurons.models.loading import load_model
+    from universal_neurons.data.tokenizer import load_tokenizer
 
     m = load_model(str(save_untrained("zoo/release/seed-0", tmp_path / "m", seed=3)))
     bos = load_tokenizer("zoo/release/tokenizer").bos_token_id
     rng = np.random.default_rng(0)
     tokens = np.concatenate([np.full((8, 1), bos), rng.integers(0, m.cfg.d_vocab, size=(8, 63))], axis=1)
-    top = AT.top_pairs(AT.bos_scores(m, bos), 1).iloc[0]
-    abl = AT.path_ablation(m, tokens, int(top["neuron_layer"]), int(top["neuron"]), int(top["head_layer"]),
+    top = attention.top_pairs(attention.bos_scores(m, bos), 1).iloc[0]
+    abl = attention.path_ablation(m, tokens, int(top["neuron_layer"]), int(top["neuron"]), int(top["head_layer"]),
                            int(top["head"]), batch_rows=8)
-    norms = AT.position_out_norms(m, tokens, batch_rows=8)
-    ratio = AT.ratio_frame(norms)
+    norms = attention.position_out_norms(m, tokens, batch_rows=8)
+    ratio = attention.ratio_frame(norms)
     verdicts = {chapter.deactivation_evidence(abl, "top").verdict,
-                chapter.ratio_evidence(float(ratio["ratio"].median()), AT.position_null(norms), len(ratio)).verdict}
+                chapter.ratio_evidence(float(ratio["ratio"].median()), attention.position_null(norms), len(ratio)).verdict}
     assert "holds" not in verdicts
 
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from universal_neurons import paper
-from universal_neurons import verdicts as V
-from universal_neurons.chapters import claims as C
-from universal_neurons.chapters import claims_control as CC
-from universal_neurons.chapters import execution as E
-from universal_neurons.chapters import notebook_reading as NR
-from universal_neurons.config import load_profile
-from universal_neurons.errors import UserError
+from universal_neurons.core import paper
+from universal_neurons.measures import verdicts
+from universal_neurons.book.chapters import claims
+from universal_neurons.book.chapters import claims_control
+from universal_neurons.book.chapters import execution
+from universal_neurons.book.chapters import notebook_reading
+from universal_neurons.config.profile import load_profile
+from universal_neurons.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "application/papermill.record/"
@@ -63,10 +63,10 @@ GLUE = {
                    "rob_n_partners": 3, "rob_threshold": 0.5, "rob_verdict_share": "holds", "rob_rule_share": R,
                    "rob_conclusion_md": ("md", "**The book's reading.** The book adopts the paper's null.")},
     "properties": {"prop_label_md": ("md", "universal (excess > 0.5)"), "prop_n_group": 26,
-                   **{f"prop_pct_{s}": 50.0 + i for i, (s, _) in enumerate(C.PROPERTY_CLAIMS)},
-                   **{f"prop_verdict_{s}": v for (s, _), v in zip(C.PROPERTY_CLAIMS, [
+                   **{f"prop_pct_{s}": 50.0 + i for i, (s, _) in enumerate(claims.PROPERTY_CLAIMS)},
+                   **{f"prop_verdict_{s}": v for (s, _), v in zip(claims.PROPERTY_CLAIMS, [
                        "holds", "holds", "does not hold", "direction only", "holds", "holds"])},
-                   **{f"prop_rule_{s}": R for s, _ in C.PROPERTY_CLAIMS}},
+                   **{f"prop_rule_{s}": R for s, _ in claims.PROPERTY_CLAIMS}},
     "families": {"fam_share_group": 0.8, "fam_share_rest": 0.1, "fam_label_md": ("md", "**universal** (excess > 0.5)"),
                  "fam_vr_min": 0.2, "fam_n_unigram": 0, "fam_n_alphabet": 1, "fam_n_previous": 2, "fam_n_syntax": 3,
                  "fam_n_position": 4, "fam_explained_verdict": "not testable here", "fam_explained_rule": R},
@@ -98,7 +98,7 @@ MARKDOWN = {
     "robustness": ["# How robust is \"universal\"?\n\n**{glue:text}`rob_verdict_share`**"],
     "properties": ["# Properties of universal neurons\n\n{glue:text}`prop_n_group`",
                    "## The paper's claims, checked\n\n"
-                   + "\n".join(f"- {w}: {{glue:text}}`prop_verdict_{s}`" for s, w in C.PROPERTY_CLAIMS)],
+                   + "\n".join(f"- {w}: {{glue:text}}`prop_verdict_{s}`" for s, w in claims.PROPERTY_CLAIMS)],
     "families": ["# Neuron families\n\nthe claim {glue:text}`fam_explained_verdict` here"],
     "prediction": ["# Prediction, suppression and partition neurons\n\n{glue:text}`pred_verdict_late` and "
                    "{glue:text}`pred_verdict_supp`",
@@ -157,22 +157,22 @@ def _shown(value) -> str:
 def test_glued_reads_what_scripts_glue_values_reads(run):
     script = _glue_values_script()
     for nb in run.glob("*.ipynb"):
-        assert NR.glued(nb) == script.glued(nb)
-    assert NR.glued(run / "entropy.ipynb")["ent_verdict_band"] == "'does not hold'"
-    assert NR.shown(NR.glued(run / "entropy.ipynb")["ent_verdict_band"]) == "does not hold"
+        assert notebook_reading.glued(nb) == script.glued(nb)
+    assert notebook_reading.glued(run / "entropy.ipynb")["ent_verdict_band"] == "'does not hold'"
+    assert notebook_reading.shown(notebook_reading.glued(run / "entropy.ipynb")["ent_verdict_band"]) == "does not hold"
 
 
 def test_the_claims_chapters_are_the_controls():
-    assert {c.chapter for c in C.CLAIMS} == set(CC.CHAPTERS)
-    assert len(C.CLAIMS) == 19
+    assert {c.chapter for c in claims.CLAIMS} == set(claims_control.CHAPTERS)
+    assert len(claims.CLAIMS) == 19
 
 
 def test_one_row_per_claim_with_the_glued_values_verdicts_and_rules(run):
-    table, values = C.claim_rows(run)
-    assert len(table) == len(C.CLAIMS) and list(table["#"]) == list(range(1, len(C.CLAIMS) + 1))
-    for claim, row in zip(C.CLAIMS, table.to_dict("records")):
+    table, values = claims.claim_rows(run)
+    assert len(table) == len(claims.CLAIMS) and list(table["#"]) == list(range(1, len(claims.CLAIMS) + 1))
+    for claim, row in zip(claims.CLAIMS, table.to_dict("records")):
         assert row["verdict"] == _shown(GLUE[claim.chapter][claim.verdict_key])
-        assert row["rule"] == R and row["control"] == C.NOT_RUN
+        assert row["rule"] == R and row["control"] == claims.NOT_RUN
     for r in values.itertuples():
         assert r.value == _shown(GLUE[r.chapter][r.key]), (r.chapter, r.key)
     # every key of the hand-made chapters but the robustness conclusion is read by some claim
@@ -181,7 +181,7 @@ def test_one_row_per_claim_with_the_glued_values_verdicts_and_rules(run):
 
 
 def test_ours_formats_the_glued_values_as_the_chapters_show_them(run):
-    table, _ = C.claim_rows(run)
+    table, _ = claims.claim_rows(run)
     ours = dict(zip(table["#"], table["this run"]))
     assert ours[1] == "1.27% (95% bootstrap interval 1.17-1.42%; 26 neurons, 3 partners, excess > 0.5)"
     assert ours[2] == "layer 0: 0.78% (8 of 1,024) against 1.27% of all neurons, 0.62x (excess > 0.5)"
@@ -190,10 +190,10 @@ def test_ours_formats_the_glued_values_as_the_chapters_show_them(run):
 
 
 def test_counts_every_verdict_separately(run):
-    table, _ = C.claim_rows(run)
-    text = C.summary_sentence(table)
-    n = V.count(table["verdict"])
-    assert n == {V.HOLDS: 5, V.DIRECTION: 4, V.FAILS: 4, V.UNTESTABLE: 6}
+    table, _ = claims.claim_rows(run)
+    text = claims.summary_sentence(table)
+    n = verdicts.count(table["verdict"])
+    assert n == {verdicts.HOLDS: 5, verdicts.DIRECTION: 4, verdicts.FAILS: 4, verdicts.UNTESTABLE: 6}
     assert "5 hold, 4 direction only, 4 do not hold, 6 not testable here" in text
     assert "negative control (the same chapters on untrained models) was not run" in text
 
@@ -201,73 +201,73 @@ def test_counts_every_verdict_separately(run):
 def test_a_verdict_outside_the_protocol_is_refused(run):
     g = dict(GLUE["attention"], att_ratio_verdict="holds in every model")
     notebook(run / "attention.ipynb", MARKDOWN["attention"], g)
-    table, _ = C.claim_rows(run)
+    table, _ = claims.claim_rows(run)
     row = table[table["claim"].str.startswith("heads write little")].iloc[0]
     assert row["verdict"] == "unknown" and "a verdict of the book's protocol" in row["this run"]
-    assert "could not be judged" in C.summary_sentence(table)
+    assert "could not be judged" in claims.summary_sentence(table)
 
 
 def test_the_control_column_from_the_control_run_folder(run, tmp_path):
-    control_run = CC.control_profile(load_profile("smoke")).notebooks_dir
+    control_run = claims_control.control_profile(load_profile("smoke")).notebooks_dir
     assert control_run.parent.name.startswith("smoke+") and control_run.parent.parent == tmp_path
     write_run(control_run, control_glue())
-    control = CC.load(load_profile("smoke"))
+    control = claims_control.load(load_profile("smoke"))
     assert "computed in this build" in control.source
-    table, _ = C.claim_rows(run, control=control)
-    assert (table["control"] != V.HOLDS).all() and (table["control"] != C.NOT_RUN).all()
+    table, _ = claims.claim_rows(run, control=control)
+    assert (table["control"] != verdicts.HOLDS).all() and (table["control"] != claims.NOT_RUN).all()
     assert table.loc[1, "control"] == "not testable here"  # universality: no universal neuron
-    text = C.summary_sentence(table, control)
+    text = claims.summary_sentence(table, control)
     assert "On untrained models of the same shape" in text and "0 hold" in text.split("On untrained")[1]
-    ch = C.compute("smoke")
+    ch = claims.compute("smoke")
     assert ch.glue["clm_n_control_hold"] == 0 and "untrained models" in ch.glue["clm_control_md"].data
 
 
 def test_the_shipped_control_is_read_with_its_checksum(run, tmp_path, monkeypatch):
-    control_run = CC.control_profile(load_profile("smoke")).notebooks_dir
+    control_run = claims_control.control_profile(load_profile("smoke")).notebooks_dir
     write_run(control_run, control_glue())
     monkeypatch.chdir(tmp_path)  # results/ of this folder
-    path = CC.ship(load_profile("smoke"))
+    path = claims_control.ship(load_profile("smoke"))
     assert path == tmp_path / "results" / "claims-control-smoke.json"
     record = json.loads(path.read_text())
-    assert record["run"] == control_run.parent.name and record["code"] == CC.code_signature()
+    assert record["run"] == control_run.parent.name and record["code"] == claims_control.code_signature()
     import shutil
 
     shutil.rmtree(control_run)  # no control run here: the shipped one is read
-    control = CC.load(load_profile("smoke"))
+    control = claims_control.load(load_profile("smoke"))
     assert control.source.startswith("shipped in results/claims-control-smoke.json") and control.current
-    table, _ = C.claim_rows(run, control=control)
-    assert list(table["control"]) == [CC.shown(record["glue"][c.chapter][c.verdict_key]) for c in C.CLAIMS]
+    table, _ = claims.claim_rows(run, control=control)
+    assert list(table["control"]) == [claims_control.shown(record["glue"][c.chapter][c.verdict_key]) for c in claims.CLAIMS]
     record["glue"]["entropy"]["ent_verdict_band"] = "'holds'"  # edited by hand: refused
     path.write_text(json.dumps(record))
     with pytest.raises(UserError, match="does not match its checksum"):
-        CC.load(load_profile("smoke"))
+        claims_control.load(load_profile("smoke"))
 
 
 def test_a_control_run_has_no_control_of_its_own(run):
-    assert CC.control_profile(load_profile("smoke", "analysis.untrained=true")) is None
+    assert claims_control.control_profile(load_profile("smoke", "analysis.untrained=true")) is None
 
 
 def test_a_chapter_that_did_not_run_gives_rows_saying_so(run):
     (run / "entropy.ipynb").unlink()
-    table, values = C.claim_rows(run)
+    table, values = claims.claim_rows(run)
     ent = table[table["chapter"] == "entropy"]
-    assert len(ent) == 4 and (ent["verdict"] == C.NOT_RUN).all() and (ent["href"] == "").all()
+    assert len(ent) == 4 and (ent["verdict"] == claims.NOT_RUN).all() and (ent["href"] == "").all()
     assert ent["this run"].str.contains("did not run").all()
     assert "entropy" not in set(values["chapter"])
-    assert len(table) == len(C.CLAIMS)
-    assert "The entropy chapter did not run" in C.summary_sentence(table)
+    assert len(table) == len(claims.CLAIMS)
+    assert "The entropy chapter did not run" in claims.summary_sentence(table)
 
 
 def test_a_missing_glued_value_is_named(run):
     g = {k: v for k, v in GLUE["attention"].items() if k != "att_median_ratio"}
     notebook(run / "attention.ipynb", MARKDOWN["attention"], g)
-    table, _ = C.claim_rows(run)
+    table, _ = claims.claim_rows(run)
     row = table[table["this run"].str.contains("att_median_ratio")].iloc[0]
     assert row["verdict"] == "unknown" and "missing from attention.ipynb" in row["this run"]
 
 
 def test_links_name_the_section_that_shows_each_claim(run):
-    table, _ = C.claim_rows(run)
+    table, _ = claims.claim_rows(run)
     href = dict(zip(table["#"], table["href"]))
     assert href[1] == "robustness.html#how-robust-is-universal"
     assert href[2] == "universality.html#universal-neurons-per-layer"  # the verdict's section, not the fence's "#"
@@ -281,39 +281,39 @@ def test_links_name_the_section_that_shows_each_claim(run):
 
 
 def test_headings_and_their_ids():
-    assert NR.section_id(NR.heading_text("The paper's claims, checked")) == "the-paper-s-claims-checked"
-    assert NR.heading_text("Skew of the `vocab_kurt` neurons [here](x.html) *now*") == \
+    assert notebook_reading.section_id(notebook_reading.heading_text("The paper's claims, checked")) == "the-paper-s-claims-checked"
+    assert notebook_reading.heading_text("Skew of the `vocab_kurt` neurons [here](x.html) *now*") == \
         "Skew of the vocab_kurt neurons here now"
-    assert NR.heading_text("{glue:text}`n` neurons") is None and NR.heading_text("{numref}`fig-x`") is None
-    assert NR.section_id("Percentiles by layer (paper figure 6)") == "percentiles-by-layer-paper-figure-6"
+    assert notebook_reading.heading_text("{glue:text}`n` neurons") is None and notebook_reading.heading_text("{numref}`fig-x`") is None
+    assert notebook_reading.section_id("Percentiles by layer (paper figure 6)") == "percentiles-by-layer-paper-figure-6"
 
 
 def test_a_repeated_heading_gets_no_id(tmp_path):
     nb = notebook(tmp_path / "x.ipynb", ["# X\n\n## Notes\n\n{glue:text}`a`", "## Notes\n\n{glue:text}`b`"], {})
-    assert [h["id"] for h in NR.sections(nb)] == ["x", "notes", None]
-    assert NR.where_shown(nb, "b")["id"] == "x"  # Sphinx numbers the repeated id: the page's top instead
-    assert NR.where_shown(nb, "a")["id"] == "notes" and NR.where_shown(nb, "nothing") is None
+    assert [h["id"] for h in notebook_reading.sections(nb)] == ["x", "notes", None]
+    assert notebook_reading.where_shown(nb, "b")["id"] == "x"  # Sphinx numbers the repeated id: the page's top instead
+    assert notebook_reading.where_shown(nb, "a")["id"] == "notes" and notebook_reading.where_shown(nb, "nothing") is None
 
 
 def test_table_html_escapes_text_and_links_the_sections(run):
-    table, _ = C.claim_rows(run)
+    table, _ = claims.claim_rows(run)
     table.loc[0, "claim"] = "a <b>bold</b> & claim"
-    page = C.table_html(table)
+    page = claims.table_html(table)
     assert "a &lt;b&gt;bold&lt;/b&gt; &amp; claim" in page and "<b>" not in page
     link = "universality.html#universal-neurons-per-layer"
     assert f'<a href="{link}">Universal neurons › Universal neurons per layer</a>' in page
-    assert page.count("<tr") == len(C.CLAIMS) + 1 and 'class="dataframe claims"' in page
+    assert page.count("<tr") == len(claims.CLAIMS) + 1 and 'class="dataframe claims"' in page
     assert '<span class="claim-holds">holds</span>' in page
     assert '<span class="claim-direction">direction only</span>' in page
     assert "<th>rule</th>" in page and "<th>control</th>" in page
 
 
 def test_compute_reads_the_run_folder_of_the_profile(run):
-    ch = C.compute("smoke")
+    ch = claims.compute("smoke")
     assert ch.data["folder"] == run
     t = ch.tables["claims"]
     g = ch.glue
-    assert g["clm_n_claims"] == len(C.CLAIMS) == g["clm_n_hold"] + g["clm_n_direction"] + g["clm_n_fail"] + \
+    assert g["clm_n_claims"] == len(claims.CLAIMS) == g["clm_n_hold"] + g["clm_n_direction"] + g["clm_n_fail"] + \
         g["clm_n_untestable"]
     assert g["clm_n_hold"] == int((t["verdict"] == "holds").sum()) == 5 and g["clm_run"] == "smoke"
     assert g["clm_n_direction"] == 4
@@ -322,19 +322,19 @@ def test_compute_reads_the_run_folder_of_the_profile(run):
 
 
 def test_the_claims_name_the_properties_chapters_claims():
-    from universal_neurons.chapters.properties import CLAIMS
+    from universal_neurons.book.chapters.properties import CLAIMS
 
-    assert [(s, w) for s, _, w in CLAIMS] == C.PROPERTY_CLAIMS
+    assert [(s, w) for s, _, w in CLAIMS] == claims.PROPERTY_CLAIMS
 
 
 def test_the_paper_column_comes_from_the_paper_module():
-    said = {c.claim: c.paper() for c in C.CLAIMS}
-    assert "4.16% (GPT2-small-a, 4 partners)" in said[C.CLAIMS[0].claim]
-    assert "1.26% (Pythia-160m, 3 partners)" in said[C.CLAIMS[0].claim]
-    assert f"{paper.BOS_VALUE_RATIO:g} times" in said[C.CLAIMS[16].claim]
-    assert said[C.CLAIMS[4].claim] == "figure 3 (no mean in the text)"  # "mean": no number in the paper's table
+    said = {c.claim: c.paper() for c in claims.CLAIMS}
+    assert "4.16% (GPT2-small-a, 4 partners)" in said[claims.CLAIMS[0].claim]
+    assert "1.26% (Pythia-160m, 3 partners)" in said[claims.CLAIMS[0].claim]
+    assert f"{paper.BOS_VALUE_RATIO:g} times" in said[claims.CLAIMS[16].claim]
+    assert said[claims.CLAIMS[4].claim] == "figure 3 (no mean in the text)"  # "mean": no number in the paper's table
     # layer 0's enrichment, from the published per-layer counts and shares
-    assert "1.74x (GPT2-small-a)" in said[C.CLAIMS[1].claim] and "2.62x (GPT2-medium-a)" in said[C.CLAIMS[1].claim]
+    assert "1.74x (GPT2-small-a)" in said[claims.CLAIMS[1].claim] and "2.62x (GPT2-medium-a)" in said[claims.CLAIMS[1].claim]
 
 
 # ---- the execution page ---------------------------------------------------------------------------------------
@@ -342,30 +342,30 @@ def test_execution_times_are_papermills_durations(run):
     (run / "zoo.in.ipynb").write_text("{}")  # papermill's input and partial output are left out
     (run / "zoo.tmp.ipynb").write_text("{}")
     notebook(run / "execution.ipynb", ["# How"], {}, duration=99.0)  # the page itself, from an earlier build
-    times = E.timing_table(run)
+    times = execution.timing_table(run)
     expected = {p.stem: json.loads(p.read_text())["metadata"]["papermill"]["duration"]
                 for p in run.glob("*.ipynb") if "." not in p.stem and p.stem != "execution"}
     assert dict(times["seconds"]) == expected and len(times) == len(GLUE)
     assert list(times.index) == list(GLUE)  # the order they ran in
     assert (times["parameters"] == "device='cpu' overrides='' profile='smoke'").all() and not times["failed"].any()
     assert times.loc["universality", "started (UTC)"] == "2026-12-01 10:00:00"
-    ch = E.compute("smoke")
+    ch = execution.compute("smoke")
     assert dict(ch.tables["chapters"]["seconds"]) == expected
     assert ch.glue["exe_total_s"] == pytest.approx(sum(expected.values()))
     assert ch.glue["exe_n_chapters"] == len(GLUE) and ch.glue["exe_slowest"] == "mysteries"
     assert ch.tables["run"].loc["run folder", "value"] == str(run.parent)  # outside the working directory: absolute
-    assert E._here(Path.cwd() / "artifacts" / "x") == str(Path("artifacts") / "x")
+    assert execution._here(Path.cwd() / "artifacts" / "x") == str(Path("artifacts") / "x")
 
 
 def test_execution_machine_and_versions(tmp_path):
     (tmp_path / "cpuinfo").write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t: avx\n")
-    assert E.cpu_model(tmp_path / "cpuinfo") == "Test CPU 9000"
+    assert execution.cpu_model(tmp_path / "cpuinfo") == "Test CPU 9000"
     (tmp_path / "meminfo").write_text("MemTotal:       24576000 kB\nMemFree: 1 kB\n")
-    assert E.memory_gib(tmp_path / "meminfo") == pytest.approx(24576000 / 2**20)
-    assert E.memory_gib(tmp_path / "missing") is None
-    v = E.versions_table()
+    assert execution.memory_gib(tmp_path / "meminfo") == pytest.approx(24576000 / 2**20)
+    assert execution.memory_gib(tmp_path / "missing") is None
+    v = execution.versions_table()
     for dist in ("torch", "transformer-lens", "numpy", "pandas", "jupyter-book", "myst-nb", "universal-neurons"):
         assert v.loc[dist, "version"] not in ("", "not installed"), dist
-    assert E.version("no-such-distribution-here") == "not installed"
-    m = E.machine_table()
+    assert execution.version("no-such-distribution-here") == "not installed"
+    m = execution.machine_table()
     assert set(m.index) >= {"CPU", "cores", "memory", "GPU"}

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from universal_neurons import paper
-from universal_neurons.chapters import entropy as chapter
+from universal_neurons.core import paper
+from universal_neurons.book.chapters import entropy as chapter
 
 
 BAND = (0.05, -0.02, 0.03, -0.04, 0.045, -0.035, 0.04, -0.03)  # eight random neurons' entropy changes
@@ -162,8 +162,8 @@ def test_chapter_on_the_smoke_zoo(smoke, smoke_zoo, one_thread):
 @pytest.fixture(scope="module")
 def untrained(tmp_path_factory):
     """A fresh, untrained model of the release zoo's shape and tokenizer (the negative control's kind)."""
-    from universal_neurons.control import save_untrained
-    from universal_neurons.loading import load_model
+    from universal_neurons.runs.control import save_untrained
+    from universal_neurons.models.loading import load_model
 
     path = save_untrained("zoo/release/seed-0", tmp_path_factory.mktemp("untrained") / "m", seed=7)
     return load_model(str(path))
@@ -172,19 +172,19 @@ def untrained(tmp_path_factory):
 def test_an_untrained_model_gives_no_holds(untrained, one_thread):
     """The chapter's own choices (the book's top neuron, its partner, 10 random neurons) on an untrained model,
     fixed-activation runs on random tokens: no claim holds."""
-    from universal_neurons import entropy as E
+    from universal_neurons.measures import entropy
 
     m = untrained
     tokens = np.random.default_rng(0).integers(0, m.cfg.d_vocab, size=(4, 64))
-    c = E.candidates(m)
+    c = entropy.candidates(m)
     ent = tuple(int(x) for x in c.sort_values("rank_paper").iloc[0][["layer", "neuron"]])
-    al, an, _ = E.anti_partner(m, *ent)
+    al, an, _ = entropy.anti_partner(m, *ent)
     chosen = {"entropy (paper's view)": ent, "anti-entropy": (al, an),
-              **{f"random {i}": x for i, x in enumerate(E.random_neurons(m, 10, exclude=[ent, (al, an)]))}}
+              **{f"random {i}": x for i, x in enumerate(entropy.random_neurons(m, 10, exclude=[ent, (al, an)]))}}
     parts = []
     for role, (l, n) in chosen.items():
         for scale in (("free", "frozen") if not role.startswith("random") else ("free",)):
-            df = E.fixed_activation(m, tokens, l, n, freeze_scale=scale == "frozen", batch_rows=4)
+            df = entropy.fixed_activation(m, tokens, l, n, freeze_scale=scale == "frozen", batch_rows=4)
             parts.append(df.assign(model="u", role=role.split(" ")[0] if role.startswith("random") else role,
                                    layer=l, neuron=n, scale=scale))
     runs = pd.concat(parts, ignore_index=True)

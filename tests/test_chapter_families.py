@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from universal_neurons import paper
-from universal_neurons.chapters import families as chapter
+from universal_neurons.core import paper
+from universal_neurons.book.chapters import families as chapter
 
 
 # ---- verdicts and sentences ------------------------------------------------------------------------------------
@@ -168,9 +168,9 @@ def test_best_table_matches_a_direct_lookup():
     d_mlp = 4
     vr = pd.DataFrame(rng.random((3, 8)), index=["a", "b", "c"])
     live = pd.DataFrame({"layer": [0, 1, 1], "neuron": [2, 0, 3], "excess_corr": [0.1, 0.2, 0.3]})
-    from universal_neurons import families as FM
+    from universal_neurons.measures import families
 
-    t = chapter.best_table(FM.best_features(vr), live, {"a": "x", "b": "y", "c": "z"}, d_mlp, 0.5)
+    t = chapter.best_table(families.best_features(vr), live, {"a": "x", "b": "y", "c": "z"}, d_mlp, 0.5)
     for _, row in t.iterrows():
         l, n = map(int, row["neuron"][1:].split("."))
         col = vr[l * d_mlp + n]
@@ -191,21 +191,21 @@ def test_pass_matches_numpy_on_the_smoke_zoo(smoke, smoke_zoo, one_thread):
     import torch
 
     from universal_neurons import data
-    from universal_neurons.chapters import families_pass as FP
-    from universal_neurons.loading import load_model
-    from universal_neurons.tokenizer import load_tokenizer
+    from universal_neurons.runs import families_pass
+    from universal_neurons.models.loading import load_model
+    from universal_neurons.data.tokenizer import load_tokenizer
 
     model = load_model(smoke.members()[0])
     tok = load_tokenizer(data.tokenizer_dir(smoke, progress=False))
     rows = data.analysis_rows(smoke, progress=False)
-    vr, kinds, mi, mean, _, n, _ = FP._run_main(model, tok, rows, 4000, 16, "cpu")
+    vr, kinds, mi, mean, _, n, _ = families_pass._run_main(model, tok, rows, 4000, 16, "cpu")
     assert n == 4000
-    plan = FP.main_plan(rows, tok, 4000)
+    plan = families_pass.main_plan(rows, tok, 4000)
     toks, mask = np.asarray(rows.tokens[:plan.n_rows]), plan.mask(0, plan.n_rows)
     with torch.no_grad():
         _, cache = model.run_with_cache(torch.from_numpy(toks.astype(np.int64)))
     d = model.cfg.d_mlp
-    fs = FP.MainFeatures(tok, model.cfg.d_vocab, rows, plan.n_rows)(0, toks)
+    fs = families_pass.MainFeatures(tok, model.cfg.d_vocab, rows, plan.n_rows)(0, toks)
     pos = np.tile(np.arange(toks.shape[1]), len(toks))[mask.ravel()]
     checked = [f for f in ["type:punctuation", "prev:type:alphabetic", f"source:{rows.source_names[0]}",
                            "position:8-15", "position:0-0"] if f in vr.index]
@@ -232,16 +232,16 @@ def test_pass_matches_numpy_on_the_smoke_zoo(smoke, smoke_zoo, one_thread):
 @pytest.mark.parametrize("n, at, width", [(64, 0, 30), (64, 63, 30), (64, 31, 30), (10, 4, 30), (31, 30, 30),
                                           (64, 15, 31)])
 def test_window_holds_the_peak_and_stays_in_the_row(n, at, width):
-    from universal_neurons.chapters import families_gallery as G
+    from universal_neurons.book.chapters import families_gallery
 
-    start, stop = G.window(n, at, width)
+    start, stop = families_gallery.window(n, at, width)
     assert 0 <= start <= at < stop <= n and stop - start == min(width, n)
     with pytest.raises(Exception, match="outside a row"):
-        G.window(n, n, width)
+        families_gallery.window(n, n, width)
 
 
 def test_peak_on_a_small_array():
-    from universal_neurons.chapters import families_gallery as G
+    from universal_neurons.book.chapters import families_gallery
 
     rng = np.random.default_rng(1)
     mask = rng.random((5, 40)) > 0.2
@@ -250,30 +250,30 @@ def test_peak_on_a_small_array():
     full = np.full(mask.shape, np.nan)
     full[mask] = acts  # the same activations, laid out by (row, position)
     r, p = np.unravel_index(np.nanargmax(full), full.shape)
-    row, start, stop, a = G.peak(acts, where, 40, width=12)
+    row, start, stop, a = families_gallery.peak(acts, where, 40, width=12)
     assert (row, stop - start) == (r, 12) and start <= p < stop
     np.testing.assert_array_equal(a, full[r, start:stop])
     assert np.nanmax(a) == acts.max()
 
 
 def test_examples_pick_the_family_neuron_or_a_stand_in():
-    from universal_neurons.chapters import families_gallery as G
+    from universal_neurons.book.chapters import families_gallery
 
     vr = pd.DataFrame([[0.1, 0.5, 0.2, 0.0], [0.3, 0.1, 0.9, 0.4], [0.2, 0.6, 0.1, 0.8]],
                       index=["letter_token:a", "letter_token:b", "prev:x"], columns=range(4))
     kinds = {"letter_token:a": "letter_token", "letter_token:b": "letter_token", "prev:x": "previous"}
-    ex = G.examples({"alphabet": 1, "previous": None, "syntax": None}, vr, kinds, group=[0, 1, 2])
+    ex = families_gallery.examples({"alphabet": 1, "previous": None, "syntax": None}, vr, kinds, group=[0, 1, 2])
     assert [(e["family"], e["neuron"], e["stand_in"], e["feature"]) for e in ex] == \
         [("alphabet", 1, False, "letter_token:a"), ("previous", 0, True, "prev:x")]  # 1 is shown, 3 not compared
     assert ex[0]["vr"] == vr.loc["letter_token:a", 1] and ex[1]["vr"] == 0.2
     vr.loc["unigram:z"], kinds["unigram:z"] = [0.1, 0.2, 0.7, 0.0], "unigram"
-    ex = G.examples({"alphabet": None, "unigram": None}, vr, kinds, group=[0, 1, 2])
+    ex = families_gallery.examples({"alphabet": None, "unigram": None}, vr, kinds, group=[0, 1, 2])
     assert [(e["neuron"], e["feature"]) for e in ex] == [(2, "letter_token:b"), (1, "unigram:z")]  # 2 is shown already
-    assert G.label(ex[1], 256) == "L0.1: unigram (family empty: stand-in), best feature unigram:z (VR 0.20)"
-    ex = G.examples({"alphabet": None, "previous": 2}, vr, kinds, group=[0, 1, 2])
+    assert families_gallery.label(ex[1], 256) == "L0.1: unigram (family empty: stand-in), best feature unigram:z (VR 0.20)"
+    ex = families_gallery.examples({"alphabet": None, "previous": 2}, vr, kinds, group=[0, 1, 2])
     assert [e["neuron"] for e in ex] == [1, 2]  # the stand-in avoids a family's own neuron shown later
-    ex = G.examples({"previous": None}, vr, kinds, group=[0, 1, 2])
-    assert G.label(ex[0], 256) == "L0.1: previous (family empty: stand-in), best feature prev:x (VR 0.60)"
+    ex = families_gallery.examples({"previous": None}, vr, kinds, group=[0, 1, 2])
+    assert families_gallery.label(ex[0], 256) == "L0.1: previous (family empty: stand-in), best feature prev:x (VR 0.60)"
 
 
 def test_gallery_figure_has_one_row_per_example():
@@ -311,15 +311,15 @@ def test_gallery_tokens_of_any_length_do_not_overlap():
 @pytest.mark.slow
 def test_gallery_draws_the_syntax_example_on_brown_rows(smoke, smoke_zoo, one_thread):
     from universal_neurons import data
-    from universal_neurons.chapters import families_pass as FP
-    from universal_neurons.loading import load_model
-    from universal_neurons.tokenizer import load_tokenizer
+    from universal_neurons.runs import families_pass
+    from universal_neurons.models.loading import load_model
+    from universal_neurons.data.tokenizer import load_tokenizer
 
     model = load_model(smoke.members()[0])
     tok = load_tokenizer(data.tokenizer_dir(smoke, progress=False))
     rows = data.analysis_rows(smoke, progress=False)
-    plan = FP.main_plan(rows, tok, 2000)
-    brown = FP.brown_rows(smoke, tok, rows.n_ctx, 2000)
+    plan = families_pass.main_plan(rows, tok, 2000)
+    brown = families_pass.brown_rows(smoke, tok, rows.n_ctx, 2000)
     assert brown[1] is not None, "the smoke corpus holds Brown documents"
     rules = {"syntax": pd.DataFrame({"neuron": [5], "feature": ["pos:NN"], "vr": [0.6]}),
              "previous": pd.DataFrame({"neuron": [7], "feature": ["prev:x"], "vr": [0.6]})}
@@ -333,9 +333,9 @@ def test_gallery_draws_the_syntax_example_on_brown_rows(smoke, smoke_zoo, one_th
     assert syn["tokens"] == [tok.decode([int(t)]) for t in brown[1][syn["row"], start:start + len(syn["tokens"])]]
     start = prev["start"]
     assert prev["tokens"] == [tok.decode([int(t)]) for t in rows.tokens[prev["row"]][start:start + len(prev["tokens"])]]
-    from universal_neurons.chapters import families_gallery as G
+    from universal_neurons.book.chapters import families_gallery
 
-    assert G.label(syn, model.cfg.d_mlp).endswith("(VR 0.60), on Brown text")
+    assert families_gallery.label(syn, model.cfg.d_mlp).endswith("(VR 0.60), on Brown text")
 
 
 @pytest.mark.slow

@@ -10,9 +10,9 @@ import pytest
 from IPython.display import Markdown
 from scipy import special
 
-from universal_neurons import paper
-from universal_neurons.chapters import mysteries as chapter
-from universal_neurons.chapters.properties import Group
+from universal_neurons.core import paper
+from universal_neurons.book.chapters import mysteries as chapter
+from universal_neurons.book.chapters.properties import Group
 
 
 def _fits(r, r_lo, r_hi, cos, lo, hi):
@@ -61,7 +61,7 @@ def test_untrained_models_give_no_holds():
     import torch
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    from universal_neurons import weight_stats
+    from universal_neurons.measures import weight_stats
 
     fits = []
     for seed in range(3):

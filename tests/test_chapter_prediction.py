@@ -10,8 +10,8 @@ import pytest
 from IPython.display import Markdown
 from scipy import stats
 
-from universal_neurons import paper
-from universal_neurons.chapters import prediction as chapter
+from universal_neurons.core import paper
+from universal_neurons.book.chapters import prediction as chapter
 
 
 def test_scaled_partition_threshold_keeps_the_multiple_of_one_over_d_model():
@@ -124,7 +124,7 @@ def test_untrained_models_give_no_holds():
     c_v are near-Gaussian (kurtosis near 3), no neuron passes the paper's rules, and neither claim can be judged."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    from universal_neurons import weight_stats
+    from universal_neurons.measures import weight_stats
 
     tables = []
     for seed in range(3):

@@ -11,8 +11,9 @@ import pytest
 from IPython.display import Markdown
 from scipy import special, stats
 
-from universal_neurons import paper, selection
-from universal_neurons.chapters import properties as chapter
+from universal_neurons.core import paper
+from universal_neurons.runs import selection
+from universal_neurons.book.chapters import properties as chapter
 
 
 # ---- the rule: gaps tied to the paper, Holm, effect sizes, verdicts ---------------------------------------------

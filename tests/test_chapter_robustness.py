@@ -8,9 +8,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_robustness_on_the_smoke_zoo(smoke, smoke_zoo, one_thread):
-    from universal_neurons import uncertainty as U
-    from universal_neurons.chapters import robustness as chapter
-    from universal_neurons.universality import ensure_results
+    from universal_neurons.measures import uncertainty
+    from universal_neurons.book.chapters import robustness as chapter
+    from universal_neurons.runs.universality import ensure_results
 
     table = ensure_results(smoke).neurons
     ch = chapter.compute("smoke")
@@ -32,18 +32,17 @@ def test_robustness_on_the_smoke_zoo(smoke, smoke_zoo, one_thread):
     assert len(ch.tables["partners"]) == len(smoke.seeds) - 1
     np.testing.assert_allclose(r["by_tokens"][-1], r["real"], atol=2e-5, equal_nan=True)  # all blocks = all tokens
     assert ch.tables["tokens"].index[-1] == info["n_tokens"]
-    assert U.universal_share(U.excess_from(r["real"], base), thr) * 100 == pytest.approx(ch.glue["rob_share"])
+    assert uncertainty.universal_share(uncertainty.excess_from(r["real"], base), thr) * 100 == pytest.approx(ch.glue["rob_share"])
 
 
 def test_robustness_control_and_errata(smoke, smoke_zoo, one_thread):
     """The untrained control's maxima equal the streaming engine's control pass; the errata's float16 port stays
     close to the exact correlations; the table has every null and rule with an interval."""
-    from universal_neurons import control as C
-    from universal_neurons.chapters import robustness as chapter
-    from universal_neurons.universality import ensure_results
+    from universal_neurons.runs import control
+    from universal_neurons.book.chapters import robustness as chapter
 
     r, info = chapter.results(smoke)
-    ctrl = C.run_control(smoke, progress=False, threshold=0.5).neurons
+    ctrl = control.run_control(smoke, progress=False, threshold=0.5).neurons
     np.testing.assert_allclose(r["control"], ctrl["max_corr_p1"].to_numpy(), atol=2e-5, equal_nan=True)
     live = np.isfinite(r["real"]) & np.isfinite(r["ref16"])
     assert np.abs(r["ref16"][live] - r["real"][live]).max() < 0.02  # float16 rounding, not a different number
@@ -59,12 +58,12 @@ def test_robustness_control_and_errata(smoke, smoke_zoo, one_thread):
     assert len(err) == 7 and (err["share % (ours)"] == err["share % (ours)"].iloc[0]).all()
     assert ch.glue["rob_emerge_md"].data.startswith("Emergence over training was not computed")
     # the reference code's newline filter: the row's share from the maxima with the extra positions added
-    from universal_neurons import uncertainty as U
+    from universal_neurons.measures import uncertainty
 
     thr = ch.glue["rob_threshold"]
     nl = err[err["the reference's choice"].str.startswith("only the newline token")].iloc[0]
     if "real_nl" in r:
-        want = 100 * U.universal_share(U.excess_from(r["real_nl"], r["base_nl"]), thr)
+        want = 100 * uncertainty.universal_share(uncertainty.excess_from(r["real_nl"], r["base_nl"]), thr)
         assert info["newline_kept"] > 0 and ch.glue["rob_newline_kept"] == info["newline_kept"]
     else:  # no such token in these rows: the reference's way is ours
         want = ch.glue["rob_share"]
@@ -76,16 +75,15 @@ def test_the_share_verdict_and_the_conclusion_follow_from_the_arrays(smoke, smok
     """The share's verdict by its rule, written out: the paper's smallest share (GPT2-medium-a, 1,211 of 98,304) as
     the magnitude, the share against the untrained partner as the noise, the bootstrap interval's low end; and the
     stability counts of the conclusion from the cached maxima."""
-    from universal_neurons import control as C
-    from universal_neurons import uncertainty as U
-    from universal_neurons.chapters import robustness as chapter
-    from universal_neurons.universality import ensure_results
+    from universal_neurons.runs import control
+    from universal_neurons.measures import uncertainty
+    from universal_neurons.book.chapters import robustness as chapter
 
     ch = chapter.compute("smoke")
     g = ch.glue
     r, _ = chapter.results(smoke)
     thr = g["rob_threshold"]
-    noise = 100 * C.run_control(smoke, progress=False, threshold=thr).info["summary"]["share_universal"]
+    noise = 100 * control.run_control(smoke, progress=False, threshold=thr).info["summary"]["share_universal"]
     if thr != 0.5:
         want = "not testable here"
     elif g["rob_boot_low"] > noise:
@@ -94,9 +92,9 @@ def test_the_share_verdict_and_the_conclusion_follow_from_the_arrays(smoke, smok
         want = "does not hold"
     assert g["rob_verdict_share"] == want and f"{100 * 1211 / 98304:.3g}%" in g["rob_rule_share"]
     base = r["draws"][0]
-    ex = U.excess_from(r["real"], base)
-    every_draw = np.all([U.excess_from(r["real"], d) > thr for d in r["draws"]], axis=0)
-    boot = np.mean([U.excess_from(b, base) > thr for b in r["boot"]], axis=0)
+    ex = uncertainty.excess_from(r["real"], base)
+    every_draw = np.all([uncertainty.excess_from(r["real"], d) > thr for d in r["draws"]], axis=0)
+    boot = np.mean([uncertainty.excess_from(b, base) > thr for b in r["boot"]], axis=0)
     assert g["rob_stable_universal"] == int((ex > thr).sum()) and g["rob_stable_every_draw"] == int(every_draw.sum())
     assert g["rob_stable_boot95"] == int((boot >= 0.95).sum())
     text = g["rob_conclusion_md"].data

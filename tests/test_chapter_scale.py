@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from universal_neurons import paper
-from universal_neurons.chapters import scale
+from universal_neurons.core import paper
+from universal_neurons.book.chapters import scale
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from IPython.display import Markdown
 
-from universal_neurons import paper
-from universal_neurons.chapters import universality as chapter
+from universal_neurons.core import paper
+from universal_neurons.book.chapters import universality as chapter
 
 SUMMARY = {"n_neurons": 1000, "n_dead": 0, "n_universal": 12, "share_universal": 0.012, "share_above_0.3": 0.2,
            "share_above_0.4": 0.05, "excess_q50": 0.08, "excess_q90": 0.15, "excess_q99": 0.55, "excess_max": 0.71,

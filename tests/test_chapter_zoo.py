@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from universal_neurons import load_profile
-from universal_neurons.chapters import zoo
-from universal_neurons.publish import Chapter
+from universal_neurons.book.chapters import zoo
+from universal_neurons.book.publish import Chapter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -80,7 +80,7 @@ def test_compute_matches_the_training_logs(smoke, smoke_zoo):
 def test_untrained_members_give_no_holds(smoke, smoke_zoo):
     """The negative control: the same chapter on untrained stand-ins of the members says they do not use context,
     and its closing section judges no claim."""
-    from universal_neurons import control
+    from universal_neurons.runs import control
 
     prof = load_profile("smoke", "analysis.untrained=true")
     control.untrained_members(prof)
@@ -126,7 +126,7 @@ def test_heldout_measures_and_sentence():
 
 
 def test_architecture_table_against_the_paper_and_the_manifest():
-    from universal_neurons import paper
+    from universal_neurons.core import paper
 
     man = json.loads((load_profile("default").shipped_dir / "manifest.json").read_text())
     model, vocab = man["recipe"]["model"], man["recipe"]["tokenizer"]["vocab_size"]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from universal_neurons.comoments import CoMoments
-from universal_neurons.errors import UserError
+from universal_neurons.measures.comoments import CoMoments
+from universal_neurons.core.errors import UserError
 
 N_A, N_B, T = 7, 5, 900
 CUTS = [0, 13, 14, 400, 401, 777, T]  # uneven batches, one of a single row

@@ -11,9 +11,13 @@ import yaml
 
 from universal_neurons import UserError, load_profile
 from universal_neurons.__main__ import main, parser
-from universal_neurons.config import (DEFAULTS, TRAIN_DEFAULTS, available_profiles, parse_value, run_name,
-                                      split_overrides)
-from universal_neurons.config_schema import SECTIONS, Config
+from universal_neurons.config.profile import (DEFAULTS,
+                                              TRAIN_DEFAULTS,
+                                              available_profiles,
+                                              parse_value,
+                                              run_name,
+                                              split_overrides)
+from universal_neurons.config.schema import SECTIONS, Config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -220,7 +224,7 @@ def test_markers_are_registered():
 
 
 def test_compute_commands_call_the_package_with_the_configuration(monkeypatch, capsys, tmp_path):
-    from universal_neurons import properties, universality
+    from universal_neurons.runs import properties, universality
 
     seen = {}
 

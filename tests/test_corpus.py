@@ -9,10 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from universal_neurons import corpus, corpus_sources
-from universal_neurons.corpus import (SOURCES_PROSE, Document, UserError, assign_splits, build_corpus, corpus_key,
-                                      count_characters, heldout_score, iter_documents, read_manifest)
-from universal_neurons.corpus_sources import brown_detokenize
+from universal_neurons.data import corpus, corpus_sources
+from universal_neurons.data.corpus import (SOURCES_PROSE,
+                                           Document,
+                                           UserError,
+                                           assign_splits,
+                                           build_corpus,
+                                           corpus_key,
+                                           count_characters,
+                                           heldout_score,
+                                           iter_documents,
+                                           read_manifest)
+from universal_neurons.data.corpus_sources import brown_detokenize
 
 
 @pytest.fixture(scope="session")

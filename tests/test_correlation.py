@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from universal_neurons.correlation import RunningMax, StreamingPearson, _ieee_fp32
-from universal_neurons.errors import UserError
+from universal_neurons.measures.correlation import RunningMax, StreamingPearson, _ieee_fp32
+from universal_neurons.core.errors import UserError
 
 N_A, N_B, T = 40, 30, 12_000
 BATCHES = [(0, 3000), (3000, 3007), (3007, 8000), (8000, T)]  # uneven sizes, one tiny

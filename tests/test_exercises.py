@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from universal_neurons import UserError
-from universal_neurons import catalog
-from universal_neurons import exercises as X
-from universal_neurons import exercise_build as B
+from universal_neurons.teaching import catalog
+from universal_neurons.teaching import exercises
+from universal_neurons.teaching import build
 
 
 @pytest.mark.parametrize("name", list(catalog.EXERCISES))
 def test_each_check_passes_on_its_reference_solution(name, capsys, one_thread):
-    result = X.check(name, X.solution(name))
-    assert result and isinstance(result, X.Passed)
+    result = exercises.check(name, exercises.solution(name))
+    assert result and isinstance(result, exercises.Passed)
     out = capsys.readouterr().out
     assert out.count("passed:") >= 2 and f"passed ({out.count('passed:')} steps)." in out
     assert "True" not in out and not hasattr(result, "_repr_html_")  # a notebook shows the lines, no bare True
@@ -63,25 +63,25 @@ WRONG = [("pearson", cosine_pearson, "subtract the means"), ("excess", abs_exces
 
 @pytest.mark.parametrize("name, wrong, hint", WRONG, ids=[w[0] for w in WRONG])
 def test_each_check_fails_with_its_hint_on_the_usual_mistake(name, wrong, hint, one_thread):
-    with pytest.raises(X.ExerciseFailed, match="hint:") as e:
-        X.check(name, wrong)
+    with pytest.raises(exercises.ExerciseFailed, match="hint:") as e:
+        exercises.check(name, wrong)
     assert hint in str(e.value)
 
 
 def test_an_unrelated_wrong_answer_fails_without_a_false_hint(one_thread):
-    with pytest.raises(X.ExerciseFailed) as e:
-        X.check("vr", lambda v, y: 0.123)
+    with pytest.raises(exercises.ExerciseFailed) as e:
+        exercises.check("vr", lambda v, y: 0.123)
     assert "hint:" not in str(e.value)
     with pytest.raises(UserError, match="unknown exercise"):
-        X.check("nope", print)
+        exercises.check("nope", print)
 
 
 def test_the_stub_keeps_imports_signature_and_docstring():
-    src = B.solution_source(catalog.exercise("pearson"))
-    stub = B.stub(src, "pearson")
+    src = build.solution_source(catalog.exercise("pearson"))
+    stub = build.stub(src, "pearson")
     ns = {}
     exec(stub, ns)
-    assert ns["streaming_pearson"].__doc__ == X.solution("pearson").__doc__
+    assert ns["streaming_pearson"].__doc__ == exercises.solution("pearson").__doc__
     assert "import numpy as np" in stub and "np.outer" not in stub
     with pytest.raises(NotImplementedError, match="exercise pearson"):
         ns["streaming_pearson"]([])
@@ -90,7 +90,7 @@ def test_the_stub_keeps_imports_signature_and_docstring():
 
 def test_every_registered_exercise_is_marked_once_in_its_chapter():
     for ex in catalog.EXERCISES.values():
-        cells = [c for c in B.exercise_cells(ex.chapter) if c.metadata["exercise"] == ex.name]
+        cells = [c for c in build.exercise_cells(ex.chapter) if c.metadata["exercise"] == ex.name]
         assert [c.cell_type for c in cells] == ["markdown", "code", "code"], ex.name
         assert all("remove-cell" in c.metadata["tags"] for c in cells)  # not on the chapter's page
         assert f'exercises.check("{ex.name}", {ex.function})' in cells[2].source
@@ -99,12 +99,12 @@ def test_every_registered_exercise_is_marked_once_in_its_chapter():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("exercises")
-    return out, B.build(out)
+    return out, build.build(out)
 
 
 def test_the_builds_have_every_exercise_with_the_setup_cell_first(built):
     out, paths = built
-    chapters = B.chapters_with_exercises()
+    chapters = build.chapters_with_exercises()
     assert sorted(p.relative_to(out).as_posix() for p in paths) == sorted(
         f"{k}/{c}.ipynb" for k in ("student", "instructor") for c in chapters)
     for c in chapters:
@@ -121,12 +121,12 @@ def test_instructor_notebooks_run_and_student_notebooks_stop_at_the_first_exerci
     from nbclient.exceptions import CellExecutionError
 
     out, _ = built
-    for c in B.chapters_with_exercises():
-        nb = B.execute(out / "instructor" / f"{c}.ipynb")
+    for c in build.chapters_with_exercises():
+        nb = build.execute(out / "instructor" / f"{c}.ipynb")
         text = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
         assert text.count("All checks of") == sum(e.chapter == c for e in catalog.EXERCISES.values())
         with pytest.raises(CellExecutionError) as e:
-            B.execute(out / "student" / f"{c}.ipynb", out=out / f"student-{c}-run.ipynb")
+            build.execute(out / "student" / f"{c}.ipynb", out=out / f"student-{c}-run.ipynb")
         assert "NotImplementedError" in str(e.value)
         first = next(e for e in catalog.EXERCISES.values() if e.chapter == c)
         assert f"exercise {first.name}" in str(e.value)

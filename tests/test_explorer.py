@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from universal_neurons import UserError
-from universal_neurons import explorer as E
+from universal_neurons.explorer.records import Histogram, TopK, histogram_edges, neuron_records, vocab_effect
 from random_models import random_model
 
 torch.set_num_threads(1)
@@ -50,7 +50,7 @@ def acts(model, data):
 @pytest.fixture(scope="module")
 def records(model, data):
     tokens, mask, sources = data
-    return E.neuron_records(model, tokens, mask, NEURONS, decode, sources=sources, source_names=["a", "b"],
+    return neuron_records(model, tokens, mask, NEURONS, decode, sources=sources, source_names=["a", "b"],
                             k=20, before=BEFORE, after=AFTER, n_sample=60, batch_rows=5)
 
 
@@ -112,7 +112,7 @@ def test_quantile_windows_are_slices(records, acts, data):
 
 def test_histogram_and_frequency(records, acts, data):
     _, mask, _ = data
-    edges = E.histogram_edges()
+    edges = histogram_edges()
     assert len(edges) == 72 and np.all(np.diff(edges) > 0) and edges[0] == -0.2 and edges[-1] == 1e3
     for key, rec in records.items():
         a = acts[key][mask].astype(np.float64)
@@ -126,7 +126,7 @@ def test_histogram_and_frequency(records, acts, data):
 
 
 def test_histogram_end_bins():
-    h = E.Histogram(1, E.histogram_edges())
+    h = Histogram(1, histogram_edges())
     h.update(torch.tensor([[-5.0], [-0.2], [0.0], [5e-4], [1e3], [2e3]], dtype=torch.float64))
     counts = h.counts[0].tolist()
     assert counts[0] == 2 and counts[10] == 2 and counts[-1] == 2 and sum(counts) == 6
@@ -146,16 +146,16 @@ def test_quantiles_inside_ranges_and_reproducible(model, data, records, acts):
         assert [q["range"][0] for q in rec["quantiles"]] == sorted((q["range"][0] for q in rec["quantiles"]),
                                                                  reverse=True)
     kw = dict(sources=sources, source_names=["a", "b"], k=20, before=BEFORE, after=AFTER, n_sample=60)
-    again = E.neuron_records(model, tokens, mask, NEURONS, decode, batch_rows=64, **kw)
+    again = neuron_records(model, tokens, mask, NEURONS, decode, batch_rows=64, **kw)
     assert json.dumps(list(again.values())) == json.dumps(list(records.values()))  # batching does not matter
-    other = E.neuron_records(model, tokens, mask, NEURONS, decode, batch_rows=64, seed=1, **kw)
+    other = neuron_records(model, tokens, mask, NEURONS, decode, batch_rows=64, seed=1, **kw)
     assert [r["quantiles"] for r in other.values()] != [r["quantiles"] for r in records.values()]
 
 
 def test_quantile_bins_with_every_position_sampled(model, data, acts):
     """With n_sample >= kept positions, the non-empty ranges are those of the brute-force activations."""
     tokens, mask, _ = data
-    recs = E.neuron_records(model, tokens, mask, NEURONS, decode, n_sample=10_000, n_bins=4, per_bin=2)
+    recs = neuron_records(model, tokens, mask, NEURONS, decode, n_sample=10_000, n_bins=4, per_bin=2)
     for key, rec in recs.items():
         a = acts[key][mask]
         edges = np.linspace(0, a.max(), 5)
@@ -168,7 +168,7 @@ def test_quantile_bins_with_every_position_sampled(model, data, acts):
 
 
 def test_topk_ties_keep_earliest_positions():
-    top = E.TopK(2, 3)
+    top = TopK(2, 3)
     top.update(torch.tensor([[1.0, 0.0], [2.0, 0.0]]), torch.tensor([0, 1]))
     top.update(torch.tensor([[2.0, 0.0], [1.0, 0.0], [3.0, 0.0]]), torch.tensor([5, 6, 7]))
     assert top.values.tolist() == [[3.0, 2.0, 2.0], [0.0, 0.0, 0.0]]
@@ -181,7 +181,7 @@ def test_vocab_effect(model):
     for l, n in NEURONS:
         effect = w[l, n] @ w_u
         order = np.argsort(-effect)
-        got = E.vocab_effect(model, l, n, decode, k=5)
+        got = vocab_effect(model, l, n, decode, k=5)
         assert [t for t, _ in got["top"]] == [f"t{i}" for i in order[:5]]
         assert [t for t, _ in got["bottom"]] == [f"t{i}" for i in order[::-1][:5]]
         assert [v for _, v in got["top"]] == pytest.approx(effect[order[:5]].tolist(), abs=1e-5)
@@ -210,5 +210,5 @@ def test_bad_input_is_one_line_user_error(model, data, change, needle):
     tokens, mask, _ = data
     args = dict(model=model, tokens=tokens, mask=mask, neurons=NEURONS, decode=decode) | change
     with pytest.raises(UserError) as err:
-        E.neuron_records(**args)
+        neuron_records(**args)
     assert needle in str(err.value) and "\n" not in str(err.value) and "; " in str(err.value)

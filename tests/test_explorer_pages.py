@@ -7,8 +7,13 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from universal_neurons.errors import UserError
-from universal_neurons.explorer_pages import (colour, histogram_svg, index_page, neuron_page, page_path, record_key,
+from universal_neurons.core.errors import UserError
+from universal_neurons.explorer.pages import (colour,
+                                              histogram_svg,
+                                              index_page,
+                                              neuron_page,
+                                              page_path,
+                                              record_key,
                                               write_site)
 
 VOID = {"meta", "link", "input", "br", "img", "hr", "line", "path"}

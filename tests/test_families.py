@@ -5,10 +5,18 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from universal_neurons import UserError, paper
-from universal_neurons.families import (PositionFiring, VarianceReduction, alphabet_neurons, best_features,
-                                        family_rules, position_mutual_information, position_neurons, top_neurons,
-                                        unigram_families, variance_reduction)
+from universal_neurons import UserError
+from universal_neurons.core import paper
+from universal_neurons.measures.families import (PositionFiring,
+                                                 VarianceReduction,
+                                                 alphabet_neurons,
+                                                 best_features,
+                                                 family_rules,
+                                                 position_mutual_information,
+                                                 position_neurons,
+                                                 top_neurons,
+                                                 unigram_families,
+                                                 variance_reduction)
 
 
 def _random_case(seed=0, t=600, f=6, n=5):

@@ -132,7 +132,7 @@ def test_unknown_device_through_the_cli(art, capsys):
 def test_cuda_absent_through_a_chapter(chapter, no_cuda, art):
     import importlib
 
-    compute = importlib.import_module(f"universal_neurons.chapters.{chapter}").compute
+    compute = importlib.import_module(f"universal_neurons.book.chapters.{chapter}").compute
     with pytest.raises(UserError, match=r"^device 'cuda' asked for, but torch sees no CUDA device here") as e:
         compute("smoke", device="cuda", overrides="")
     assert "\n" not in str(e.value)
@@ -148,7 +148,7 @@ def test_cuda_absent_through_a_chapter(chapter, no_cuda, art):
     ({"device": 0}, r"^device=0 must be text: cpu, cuda"),
 ], ids=["unknown-profile", "profile-int", "overrides-int", "threshold", "n_tokens", "device-int"])
 def test_bad_chapter_parameters(kwargs, pattern, art):
-    from universal_neurons.chapters import universality
+    from universal_neurons.book.chapters import universality
 
     args = {"profile": "smoke", "device": "cpu", "overrides": "", **kwargs}
     with pytest.raises(UserError, match=pattern) as e:
@@ -173,8 +173,8 @@ def test_papermill_bad_override_fails_with_one_line(tmp_path):
     params = nbformat.v4.new_code_cell('profile = "smoke"\ndevice = "cpu"\noverrides = ""')
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params,
-                nbformat.v4.new_code_cell("from universal_neurons import publish\n"
-                                          "from universal_neurons.chapters import zoo as chapter"),
+                nbformat.v4.new_code_cell("from universal_neurons.book import publish\n"
+                                          "from universal_neurons.book.chapters import zoo as chapter"),
                 nbformat.v4.new_code_cell("ch = chapter.compute(profile, device=device, overrides=overrides)")]
     src, out = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
     nbformat.write(nb, src)
@@ -195,14 +195,14 @@ def test_papermill_bad_override_fails_with_one_line(tmp_path):
 
 
 def test_one_line_handler_outside_a_kernel_is_a_no_op():
-    from universal_neurons import publish
+    from universal_neurons.book import publish
 
     assert publish.one_line_errors_in_notebook() is False  # plain Python: nothing registered, nothing raised
 
 
 # ---- the shipped zoo: an override of its recipe says so in one line ---------------------------------------------
 def test_recipe_override_of_a_shipped_zoo_is_said(monkeypatch):
-    from universal_neurons import recipe
+    from universal_neurons.config import recipe
 
     monkeypatch.chdir(ROOT)  # the shipped zoo lies in the checkout
     assert recipe.recipe_note(load_profile("default")) is None
@@ -219,7 +219,7 @@ def test_recipe_override_of_a_shipped_zoo_is_said(monkeypatch):
 def test_n_tokens_beyond_the_heldout_rows():
     import numpy as np
 
-    from universal_neurons.activations import plan_tokens
+    from universal_neurons.measures.activations import plan_tokens
 
     rows = np.arange(2 * 8).reshape(2, 8)  # 16 tokens, token 0 dropped: 15 kept
     with pytest.raises(UserError, match=r"^the held-out split keeps only 15 tokens \(2 rows, .*\) but 100 were "

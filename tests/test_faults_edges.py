@@ -21,7 +21,7 @@ import pytest
 
 from universal_neurons import UserError, load_profile
 from universal_neurons.__main__ import main
-from universal_neurons.lock import LOCK_NAME, clean_leftovers, run_lock
+from universal_neurons.core.lock import LOCK_NAME, clean_leftovers, run_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = ("The quick brown fox jumps over the lazy dog while the cat sleeps by the warm fire. " * 4,
@@ -93,7 +93,7 @@ def test_a_profile_name_with_dots_or_a_separator_creates_and_deletes_nothing(nam
 
 
 def test_run_folder_names_are_one_plain_folder():
-    from universal_neurons.config import run_name
+    from universal_neurons.config.profile import run_name
 
     assert run_name("smoke") == "smoke" and run_name("smoke@0123456789", ["book.threshold=0.4"]).startswith("smoke@")
     for bad in ("../x", "a/b", "..", ".x", "x/../y", ""):
@@ -156,15 +156,15 @@ def test_the_shipped_file_given_by_its_path_is_the_shipped_profile():
 
 # ---- 3. local corpora -------------------------------------------------------------------------------------------
 def _texts(cdir) -> str:
-    from universal_neurons import corpus
+    from universal_neurons.data import corpus
 
     return " ".join(d.text for s in ("train", "heldout") for d in corpus.iter_documents(cdir, s))
 
 
 def test_a_local_corpus_reads_files_added_or_edited_after_its_first_build(tmp_path):
-    from universal_neurons import corpus
+    from universal_neurons.data import corpus
 
-    from universal_neurons.checksum import file_sha256
+    from universal_neurons.core.checksum import file_sha256
 
     src = txt_folder(tmp_path / "txt")
     cdir = corpus.build_corpus("local", path=str(src), cache_root=tmp_path / "corpus", progress=False)
@@ -190,7 +190,7 @@ def test_a_local_corpus_reads_files_added_or_edited_after_its_first_build(tmp_pa
     ("binary", bytes(range(256)) * 4, r"is not UTF-8 .*binary data"),
 ])
 def test_a_local_file_that_is_not_utf8_is_named(kind, data, pattern, tmp_path):
-    from universal_neurons import corpus
+    from universal_neurons.data import corpus
 
     src = txt_folder(tmp_path / "txt")
     (src / "bad.txt").write_bytes(data)
@@ -201,7 +201,7 @@ def test_a_local_file_that_is_not_utf8_is_named(kind, data, pattern, tmp_path):
 
 
 def test_links_and_folders_named_txt_are_skipped_with_a_note(tmp_path, capsys):
-    from universal_neurons import corpus
+    from universal_neurons.data import corpus
 
     src = txt_folder(tmp_path / "txt")
     (src / "dangling.txt").symlink_to(src / "missing.txt")
@@ -242,7 +242,7 @@ def test_a_value_beyond_its_bound_is_one_line_before_any_work(override, pattern,
 
 
 def test_every_numeric_key_has_an_upper_bound():
-    from universal_neurons.config_schema import SECTIONS
+    from universal_neurons.config.schema import SECTIONS
 
     for name, section in SECTIONS.items():
         for key, field in section.model_fields.items():
@@ -258,9 +258,9 @@ def _required(section) -> dict:
 
 
 def test_a_tiled_plan_far_larger_than_the_untiled_one_warns_once(capsys):
-    from universal_neurons import config
+    from universal_neurons.config.profile import _warned
 
-    config._warned.clear()
+    _warned.clear()
     load_profile("smoke", ["analysis.max_accumulator_gb=0.001"])
     load_profile("smoke", ["analysis.max_accumulator_gb=0.001"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -271,8 +271,8 @@ def test_a_tiled_plan_far_larger_than_the_untiled_one_warns_once(capsys):
 
 
 def test_the_plan_counts_passes_as_the_universality_pass_does():
-    from universal_neurons import maxima
-    from universal_neurons.config import BYTES_PER_PAIR, pass_tiles
+    from universal_neurons.measures import maxima
+    from universal_neurons.config.profile import BYTES_PER_PAIR, pass_tiles
 
     assert BYTES_PER_PAIR == maxima.BYTES_PER_PAIR
     for n_layer, d, partners, gb, chunk in [(2, 256, 2, 4, 16384), (2, 256, 2, 1e-3, 16384), (2, 1024, 3, 0.05, 16384),
@@ -284,8 +284,8 @@ def test_the_plan_counts_passes_as_the_universality_pass_does():
 
 # ---- 5. member identity -----------------------------------------------------------------------------------------
 def _member(folder: Path, seed: int) -> Path:
-    from universal_neurons.checksum import file_sha256
-    from universal_neurons.config import MODEL_DEFAULTS, TRAIN_DEFAULTS
+    from universal_neurons.core.checksum import file_sha256
+    from universal_neurons.config.profile import MODEL_DEFAULTS, TRAIN_DEFAULTS
 
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(b"weights of seed %d" % seed)
@@ -296,8 +296,8 @@ def _member(folder: Path, seed: int) -> Path:
 
 
 def test_a_member_copied_over_another_is_neither_current_nor_loaded(tmp_path):
-    from universal_neurons.loading import verify_recorded
-    from universal_neurons.zoo import is_current
+    from universal_neurons.models.loading import verify_recorded
+    from universal_neurons.models.zoo import is_current
 
     zoo = tmp_path / "zoo"
     _member(zoo / "seed-2", 2)
@@ -314,7 +314,7 @@ def test_a_member_copied_over_another_is_neither_current_nor_loaded(tmp_path):
 # ---- 6. a full or read-only disk, named with its path ------------------------------------------------------------
 @pytest.fixture
 def full_disk(monkeypatch):
-    monkeypatch.setattr("universal_neurons.atomic.shutil.disk_usage",
+    monkeypatch.setattr("universal_neurons.core.atomic.shutil.disk_usage",
                         lambda p: shutil._ntuple_diskusage(10 * 2**30, 10 * 2**30 - 2**20, 2**20))
 
 
@@ -327,7 +327,7 @@ def full_disk(monkeypatch):
     (OSError(errno.ENOSPC, "No space left on device"), errno.ENOSPC),  # a table writer's: no file name
 ], ids=["torch-pos", "torch-writer", "safetensors-full", "safetensors-ro", "no-filename"])
 def test_a_writers_fault_is_the_oserror_it_stands_for_with_the_path(raised, code, tmp_path, full_disk):
-    from universal_neurons.atomic import atomic_dir, atomic_path
+    from universal_neurons.core.atomic import atomic_dir, atomic_path
 
     for writer, target in ((atomic_path, tmp_path / "tables" / "neurons.csv"), (atomic_dir, tmp_path / "step-1")):
         with pytest.raises(OSError) as e:
@@ -339,7 +339,7 @@ def test_a_writers_fault_is_the_oserror_it_stands_for_with_the_path(raised, code
 
 def test_a_torch_save_on_a_full_disk_through_the_cli_is_one_line_with_the_path(monkeypatch, capsys, full_disk,
                                                                               tmp_path):
-    from universal_neurons import atomic
+    from universal_neurons.core import atomic
 
     target = tmp_path / "zoo" / ".partial" / "seed-0" / "step-000000100"
 
@@ -354,7 +354,7 @@ def test_a_torch_save_on_a_full_disk_through_the_cli_is_one_line_with_the_path(m
 
 
 def test_an_unrelated_runtime_error_is_not_disguised(tmp_path):
-    from universal_neurons.atomic import atomic_path
+    from universal_neurons.core.atomic import atomic_path
 
     with pytest.raises(RuntimeError, match="shape"):
         with atomic_path(tmp_path / "x.csv"):
@@ -371,7 +371,7 @@ def built(arts, tmp_path, capsys):
 
 
 def test_cached_data_is_served_on_a_full_disk(built, arts, monkeypatch, capsys):
-    monkeypatch.setattr("universal_neurons.cli.shutil.disk_usage",
+    monkeypatch.setattr("universal_neurons.core.cli.shutil.disk_usage",
                         lambda p: shutil._ntuple_diskusage(10 * 2**30, 10 * 2**30, 0))
     before = snapshot(arts)
     assert main(["data", "--profile", str(built), "--quiet"]) == 0
@@ -404,8 +404,8 @@ def test_an_uncached_result_in_a_read_only_folder_is_one_line_with_its_path(buil
 
 
 def test_a_moved_artifacts_folder_keeps_its_cache(built, arts, tmp_path, monkeypatch, capsys):
-    from universal_neurons import cache
-    from universal_neurons.data import prepare
+    from universal_neurons.core import cache
+    from universal_neurons.data.prepare import prepare
 
     prof = load_profile(str(built))
     key = cache.make_key("x", version=1, models=prof.members(), folders=[str(prof.data_dir)])
@@ -422,7 +422,7 @@ def test_a_moved_artifacts_folder_keeps_its_cache(built, arts, tmp_path, monkeyp
 
 
 def test_a_key_stored_with_absolute_paths_is_still_current(tmp_path, arts):
-    from universal_neurons import cache
+    from universal_neurons.core import cache
 
     key = cache.make_key("x", version=1, model=str(arts / "smoke" / "zoo" / "seed-0"))
     legacy = {**key, "model": str(arts / "smoke" / "zoo" / "seed-0")}  # as an earlier version stored it
@@ -431,7 +431,7 @@ def test_a_key_stored_with_absolute_paths_is_still_current(tmp_path, arts):
 
 
 def test_weights_are_named_by_their_recorded_content(tmp_path):
-    from universal_neurons import cache
+    from universal_neurons.core import cache
 
     a = _member(tmp_path / "a" / "seed-0", 0)
     b = tmp_path / "b" / "seed-0"
@@ -452,7 +452,7 @@ def test_a_figure_goes_to_a_temporary_folder_when_the_run_folder_is_read_only(tm
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from universal_neurons import publish
+    from universal_neurons.book import publish
 
     @contextlib.contextmanager
     def read_only(path):
@@ -490,7 +490,7 @@ if "--output" in args:
     touch(args[args.index("--output") + 1])
 if args[:2] == ["-m", "papermill"]:
     touch([a for a in args if a.endswith(".tmp.ipynb")][0])
-if args[:2] == ["-m", "universal_neurons.locked"]:
+if args[:2] == ["-m", "universal_neurons.runs.locked"]:
     cmd = args[args.index("--") + 1:]
     os.execv(cmd[0], cmd)
 """
@@ -532,14 +532,14 @@ def test_the_makefile_passes_profile_and_set_verbatim_from_a_path_with_spaces(tm
     assert paper[paper.index("--cwd") + 1] == "." and paper[-9:] == ["-p", "profile", "smoke", "-p", "device", "cpu", "-p",
                                                                      "overrides", sets]
     assert all(c["cwd"] == str(checkout) for c in calls)
-    lock = modules["universal_neurons.locked"]
+    lock = modules["universal_neurons.runs.locked"]
     assert lock[2:6] == ["--profile", "smoke", "--set", sets]  # each chapter holds its run folder
 
 
 # ---- 9. locks: chapter runs, built data, killed corpus builds ------------------------------------------------------
 def test_a_chapter_run_holds_its_run_folder_and_a_cli_run_beside_it_waits(arts, capsys):
     code = "import os, sys, time; print(os.environ['UN_LOCK_HELD'], flush=True); time.sleep(30)"
-    holder = subprocess.Popen([sys.executable, "-m", "universal_neurons.locked", "--profile", "smoke", "--",
+    holder = subprocess.Popen([sys.executable, "-m", "universal_neurons.runs.locked", "--profile", "smoke", "--",
                                sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=Path.cwd(),
                               env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     try:
@@ -560,7 +560,7 @@ def test_locks_are_reentrant_and_a_folder_held_by_the_parent_is_not_waited_for(t
         with run_lock([tmp_path / "a", tmp_path / "b"], wait=0):  # the same process: no wait, no error
             pass
     code = textwrap.dedent(f"""
-        from universal_neurons.lock import run_lock
+        from universal_neurons.core.lock import run_lock
         with run_lock([{str(tmp_path / 'a')!r}], wait=0):
             print("ok")
     """)
@@ -595,7 +595,7 @@ def test_a_killed_corpus_builds_leftovers_are_removed_by_the_next_build(arts, tm
 
 # ---- 10. the remaining tracebacks and wrong fixes ------------------------------------------------------------------
 def test_a_cut_config_json_is_one_line(tmp_path):
-    from universal_neurons.loading import hooked_config
+    from universal_neurons.models.loading import hooked_config
 
     (tmp_path / "config.json").write_text('{"architectures": ["GPT2LMHeadModel"], "n_emb')
     with pytest.raises(UserError, match=r"config\.json is unreadable \(JSONDecodeError: cut or damaged\)") as e:
@@ -630,7 +630,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
 
 
 def test_a_partner_that_is_neither_a_folder_nor_a_hub_id(tmp_path, monkeypatch):
-    from universal_neurons.sources import resolve_checkpoint
+    from universal_neurons.config.sources import resolve_checkpoint
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError) as e:
@@ -641,7 +641,7 @@ def test_a_partner_that_is_neither_a_folder_nor_a_hub_id(tmp_path, monkeypatch):
 
 
 def test_weights_that_do_not_fit_a_local_folder_say_so(tmp_path):
-    from universal_neurons.loading import _weights_fix
+    from universal_neurons.models.loading import _weights_fix
 
     assert "Hugging Face cache" not in _weights_fix(tmp_path) and "local checkpoint" in _weights_fix(tmp_path)
     hub = tmp_path / "models--gpt2" / "snapshots" / "abc"
@@ -650,7 +650,7 @@ def test_weights_that_do_not_fit_a_local_folder_say_so(tmp_path):
 
 
 def test_unknown_papermill_parameters_are_refused():
-    from universal_neurons.config import unknown_parameters
+    from universal_neurons.config.profile import unknown_parameters
 
     params = 'profile = "smoke"\ndevice = "cpu"\noverrides = ""'
     assert unknown_parameters(["import x", params, '# Parameters\nprofile = "smoke"\noverrides = "a.b=1"\n']) == []
@@ -665,7 +665,7 @@ def test_old_style_papermill_parameters_fail_the_notebook_with_one_line(tmp_path
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     params = nbformat.v4.new_code_cell('profile = "smoke"\ndevice = "cpu"\noverrides = ""')
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("from universal_neurons import publish, load_profile"),
+    nb.cells = [params, nbformat.v4.new_code_cell("from universal_neurons import load_profile\nfrom universal_neurons.book import publish"),
                 nbformat.v4.new_code_cell("prof = load_profile(profile, overrides)")]
     src, out = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
     nbformat.write(nb, src)

@@ -35,14 +35,14 @@ def _no_partial(folder: Path):
 
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):
-    from universal_neurons.tokenizer import build_tokenizer, load_tokenizer
+    from universal_neurons.data.tokenizer import build_tokenizer, load_tokenizer
 
     d = build_tokenizer("bpe", tmp_path_factory.mktemp("tok") / "tokenizer", iter(TEXTS * 4), 400)
     return load_tokenizer(d)
 
 
 def _rows(tok, prefix):
-    from universal_neurons.tokens import build_rows
+    from universal_neurons.data.tokens import build_rows
 
     return build_rows([Doc(f"s{i}", t) for i, t in enumerate(TEXTS * 3)], tok, 16, prefix, {"t": 1}, progress=False)
 
@@ -50,7 +50,7 @@ def _rows(tok, prefix):
 # ---- 1. token rows --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("damage", ["truncate", "flip", "sources", "header"])
 def test_damaged_token_rows_are_named_when_opened_and_rebuilt_by_build_rows(tmp_path, tok, damage):
-    from universal_neurons.tokens import open_rows
+    from universal_neurons.data.tokens import open_rows
 
     prefix = tmp_path / "data" / "train"
     good = np.array(_rows(tok, prefix).tokens)
@@ -76,8 +76,8 @@ def test_damaged_token_rows_are_named_when_opened_and_rebuilt_by_build_rows(tmp_
 
 
 def test_300_source_local_corpus_keeps_every_source(tmp_path, tok):
-    from universal_neurons import corpus
-    from universal_neurons.tokens import build_rows, open_rows
+    from universal_neurons.data import corpus
+    from universal_neurons.data.tokens import build_rows, open_rows
 
     src = tmp_path / "txt"
     src.mkdir()
@@ -96,8 +96,8 @@ def test_300_source_local_corpus_keeps_every_source(tmp_path, tok):
 
 # ---- 2. corpus splits -----------------------------------------------------------------------------------------
 def test_split_cut_at_a_line_is_named_and_changes_the_rows_key(tmp_path):
-    from universal_neurons import corpus
-    from universal_neurons.checksum import file_sha256
+    from universal_neurons.data import corpus
+    from universal_neurons.core.checksum import file_sha256
 
     src = tmp_path / "txt"
     src.mkdir()
@@ -125,8 +125,8 @@ def test_split_cut_at_a_line_is_named_and_changes_the_rows_key(tmp_path):
 
 # ---- 3. tokenizer ---------------------------------------------------------------------------------------------
 def test_vocab_size_override_gets_its_own_tokenizer_and_no_current_zoo(tmp_path):
-    from universal_neurons.tokenizer import build_tokenizer, load_tokenizer
-    from universal_neurons.zoo import is_current
+    from universal_neurons.data.tokenizer import build_tokenizer, load_tokenizer
+    from universal_neurons.models.zoo import is_current
 
     base, other = load_profile("smoke"), load_profile("smoke", ["tokenizer.vocab_size=1024"])
     assert other.trained_tokenizer_dir != base.trained_tokenizer_dir and other.data_dir != base.data_dir
@@ -143,7 +143,7 @@ def test_vocab_size_override_gets_its_own_tokenizer_and_no_current_zoo(tmp_path)
 
 
 def test_broken_tokenizer_file_names_the_file_and_says_delete(tmp_path, tok):
-    from universal_neurons.tokenizer import load_tokenizer
+    from universal_neurons.data.tokenizer import load_tokenizer
 
     d = tmp_path / "tokenizer"
     tok.save_pretrained(d)
@@ -185,7 +185,7 @@ def member(tmp_path):
 
 
 def test_truncated_safetensors_is_one_line(member):
-    from universal_neurons.loading import load_model
+    from universal_neurons.models.loading import load_model
 
     f = member / "model.safetensors"
     f.write_bytes(f.read_bytes()[: f.stat().st_size - 1000])
@@ -196,8 +196,8 @@ def test_truncated_safetensors_is_one_line(member):
 
 
 def test_flipped_byte_in_weights_with_recorded_checksum(member):
-    from universal_neurons.checksum import file_sha256
-    from universal_neurons.loading import load_model
+    from universal_neurons.core.checksum import file_sha256
+    from universal_neurons.models.loading import load_model
 
     f = member / "model.safetensors"
     log = member / "training_log.json"
@@ -223,7 +223,7 @@ def tables(tmp_path):
 
 
 def test_corrupt_maxima_counts_as_missing(tables):
-    from universal_neurons.neuron_tables import load_results
+    from universal_neurons.runs.neuron_tables import load_results
 
     f = tables / "maxima.npz"
     raw = bytearray(f.read_bytes())
@@ -239,7 +239,7 @@ def test_corrupt_maxima_counts_as_missing(tables):
 
 
 def test_cut_neurons_csv_is_derived_again(tables):
-    from universal_neurons.neuron_tables import load_results
+    from universal_neurons.runs.neuron_tables import load_results
 
     info = json.loads((tables / "universality.json").read_text())
     good = load_results(tables, info["threshold"]).neurons
@@ -254,8 +254,8 @@ def test_cut_neurons_csv_is_derived_again(tables):
 
 @pytest.mark.parametrize("damage", ["cut", "garbage"])
 def test_damaged_properties_files_are_refused(tables, damage):
-    from universal_neurons.checksum import file_sha256
-    from universal_neurons.properties import load_properties
+    from universal_neurons.core.checksum import file_sha256
+    from universal_neurons.runs.properties import load_properties
 
     if not (tables / "properties.json").is_file():
         pytest.skip("no smoke properties")
@@ -278,7 +278,7 @@ def test_damaged_properties_files_are_refused(tables, damage):
 
 
 def test_corrupt_sweep_summary_counts_as_missing(tmp_path):
-    from universal_neurons.sweep_results import _summary_rows
+    from universal_neurons.runs.sweep_results import _summary_rows
 
     point = SimpleNamespace(point_dir=tmp_path)
     (tmp_path / "summary.json").write_text('{"rows": [{"point": 1}]}')
@@ -289,7 +289,7 @@ def test_corrupt_sweep_summary_counts_as_missing(tmp_path):
 
 # ---- 5. n_ctx beyond the checkpoint's context ------------------------------------------------------------------
 def test_n_ctx_larger_than_the_checkpoint_is_one_line(tmp_path):
-    from universal_neurons.data import check_n_ctx
+    from universal_neurons.data.prepare import check_n_ctx
 
     (tmp_path / "config.json").write_text(json.dumps({"n_positions": 128, "architectures": ["GPT2LMHeadModel"]}))
     prof = SimpleNamespace(cfg={"model": {"n_ctx": 512}, "tokenizer": {"kind": "from_model"}},

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from universal_neurons import UserError, atomic, zoo
+from universal_neurons import UserError
+from universal_neurons.core import atomic
+from universal_neurons.models import zoo
 from universal_neurons.__main__ import main
-from universal_neurons.lock import LOCK_NAME, clean_leftovers, run_lock
-from universal_neurons.pass_checkpoints import _drop_stale_states, _resume
+from universal_neurons.core.lock import LOCK_NAME, clean_leftovers, run_lock
+from universal_neurons.measures.pass_checkpoints import _drop_stale_states, _resume
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +47,7 @@ def _holder(folder: Path, seconds: float) -> subprocess.Popen:
     """A second process holding the run folder's lock for `seconds` (it prints `held` once it has it)."""
     code = textwrap.dedent(f"""
         import sys, time
-        from universal_neurons.lock import run_lock
+        from universal_neurons.core.lock import run_lock
         with run_lock([{str(folder)!r}], wait=0):
             print("held", flush=True)
             time.sleep({seconds})
@@ -118,7 +120,7 @@ def test_an_unwritable_run_folder_stops_at_its_first_write(arts, monkeypatch, ca
 
 
 def test_a_nearly_full_disk_stops_at_the_first_write(arts, monkeypatch, capsys):
-    monkeypatch.setattr("universal_neurons.cli.shutil.disk_usage",
+    monkeypatch.setattr("universal_neurons.core.cli.shutil.disk_usage",
                         lambda p: shutil._ntuple_diskusage(10 * 2**30, 10 * 2**30 - 2**20, 2**20))
     assert main(["zoo", "--profile", "smoke", "--quiet"]) == 2
     line = error_line(capsys)

@@ -5,11 +5,18 @@ import numpy as np
 import pytest
 
 from universal_neurons import UserError
-from universal_neurons.corpus_sources import Document, brown_detokenize
-from universal_neurons.features import (FeatureSet, hstack, position_features, positions, row_features,
-                                        source_features, token_features, unigram_features, unigram_thresholds)
-from universal_neurons.syntax import NO_TAG, align, brown_tags, coarse_tag
-from universal_neurons.tokenizer import gpt2_bpe, load_tokenizer
+from universal_neurons.data.corpus_sources import Document, brown_detokenize
+from universal_neurons.measures.features import (FeatureSet,
+                                                 hstack,
+                                                 position_features,
+                                                 positions,
+                                                 row_features,
+                                                 source_features,
+                                                 token_features,
+                                                 unigram_features,
+                                                 unigram_thresholds)
+from universal_neurons.measures.syntax import NO_TAG, align, brown_tags, coarse_tag
+from universal_neurons.data.tokenizer import gpt2_bpe, load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import universal_neurons as un
-from universal_neurons.tokenizer import load_tokenizer
+from universal_neurons.data.tokenizer import load_tokenizer
 
 
 def hf_logprobs_and_mlp(hf, tokens, layer):

@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from universal_neurons.errors import UserError
-from universal_neurons.matching import abs_max, hungarian, min_corr, signed_max
+from universal_neurons.core.errors import UserError
+from universal_neurons.measures.matching import abs_max, hungarian, min_corr, signed_max
 
 
 def brute_force(block):

@@ -9,8 +9,8 @@ import pytest
 
 from tiny_zoo import MODEL, N_TOKENS, models, tiny  # noqa: F401 (fixtures)
 from universal_neurons import UserError
-from universal_neurons.neuron_tables import neuron_table
-from universal_neurons.maxima import correlate
+from universal_neurons.runs.neuron_tables import neuron_table
+from universal_neurons.measures.maxima import correlate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,7 +23,7 @@ ANALYSIS = {"reference_seed": 0, "n_tokens": N_TOKENS, "batch_size": 16, "partne
 def tiny_profile(tiny, monkeypatch):
     """Profile 'tiny' (its zoo, its held-out rows) with every analysis key, in a fresh tables folder."""
     from universal_neurons import data
-    from universal_neurons.config import Profile
+    from universal_neurons.config.profile import Profile
 
     monkeypatch.setenv("UN_ARTIFACTS", str(tiny["root"] / "artifacts"))
     monkeypatch.setattr(data, "token_rows", lambda profile, split, progress=True: tiny["rows"])
@@ -36,7 +36,7 @@ def tiny_profile(tiny, monkeypatch):
 
 @pytest.mark.slow
 def test_profile_run_writes_tables_and_reuses_them(tiny, tiny_profile):
-    from universal_neurons import universality
+    from universal_neurons.runs import universality
 
     prof = tiny_profile
     res = universality.run_universality(prof, progress=False)
@@ -67,8 +67,8 @@ def test_another_threshold_rederives_the_tables_from_the_saved_maxima(tiny, tiny
     and the summary equals numpy's counts and quantiles over the live neurons."""
     import pandas as pd
 
-    from universal_neurons import neuron_tables, universality
-    from universal_neurons.data import analysis_rows
+    from universal_neurons.runs import neuron_tables, universality
+    from universal_neurons.data.prepare import analysis_rows
 
     prof = tiny_profile
     universality.run_universality(prof, progress=False)
@@ -101,7 +101,7 @@ def test_another_threshold_rederives_the_tables_from_the_saved_maxima(tiny, tiny
 
 @pytest.mark.slow
 def test_untrained_control_is_one_model_and_its_run_goes_into_tables_control(tiny, tiny_profile):
-    from universal_neurons.control import CONTROL_SEED, control_threshold, run_control, untrained_control
+    from universal_neurons.runs.control import CONTROL_SEED, control_threshold, run_control, untrained_control
 
     prof = tiny_profile
     path = untrained_control(prof)
@@ -117,7 +117,7 @@ def test_untrained_control_is_one_model_and_its_run_goes_into_tables_control(tin
 def test_tables_of_an_older_run_are_read_at_their_own_threshold_only(tmp_path):
     import pandas as pd
 
-    from universal_neurons.neuron_tables import load_results
+    from universal_neurons.runs.neuron_tables import load_results
 
     for name in ("neurons", "layer_similarity", "convergence"):
         pd.DataFrame({"a": [1.0]}).to_csv(tmp_path / f"{name}.csv", index=False)
@@ -131,7 +131,7 @@ def test_tables_of_an_older_run_are_read_at_their_own_threshold_only(tmp_path):
 
 
 def test_torchrun_session_alone_keeps_the_device():
-    from universal_neurons.universality import torchrun_session
+    from universal_neurons.runs.universality import torchrun_session
 
     with torchrun_session(None, "cpu") as device:
         assert device == "cpu"
@@ -140,7 +140,7 @@ def test_torchrun_session_alone_keeps_the_device():
 def test_scale_aware_threshold_is_the_controls_quantile_of_live_neurons(tmp_path):
     import pandas as pd
 
-    from universal_neurons.selection import CONTROL_QUANTILE, control_threshold, resolve_threshold
+    from universal_neurons.runs.selection import CONTROL_QUANTILE, control_threshold, resolve_threshold
 
     rng = np.random.default_rng(0)
     ex = rng.normal(0.05, 0.03, 4000)

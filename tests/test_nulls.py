@@ -5,9 +5,9 @@ import warnings
 import numpy as np
 import pytest
 
-from universal_neurons.comoments import CoMoments
-from universal_neurons.errors import UserError
-from universal_neurons.nulls import (draw_rng, permutation_max, rotated_corr, rotated_max, rotation_matrix)
+from universal_neurons.measures.comoments import CoMoments
+from universal_neurons.core.errors import UserError
+from universal_neurons.measures.nulls import draw_rng, permutation_max, rotated_corr, rotated_max, rotation_matrix
 
 SIZES = [4, 6, 5]  # partner layers
 N_A, T = 6, 2000
@@ -77,7 +77,7 @@ def test_rotation_matrices():
 
 def test_draw_reproduces_the_streaming_pass_matrix():
     """rotated_max's draw k uses the matrix maxima.rotation gives partner k (float32 there)."""
-    from universal_neurons.maxima import rotation
+    from universal_neurons.measures.maxima import rotation
 
     ours = rotation_matrix(16, "gaussian-rows", draw_rng(5, 2, 3))
     np.testing.assert_allclose(ours, rotation(16, 5, 2, 3, "gaussian").numpy(), atol=1e-7)

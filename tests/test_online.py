@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from universal_neurons import online
+from universal_neurons.book import online
 
 ROOT = Path(__file__).resolve().parents[1]
 

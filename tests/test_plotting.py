@@ -4,7 +4,7 @@ import matplotlib.colors as mcolors
 import numpy as np
 import pytest
 
-from universal_neurons import plotting
+from universal_neurons.book import plotting
 
 
 @pytest.mark.parametrize("x, want", [(0.3, "0.3"), (2, "2"), (40, "40"), (1000, "1,000"), (12_000, "12K"),

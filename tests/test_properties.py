@@ -14,12 +14,15 @@ from scipy import stats
 
 import universal_neurons as un
 from universal_neurons import UserError
-from universal_neurons import activations as A
-from universal_neurons import properties as P
-from universal_neurons import selection
-from universal_neurons.activation_stats import ACT_COLS, MomentAccumulator, activation_stats, neuron_activations
-from universal_neurons.token_classes import class_scores
-from universal_neurons.weight_stats import WEIGHT_COLS, weight_stats
+from universal_neurons.measures import activations
+from universal_neurons.runs import properties
+from universal_neurons.runs import selection
+from universal_neurons.measures.activation_stats import (ACT_COLS,
+                                                         MomentAccumulator,
+                                                         activation_stats,
+                                                         neuron_activations)
+from universal_neurons.measures.token_classes import class_scores
+from universal_neurons.measures.weight_stats import WEIGHT_COLS, weight_stats
 
 N_TOKENS = 4000
 
@@ -180,32 +183,32 @@ def test_gated_and_bias_free_mlps_warn_and_keep_the_rest(ref, rows):
 def test_profile_run_is_cached_and_joined_into_neurons_csv(smoke, smoke_zoo, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # the zoo's GPT-2s define every statistic
-        res = P.compute_properties(smoke, n_tokens=2000, out_dir=tmp_path, progress=False)
+        res = properties.compute_properties(smoke, n_tokens=2000, out_dir=tmp_path, progress=False)
     names = res.info["names"]
     assert names[0] == f"seed-{smoke.seeds[0]}" and set(res.table["model"]) == set(names) == set(res.hists)
     assert res.table[WEIGHT_COLS + ACT_COLS].notna().all().all() and len(res.table) == 3 * 512
-    alone = P.neuron_frame(smoke, tmp_path)  # no neurons.csv yet: the reference's properties
+    alone = properties.neuron_frame(smoke, tmp_path)  # no neurons.csv yet: the reference's properties
     assert len(alone) == 512 and "excess_corr" not in alone
     neurons = pd.DataFrame({"layer": np.repeat([0, 1], 256), "neuron": np.tile(np.arange(256), 2),
                             "is_dead": False, "excess_corr": np.linspace(0, 0.4, 512)})
     neurons.to_csv(tmp_path / "neurons.csv", index=False)
     (tmp_path / "universality.json").write_text(json.dumps({"names": names}))
-    joined = P.neuron_frame(smoke, tmp_path)
+    joined = properties.neuron_frame(smoke, tmp_path)
     on_disk = pd.read_csv(tmp_path / "neurons.csv")
     assert {"sparsity", "vocab_kurt", "excess_corr"} <= set(on_disk.columns) and len(on_disk) == 512
     ref_rows = res.table[res.table["model"] == names[0]].reset_index(drop=True)
     np.testing.assert_allclose(joined["kurt"], ref_rows["kurt"])
     stamps = [(tmp_path / f).stat().st_mtime_ns for f in ("neurons.csv", "properties.json")]
-    P.compute_properties(smoke, n_tokens=2000, out_dir=tmp_path, progress=False)  # cached, and already joined
+    properties.compute_properties(smoke, n_tokens=2000, out_dir=tmp_path, progress=False)  # cached, and already joined
     assert stamps == [(tmp_path / f).stat().st_mtime_ns for f in ("neurons.csv", "properties.json")]
     group, label = selection.universal_group(joined, threshold=0.5, top_pct=2, min_count=10)
     assert label.startswith("top 2%") and group.sum() == 11 and joined.loc[group, "excess_corr"].min() > 0.39
     assert json.loads((tmp_path / "properties.key.json").read_text())["n_tokens"] == 2000  # cache.py's key file
-    fewer = P.compute_properties(smoke, n_tokens=1500, out_dir=tmp_path, progress=False)  # a new key: recomputed
+    fewer = properties.compute_properties(smoke, n_tokens=1500, out_dir=tmp_path, progress=False)  # a new key: recomputed
     assert fewer.info["n_tokens"] == 1500 and (fewer.hists[names[0]]["counts"].sum(1) == 1500).all()
     (tmp_path / "universality.json").write_text(json.dumps({"names": ["elsewhere"]}))
     with pytest.raises(UserError, match="not a member"):
-        P.neuron_frame(smoke, tmp_path)
+        properties.neuron_frame(smoke, tmp_path)
 
 
 def test_hook_runner_gives_run_with_cache_activations_at_the_kept_positions(ref, rows):
@@ -213,16 +216,16 @@ def test_hook_runner_gives_run_with_cache_activations_at_the_kept_positions(ref,
     planned pass equal those of a plain forward with `run_with_cache`, bit for bit; the batches cover exactly
     the planned kept tokens, never cross a chunk's end, and `next_token` drops each row's last position."""
     model, _ = ref
-    plan = A.plan_pass([model], ["seed-0"], rows, 3000, chunk_tokens=1000)
-    masked = {**A.mlp_points(model, "hook_pre"), **{f"blocks.{l}.mlp.hook_post": ("post", l)
+    plan = activations.plan_pass([model], ["seed-0"], rows, 3000, chunk_tokens=1000)
+    masked = {**activations.mlp_points(model, "hook_pre"), **{f"blocks.{l}.mlp.hook_post": ("post", l)
                                                      for l in range(model.cfg.n_layers)}, "ln_final.hook_scale": "scale"}
     kept, starts = 0, []  # (first row, end row) of each batch
-    for b0, toks, mask in A.held_out_batches(plan, 8, "cpu"):
+    for b0, toks, mask in activations.held_out_batches(plan, 8, "cpu"):
         starts.append((b0, b0 + len(toks)))
         np.testing.assert_array_equal(toks.numpy(), np.asarray(rows[b0:b0 + len(toks)], dtype=np.int64))
         got = {}
-        A.run_hooks(model, toks, mask, masked, got.__setitem__, name="seed-0")
-        A.run_hooks(model, toks, None, {"blocks.1.attn.hook_pattern": "pattern"}, got.__setitem__)
+        activations.run_hooks(model, toks, mask, masked, got.__setitem__, name="seed-0")
+        activations.run_hooks(model, toks, None, {"blocks.1.attn.hook_pattern": "pattern"}, got.__setitem__)
         with torch.inference_mode():
             _, cache = model.run_with_cache(toks)
         for point, key in masked.items():
@@ -233,12 +236,12 @@ def test_hook_runner_gives_run_with_cache_activations_at_the_kept_positions(ref,
     assert all(any(r0 <= b0 and b1 <= r1 for r0, r1 in plan.chunks) for b0, b1 in starts)  # inside one chunk
     assert len(plan.chunks) > 1 and [b for b, _ in starts] == sorted({b for b, _ in starts}) and starts[0][0] == 0
     assert starts[-1][1] == plan.n_rows and all(a[1] == b[0] for a, b in zip(starts, starts[1:]))  # every row once
-    last = [m for *_, m in A.held_out_batches(plan, 8, "cpu", next_token=True)]
+    last = [m for *_, m in activations.held_out_batches(plan, 8, "cpu", next_token=True)]
     assert not any(m[:, -1].any() for m in last)
     # the correlation pass's chunk matrix: hook_post of every layer side by side, in the same token order
-    post = torch.cat([A.chunk_activations([model], ["seed-0"], plan, c, 8, "cpu")[0] for c in range(len(plan.chunks))])
+    post = torch.cat([activations.chunk_activations([model], ["seed-0"], plan, c, 8, "cpu")[0] for c in range(len(plan.chunks))])
     want = []
-    for _, toks, mask in A.held_out_batches(plan, 8, "cpu"):
+    for _, toks, mask in activations.held_out_batches(plan, 8, "cpu"):
         _, cache = model.run_with_cache(toks)
         want.append(torch.cat([cache[f"blocks.{l}.mlp.hook_post"][mask] for l in range(model.cfg.n_layers)], 1))
     assert torch.equal(post, torch.cat(want))
@@ -246,19 +249,19 @@ def test_hook_runner_gives_run_with_cache_activations_at_the_kept_positions(ref,
 
 def test_hook_runner_refuses_nan_and_rows_that_do_not_fit(ref, rows):
     model, _ = ref
-    plan = A.plan_pass([model], ["seed-0"], rows, 500)
-    b0, toks, mask = next(A.held_out_batches(plan, 8, "cpu"))
+    plan = activations.plan_pass([model], ["seed-0"], rows, 500)
+    b0, toks, mask = next(activations.held_out_batches(plan, 8, "cpu"))
     b_in = model.blocks[1].mlp.b_in
     saved = b_in.detach().clone()
     with torch.no_grad():
         b_in[3] = float("nan")
     try:
         with pytest.raises(UserError, match=r"^seed-0: NaN or inf activation in layer 1, held-out rows 0-7; [^\n]*$"):
-            A.run_hooks(model, toks, mask, A.mlp_points(model), lambda *_: None, name="seed-0",
+            activations.run_hooks(model, toks, mask, activations.mlp_points(model), lambda *_: None, name="seed-0",
                         rows="held-out rows 0-7")
     finally:
         with torch.no_grad():
             b_in.copy_(saved)
     wide = np.concatenate([rows[:50], rows[:50]], 1)  # rows longer than the model's context
     with pytest.raises(UserError, match="do not fit the models"):
-        A.plan_pass([model], ["seed-0"], wide, 500)
+        activations.plan_pass([model], ["seed-0"], wide, 500)

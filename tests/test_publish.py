@@ -4,7 +4,7 @@
 def test_linked_html_links_known_neuron_ids_and_escapes_the_rest():
     import pandas as pd
 
-    from universal_neurons.publish import linked_html
+    from universal_neurons.book.publish import linked_html
 
     df = pd.DataFrame({"neuron": pd.array(["L1.2", "<b>L0.3</b> & L1.2"], dtype="string"), "x": [1.5, 2.0],
                        "pair": ["L1.2 → L2.H0", "none"]})
@@ -18,7 +18,7 @@ def test_linked_html_links_known_neuron_ids_and_escapes_the_rest():
 def test_values_as_shown_formats_as_the_pages_do(tmp_path):
     import pandas as pd
 
-    from universal_neurons.publish import as_shown, glue_spec, values_as_shown
+    from universal_neurons.book.publish import as_shown, glue_spec, values_as_shown
 
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "notebooks" / "rob.py").write_text("# share {glue:text}`rob_share:.2f`% and {glue:text}`rob_n`\n"
@@ -36,13 +36,13 @@ def test_values_as_shown_formats_as_the_pages_do(tmp_path):
 
 
 def test_a_chapter_kernel_keeps_progress_warnings_and_reprs_off_the_page():
-    """In a real kernel, after `from universal_neurons import publish`: tqdm bars (imported before or after),
+    """In a real kernel, after `from universal_neurons.book import publish`: tqdm bars (imported before or after),
     Hugging Face's bars, warnings and log lines put nothing on the page; a Series shows as an HTML table; a long
     cell is not cut at 50 characters."""
     import nbformat
     from nbclient import NotebookClient
 
-    cells = ["from tqdm import tqdm as early\nfrom universal_neurons import publish",
+    cells = ["from tqdm import tqdm as early\nfrom universal_neurons.book import publish",
              "from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='bar'): pass\nfor _ in early(range(3)): pass",
              "import warnings; warnings.warn('careful')",
              "import logging; logging.getLogger('x').warning('logged')",
@@ -60,7 +60,7 @@ def test_a_chapter_kernel_keeps_progress_warnings_and_reprs_off_the_page():
 
 
 def test_a_figure_that_shows_nothing_is_a_sentence_not_a_numbered_figure():
-    from universal_neurons.publish import figure_markdown
+    from universal_neurons.book.publish import figure_markdown
 
     md = figure_markdown("fig-x-a", "A caption.\n")
     assert md == "```{glue:figure} fig-x-a\n:name: fig-x-a\n\nA caption.\n```"
@@ -71,7 +71,7 @@ def test_an_empty_table_is_a_sentence():
     import pandas as pd
     from IPython.display import HTML, Markdown
 
-    from universal_neurons.publish import Chapter, table
+    from universal_neurons.book.publish import Chapter, table
 
     ch = Chapter("x", None, tables={"t": pd.DataFrame(columns=["neuron"]), "u": pd.DataFrame({"neuron": ["L0.1"]})},
                  data={"_links": {}})
@@ -82,7 +82,7 @@ def test_an_empty_table_is_a_sentence():
 
 
 def test_linked_ids_in_glued_markdown():
-    from universal_neurons.publish import linked_ids
+    from universal_neurons.book.publish import linked_ids
 
     links = {"L0.90": "../../neurons/r/seed-0/L0N90.html"}
     assert linked_ids("L0.90 → L1.H1", links) == '<a href="../../neurons/r/seed-0/L0N90.html">L0.90</a> → L1.H1'

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from universal_neurons.reference_port import ReferencePearson, fp16_rotations, max_nan_to_zero
+from universal_neurons.measures.reference_port import ReferencePearson, fp16_rotations, max_nan_to_zero
 
 
 def _bench():
@@ -45,7 +45,7 @@ def test_port_matches_numpy_and_the_benchmarks_port():
 
 
 def test_fp16_rotations_round_the_seeded_draw():
-    from universal_neurons.nulls import draw_rng, rotation_matrix
+    from universal_neurons.measures.nulls import draw_rng, rotation_matrix
 
     r = fp16_rotations([8, 4], seed=3, draw=1)
     exact = [rotation_matrix(d, "gaussian-rows", draw_rng(3, 1, l)) for l, d in enumerate([8, 4])]

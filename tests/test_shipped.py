@@ -7,10 +7,10 @@ import shutil
 import pytest
 
 from universal_neurons import UserError, load_profile
-from universal_neurons.config import Profile
-from universal_neurons.recipe import MANIFEST
-from universal_neurons.release import check, retrain_and_compare, train_release
-from universal_neurons.shipped import verify
+from universal_neurons.config.profile import Profile
+from universal_neurons.config.recipe import MANIFEST
+from universal_neurons.models.release import check, retrain_and_compare, train_release
+from universal_neurons.models.shipped import verify
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_the_default_profile_is_the_shipped_release_zoo():
 def test_a_finished_seed_is_committed_at_once(released, tmp_path, monkeypatch):
     import subprocess
 
-    from universal_neurons.release import commit_seed
+    from universal_neurons.models.release import commit_seed
 
     repo = tmp_path / "repo"
     shutil.copytree(released.shipped_dir, repo / "zoo" / "release")

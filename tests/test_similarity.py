@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from universal_neurons.errors import UserError
-from universal_neurons.similarity import layer_matrix, linear_cka, reduce_basis, svcca
+from universal_neurons.core.errors import UserError
+from universal_neurons.measures.similarity import layer_matrix, linear_cka, reduce_basis, svcca
 
 
 def covs(x, y, norm=None):

@@ -6,9 +6,14 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from universal_neurons.errors import UserError
-from universal_neurons.uncertainty import (block_bootstrap, excess_from, interval, leave_one_out, partner_subsets,
-                                           share_by_partners, universal_share)
+from universal_neurons.core.errors import UserError
+from universal_neurons.measures.uncertainty import (block_bootstrap,
+                                                    excess_from,
+                                                    interval,
+                                                    leave_one_out,
+                                                    partner_subsets,
+                                                    share_by_partners,
+                                                    universal_share)
 
 
 def share_loop(mx, base, rows, threshold=0.5):

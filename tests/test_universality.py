@@ -10,8 +10,8 @@ import torch
 import universal_neurons as un
 from tiny_zoo import FAST, MODEL, N_TOKENS, models, tiny  # noqa: F401 (fixtures)
 from universal_neurons import UserError
-from universal_neurons.neuron_tables import neuron_table
-from universal_neurons.maxima import correlate, rotation
+from universal_neurons.runs.neuron_tables import neuron_table
+from universal_neurons.measures.maxima import correlate, rotation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -154,7 +154,7 @@ def test_tiled_equals_untiled(tiny, models, budget, n_tiles):
 def _gloo_worker(rank, sources, rows_prefix, init_file, out):
     import torch.distributed as dist
 
-    from universal_neurons.tokens import open_rows
+    from universal_neurons.data.tokens import open_rows
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
@@ -204,8 +204,8 @@ def test_cli_refuses_a_device_it_cannot_use_before_any_work(capsys, device, mess
 
 def test_algebraic_rotated_baseline_equals_rotating_the_activations():
     """The baseline from co-moments (cov(x, v) Rᵀ, R Σ_vv Rᵀ) against numpy float64 on explicitly rotated data."""
-    from universal_neurons.correlation import StreamingPearson
-    from universal_neurons.maxima import _baseline
+    from universal_neurons.measures.correlation import StreamingPearson
+    from universal_neurons.measures.maxima import _baseline
 
     rng = np.random.default_rng(3)
     t, n_a, d = 4000, 24, 16
@@ -232,7 +232,7 @@ def test_algebraic_rotated_baseline_equals_rotating_the_activations():
 def test_paper_tables_ship_in_the_package_and_match_the_papers_counts():
     """The published universal.csv files (paper_data/) hold exactly the paper's counts of universal neurons
     (paper.md section 2: 1,533, 1,211 and 465), all above its threshold of 0.5."""
-    from universal_neurons import paper
+    from universal_neurons.core import paper
 
     assert paper.folder().is_relative_to(Path(un.__file__).parent)
     tables = paper.universal_tables()
@@ -246,7 +246,7 @@ def test_paper_tables_ship_in_the_package_and_match_the_papers_counts():
 def test_a_flipped_byte_in_a_paper_table_fails_with_one_line(tmp_path):
     import shutil
 
-    from universal_neurons import paper
+    from universal_neurons.core import paper
 
     copy = tmp_path / "paper"
     shutil.copytree(paper.folder(), copy)

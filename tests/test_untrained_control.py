@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from universal_neurons import load_profile
-from universal_neurons import control as C
+from universal_neurons.runs import control
 
 
 def test_the_members_of_a_control_are_untrained_stand_ins_other_sources_stay():
@@ -29,7 +29,7 @@ def test_untrained_members_are_fresh_models_of_the_members_shapes(smoke_zoo, smo
     from transformers import AutoModelForCausalLM
 
     prof = load_profile("smoke", "analysis.untrained=true")
-    paths = C.untrained_members(prof)
+    paths = control.untrained_members(prof)
     assert [str(p) for p in paths] == prof.members()
     rows = torch.from_numpy(np.asarray(smoke_data[1].tokens[:8], dtype=np.int64))
     losses = []
@@ -47,4 +47,4 @@ def test_untrained_members_are_fresh_models_of_the_members_shapes(smoke_zoo, smo
     # each member has its own initialisation
     w = [AutoModelForCausalLM.from_pretrained(p).transformer.h[0].mlp.c_fc.weight for p in paths]
     assert not torch.equal(w[0], w[1])
-    assert C.untrained_members(prof) == paths  # saved once
+    assert control.untrained_members(prof) == paths  # saved once

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from universal_neurons import UserError, malloc
-from universal_neurons.zoo import checkpoint_root, latest_checkpoint, train_members, train_seed
+from universal_neurons import UserError
+from universal_neurons.models import malloc
+from universal_neurons.models.zoo import checkpoint_root, latest_checkpoint, train_members, train_seed
 
 SMALL = {"tokens": 30000, "batch_size": 8, "lr": 3e-3, "warmup_steps": 5, "weight_decay": 0.1, "checkpoint_every": 10,
          "eval_tokens": 4096}
@@ -51,7 +52,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, smoke, smoke
 KILLED_RUN = """
 import os, sys, safetensors.torch, torch
 from pathlib import Path
-import universal_neurons.atomic as atomic, universal_neurons.zoo as zoo, universal_neurons.zoo_checkpoints as ckpts
+import universal_neurons.core.atomic as atomic, universal_neurons.models.zoo as zoo, universal_neurons.models.checkpoints as ckpts
 from universal_neurons import load_profile
 from universal_neurons.data import prepare, tokenizer_dir
 out, kill_after, small = Path(sys.argv[1]), sys.argv[2], eval(sys.argv[3])
@@ -182,7 +183,7 @@ def test_bad_training_settings_fail_with_one_line(tmp_path, smoke, smoke_data, c
 
 
 def test_snapshots_leave_the_training_unchanged_and_survive_a_resume(tmp_path, smoke, smoke_data):
-    from universal_neurons.zoo import snapshot_dir, snapshot_steps
+    from universal_neurons.models.zoo import snapshot_dir, snapshot_steps
 
     plain = train(tmp_path, "plain", 5, smoke, smoke_data)
     total = SMALL["tokens"] // (SMALL["batch_size"] * smoke.cfg["model"]["n_ctx"])
@@ -202,7 +203,7 @@ def test_snapshots_leave_the_training_unchanged_and_survive_a_resume(tmp_path, s
     assert [f.name for f in again] == [f.name for f in folders]
     for a, b in zip(folders, again):
         assert sha(a / "model.safetensors") == sha(b / "model.safetensors"), a.name
-    from universal_neurons.loading import load_model
+    from universal_neurons.models.loading import load_model
 
     model = load_model(folders[1])  # a snapshot loads like a member (checksums verified)
     assert model.cfg.n_layers == smoke.cfg["model"]["n_layer"]

@@ -31,7 +31,7 @@ def _edit(src, dst, tokenizer_dir=None, fn=None):
     """Copy checkpoint `src` to `dst`, applying `fn(hf_model)` to its weights and optionally another tokenizer."""
     from transformers import GPT2LMHeadModel
 
-    from universal_neurons.tokenizer import load_tokenizer
+    from universal_neurons.data.tokenizer import load_tokenizer
 
     hf = GPT2LMHeadModel.from_pretrained(src)
     if fn:
@@ -50,9 +50,9 @@ def build(tmp_path_factory) -> dict:
     key = str(tmp_path_factory.getbasetemp())
     if key in _BUILT:
         return _BUILT[key]
-    from universal_neurons.tokenizer import build_tokenizer, load_tokenizer
-    from universal_neurons.tokens import TokenRows, build_rows
-    from universal_neurons.zoo import train_seed
+    from universal_neurons.data.tokenizer import build_tokenizer, load_tokenizer
+    from universal_neurons.data.tokens import TokenRows, build_rows
+    from universal_neurons.models.zoo import train_seed
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

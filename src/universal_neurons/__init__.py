@@ -2,8 +2,8 @@
 
 import warnings
 
-from .errors import UserError
-from .config import Profile, load_profile
+from .core.errors import UserError
+from .config.profile import Profile, load_profile
 
 # tqdm.auto (imported by TransformerLens) warns in notebooks without ipywidgets; the book has no widgets.
 warnings.filterwarnings("ignore", message="IProgress not found")
@@ -11,7 +11,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 def load_model(source, device: str = "cpu", revision: str | None = None, tokenizer=None):
     """Load a zoo folder, local HF checkpoint, hub id or TransformerLens alias (see `loading.load_model`)."""
-    from .loading import load_model as _load
+    from .models.loading import load_model as _load
 
     return _load(source, device=device, revision=revision, tokenizer=tokenizer)
 

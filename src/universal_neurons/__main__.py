@@ -18,9 +18,9 @@ import os
 import sys
 from pathlib import Path
 
-from .cli import one_line_errors, profile_options, read_only
-from .errors import UserError
-from .lock import HELD_ENV, clean_leftovers, run_lock
+from .core.cli import one_line_errors, profile_options, read_only
+from .core.errors import UserError
+from .core.lock import HELD_ENV, clean_leftovers, run_lock
 
 COMMANDS = {
     "data": "build the corpus, the tokenizer and the train / held-out token rows",
@@ -75,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
 @one_line_errors
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from .config import load_profile
+    from .config.profile import load_profile
 
     if args.command == "config" and args.list:
         return _list_profiles()
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         print(f"note: {folder} cannot be written (read-only or full): cached results are served from it, and "
               "anything to compute stops with one line", file=sys.stderr)
     checks_only = args.command == "zoo" and profile.is_zoo and profile.uses_shipped and not args.retrain
-    from .atomic import require_space
+    from .core.atomic import require_space
 
     require_space(profile.root, _space_needed(profile, "check" if checks_only else args.command), f"`{args.command}`")
     rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun the job's rank 0 holds the lock for all
@@ -125,12 +125,12 @@ MIB = 2**20
 def _written_folders(profile, args) -> list[Path]:
     """The run folders a writing subcommand writes into (a shared data or zoo folder included)."""
     if args.command == "sweep":
-        from .sweep import expand
+        from .runs.sweep import expand
 
         sw = expand(profile, args.out)
         return sorted({Path(sw.directory), Path(sw.data_root)})
     if args.command == "emergence":  # hours of training: its own folder only, so the book can run meanwhile
-        from .emergence import root
+        from .runs.emergence import root
 
         return [root(profile)]
     folders = {profile.root}
@@ -166,7 +166,7 @@ def _space_needed(profile, command: str) -> float:
 
 
 def _data(profile, args, progress):
-    from .data import prepare
+    from .data.prepare import prepare
 
     train, heldout = prepare(profile, progress)
     print(f"{profile.name}: {len(train)} train rows, {len(heldout)} held-out rows of {train.n_ctx} tokens; "
@@ -177,7 +177,8 @@ def _zoo(profile, args, progress):
     if not profile.is_zoo:
         print(f"{profile.name}: real checkpoints ({', '.join(profile.members(trained=True))}); nothing to train")
         return _untrained(profile)
-    from . import recipe, release
+    from .config import recipe
+    from .models import release
 
     if profile.uses_shipped and args.retrain:
         for line in release.retrain_and_compare(profile, device=args.device, progress=progress):
@@ -185,7 +186,7 @@ def _zoo(profile, args, progress):
     elif profile.uses_shipped:
         print(release.check(profile))
     else:
-        from .zoo import train_zoo
+        from .models.zoo import train_zoo
 
         note = recipe.recipe_note(profile)  # a shipped profile whose recipe SET changed: trained here, say so
         if note:
@@ -198,14 +199,14 @@ def _zoo(profile, args, progress):
 def _untrained(profile):
     """The negative control's untrained members, saved once (analysis.untrained)."""
     if profile.untrained:
-        from .control import untrained_members
+        from .runs.control import untrained_members
 
         for path in untrained_members(profile):
             print(f"{path} (untrained: the negative control)")
 
 
 def _release(profile, args, progress):
-    from . import release
+    from .models import release
 
     for path in release.train_release(profile, seeds=args.seeds, device=args.device, progress=progress,
                                        commit=args.commit):
@@ -218,7 +219,7 @@ def _info(profile, args, progress):
 
 
 def _universality(profile, args, progress):
-    from .universality import run_universality, torchrun_session
+    from .runs.universality import run_universality, torchrun_session
 
     with torchrun_session(profile, args.device, progress) as device:
         res = run_universality(profile, device=device, progress=progress)
@@ -230,7 +231,7 @@ def _universality(profile, args, progress):
 
 
 def _properties(profile, args, progress):
-    from .properties import compute_properties
+    from .runs.properties import compute_properties
 
     res = compute_properties(profile, device=args.device, all_members=not args.reference_only, progress=progress)
     print(f"{profile.tables_dir / 'properties.csv'}: {len(res.info['names'])} models, "
@@ -238,7 +239,7 @@ def _properties(profile, args, progress):
 
 
 def _emergence(profile, args, progress):
-    from . import emergence
+    from .runs import emergence
 
     emergence.train(profile, seeds=args.seeds, snapshots=args.snapshots, device=args.device, progress=progress)
     if args.train_only:
@@ -250,15 +251,15 @@ def _emergence(profile, args, progress):
 
 
 def _explorer(profile, args, progress):
-    from .neuron_site import build
+    from .explorer.site import build
 
     made = build(profile, args.out, device=args.device, progress=progress)
     print(f"neuron explorer: {made}")
 
 
 def _sweep(profile, args, progress):
-    from .sweep import expand
-    from .sweep_results import point_done, run_sweep, ship_results, status
+    from .runs.sweep import expand
+    from .runs.sweep_results import point_done, run_sweep, ship_results, status
 
     sw = expand(profile, args.out)
     if args.list:
@@ -275,7 +276,7 @@ def _sweep(profile, args, progress):
 def _config(profile, args, progress):
     import yaml
 
-    from .atomic import write_text
+    from .core.atomic import write_text
 
     head = f"# profile {profile.name}" + (f", overrides: {' '.join(profile.overrides)}" if profile.overrides else "")
     text = f"{head}\n# run folder: {_relative(profile.root)}\n" + yaml.safe_dump(profile.cfg, sort_keys=False, width=1000)
@@ -298,7 +299,7 @@ def _relative(path: Path) -> str:
 
 
 def _list_profiles() -> int:
-    from .config import available_profiles, load_profile
+    from .config.profile import available_profiles, load_profile
 
     for name in available_profiles():
         print(f"{name:12s} {load_profile(name).cfg.get('description', '')}")

@@ -1,0 +1,103 @@
+"""Universal neurons (paper section 2), a profile's run: the pass of `maxima` over the profile's held-out rows,
+cached (the key has no threshold), its tables derived at a threshold (`neuron_tables`), and the torchrun session
+that shares the pass out over processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from ..core import cache
+from ..data.prepare import analysis_rows, token_rows
+from ..models.loading import load_model
+from ..measures.maxima import FRACTIONS, MAXIMA, PASS_KIND, VERSION, DamagedPass, _dist, correlate
+from .neuron_tables import Results, load_results
+from ..measures.pass_checkpoints import _drop_stale_states
+from .selection import book_threshold
+from ..config.sources import resolve_checkpoint
+
+# ---- a profile's pass, cached --------------------------------------------------------------------------
+def run_universality(profile, device="cpu", progress: bool = True, out_dir=None, partners=None, reference=None,
+                     stop_after: int | None = None, threshold=None):
+    """Correlate a profile's reference with its partners on its held-out rows (n_tokens, baseline, baseline_seed,
+    batch_size, chunk_tokens, max_accumulator_gb, reference_seed and partners from `profile.cfg["analysis"]`;
+    `reference`, `partners`: zoo seeds or model sources that override them), save the pass into `out_dir` (default the
+    profile's tables folder) and return its tables at `threshold` (None: the profile's book.threshold; as
+    `neuron_tables.load_results`). Cached: a rerun with the same models, data and parameters reuses the saved
+    pass. Returns None on the ranks other than 0 under torchrun, and after `stop_after` chunks."""
+    a = profile.cfg["analysis"]
+    out_dir = Path(out_dir or profile.tables_dir)
+    sources = profile.members(reference, partners)  # None: analysis.reference_seed / analysis.partners
+    dirs = [resolve_checkpoint(s, profile.revision) for s in sources]
+    rows = analysis_rows(profile, progress=progress)
+    n_tokens, baseline, seed, gb = int(a["n_tokens"]), a["baseline"], a["baseline_seed"], a["max_accumulator_gb"]
+    key = cache.make_key(PASS_KIND, version=VERSION, models=sources, checkpoint_dirs=[str(d) for d in dirs],
+                         weights=[cache.weights_signature(d) for d in dirs], data=rows.header["provenance"],
+                         n_tokens=n_tokens, baseline=baseline, seed=seed, fractions=list(FRACTIONS),
+                         # the order of the float sums: the chunks, the batches and the device's kernels
+                         chunk_tokens=a["chunk_tokens"], batch_size=a["batch_size"], device=torch.device(device).type)
+    rank, world = _dist()
+    if not cache.is_current(out_dir, key):
+        t0 = time.time()
+        models = [load_model(s, device=device, revision=profile.revision) for s in sources]
+        names = [Path(s).name if Path(s).exists() else s for s in sources]
+        prefix = f"universality-{cache.digest(key)}"
+        if rank == 0:
+            _drop_stale_states(out_dir / ".partial", prefix, world)
+        res = correlate(models, rows.tokens, n_tokens, names=names, baseline=baseline, seed=seed, device=device,
+                        batch_rows=a["batch_size"], chunk_tokens=a["chunk_tokens"], max_accumulator_gb=gb,
+                        checkpoint=out_dir / ".partial" / prefix,  # this run's only
+                        progress=progress, stop_after=stop_after)
+        if res is None or rank != 0:
+            return None
+        with contextlib.suppress(OSError):
+            (out_dir / ".partial").rmdir()
+        with cache.updating(out_dir, key):
+            res.save(out_dir, {
+                "models": sources, "checkpoint_dirs": [str(d) for d in dirs], "reference": sources[0],
+                "partners": sources[1:], "n_tokens": n_tokens, "max_accumulator_gb": gb, "world_size": world,
+                "baseline": {"kind": baseline, "seed": seed, "generator": "numpy default_rng([seed, partner, layer])"},
+                "device": str(device), "seconds": time.time() - t0, "dropped": "BOS/EOS/pad and newline tokens"})
+    if rank != 0:
+        return None
+    return load_results(out_dir, book_threshold(profile) if threshold is None else threshold)
+
+
+@contextlib.contextmanager
+def torchrun_session(profile, device: str = "cpu", progress: bool = True):
+    """Under torchrun (WORLD_SIZE > 1): join the process group (nccl on CUDA with this rank's cuda:LOCAL_RANK,
+    else gloo), build the profile's held-out rows once on rank 0, and yield the device to run on; leave the
+    group at the end. In a single process: yield `device` as it is."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield device
+        return
+    import torch.distributed as dist
+
+    if device.startswith("cuda"):
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        if dist.get_rank() == 0:
+            token_rows(profile, "heldout", progress=progress)  # built once, before the others read it
+        dist.barrier()
+        yield device
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def ensure_results(profile, device="cpu", threshold=None) -> Results:
+    """The profile's universality tables at `threshold` (None: its book.threshold); the pass is run first (with
+    its config's parameters) when its tables folder has none, or again when its saved pass was damaged."""
+    tables = Path(profile.tables_dir)
+    if (tables / MAXIMA).is_file() or (tables / "universality.json").is_file():
+        with contextlib.suppress(DamagedPass):  # removed by the reading: computed again below
+            return load_results(profile, threshold)
+    return run_universality(profile, device=device, progress=False, threshold=threshold)
+
+

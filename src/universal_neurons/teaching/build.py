@@ -1,0 +1,195 @@
+"""Student and instructor builds of the exercises, from the chapter sources (teaching mode).
+
+A chapter source marks each exercise with three cells carrying `exercise="<name>"` in their metadata: a markdown
+cell (the task), the solution (`solution=true`) and the check (`exercises.check(...)`); all three are tagged
+remove-cell, so the chapter's page does not show them (they run with the chapter, a self-test of seconds).
+`build(out)` writes, per chapter that has exercises, `out/student/<chapter>.ipynb` (each solution replaced by its
+signature, docstring and `raise NotImplementedError`, the check after it) and `out/instructor/<chapter>.ipynb`
+(the solutions, tagged hide-input so that the book folds them), both with the online setup cell first (Colab,
+Binder) and a header listing objectives, difficulty and time; `execute` runs a notebook with nbclient.
+
+`python -m universal_neurons.teaching.build --out DIR [--execute]` (what `make exercises` runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+
+from ..core.errors import UserError
+from .catalog import EXERCISES, Exercise
+
+STARS = {1: "★☆☆", 2: "★★☆", 3: "★★★"}
+SOLUTION_PROMPTS = {"code_prompt_show": "Show solution", "code_prompt_hide": "Hide solution"}  # the book's toggle
+
+
+def _source_path(chapter: str, root=None) -> Path:
+    from ..core.paths import project_dir
+
+    path = Path(root or project_dir()) / "notebooks" / f"{chapter}.py"
+    if not path.is_file():
+        raise UserError(f"{path} not found: the exercises are built from the checkout's chapter sources; run from "
+                        "the repository's root (or pass its path)")
+    return path
+
+
+def exercise_cells(chapter: str, root=None) -> list:
+    """The cells of a chapter source that belong to an exercise, in order (jupytext cells, metadata kept)."""
+    import jupytext
+
+    nb = jupytext.read(_source_path(chapter, root), fmt="py:percent")
+    return [c for c in nb.cells if "exercise" in c.metadata]
+
+
+def solution_source(ex: Exercise, root=None) -> str:
+    """The source of exercise `ex`'s solution cell (one-line UserError if the chapter source lacks it)."""
+    cells = [c for c in exercise_cells(ex.chapter, root) if c.metadata.get("exercise") == ex.name
+             and c.metadata.get("solution")]
+    if len(cells) != 1:
+        raise UserError(f"notebooks/{ex.chapter}.py has {len(cells)} solution cells of exercise {ex.name!r}; mark "
+                        f"exactly one with exercise=\"{ex.name}\" solution=true")
+    return cells[0].source
+
+
+def stub(source: str, name: str) -> str:
+    """The student's version of a solution cell: its imports and other top-level lines kept, every function
+    reduced to its signature and docstring and a `raise NotImplementedError` naming the exercise."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    out, pos = [], 0
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+        out += lines[pos:first]
+        body = node.body
+        doc = body[0] if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None),
+                                                                               ast.Constant) else None
+        head_end = (doc.end_lineno if doc else body[0].lineno - 1)
+        out += lines[first:head_end]
+        indent = " " * body[0].col_offset
+        out.append(f'{indent}raise NotImplementedError("exercise {name}: write {node.name} here, then run the check '
+                   'below")')
+        pos = node.end_lineno
+    out += lines[pos:]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def chapter_title(chapter: str, root=None) -> str:
+    """The chapter's title: the first level-1 heading of its source."""
+    import jupytext
+
+    for c in jupytext.read(_source_path(chapter, root), fmt="py:percent").cells:
+        if c.cell_type == "markdown" and c.source.startswith("# "):
+            return c.source.splitlines()[0][2:].strip()
+    return chapter
+
+
+def _header(chapter: str, exercises: list[Exercise], student: bool, root=None) -> str:
+    rows = "\n".join(f"| {k}. {e.title} | `{e.function}` | {'; '.join(e.objectives)} | {STARS[e.difficulty]} | "
+                     f"{e.minutes} min |" for k, e in enumerate(exercises, 1))
+    how = ("Each exercise asks for one function. Write it where the cell raises `NotImplementedError`, then run the "
+           "cell after it: the check runs your function on small inputs against the package's own implementation, "
+           "says which steps passed and, when one fails, gives a hint." if student else
+           "The solutions are folded: open one with the button beside it. The check after each solution runs it "
+           "against the package's own implementation (what the chapter runs) on small inputs.")
+    total = sum(e.minutes for e in exercises)
+    return (f"# Exercises: {chapter_title(chapter, root)}\n\n{how} In all about {total} minutes; they run on a CPU in "
+            f"seconds (small random models, no download).\n\n| exercise | function | objectives | difficulty | time |\n"
+            f"|---|---|---|---|---|\n{rows}\n")
+
+
+def notebook(chapter: str, student: bool, root=None):
+    """The exercise notebook of one chapter (nbformat v4), the student's or the instructor's."""
+    import nbformat
+
+    cells = exercise_cells(chapter, root)
+    names = list(dict.fromkeys(c.metadata["exercise"] for c in cells))
+    unknown = [n for n in names if n not in EXERCISES]
+    if unknown:
+        raise UserError(f"notebooks/{chapter}.py marks unknown exercise(s) {unknown}; register them in "
+                        "universal_neurons.teaching.exercises.EXERCISES")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.cells.append(nbformat.v4.new_markdown_cell(_header(chapter, [EXERCISES[n] for n in names], student, root)))
+    nb.cells.append(nbformat.v4.new_code_cell("from universal_neurons.teaching import exercises", metadata={
+        "tags": ["remove-input"]}))
+    for k, name in enumerate(names, 1):
+        ex = EXERCISES[name]
+        meta = (f"\n\n*Objectives:* {'; '.join(ex.objectives)}. *Difficulty:* {STARS[ex.difficulty]} · *about "
+                f"{ex.minutes} minutes.*")
+        for c in (c for c in cells if c.metadata["exercise"] == name):
+            if c.cell_type == "markdown":
+                text = c.source.replace("### Exercise:", f"## Exercise {k}:", 1)
+                nb.cells.append(nbformat.v4.new_markdown_cell(text + meta))
+            elif c.metadata.get("solution"):
+                src = stub(c.source, name) if student else c.source
+                cell_meta = {"exercise": name, "solution": not student} | ({} if student else {
+                    "tags": ["hide-input"], "mystnb": SOLUTION_PROMPTS})
+                nb.cells.append(nbformat.v4.new_code_cell(src, metadata=cell_meta))
+            else:
+                nb.cells.append(nbformat.v4.new_code_cell(c.source, metadata={"exercise": name}))
+    return nb
+
+
+def chapters_with_exercises() -> list[str]:
+    """The chapters that hold exercises, in the book's order (that of EXERCISES)."""
+    return list(dict.fromkeys(e.chapter for e in EXERCISES.values()))
+
+
+def build(out, root=None) -> list[Path]:
+    """Write out/student/<chapter>.ipynb and out/instructor/<chapter>.ipynb (not executed) for every chapter
+    with exercises, each with the online setup cell first; returns the paths written."""
+    import nbformat
+
+    from ..core.atomic import atomic_path
+    from ..book.online import add_setup_cell, book_config, repository
+
+    url, branch = repository(book_config(Path(root or ".") / "_config.yml")) or (None, None)
+    written = []
+    for chapter in chapters_with_exercises():
+        for kind in ("student", "instructor"):
+            path = Path(out) / kind / f"{chapter}.ipynb"
+            with atomic_path(path) as tmp:
+                nbformat.write(notebook(chapter, kind == "student", root), str(tmp))
+            add_setup_cell(path, url, branch)
+            written.append(path)
+    return written
+
+
+def execute(path, out=None, timeout: int = 600):
+    """Run a notebook with nbclient in the current directory (so that the checkout's package is used); writes
+    the executed notebook to `out` (default: in place). Raises nbclient's CellExecutionError on a failing cell."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from ..core.atomic import atomic_path
+
+    nb = nbformat.read(str(path), as_version=4)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
+    with atomic_path(out or path) as tmp:
+        nbformat.write(nb, str(tmp))
+    return nb
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m universal_neurons.teaching.build", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="the folder that receives student/ and instructor/")
+    ap.add_argument("--execute", action="store_true", help="also execute the instructor notebooks (in place)")
+    args = ap.parse_args(argv)
+    try:
+        paths = build(args.out)
+        for p in paths:
+            if args.execute and p.parent.name == "instructor":
+                execute(p)
+            print(p)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
