@@ -19,7 +19,7 @@ export UN_SET = $(SET)
 sq = $(subst ','\'',$(1))
 # The run folder: artifacts/<profile>, or artifacts/<profile>+<sha1 of SET> (its first 10 hex digits, of SET with
 # its whitespace collapsed) for a run with overrides, so that it never overwrites the profile's own notebooks and
-# tables. The same name as `Profile.run_name` (tests/test_config.py checks both agree). A PROFILE that is not a
+# tables. The same name as `Profile.run_name` (tests/config/test_config.py checks both agree). A PROFILE that is not a
 # plain name (a .yaml file's path) gets its folder from the package (`<stem>@<hash of the path>`), which also
 # refuses a name that would leave artifacts/.
 SET_ID := $(if $(strip $(SET)),+$(shell printf '%s' '$(call sq,$(strip $(SET)))' | sha1sum | cut -c1-10))

@@ -351,7 +351,7 @@ def load_profile(name: str, overrides=(), device: str | None = None) -> Profile:
 
 
 # ---- plans far larger than the untiled one ---------------------------------------------------------------------
-BYTES_PER_PAIR = 32  # maxima.BYTES_PER_PAIR (tests/test_faults_edges.py checks they agree)
+BYTES_PER_PAIR = 32  # maxima.BYTES_PER_PAIR (tests/faults/test_faults_edges.py checks they agree)
 FAR = 16  # a plan with more passes than this over the held-out tokens (1 untiled) is worth a warning
 _warned: set[str] = set()
 

@@ -12,7 +12,7 @@ import pytest
 
 from universal_neurons import UserError, load_profile
 
-ART = Path(__file__).resolve().parents[1] / "artifacts" / "smoke"
+ART = Path(__file__).resolve().parents[2] / "artifacts" / "smoke"
 TEXTS = ["The quick brown fox jumps over the lazy dog. " * 6, "Call me Ishmael. Some years ago, never mind. " * 6,
          "It was the best of times, it was the worst of times. " * 6]
 

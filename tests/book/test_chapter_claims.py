@@ -20,7 +20,7 @@ from universal_neurons.book.chapters import notebook_reading
 from universal_neurons.config.profile import load_profile
 from universal_neurons.core.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "application/papermill.record/"
 
 

@@ -10,7 +10,7 @@ from scipy import stats
 from universal_neurons.core import paper
 from universal_neurons.book.chapters import scale
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 
 @pytest.fixture(scope="module")

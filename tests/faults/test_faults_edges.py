@@ -23,7 +23,7 @@ from universal_neurons import UserError, load_profile
 from universal_neurons.__main__ import main
 from universal_neurons.core.lock import LOCK_NAME, clean_leftovers, run_lock
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEXT = ("The quick brown fox jumps over the lazy dog while the cat sleeps by the warm fire. " * 4,
         "Call me Ishmael. Some years ago, never mind how long precisely, I went to sea. " * 4,
         "It was the best of times, it was the worst of times, it was the age of wisdom. " * 4)

@@ -22,7 +22,7 @@ from universal_neurons.__main__ import main
 from universal_neurons.core.lock import LOCK_NAME, clean_leftovers, run_lock
 from universal_neurons.measures.pass_checkpoints import _drop_stale_states, _resume
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from universal_neurons import UserError, load_profile
 from universal_neurons.__main__ import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from universal_neurons.config.profile import (DEFAULTS,
                                               split_overrides)
 from universal_neurons.config.schema import SECTIONS, Config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

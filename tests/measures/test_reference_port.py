@@ -11,7 +11,7 @@ from universal_neurons.measures.reference_port import ReferencePearson, fp16_rot
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench", Path(__file__).parents[1] / "scripts" / "bench_correlation.py")
+    spec = importlib.util.spec_from_file_location("bench", Path(__file__).parents[2] / "scripts" / "bench_correlation.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -17,7 +17,7 @@ from universal_neurons.book.chapters.notebook_reading import glued, plain, shown
 from universal_neurons.config.profile import load_profile
 
 pytestmark = pytest.mark.book
-ROOT = Path(os.environ.get("UN_BOOK_ROOT") or Path(__file__).resolve().parents[1])
+ROOT = Path(os.environ.get("UN_BOOK_ROOT") or Path(__file__).resolve().parents[2])
 HTML = ROOT / "_build" / "html"
 GENERATED = ROOT / "book" / "generated"
 

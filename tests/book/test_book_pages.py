@@ -17,7 +17,7 @@ import pytest
 from test_book import BROWSER_SERVICES, _host
 
 pytestmark = pytest.mark.book
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
 WIDTH, HEIGHT = 1280, 900
 SKIP = ("neurons/", "_static/", "_sources/", "_downloads/", "_images/")  # the explorer has its own test

@@ -11,7 +11,7 @@ import pytest
 
 from universal_neurons.book import online
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_cell(cwd: Path) -> dict:
