@@ -2,8 +2,8 @@
 
 import warnings
 
-from .core.errors import UserError
 from .config.profile import Profile, load_profile
+from .core.errors import UserError
 
 # tqdm.auto (imported by TransformerLens) warns in notebooks without ipywidgets; the book has no widgets.
 warnings.filterwarnings("ignore", message="IProgress not found")

@@ -3,6 +3,7 @@
 import copy
 import re
 from html.parser import HTMLParser
+from types import SimpleNamespace
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -100,7 +101,7 @@ def test_neuron_page_tokens_scale_and_twins(records):
     text = neuron_page(a, by_key(records), profile="smoke", prev="L0N12.html", next="L2N3.html", random=None)
     page = Page(text)
     assert "<title>seed-0 L1.805" in text and "seed-0 L1.805" in text
-    assert "<pre><code>m = load_model(&#x27;seed-0&#x27;)" in text  # the load line, escaped
+    assert "<pre><code>m = load_model(&#39;seed-0&#39;)" in text  # the load line, escaped
     # tokens: escaped in the source, visible whitespace, values in titles with 3 decimals
     assert "a&lt;b" in text and ">&amp;<" in text and "a<b" not in text
     mine = [t for t in page.tokens if not t["pair"]]
@@ -217,8 +218,8 @@ def test_index_drops_columns_that_say_nothing(records):
     records[0]["labels"]["best BOS score"] = 0.25
     index = index_page(records, profile="smoke", title="t")
     head = index.split("<thead>")[1].split("</thead>")[0]
-    assert "vocab class" not in head and "entropy rank (paper&#x27;s view)" in head and "best BOS score" in head
-    assert "<dt>entropy rank (paper&#x27;s view)</dt>" in index and "<dt>vocab class</dt>" not in index
+    assert "vocab class" not in head and "entropy rank (paper&#39;s view)" in head and "best BOS score" in head
+    assert "<dt>entropy rank (paper&#39;s view)</dt>" in index and "<dt>vocab class</dt>" not in index
 
 
 @pytest.mark.parametrize("change, words", [
@@ -251,8 +252,83 @@ def test_escaping_of_record_strings(records):
     a["top"][0]["source"] = 'a"b<c>'
     text = neuron_page(a, {}, profile="smoke")
     assert "<script>" not in text and "&lt;script&gt;" in text and "fam&lt;ily&gt;" in text
-    assert "a&quot;b&lt;c&gt;" in text
+    assert "a&#34;b&lt;c&gt;" in text
     assert re.search(r"seed-1 L1\.33 <span class=\"note\">\(no page\)</span>", text)  # no record: no link
+
+
+class Elements(HTMLParser):
+    """Every element of a page: its tag, attributes, parent and text content, entities decoded by the parser."""
+
+    def __init__(self, text):
+        super().__init__(convert_charrefs=True)
+        self.all, self.open = [], []
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        e = {"tag": tag, "attrs": dict(attrs), "text": "", "parent": self.open[-1] if self.open else None}
+        self.all.append(e)
+        if tag not in VOID:
+            self.open.append(e)
+
+    def handle_startendtag(self, tag, attrs):
+        self.all.append({"tag": tag, "attrs": dict(attrs), "text": "", "parent": self.open[-1] if self.open else None})
+
+    def handle_endtag(self, tag):
+        if tag not in VOID and self.open:
+            self.open.pop()
+
+    def handle_data(self, data):
+        for e in self.open:
+            e["text"] += data
+
+    def texts(self, tag, inside=None, **attrs):
+        """The text of each `tag` element with these attributes, within an element of class `inside` if given."""
+        def within(e):
+            while e["parent"] is not None:
+                e = e["parent"]
+                if inside in e["attrs"].get("class", "").split():
+                    return True
+            return False
+        return [e["text"] for e in self.all if e["tag"] == tag and (inside is None or within(e))
+                and all(e["attrs"].get(k) == v for k, v in attrs.items())]
+
+
+def test_markup_and_quotes_in_record_strings_come_out_as_text(records):
+    """Tokens, labels, a window's source, output tokens, the profile's name, the title and the nav links holding
+    markup and quotes: no raw <script> in either page, and a standard HTML parser reads back exactly the strings
+    given (a quote cannot close an attribute, a tag cannot open)."""
+    xss, quoted = "<script>alert(1)</script>", 'a "quoted" \'word\' & more'
+    a = copy.deepcopy(records[0])
+    tokens = [xss, quoted, '"', "x"]
+    a["top"] = [window(tokens, [0.5, 1.0, 2.0, 0.1], 2, doc=5, source=quoted)]
+    a["labels"] = {xss: quoted, "family": xss}
+    a["vocab"] = {"top": [[xss, 0.5], ['"', 0.25]], "bottom": []}
+    a["quantiles"] = []
+    prev = 'L0N1.html" onmouseover="alert(1)'
+    profile = SimpleNamespace(run_name=quoted + xss)
+    text = neuron_page(a, {}, profile=profile, prev=prev, next=xss)
+    assert "<script" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    page = Elements(text)
+    assert not [k for e in page.all for k in e["attrs"] if k.startswith("on")]  # the quote closed no attribute
+    assert [e["attrs"]["href"] for e in page.all if e["attrs"].get("rel") == "prev"] == [prev, prev]  # nav twice
+    assert [e["attrs"]["href"] for e in page.all if e["attrs"].get("rel") == "next"] == [xss, xss]
+    assert page.texts("span", inside="toks") == tokens
+    assert page.texts("div", **{"class": "meta"}) == [f"2.000 · row 5 · token 2 · {quoted}"]
+    assert page.texts("th", inside="labels") == [xss, "family"] and page.texts("td", inside="labels") == [quoted, xss]
+    assert page.texts("span", **{"class": "tokname"}) == [xss, '"']
+    assert page.texts("footer")[0].startswith(f"Profile {quoted}{xss} · ")
+
+    title = f"Explorer {xss} {quoted}"
+    index = index_page([a], profile=profile, title=title)
+    assert index.count("<script") == 1 and '<script src="_static/table.js" defer></script>' in index  # its own
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in index
+    page = Elements(index)
+    assert page.texts("title") == [title] and page.texts("h1") == [title]
+    assert page.texts("th", inside="index")[4:6] == [xss, "family"]
+    assert page.texts("td", inside="index")[:6] == ["seed-0 L1.805", "1", "universal", "0.412", quoted, xss]
+    assert page.texts("dt") == ["neuron", "layer", "role", "excess correlation", "twins"]
+    assert page.texts("footer") == [f"Profile {quoted}{xss}."]
 
 
 def test_discussed_neurons_get_pages_the_reference_s_in_the_index(records, tmp_path):
@@ -266,6 +342,6 @@ def test_discussed_neurons_get_pages_the_reference_s_in_the_index(records, tmp_p
     index = (out / "index.html").read_text(encoding="utf-8")
     table = index.split("<tbody>")[1].split("</tbody>")[0]
     assert table.count("<tr>") == 4 and "seed-0/L0N66.html" in table and "seed-2/L1N23.html" not in table
-    assert "entropy chapter: entropy (paper&#x27;s view)" in table and "<dt>discussed in</dt>" in index
+    assert "entropy chapter: entropy (paper&#39;s view)" in table and "<dt>discussed in</dt>" in index
     assert "seed-2/L1N23.html" in Page(index).links and (out / "seed-2" / "L1N23.html").is_file()
     assert "1 discussed by a chapter" in index

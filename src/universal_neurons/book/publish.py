@@ -14,8 +14,9 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from ..core.atomic import atomic_path
+from ..core.atomic import atomic_path, write_text
 from ..core.errors import UserError
+from ..core.paths import project_dir
 
 
 @dataclass
@@ -163,8 +164,6 @@ def remove_injected_parameters(notebook) -> None:
     with prose and numbers; the values stay in the notebook file (and in the run's config.yaml)."""
     import json
 
-    from ..core.atomic import write_text
-
     path = Path(notebook)
     nb = json.loads(path.read_text())
     for cell in nb["cells"]:
@@ -288,8 +287,6 @@ def quiet_kernel() -> bool:
 def glue_spec(chapter: str, key: str, root=None) -> str | None:
     """The format spec with which the chapter's page shows glued value `key` ({glue:text}`key:spec` in
     notebooks/<chapter>.py), or None when the page names it without one (or not at all)."""
-    from ..core.paths import project_dir
-
     try:
         text = (Path(root or project_dir()) / "notebooks" / f"{chapter}.py").read_text()
     except OSError:

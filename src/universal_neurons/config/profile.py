@@ -24,9 +24,11 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from .schema import DEFAULTS, MODEL_DEFAULTS, SECTIONS, TOP_LEVEL, TRAIN_DEFAULTS, Config, Section, as_number
+from ..core.cli import checked_device
 from ..core.errors import UserError
 from ..core.paths import artifacts_root, project_dir
+from .recipe import describes_shipped
+from .schema import DEFAULTS, MODEL_DEFAULTS, SECTIONS, TOP_LEVEL, TRAIN_DEFAULTS, Config, Section, as_number
 
 # a shipped profile's name, and every run folder's: one plain folder name (no separator, no "..", no leading dot)
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -342,8 +344,6 @@ def load_profile(name: str, overrides=(), device: str | None = None) -> Profile:
     for line in plan_warnings(dump(config)):
         _warn_once(line)
     if device is not None:
-        from ..core.cli import checked_device
-
         if not isinstance(device, str):
             raise UserError(f"device={device!r} must be text: cpu, cuda, cuda:<k> or mps")
         checked_device(device)
@@ -521,8 +521,6 @@ class Profile:
     def uses_shipped(self) -> bool:
         """True if the members are the shipped ones: a `shipped:` folder whose recipe the profile (with its
         overrides) still is; an override of the recipe means a zoo trained here instead."""
-        from .recipe import describes_shipped
-
         return describes_shipped(self)  # False without a `shipped:` folder
 
     @property

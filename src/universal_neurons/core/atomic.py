@@ -20,6 +20,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .cli import enough_space
+
 _pending_space: list[tuple] = []  # (folder, bytes, what): checked once, before the first write
 
 # what torch's and safetensors' writers say for the machine's faults
@@ -40,8 +42,6 @@ def require_space(folder, need_bytes: float, what: str) -> None:
 def _check_space() -> None:
     while _pending_space:
         folder, need, what = _pending_space.pop(0)
-        from .cli import enough_space
-
         enough_space(folder, need, what)
 
 

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from .atomic import write_json
+from .paths import artifacts_root, project_dir
 
 
 def make_key(kind: str, *, version: int, **inputs) -> dict:
@@ -29,8 +30,6 @@ def make_key(kind: str, *, version: int, **inputs) -> dict:
 
 
 def _roots() -> list[tuple[str, str]]:
-    from .paths import artifacts_root, project_dir
-
     return [(str(artifacts_root()), "<artifacts>"), (str(project_dir().absolute()), "<project>")]
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import UserError
 from .checksum import file_sha256
+from .errors import UserError
 
 THRESHOLD = 0.5  # excess correlation above which a neuron is universal (section 4.1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+
 def project_dir() -> Path:
     """The folder commands run in (the checkout, for `make`): a `shipped:` zoo and results/ are found here."""
     return Path.cwd()

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from ..core.atomic import atomic_dir, write_json
 from ..core.checksum import file_sha256
+from ..core.errors import UserError
 from .corpus_sources import (SOURCES_ALL, SOURCES_PROSE, TIERS, Document, files_digest, hf_documents, local_documents,
                              registry_batches, say)
-from ..core.errors import UserError
 
 CORPUS_SOURCES = ("registry", "local", "hf")
 SPLITS = ("train", "heldout")

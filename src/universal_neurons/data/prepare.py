@@ -10,18 +10,20 @@ import contextlib
 import json
 from pathlib import Path
 
-from . import corpus
 from ..config.profile import Profile
-from ..core.errors import UserError
-from .tokenizer import build_tokenizer, load_tokenizer
+from ..config.recipe import describes_shipped
+from ..config.sources import resolve_checkpoint
+from ..core import cache
 from ..core.checksum import file_sha256
-from .tokens import TokenRows, build_rows, open_rows
+from ..core.errors import UserError
+from ..core.lock import run_lock
+from . import corpus
+from .tokenizer import build_tokenizer, load_tokenizer
+from .tokens import ROWS_VERSION, TokenRows, build_rows, open_rows
 
 
 def _building(folder: Path, cached: bool):
     """Nothing when the result is cached (reading needs no lock), else the lock of `folder` while it is built."""
-    from ..core.lock import run_lock
-
     return contextlib.nullcontext() if cached else run_lock([folder])
 
 
@@ -49,13 +51,10 @@ def _tokenizer_built(out_dir: Path, kind: str, vocab_size: int) -> bool:
 def tokenizer_dir(profile: Profile, progress: bool = True) -> Path:
     """The profile's tokenizer folder: trained / fetched into artifacts, or the reference model's own."""
     t = profile.cfg["tokenizer"]
-    from ..config.recipe import describes_shipped
 
     if describes_shipped(profile, ("corpus", "tokenizer")) and (profile.shipped_dir / "tokenizer" / "tokenizer.json").is_file():
         return profile.shipped_dir / "tokenizer"  # the shipped zoo's own (checked with it)
     if t["kind"] == "from_model":
-        from ..config.sources import resolve_checkpoint
-
         return resolve_checkpoint(profile.members()[0], revision=profile.revision)
     texts = None
     if t["kind"] == "bpe":
@@ -81,8 +80,6 @@ def token_rows(profile: Profile, split: str, progress: bool = True) -> TokenRows
     }
     prefix = profile.data_dir / split
     n_ctx = profile.cfg["model"]["n_ctx"]
-    from ..core import cache
-    from .tokens import ROWS_VERSION
 
     key = cache.make_key(f"rows-{prefix.name}", version=ROWS_VERSION, provenance=provenance, n_ctx=n_ctx)  # build_rows'
     with _building(prefix.parent.parent, cache.is_current(prefix.parent, key)):

@@ -11,12 +11,14 @@ first window's value; 1 if that is not positive); grey marks a position without 
 the twin's own M. Hovering a token shows its activation with 3 decimals (its `title`); the example token of each
 window (its `max_index`) is outlined; newlines show as ⏎, tabs as ⇥, other control characters as their Unicode
 control pictures, an empty token as ∅, and spaces are kept.
+
+The markup is in Jinja2 templates (`templates/`, autoescaped: every value from a record is escaped there); this
+module checks the records and gives the templates what they show, numbers formatted.
 """
 
 from __future__ import annotations
 
 import hashlib
-import html
 import itertools
 import json
 import math
@@ -26,6 +28,8 @@ import re
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from ..core.atomic import atomic_path, write_text
 from ..core.errors import UserError
@@ -68,10 +72,6 @@ def record_key(record) -> tuple[str, int, int]:
 def _href(target: str, here: str) -> str:
     """The relative, URL-quoted link from the page at `here` to `target` (both relative to the site root)."""
     return quote(posixpath.relpath(target, posixpath.dirname(here) or "."))
-
-
-def _e(text) -> str:
-    return html.escape(str(text), quote=True)
 
 
 def _val(v) -> str:
@@ -220,53 +220,33 @@ def check_record(record) -> None:
             _fail(rid, f"twin {i} needs a text model, integer layer and neuron and a numeric correlation", _FIX)
 
 
-# ---------------------------------------------------------------- pieces of a page
+# ---------------------------------------------------------------- what the templates show
 
-def _head(title: str, css: str, script: str | None = None) -> str:
-    js = f'<script src="{_e(script)}" defer></script>' if script else ""
-    return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            '<link rel="icon" href="data:,">\n'  # no icon: the browser asks the server for none
-            f'<title>{_e(title)}</title>\n<link rel="stylesheet" href="{_e(css)}">\n{js}</head>\n<body>\n')
+_TEMPLATES = Environment(loader=PackageLoader("universal_neurons.explorer", "templates"), autoescape=True,
+                         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, undefined=StrictUndefined)
 
 
-def _token(token: str, value, m: float, example: bool) -> str:
-    cls = "tok ex" if example else "tok"
-    if value is None:
-        return f'<span class="{cls} none" title="no value">{_e(visible(token))}</span>'
-    style = f"background:{colour(value, m)}"
-    return f'<span class="{cls}" style="{style}" title="{_val(value)}">{_e(visible(token))}</span>'
+def _token_view(token: str, value, m: float, example: bool) -> dict:
+    """A token as a window shows it: its text made visible, its background on the scale [0, m] (None: no value)."""
+    return {"cls": "tok ex" if example else "tok", "text": visible(token),
+            "background": None if value is None else colour(value, m),
+            "title": "no value" if value is None else _val(value)}
 
 
-def _window(w: dict, m: float, *, mini: bool = False) -> str:
-    """One window: its value, row and source, then its tokens coloured on the scale [0, m]."""
+def _window_view(w: dict, m: float, *, mini: bool = False) -> dict:
+    """One window: its value, row and source, then its tokens (a twin comparison's: only those around the example
+    token, cut marked)."""
     toks, vals, k = w["tokens"], w["values"], int(w["max_index"])
     lo, hi = (max(0, k - MINI_BEFORE), min(len(toks), k + MINI_AFTER + 1)) if mini else (0, len(toks))
-    spans = "".join(_token(toks[i], vals[i], m, i == k) for i in range(lo, hi))
-    cut = '<span class="cut">…</span>'
-    spans = (cut if lo > 0 else "") + spans + (cut if hi < len(toks) else "")
-    meta = (f'<span class="v">{_val(w["max_value"])}</span> · row {int(w["doc_index"])} · '
-            f'token {k} · {_e(w["source"])}')
-    cls = "window mini" if mini else "window"
-    return f'<div class="{cls}"><div class="meta">{meta}</div><div class="toks">{spans}</div></div>\n'
+    return {"cls": "window mini" if mini else "window", "value": _val(w["max_value"]), "row": int(w["doc_index"]),
+            "token": k, "source": w["source"], "cut_before": lo > 0, "cut_after": hi < len(toks),
+            "tokens": [_token_view(toks[i], vals[i], m, i == k) for i in range(lo, hi)]}
 
 
-def _legend(m: float) -> str:
-    steps = "".join(f'<span class="tok" style="background:{colour(v, m)}">{_val(v)}</span>'
-                    for v in (m * i / 4 for i in range(5)))
-    return ('<p class="legend">Colour scale: a token\'s background goes linearly from white (activation &le; 0) '
-            f'to red (activation &ge; M = {_val(m)}, this neuron\'s largest activation in its top windows); '
-            '<span class="tok none">grey</span>: no value at that position. '
-            f'{steps} Hover a token for its activation (3 decimals). The example token of each window is '
-            '<span class="tok ex">outlined</span>. ⏎ is a newline, ⇥ a tab, ∅ an empty token; spaces are kept. '
-            'Each window shows its largest activation, its row of the held-out split, the example token and '
-            'its source.</p>\n')
-
-
-def histogram_svg(hist: dict, width: int = 640, height: int = 170) -> str:
-    """An inline SVG bar chart of a histogram from its first to its last non-empty bin, one bar of equal width per
-    bin (the bins may be log-spaced: the axis is the bin, its edges are labelled), one `<rect class="bar">` per
-    non-empty bin, height log(1 + count)."""
+def histogram_geometry(hist: dict, width: int = 640, height: int = 170) -> dict:
+    """Where `histogram.svg.j2` draws a histogram from its first to its last non-empty bin: one bar of equal width
+    per non-empty bin (the bins may be log-spaced: the axis is the bin, its edges are labelled), height
+    log(1 + count); the numbers as the SVG writes them."""
     edges, counts = [float(e) for e in hist["edges"]], [int(c) for c in hist["counts"]]
     left, right, top_pad, bottom = 10, 10, 8, 24
     pw, ph = width - left - right, height - top_pad - bottom
@@ -276,66 +256,44 @@ def histogram_svg(hist: dict, width: int = 640, height: int = 170) -> str:
     x = lambda i: left + (i - first) / n * pw  # noqa: E731  (i: a bin's index; its left edge)
     scale = math.log1p(max(counts, default=0)) or 1.0
     base = top_pad + ph
-    parts = [f'<svg class="hist" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="histogram of activations, log count">']
+    bars = []
     for i in range(first, last + 1):
         c = counts[i] if i < len(counts) else 0
         if c <= 0:
             continue
         h = max(ph * math.log1p(c) / scale, 1.0)
-        parts.append(f'<rect class="bar" x="{x(i):.2f}" y="{base - h:.2f}" width="{max(pw / n - 0.5, 1.0):.2f}" '
-                     f'height="{h:.2f}"><title>[{edges[i]:.3g}, {edges[i + 1]:.3g}): {c:,}</title></rect>')
-    parts.append(f'<line class="axis" x1="{left}" y1="{base}" x2="{left + pw}" y2="{base}"/>')
-    if edges:
-        zero = next((i for i in range(first, last + 1) if edges[i] == 0.0), None)
-        if zero is not None and zero > first:
-            parts.append(f'<line class="zero" x1="{x(zero):.2f}" y1="{top_pad}" x2="{x(zero):.2f}" y2="{base}"/>')
-            parts.append(f'<text x="{x(zero):.2f}" y="{height - 6}" text-anchor="middle">0</text>')
-        parts.append(f'<text x="{left}" y="{height - 6}" text-anchor="start">{edges[first]:.3g}</text>')
-        parts.append(f'<text x="{left + pw}" y="{height - 6}" text-anchor="end">{edges[last + 1]:.3g}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+        bars.append({"x": f"{x(i):.2f}", "y": f"{base - h:.2f}", "width": f"{max(pw / n - 0.5, 1.0):.2f}",
+                     "height": f"{h:.2f}", "lo": f"{edges[i]:.3g}", "hi": f"{edges[i + 1]:.3g}", "count": f"{c:,}"})
+    labelled = len(edges) > last + 1  # False only for a histogram without bins: no edge to label
+    zero = next((i for i in range(first, last + 1) if edges[i] == 0.0), None) if labelled else None
+    return {"width": width, "height": height, "left": left, "right": left + pw, "top": top_pad, "base": base,
+            "text_y": height - 6, "bars": bars, "zero": f"{x(zero):.2f}" if zero is not None and zero > first else None,
+            "ends": (f"{edges[first]:.3g}", f"{edges[last + 1]:.3g}") if labelled else None}
 
 
-def _kv_table(d: dict, cls: str, digits: int = 4) -> str:
-    if not d:
-        return '<p class="note">(none)</p>\n'
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v, digits))}</td></tr>" for k, v in d.items())
-    return f'<table class="{cls}"><tbody>{rows}</tbody></table>\n'
-
-
-def _vocab_table(pairs, caption: str) -> str:
-    rows = "".join(f'<tr><td><span class="tokname">{_e(visible(t))}</span></td><td>{_val(v)}</td></tr>'
-                   for t, v in pairs)
-    return (f'<table class="vocab"><caption>{_e(caption)}</caption><thead><tr><th>token</th><th>value</th></tr>'
-            f'</thead><tbody>{rows}</tbody></table>\n')
+def histogram_svg(hist: dict, width: int = 640, height: int = 170) -> str:
+    """An inline SVG bar chart of a histogram (see `histogram_geometry`), one `<rect class="bar">` per non-empty
+    bin."""
+    return _TEMPLATES.get_template("histogram.svg.j2").render(svg=histogram_geometry(hist, width, height))
 
 
 BOOK = "../../"  # the book's root, from the site root (_build/html/neurons/<run>/)
 BOOK_PAGE = BOOK + "book/generated/explorer.html"  # the book's page about the explorer
 
 
-def _book_link(here: str) -> str:
-    """The way back to the book: its home page and its page about the explorer."""
-    return (f'<a href="{_e(_href(BOOK + "index.html", here))}" class="book">← the book</a> '
-            f'(<a href="{_e(_href(BOOK_PAGE, here))}">about the explorer</a>)')
+def _links(here: str, prev=None, next_=None, random_=None) -> dict:
+    """The navigation of the page at `here`: back to the book and its page about the explorer, the index, and the
+    previous, next and random pages (None: no such page)."""
+    return {"book": _href(BOOK + "index.html", here), "about": _href(BOOK_PAGE, here),
+            "index": _href("index.html", here), "prev": prev, "next": next_, "random": random_}
 
 
-def _nav(here: str, prev, next_, random_) -> str:
-    links = [_book_link(here), f'<a href="{_e(_href("index.html", here))}" rel="index">index</a>']
-    for text, href, attr in (("← previous", prev, 'rel="prev"'), ("next →", next_, 'rel="next"'),
-                             ("random", random_, 'class="random"')):
-        links.append(f'<a href="{_e(href)}" {attr}>{text}</a>' if href else f'<span class="off">{text}</span>')
-    return '<nav class="pages">' + " · ".join(links) + "</nav>\n"
-
-
-def _twin_cell(twin: dict, here: str, records_by_key) -> str:
-    """A twin's id: a link to its page when its record is there (else the page is not written: no link)."""
+def _neuron_view(twin: dict, here: str, with_pages) -> dict:
+    """A twin's id and correlation, with a link to its page when its key is in `with_pages` (the keys of the
+    records given, a dict or a set; any other page is not written: no link)."""
     key = (twin["model"], int(twin["layer"]), int(twin["neuron"]))
-    label = _e(neuron_label(*key))
-    if key in records_by_key:
-        return f'<a href="{_e(_href(page_path(*key), here))}">{label}</a>'
-    return f'{label} <span class="note">(no page)</span>'
+    return {"model": twin["model"], "label": neuron_label(*key), "corr": _corr(twin["correlation"]),
+            "href": _href(page_path(*key), here) if key in with_pages else None}
 
 
 # ---------------------------------------------------------------- pages
@@ -345,75 +303,39 @@ def neuron_page(record, records_by_key, *, profile, prev=None, next=None, random
     windows and links); `prev`, `next`, `random` are relative hrefs to other pages, or None."""
     check_record(record)
     key = record_key(record)
-    here, label, m = page_path(*key), neuron_label(*key), scale_max(record)
-    hist = record["histogram"]
-    out = [_head(f"{label} · neuron explorer", _href(f"{STATIC_DIR}/explorer.css", here)),
-           _nav(here, prev, next, random)]
-    out.append(f'<h1 id="top">{_e(label)} <span class="role {_e(record["role"])}">{_e(record["role"])}</span></h1>\n')
-    out.append('<p class="contents">'
-               + " · ".join(f'<a href="#{a}">{t}</a>' for a, t in (
-                   ("load", "load"), ("table", "table row"), ("hist", "histogram"), ("topwin", "top activations"),
-                   ("quant", "quantile samples"), ("vocab", "output tokens"), ("twins", "twins"))) + "</p>\n")
-    out.append(f'<h2 id="load">Load it</h2>\n<pre><code>{_e(record["load"])}</code></pre>\n')
-    out.append('<h2 id="table">Universality table row and labels</h2>\n<div class="side">\n'
-               f'<div>{_kv_table(record["row"], "row")}</div>\n<div>{_kv_table(record["labels"], "labels", 3)}</div>\n'
-               '</div>\n')
-    freq = float(record["frequency"])
-    out.append('<h2 id="hist">Activation histogram</h2>\n' + histogram_svg(hist)
-               + f'<p class="caption">Activations at {int(record["n_tokens"]):,} kept positions of the held-out '
-                 f'split; frequency (share with activation &gt; 0): {100 * freq:.2f}%. Each bar is one bin '
-                 'of equal width on the page (linear below 0, log-spaced above 0.001: the axis is not to scale), '
-                 f'its height log(1 + count) (hover a bar for its range and count); {int(hist["below"]):,} below and {int(hist["above"]):,} above the '
-                 'range drawn.</p>\n')
-    out.append('<h2 id="topwin">Top activations</h2>\n' + _legend(m)
-               + ("".join(_window(w, m) for w in record["top"]) or '<p class="note">(no windows)</p>\n'))
-    out.append('<h2 id="quant">Quantile samples</h2>\n')
-    for q in record["quantiles"]:
-        lo, hi = q["range"]
-        out.append(f'<h3>activation in [{_e(_fmt(lo, 3))}, {_e(_fmt(hi, 3))}]</h3>\n'
-                   + ("".join(_window(w, m) for w in q["examples"]) or '<p class="note">(no examples)</p>\n'))
-    if not record["quantiles"]:
-        out.append('<p class="note">(none)</p>\n')
-    vocab = record["vocab"]
-    out.append('<h2 id="vocab">Output tokens: W_U · w_out</h2>\n<div class="side">\n'
-               f'<div>{_vocab_table(vocab.get("top", []), "top (promoted)")}</div>\n'
-               f'<div>{_vocab_table(vocab.get("bottom", []), "bottom (suppressed)")}</div>\n</div>\n')
-    out.append(_twins_section(record, records_by_key, here, label, m))
-    out.append(_nav(here, prev, next, random))
-    out.append(f'<footer>Profile {_e(_profile_name(profile))} · neuron explorer of the companion to '
-               '“Universal Neurons in GPT2 Language Models” (Gurnee et al. 2024).</footer>\n</body>\n</html>\n')
-    return "".join(out)
+    here, m = page_path(*key), scale_max(record)
+    hist, vocab = record["histogram"], record["vocab"]
+    twins = []
+    for t in record["twins"]:
+        twin = _neuron_view(t, here, records_by_key)
+        other = records_by_key.get((t["model"], int(t["layer"]), int(t["neuron"])))
+        if other is not None:
+            check_record(other)
+            m2 = scale_max(other)
+            twin.update(scale=_val(m2), top=[_window_view(w, m2, mini=True) for w in other["top"][:MINI_WINDOWS]])
+        else:
+            twin.update(scale=None, top=None)
+        twins.append(twin)
+    return _TEMPLATES.get_template("neuron.html.j2").render(
+        label=neuron_label(*key), role=record["role"], load=record["load"],
+        css=_href(f"{STATIC_DIR}/explorer.css", here), links=_links(here, prev, next, random),
+        row=[(k, _fmt(v)) for k, v in record["row"].items()],
+        labels=[(k, _fmt(v, 3)) for k, v in record["labels"].items()],
+        svg=histogram_geometry(hist), n_tokens=f"{int(record['n_tokens']):,}",
+        frequency=f"{100 * float(record['frequency']):.2f}", below=f"{int(hist['below']):,}",
+        above=f"{int(hist['above']):,}", scale=_val(m),
+        steps=[(colour(v, m), _val(v)) for v in (m * i / 4 for i in range(5))],  # the legend's scale
+        top=[_window_view(w, m) for w in record["top"]],
+        quantiles=[{"lo": _fmt(q["range"][0], 3), "hi": _fmt(q["range"][1], 3),
+                    "examples": [_window_view(w, m) for w in q["examples"]]} for q in record["quantiles"]],
+        vocab_top=[(visible(t), _val(v)) for t, v in vocab.get("top", [])],
+        vocab_bottom=[(visible(t), _val(v)) for t, v in vocab.get("bottom", [])],
+        twins=twins, mini=[_window_view(w, m, mini=True) for w in record["top"][:MINI_WINDOWS]],
+        profile=_profile_name(profile))
 
 
-def _twins_section(record, records_by_key, here: str, label: str, m: float) -> str:
-    twins = record["twins"]
-    out = ['<h2 id="twins">Twins: the best match in each other seed</h2>\n']
-    if not twins:
-        return out[0] + '<p class="note">(none)</p>\n'
-    rows = "".join(f'<tr><td>{_e(t["model"])}</td><td>{_twin_cell(t, here, records_by_key)}</td>'
-                   f'<td>{_corr(t["correlation"])}</td></tr>' for t in twins)
-    out.append('<table class="twins"><thead><tr><th>model</th><th>neuron</th><th>correlation</th></tr></thead>'
-               f'<tbody>{rows}</tbody></table>\n')
-    mine = ("".join(_window(w, m, mini=True) for w in record["top"][:MINI_WINDOWS])
-            or '<p class="note">(no windows)</p>\n')
-    for t in twins:
-        key = (t["model"], int(t["layer"]), int(t["neuron"]))
-        other = records_by_key.get(key)
-        if other is None:
-            continue
-        check_record(other)
-        m2 = scale_max(other)
-        theirs = ("".join(_window(w, m2, mini=True) for w in other["top"][:MINI_WINDOWS])
-                  or '<p class="note">(no windows)</p>\n')
-        out.append(f'<h3>{_e(label)} and {_twin_cell(t, here, records_by_key)} (correlation '
-                   f'{_corr(t["correlation"])})</h3>\n<div class="pair">\n'
-                   f'<div><h4>{_e(label)} (scale 0 to {_val(m)})</h4>\n{mine}</div>\n'
-                   f'<div><h4>{_e(neuron_label(*key))} (scale 0 to {_val(m2)})</h4>\n{theirs}</div>\n</div>\n')
-    return "".join(out)
-
-
-COLUMN_HELP = {
-    "neuron": "the reference model's neuron (L&lt;layer&gt;.&lt;index&gt;), a link to its page",
+COLUMN_HELP = {  # plain text: the template escapes it
+    "neuron": "the reference model's neuron (L<layer>.<index>), a link to its page",
     "layer": "its MLP layer (0 is the first)",
     "role": "universal: it passes the paper's rule (excess correlation above the threshold); top: one of the highest "
             "by excess correlation, shown when no neuron passes the rule; contrast: a random neuron of the rest, "
@@ -437,12 +359,6 @@ COLUMN_HELP = {
 }
 
 
-def _columns_help(columns) -> str:
-    """What each index column means (a definition list under the table)."""
-    items = "".join(f"<dt>{_e(c)}</dt><dd>{COLUMN_HELP[c]}</dd>" for c in columns if c in COLUMN_HELP)
-    return f'<h2 id="columns">The columns</h2>\n<dl class="columns">{items}</dl>\n' if items else ""
-
-
 def index_page(records, *, profile, title) -> str:
     """The index: a sortable, filterable table of the reference's selected neurons (roles universal and
     contrast), then links to every other page by model."""
@@ -456,41 +372,27 @@ def index_page(records, *, profile, title) -> str:
     label_keys = [k for k in dict.fromkeys(k for r in ref for k in r["labels"])
                   if any(_fmt(r["labels"].get(k), 3) not in ("", "-") for r in ref)]  # a column that says something
     here = "index.html"
-    out = [_head(title, f"{STATIC_DIR}/explorer.css", f"{STATIC_DIR}/table.js"),
-           f'<nav class="pages">{_book_link(here)}</nav>\n', f"<h1>{_e(title)}</h1>\n"]
     n_top = sum(r["role"] == "top" for r in ref)
     compared = (f'{n_top} of the top by excess correlation, standing in for universal neurons' if n_top else
                 f'{sum(r["role"] == "universal" for r in ref)} universal')
-    n_talk = sum(r["role"] == "discussed" for r in ref)
-    out.append(f'<p>{len(ref)} selected neurons of the reference ({compared}, '
-               f'{sum(r["role"] == "contrast" for r in ref)} contrast'
-               + (f', {n_talk} discussed by a chapter' if n_talk else '') + f') and {len(records) - len(ref)} '
-               'pages in the other seeds (their twins, and any neuron a chapter discusses there). Each page shows the neuron\'s activations on the held-out split, its '
-               'output tokens and its twins. Click a column header to sort (with JavaScript on).</p>\n')
-    head = ["neuron", "layer", "role", "excess correlation", *label_keys, "twins"]
-    out.append('<table class="sortable index"><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in head)
-               + "</tr></thead>\n<tbody>\n")
-    by_key = dict.fromkeys(keys)
+    rows = []
     for r in ref:
         model, layer, neuron = record_key(r)
-        twins = ", ".join(_twin_cell(t, here, by_key) + f' ({_corr(t["correlation"])})' for t in r["twins"])
-        href = _e(_href(page_path(model, layer, neuron), here))
-        name = _e(neuron_label(model, layer, neuron))
-        cells = [f'<td data-sort="{layer:04d}.{neuron:06d}"><a href="{href}">{name}</a></td>', f"<td>{layer}</td>",
-                 f'<td>{_e(r["role"])}</td>',
-                 f'<td>{_e(_fmt(r["row"].get("excess_corr"), 3))}</td>',
-                 *(f'<td>{_e(_fmt(r["labels"].get(k), 3))}</td>' for k in label_keys), f"<td>{twins}</td>"]
-        out.append("<tr>" + "".join(cells) + "</tr>\n")
-    out.append("</tbody></table>\n")
-    out.append(_columns_help(["neuron", "layer", "role", "excess correlation", *label_keys, "twins"]))
-    others = sorted(k for k in keys if k not in {record_key(r) for r in ref})
-    if others:
-        out.append("<h2>All other pages</h2>\n")
-        for model, group in itertools.groupby(others, key=lambda k: k[0]):
-            links = " · ".join(f'<a href="{_e(_href(page_path(*k), here))}">L{k[1]}.{k[2]}</a>' for k in group)
-            out.append(f'<p class="others"><b>{_e(model)}</b>: {links}</p>\n')
-    out.append(f'<footer>Profile {_e(_profile_name(profile))}.</footer>\n</body>\n</html>\n')
-    return "".join(out)
+        rows.append({"sort": f"{layer:04d}.{neuron:06d}", "href": _href(page_path(model, layer, neuron), here),
+                     "label": neuron_label(model, layer, neuron), "layer": layer, "role": r["role"],
+                     "excess": _fmt(r["row"].get("excess_corr"), 3),
+                     "cells": [_fmt(r["labels"].get(k), 3) for k in label_keys],
+                     "twins": [_neuron_view(t, here, keys) for t in r["twins"]]})
+    columns = ["neuron", "layer", "role", "excess correlation", *label_keys, "twins"]
+    ref_keys = {record_key(r) for r in ref}
+    others = [(model, [{"href": _href(page_path(*k), here), "text": f"L{k[1]}.{k[2]}"} for k in group])
+              for model, group in itertools.groupby(sorted(k for k in keys if k not in ref_keys), key=lambda k: k[0])]
+    return _TEMPLATES.get_template("index.html.j2").render(
+        title=title, css=f"{STATIC_DIR}/explorer.css", script=f"{STATIC_DIR}/table.js", links=_links(here),
+        n_reference=len(ref), compared=compared, n_contrast=sum(r["role"] == "contrast" for r in ref),
+        n_discussed=sum(r["role"] == "discussed" for r in ref), n_other=len(records) - len(ref),
+        columns=columns, rows=rows, help=[(c, COLUMN_HELP[c]) for c in columns if c in COLUMN_HELP],
+        others=others, profile=_profile_name(profile))
 
 
 # ---------------------------------------------------------------- the site

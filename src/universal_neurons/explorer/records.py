@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ..measures.activations import mlp_points, run_hooks
 from ..core.errors import UserError
+from ..measures.activations import mlp_points, run_hooks
 
 
 def histogram_edges() -> np.ndarray:

@@ -12,14 +12,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core import cache
 from .. import data
-from ..models.loading import members_signature
-from ..core.atomic import write_text
 from ..config.profile import name_of
-from ..core.paths import project_dir
+from ..core import cache
+from ..core.atomic import write_text
+from ..core.errors import UserError
+from ..core.paths import project_dir, shown
+from ..data.tokenizer import load_tokenizer
+from ..measures import activations, attention, entropy, families
+from ..models.loading import load_model, members_signature
+from ..runs import families_pass, neuron_tables, properties
 from ..runs.neuron_tables import twin
+from ..runs.selection import compared_group
 from ..runs.universality import ensure_results
+from .pages import page_path, write_site
+from .records import neuron_records
 
 VERSION = 1
 N_CONTRAST = 10  # non-compared neurons of the reference with a page, for contrast
@@ -71,9 +78,6 @@ def selection(prof) -> dict[str, list[tuple[int, int, str]]]:
     (the compared group's universal neurons) or "top" (the top by excess standing in when too few are universal, as
     the chapters compare), "contrast", "twin" or "discussed" (a neuron the entropy or attention chapter discusses,
     `discussed`, that has no page otherwise)."""
-    from ..runs import neuron_tables
-    from ..runs.selection import compared_group
-
     res = neuron_tables.load_results(prof)
     live = res.neurons[~res.neurons["is_dead"].astype(bool)].reset_index(drop=True)
     group = compared_group(prof, live)
@@ -97,8 +101,6 @@ def selection(prof) -> dict[str, list[tuple[int, int, str]]]:
 def page_href(prof, model: str, layer: int, neuron: int, depth: int = 2) -> str:
     """The relative link from a book page `depth` folders below the site root (book/generated/: 2) to a neuron's
     explorer page."""
-    from .pages import page_path
-
     return "../" * depth + f"neurons/{prof.run_name}/" + page_path(model, layer, neuron)
 
 
@@ -110,21 +112,13 @@ def links(prof, model: str | None = None) -> dict[str, str]:
 
 
 def _load_line(source: str, layer: int, neuron: int) -> str:
-    try:
-        source = str(Path(source).resolve().relative_to(project_dir().resolve()))
-    except ValueError:
-        pass
-    return (f"from universal_neurons.models.loading import load_model; model = load_model({source!r}); "
+    return (f"from universal_neurons import load_model; model = load_model({shown(source)!r}); "
             f"_, cache = model.run_with_cache(tokens); act = cache['blocks.{layer}.mlp.hook_post'][..., {neuron}]")
 
 
 def _labels(prof, model, name: str, neurons, is_reference: bool) -> dict:
     """Per (layer, neuron): what the other analyses say of it (cheap ones computed here, the families pass only
     when a chapter already ran it)."""
-    from ..measures import attention
-    from ..measures import entropy
-    from ..runs import properties
-
     b = prof.cfg["book"]
     out = {ln: {} for ln in neurons}
     cands = entropy.candidates(model, n_null=min(int(b["null_dims"]), model.cfg.d_model)).set_index(["layer", "neuron"])
@@ -152,10 +146,6 @@ def _labels(prof, model, name: str, neurons, is_reference: bool) -> dict:
 
 def _family_best(prof, model):
     """The best feature and VR of every reference neuron from the families chapter's pass, if it ran."""
-    from ..measures import families
-    from ..runs import families_pass
-    from ..core.errors import UserError
-
     try:
         fp = families_pass.load_pass(prof.tables_dir)
     except UserError:
@@ -165,13 +155,6 @@ def _family_best(prof, model):
 
 def records(prof, device="cpu", progress: bool = False) -> list[dict]:
     """Every page's record (cached in the run folder's tables as explorer.json)."""
-    from ..measures import activations
-    from .records import neuron_records
-    from ..runs import neuron_tables
-    from ..runs import properties
-    from ..models.loading import load_model
-    from ..data.tokenizer import load_tokenizer
-
     ensure_results(prof, device=device)
     properties.compute_properties(prof, device=device, progress=False)  # the labels' vocabulary class (cached)
     sel = selection(prof)
@@ -235,8 +218,6 @@ def _plain(x):
 
 def build(prof, out_root=None, device="cpu", progress: bool = False) -> dict:
     """The records (cached) and the pages under `<out_root>/<run>/` (default `_build/html/neurons`)."""
-    from .pages import write_site
-
     import shutil
 
     recs = records(prof, device=device, progress=progress)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..core.errors import UserError
+from .comoments import CoMoments
 
 
 def dropped_ids(tokenizer) -> np.ndarray:
@@ -183,8 +184,6 @@ def co_moments(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int
     sees each chunk's activations (one tensor per model) too."""
     from tqdm.auto import tqdm
 
-    from .comoments import CoMoments
-
     plan = plan_pass(models, names, tokens, n_tokens)
     n_a = models[0].cfg.n_layers * models[0].cfg.d_mlp
     cms = [CoMoments(n_a, m.cfg.n_layers * m.cfg.d_mlp, **kwargs) for m in models[1:]]
@@ -201,8 +200,6 @@ def extra_co_moments(models, names, tokens: np.ndarray, n_tokens: int, batch_row
     """The co-moments (as `co_moments`) of only the positions holding one of `extra_ids` (tokens a pass drops) in
     the rows a pass over `n_tokens` kept tokens reads: `cms[k].plus(extra[k])` are then the moments of the same
     rows with those tokens kept too. An empty list when no such position occurs."""
-    from .comoments import CoMoments
-
     plan = plan_pass(models, names, tokens, n_tokens)
     rows = tokens[:plan.n_rows]
     if not np.isin(rows, extra_ids).any():

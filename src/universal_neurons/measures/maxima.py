@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .activations import chunk_activations, plan_pass
 from ..core.atomic import atomic_path, write_json
 from ..core.checksum import file_sha256
-from .correlation import RunningMax, StreamingPearson
 from ..core.errors import UserError
+from .activations import chunk_activations, plan_pass
+from .correlation import RunningMax, StreamingPearson
 from .pass_checkpoints import _resume, _save_state
 
 FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # token snapshots for the convergence curve
@@ -88,7 +88,6 @@ class Correlations:
         """Write the pass into `folder`: its arrays in maxima.npz, the rest (with `info`) in pass.json."""
         arrays = {"real": np.stack(self.real), "real_idx": np.stack(self.real_idx), "base": np.stack(self.base),
                   **{f"layer_max_p{p + 1}": m for p, m in enumerate(self.layer_max)}}  # [snapshots, P, n_a]
-        from ..core.checksum import file_sha256
 
         with atomic_path(Path(folder) / MAXIMA) as tmp:
             with open(tmp, "wb") as fh:

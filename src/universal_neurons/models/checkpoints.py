@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ..core.atomic import atomic_dir, write_json
 from ..config.profile import MODEL_DEFAULTS, TRAIN_DEFAULTS
+from ..core.atomic import atomic_dir, write_json
 
 
 def checkpoint_root(out_dir: Path) -> Path:

@@ -13,9 +13,13 @@ from pathlib import Path
 
 import torch
 
-from ..core.cache import weights_signature
-from ..core.errors import UserError
+from ..config.profile import name_of
 from ..config.sources import resolve_checkpoint
+from ..core.cache import weights_signature
+from ..core.checksum import file_sha256
+from ..core.errors import UserError
+from ..data.tokenizer import load_tokenizer
+from .shipped import verify_member
 
 SUPPORTED = {"GPT2LMHeadModel": "gpt2", "GPTNeoXForCausalLM": "neox"}
 def hooked_config(folder: Path, device: str = "cpu"):
@@ -78,8 +82,6 @@ def check_identity(folder: Path, info: dict) -> None:
 def verify_recorded(folder: Path) -> None:
     """If the folder's training_log.json records sha256 checksums of its files (`files` or `sha256`: name ->
     hex digest), check them; one-line UserError naming the first file that differs."""
-    from ..core.checksum import file_sha256
-
     log = Path(folder) / "training_log.json"
     if not log.is_file():
         return
@@ -134,9 +136,6 @@ def load_model(source, device: str = "cpu", revision: str | None = None, tokeniz
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from ..data.tokenizer import load_tokenizer
-
-    from .shipped import verify_member
 
     folder = resolve_checkpoint(source, revision)
     verify_member(folder)  # a member of a shipped zoo: its files must match the manifest
@@ -174,6 +173,4 @@ def load_model(source, device: str = "cpu", revision: str | None = None, tokeniz
 def members_signature(profile) -> dict:
     """`weights_signature` of each member of a profile, by member name (seed-0, ...): the part of a chapter's
     cache key that changes when a member's weights do."""
-    from ..config.profile import name_of
-
     return {name_of(s): weights_signature(resolve_checkpoint(s, profile.revision)) for s in profile.members()}

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..config.recipe import describes_shipped, read_manifest
+from ..core.atomic import atomic_dir
 from ..core.checksum import file_sha256
 from ..core.errors import UserError
+from ..core.machine import cpu_model
 from ..core.paths import shown
-from ..config.recipe import describes_shipped, read_manifest
+from ..data.prepare import corpus_dir, tokenizer_dir
 from .shipped import record_seed, verify
+from .zoo import train_members, zoo_jobs
+
 
 # ---- training it, checking it, training it again ---------------------------------------------------------
 def commit_seed(zoo_dir: Path, seed: int) -> None:
@@ -28,10 +33,6 @@ def train_release(profile, seeds=None, device: str = "cpu", progress: bool = Tru
     """Train the shipped zoo's missing seeds into its repository folder, side by side when cores allow;
     each finished seed is recorded in the manifest at once (and committed with `commit`). Resumable."""
     import shutil
-
-    from ..core.atomic import atomic_dir
-    from ..data.prepare import tokenizer_dir
-    from .zoo import train_members, zoo_jobs
 
     zoo_dir = profile.shipped_dir
     if zoo_dir is None or not describes_shipped(profile):
@@ -60,7 +61,6 @@ def train_release(profile, seeds=None, device: str = "cpu", progress: bool = Tru
 def check(profile) -> str:
     """Verify the shipped zoo (one-line UserError if damaged or partial); a line saying what was checked."""
     man = verify(profile.shipped_dir, profile)
-    from ..data.prepare import corpus_dir
 
     note = ""
     cdir = corpus_dir(profile, progress=False)
@@ -74,8 +74,6 @@ def check(profile) -> str:
 def retrain_and_compare(profile, device: str = "cpu", progress: bool = True, out_root=None) -> list[str]:
     """Retrain the shipped zoo from scratch into `out_root` (default artifacts/<profile>/zoo) and say, per
     seed, whether its bytes equal the shipped ones; where they differ, the held-out losses side by side."""
-    from .zoo import cpu_model, train_members, zoo_jobs
-
     man = verify(profile.shipped_dir, profile)
     out_root = Path(out_root) if out_root is not None else profile.trained_dir
     paths = train_members(zoo_jobs(profile, out_root=out_root, progress=progress), device, progress)

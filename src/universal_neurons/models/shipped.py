@@ -13,11 +13,11 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-from ..core.atomic import write_json
-from ..core.errors import UserError
-from ..core.checksum import file_sha256
-from ..core.paths import shown
 from ..config.recipe import MANIFEST, RECIPE, read_manifest
+from ..core.atomic import write_json
+from ..core.checksum import file_sha256
+from ..core.errors import UserError
+from ..core.paths import shown
 
 PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "transformer-lens")
 LFS_POINTER = b"version https://git-lfs"

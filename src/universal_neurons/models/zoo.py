@@ -18,15 +18,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config.profile import MODEL_DEFAULTS, TRAIN_DEFAULTS
 from ..core.atomic import atomic_dir, write_json
 from ..core.checksum import file_sha256
 from ..core.errors import UserError
-from ..config.profile import MODEL_DEFAULTS, TRAIN_DEFAULTS
+from ..core.machine import cpu_model
+from ..data.prepare import analysis_rows, prepare, tokenizer_dir
 from ..data.tokenizer import load_tokenizer
 from ..data.tokens import TokenRows
+from . import malloc
 from .checkpoints import (CHECKPOINT_FILES, _checkpoint_key, _load_checkpoint, _no_seeds, _save_checkpoint,
                           checkpoint_root, clean_partials, latest_checkpoint, recipe_key)
-
+from .loading import load_model
 
 ACTIVATIONS = ("gelu_pytorch_tanh", "gelu_new")  # GPT-2's tanh GELU: the same function, one kernel or several
 ATTENTION = ("sdpa", "eager")
@@ -77,15 +80,18 @@ def batch_rows(seed: int, step: int, batch_size: int, n_rows: int) -> np.ndarray
 
 @torch.no_grad()
 def heldout_loss(model, rows: np.ndarray, device, batch_size: int = 32) -> float:
-    """Mean next-token cross-entropy (nats) over `rows`."""
+    """Mean next-token cross-entropy (nats) over `rows`, of a Hugging Face model or a HookedTransformer; the
+    model's training mode is left as it was."""
+    training = model.training
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(rows), batch_size):
         x = torch.as_tensor(rows[i:i + batch_size].astype(np.int64), device=device)
-        logits = model(x).logits.float()
+        out = model(x)
+        logits = (out.logits if hasattr(out, "logits") else out).float()
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten(), reduction="sum")
         total, count = total + loss.item(), count + x[:, 1:].numel()
-    model.train()
+    model.train(training)
     return total / count
 
 
@@ -115,17 +121,6 @@ def _identity_ok(out_dir, info: dict) -> bool:
 
     m = re.fullmatch(r"seed-(\d+)", Path(out_dir).name)
     return m is None or info.get("seed") == int(m[1])
-
-
-def cpu_model() -> str:
-    """The CPU's model name (bytes of a trained seed depend on it, and on the thread count)."""
-    import platform
-
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def snapshot_steps(total: int, n: int) -> list[int]:
@@ -298,8 +293,6 @@ def train_members(jobs: list[dict], device: str = "cpu", progress: bool = True, 
     finishes (e.g. to record it in a manifest)."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from . import malloc
-
     clean_partials(jobs)  # checkpoints of another recipe, torn ones, an empty .partial/
     todo = [j for j in jobs if not is_current(j["out_dir"], j["model_cfg"], j["train_cfg"], j["train"].header["provenance"])]
     workers = parallel_workers(todo[0]["train_cfg"], len(todo), device) if todo else 1
@@ -312,6 +305,7 @@ def train_members(jobs: list[dict], device: str = "cpu", progress: bool = True, 
         clean_partials(jobs)
         return [Path(j["out_dir"]) for j in jobs]
     import multiprocessing as mp
+
     from tqdm import tqdm
 
     with malloc.preloaded(lib), ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
@@ -332,8 +326,6 @@ def train_members(jobs: list[dict], device: str = "cpu", progress: bool = True, 
 def zoo_jobs(profile, out_root: Path | None = None, progress: bool = True, seeds=None) -> list[dict]:
     """One `train_seed` job per seed of a zoo profile (or per seed of `seeds`, each one of the profile's), into
     `out_root/seed-<k>` (default the profile's zoo)."""
-    from ..data.prepare import prepare, tokenizer_dir
-
     if not profile.is_zoo:
         raise UserError(f"profile {profile.name!r} names real checkpoints, it has no zoo to train")
     chosen = profile.seeds if seeds is None else list(seeds)
@@ -376,9 +368,6 @@ def evaluate_members(profile, device: str = "cpu", n_tokens: int = 65536):
     """For profiles of real checkpoints (trained elsewhere): parameters and held-out loss of each member,
     measured here on the first `n_tokens` tokens of the analysis rows, in the shape of `read_logs`' summary."""
     import pandas as pd
-
-    from ..data.prepare import analysis_rows
-    from .loading import load_model
 
     rows = analysis_rows(profile, progress=False)
     tokens = rows.tokens[: max(1, n_tokens // rows.n_ctx)]

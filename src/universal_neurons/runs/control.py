@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config.sources import resolve_checkpoint
 from ..core import paper
 from ..core.atomic import atomic_dir
+from ..data.tokenizer import load_tokenizer
 from .selection import book_threshold, is_control
+from .universality import run_universality
 
 CONTROL_SEED = 12345  # the untrained control's init seed
 UNTRAINED_SEED = 54321  # the negative control's members: this init seed plus the member's position
@@ -33,9 +36,6 @@ def save_untrained(source: str, out: Path, seed: int, revision=None) -> Path:
     """A fresh model with `source`'s config and tokenizer, initialised with `seed`, saved once into `out`."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-
-    from ..config.sources import resolve_checkpoint
-    from ..data.tokenizer import load_tokenizer
 
     out = Path(out)
     if (out / "config.json").is_file():
@@ -62,8 +62,6 @@ def run_control(profile, device="cpu", progress: bool = True, *, reference=None,
     """The reference (the profile's, or `reference`) against the untrained control, into `<tables_dir>/control`
     (default the profile's tables folder), cached like `run_universality`; its tables at `threshold` (None: the
     profile's book.threshold), or at the paper's when that is "control" (the control's quantile needs them first)."""
-    from .universality import run_universality
-
     threshold = book_threshold(profile) if threshold is None else threshold
     threshold = paper.THRESHOLD if is_control(threshold) else threshold  # the control's own tables: a number
     return run_universality(profile, device=device, progress=progress, reference=reference,

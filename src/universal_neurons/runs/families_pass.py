@@ -14,15 +14,13 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from ..measures import activations
-from ..core import cache
-from ..data import corpus
 from .. import data
-from ..measures import families
-from ..measures import features
-from ..measures import syntax
+from ..config.sources import resolve_checkpoint
+from ..core import cache
 from ..core.atomic import atomic_path, write_json
 from ..core.errors import UserError
+from ..data import corpus
+from ..measures import activations, families, features, syntax
 
 VERSION = 3  # 3: the reference code's alphabet features (letter_token:*)
 CHUNK_TOKENS = 1 << 16
@@ -163,8 +161,6 @@ def load_pass(folder) -> FamilyPass:
 
 def family_pass(prof, model, tokenizer, device="cpu", progress: bool = False) -> FamilyPass:
     """The pass for the profile's reference `model` on book.family_tokens held-out tokens, cached."""
-    from ..config.sources import resolve_checkpoint
-
     b, analysis = prof.cfg["book"], prof.cfg["analysis"]
     folder = Path(prof.tables_dir)
     ref = prof.members()[0]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import sys
 
-from ..core.cli import one_line_errors, profile_options, read_only
 from ..config.profile import load_profile
+from ..core.cli import one_line_errors, profile_options, read_only
 from ..core.errors import UserError
 from ..core.lock import HELD_ENV, run_lock
+
 
 def main(argv=None) -> int:
     """`python -m universal_neurons.runs.locked --profile NAME [--set ...] -- COMMAND...`: run COMMAND while holding the

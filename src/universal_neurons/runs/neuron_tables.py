@@ -20,9 +20,9 @@ import pandas as pd
 from ..core import cache, paper
 from ..core.atomic import atomic_path, write_json
 from ..core.checksum import file_sha256
-from .selection import book_threshold, resolve_threshold
 from ..core.errors import UserError
 from ..measures.maxima import MAXIMA, Correlations
+from .selection import book_threshold, resolve_threshold
 
 VERSION = 1
 KIND = "universality-tables"  # the cache kind of the derived tables

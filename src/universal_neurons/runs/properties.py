@@ -16,11 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config.sources import resolve_checkpoint
 from ..core import cache
-from ..measures.activation_stats import ACT_COLS, N_BINS, activation_stats
 from ..core.atomic import atomic_path, write_json
+from ..core.checksum import file_sha256
 from ..core.errors import UserError
+from ..data.prepare import analysis_rows
+from ..measures.activation_stats import ACT_COLS, N_BINS, activation_stats
+from ..measures.maxima import MAXIMA
 from ..measures.weight_stats import WEIGHT_COLS, weight_stats
+from ..models.loading import load_model
+from .neuron_tables import load_results
 
 VERSION = 1  # of the files below; a change of it recomputes them
 
@@ -41,8 +47,6 @@ def _files(out_dir: Path):
 def load_properties(profile, out_dir=None) -> Properties:
     """Read what `compute_properties` wrote into `out_dir` (default the profile's tables folder); a one-line
     UserError if the files are missing, unreadable, or do not match the sha256 properties.json records."""
-    from ..core.checksum import file_sha256
-
     csv, npz, js = _files(Path(out_dir or profile.tables_dir))
     if not js.is_file():
         raise UserError(f"no neuron properties in {js.parent}; run `python -m universal_neurons properties "
@@ -73,9 +77,6 @@ def compute_properties(profile, device="cpu", all_members: bool = True, out_dir=
     (default the profile's tables folder) as properties.csv, properties-hist.npz and properties.json, then
     joined into neurons.csv (`neuron_frame`). Cached (`cache.py`): a rerun with the same models, data and
     parameters reads the files."""
-    from ..data.prepare import analysis_rows
-    from ..config.sources import resolve_checkpoint
-
     analysis = profile.cfg.get("analysis", {})
     n_tokens = int(n_tokens or analysis["n_tokens"])
     out_dir = Path(out_dir or profile.tables_dir)
@@ -102,8 +103,6 @@ def compute_properties(profile, device="cpu", all_members: bool = True, out_dir=
 
 def _write_properties(out_dir: Path, sources, names, tokens, n_tokens, all_members, batch_rows, device,
                       revision) -> None:
-    from ..models.loading import load_model
-
     t0 = time.time()
     models = [load_model(s, device=device, revision=revision) for s in sources]
     stats = [weight_stats(model, name) for model, name in zip(models, names)]
@@ -118,7 +117,6 @@ def _write_properties(out_dir: Path, sources, names, tokens, n_tokens, all_membe
         table.to_csv(tmp, index=False)
     with atomic_path(npz) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **{f"{k}_{i}": h[k] for i, (_, h) in enumerate(acts) for k in h})
-    from ..core.checksum import file_sha256
 
     write_json(js, {"files": {f.name: file_sha256(f) for f in (csv, npz)}, "models": sources, "names": names,
                     "reference": names[0],
@@ -135,10 +133,6 @@ def neuron_frame(profile, tables_dir=None) -> pd.DataFrame:
     uni_json, neurons_csv = tables_dir / "universality.json", tables_dir / "neurons.csv"
     ref = props.info["reference"]
     if uni_json.is_file():
-        from .neuron_tables import load_results
-
-        from ..measures.maxima import MAXIMA
-
         try:
             uni = json.loads(uni_json.read_text())
             ref = uni["names"][0]

@@ -27,10 +27,14 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config.profile import Profile, available_profiles, load_profile
 from ..core import cache
 from ..core.atomic import atomic_dir, write_json
 from ..core.errors import UserError
-from ..config.profile import Profile, available_profiles, load_profile
+from ..data.prepare import prepare, tokenizer_dir
+from ..data.tokenizer import load_tokenizer
+from ..models.zoo import (checkpoint_root, gpt2_config, is_current, latest_checkpoint, train_members, train_seed,
+                          zoo_jobs)
 
 SNAPSHOT_VERSION = 2  # 2: the key in snapshot.key.json (cache.py)
 SWEEP_KEYS = ("grid", "snapshots", "data_from")
@@ -243,9 +247,6 @@ def _export(ckpt: Path, dest: Path, point: Profile, tdir, key: dict, info: dict)
     from safetensors.torch import load_file
     from transformers import GPT2LMHeadModel
 
-    from ..data.tokenizer import load_tokenizer
-    from ..models.zoo import gpt2_config
-
     tok = load_tokenizer(tdir)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(gpt2_config(point.cfg["model"], len(tok), tok.bos_token_id, point.cfg["train"]["attention"]))
@@ -266,8 +267,6 @@ def _snapshot_key(point: Profile, seed: int, step: int, provenance: dict) -> dic
 def train_with_snapshots(point: PointProfile, seed: int, fractions, train, heldout, tdir, device="cpu",
                          progress=True) -> Path:
     """Train one member of `point`, exporting the model at each snapshot fraction on the way (cached)."""
-    from ..models.zoo import checkpoint_root, is_current, latest_checkpoint, train_seed
-
     mc, tc, prov = point.cfg["model"], point.cfg["train"], train.header["provenance"]
     final = point.seed_dir(seed)
     steps = snapshot_steps(point, fractions)
@@ -312,14 +311,11 @@ def train_with_snapshots(point: PointProfile, seed: int, fractions, train, heldo
 
 
 def train_point(sweep: Sweep, point: PointProfile, device="cpu", progress=True) -> list[Path]:
-    from ..data.prepare import prepare, tokenizer_dir
-
     train, heldout = prepare(point, progress)
     tdir = tokenizer_dir(point, progress)
     if point.point_id == sweep.snapshot_point:
         return [train_with_snapshots(point, s, sweep.fractions, train, heldout, tdir, device, progress)
                 for s in point.seeds]
-    from ..models.zoo import train_members, zoo_jobs
 
     return train_members(zoo_jobs(point, progress=progress), device, progress)
 
@@ -327,8 +323,6 @@ def train_point(sweep: Sweep, point: PointProfile, device="cpu", progress=True) 
 def train_side_by_side(sweep: Sweep, points: list[PointProfile], device="cpu", progress=True) -> None:
     """Train the members of several points at once, one one-thread process per core (the snapshot point,
     which stops and resumes, trains on its own in `run_point`)."""
-    from ..models.zoo import train_members, zoo_jobs
-
     jobs = [j for p in points if p.point_id != sweep.snapshot_point for j in zoo_jobs(p, progress=progress)]
     if jobs:
         train_members(jobs, device, progress)

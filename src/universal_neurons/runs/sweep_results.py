@@ -19,11 +19,14 @@ import pandas as pd
 
 from ..core import cache, paper
 from ..core.atomic import atomic_path, copy_file, write_json
-from .control import CONTROL_SEED, run_control
-from .selection import CONTROL_QUANTILE, book_threshold, control_threshold, is_control, resolve_threshold
 from ..core.errors import UserError
+from ..core.machine import cpu_model
+from ..core.paths import project_dir
+from .control import CONTROL_SEED, run_control
 from .neuron_tables import summary
+from .selection import CONTROL_QUANTILE, book_threshold, control_threshold, is_control, resolve_threshold
 from .sweep import PointProfile, Sweep, snapshot_dir, train_point, train_side_by_side
+from .universality import run_universality
 
 POINT_VERSION = 2  # 2: the key in sweep-point.key.json (cache.py), with the threshold
 COLUMNS = ["point", "stage", "fraction", "train_fraction", "pairing", "reference", "partners", "d_model", "d_mlp",
@@ -112,8 +115,6 @@ def _summary_rows(point: PointProfile) -> list[dict] | None:
 
 def analyse(point: PointProfile, reference, partners, out_dir: Path, device="cpu", threshold=None, progress=True):
     """Universality of `reference` against `partners`, and against the untrained control (both cached)."""
-    from .universality import run_universality
-
     res = run_universality(point, device=device, reference=reference, partners=partners, threshold=threshold,
                            out_dir=out_dir, progress=progress)
     ctrl = run_control(point, device=device, progress=progress, reference=reference, tables_dir=out_dir,
@@ -170,8 +171,6 @@ def write_results(sweep: Sweep, threshold=None) -> pd.DataFrame:
 
     import torch
 
-    from ..models.zoo import cpu_model
-
     table = read_results(sweep, threshold)
     with atomic_path(sweep.results_path) as tmp:
         table.to_csv(tmp, index=False)
@@ -185,8 +184,6 @@ def write_results(sweep: Sweep, threshold=None) -> pd.DataFrame:
 
 def shipped_results_path(sweep: Sweep) -> Path:
     """`results/<sweep>.csv` in the repository: a finished sweep's table, kept because it costs hours."""
-    from ..core.paths import project_dir
-
     return project_dir() / "results" / f"{sweep.base.name}.csv"
 
 

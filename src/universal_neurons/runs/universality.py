@@ -11,14 +11,15 @@ from pathlib import Path
 
 import torch
 
+from ..config.sources import resolve_checkpoint
 from ..core import cache
 from ..data.prepare import analysis_rows, token_rows
-from ..models.loading import load_model
 from ..measures.maxima import FRACTIONS, MAXIMA, PASS_KIND, VERSION, DamagedPass, _dist, correlate
-from .neuron_tables import Results, load_results
 from ..measures.pass_checkpoints import _drop_stale_states
+from ..models.loading import load_model
+from .neuron_tables import Results, load_results
 from .selection import book_threshold
-from ..config.sources import resolve_checkpoint
+
 
 # ---- a profile's pass, cached --------------------------------------------------------------------------
 def run_universality(profile, device="cpu", progress: bool = True, out_dir=None, partners=None, reference=None,

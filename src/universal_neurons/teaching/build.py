@@ -18,7 +18,10 @@ import ast
 import sys
 from pathlib import Path
 
+from ..book.online import add_setup_cell, book_config, repository
+from ..core.atomic import atomic_path
 from ..core.errors import UserError
+from ..core.paths import project_dir
 from .catalog import EXERCISES, Exercise
 
 STARS = {1: "★☆☆", 2: "★★☆", 3: "★★★"}
@@ -26,8 +29,6 @@ SOLUTION_PROMPTS = {"code_prompt_show": "Show solution", "code_prompt_hide": "Hi
 
 
 def _source_path(chapter: str, root=None) -> Path:
-    from ..core.paths import project_dir
-
     path = Path(root or project_dir()) / "notebooks" / f"{chapter}.py"
     if not path.is_file():
         raise UserError(f"{path} not found: the exercises are built from the checkout's chapter sources; run from "
@@ -144,9 +145,6 @@ def build(out, root=None) -> list[Path]:
     with exercises, each with the online setup cell first; returns the paths written."""
     import nbformat
 
-    from ..core.atomic import atomic_path
-    from ..book.online import add_setup_cell, book_config, repository
-
     url, branch = repository(book_config(Path(root or ".") / "_config.yml")) or (None, None)
     written = []
     for chapter in chapters_with_exercises():
@@ -164,8 +162,6 @@ def execute(path, out=None, timeout: int = 600):
     the executed notebook to `out` (default: in place). Raises nbclient's CellExecutionError on a failing cell."""
     import nbformat
     from nbclient import NotebookClient
-
-    from ..core.atomic import atomic_path
 
     nb = nbformat.read(str(path), as_version=4)
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()

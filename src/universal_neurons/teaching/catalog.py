@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..core.errors import UserError
 
+
 @dataclass(frozen=True)
 class Exercise:
     name: str

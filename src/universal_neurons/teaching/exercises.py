@@ -18,8 +18,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .catalog import exercise
 from ..core.errors import UserError
+from ..measures import attention, entropy, matching
+from ..measures.correlation import StreamingPearson
+from ..measures.families import VarianceReduction
+from ..measures.uncertainty import excess_from
+from ..measures.weight_stats import weight_stats
+from .build import solution_source
+from .catalog import exercise
 
 
 class ExerciseFailed(AssertionError):
@@ -29,8 +35,6 @@ class ExerciseFailed(AssertionError):
 def solution(name: str, root: str | Path | None = None) -> Callable:
     """The reference solution of exercise `name`, imported from its chapter source's solution cell (the
     checkout's notebooks/ folder, or `root`/notebooks)."""
-    from .build import solution_source  # MOVE-TOP
-
     ex = exercise(name)
     namespace: dict = {}
     exec(compile(solution_source(ex, root), f"<solution {name}>", "exec"), namespace)  # the project's own source
@@ -111,8 +115,6 @@ def _batches(seed: int = 0, n_a: int = 6, n_b: int = 5, sizes=(40, 25, 60)):
 
 
 def _check_pearson(fn) -> None:
-    from ..measures.correlation import StreamingPearson
-
     batches = _batches()
     sp = StreamingPearson(6, 5)
     for a, b in batches:
@@ -132,9 +134,6 @@ def _check_pearson(fn) -> None:
 
 
 def _check_excess(fn) -> None:
-    from ..measures import matching
-    from ..measures.uncertainty import excess_from
-
     rng = np.random.default_rng(1)
     corr = [np.tanh(rng.normal(0, 0.6, (8, 10))) for _ in range(3)]
     corr[0][2, 4] = -0.97  # a strongly anti-correlated partner neuron: no twin
@@ -169,8 +168,6 @@ def _tiny_model(seed: int = 0, n_layers: int = 2):
 def _check_ln_fold(fn) -> None:
     import copy
 
-    from ..measures.weight_stats import weight_stats
-
     raw = _tiny_model(2)
     folded = copy.deepcopy(raw)
     folded.process_weights_(fold_ln=True, center_writing_weights=True, center_unembed=True)
@@ -189,8 +186,6 @@ def _check_ln_fold(fn) -> None:
 
 
 def _check_vr(fn) -> None:
-    from ..measures.families import VarianceReduction
-
     rng = np.random.default_rng(3)
     y = rng.random(500) < 0.15  # a rare feature, so that swapped weights are far off
     v = np.where(y, rng.normal(2.0, 0.5, 500), rng.normal(0.0, 1.5, 500))
@@ -211,8 +206,6 @@ def _check_vr(fn) -> None:
 
 
 def _check_bos(fn) -> None:
-    from ..measures import attention
-
     model = _tiny_model(4).eval()
     model.process_weights_(fold_ln=True, center_writing_weights=True, center_unembed=True)
     bos = 0
@@ -231,8 +224,6 @@ def _check_bos(fn) -> None:
 
 
 def _check_hook(fn) -> None:
-    from ..measures import entropy
-
     model = _tiny_model(5)
     model.process_weights_(fold_ln=True, center_writing_weights=True, center_unembed=True)
     tokens = torch.randint(1, model.cfg.d_vocab, (3, 12), generator=torch.Generator().manual_seed(5))

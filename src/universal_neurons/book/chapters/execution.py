@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...core.machine import cpu_model
+from ...core.paths import shown
 from ...config.profile import load_profile
 from ..publish import Chapter
 
@@ -34,26 +36,6 @@ def versions_table(packages=PACKAGES) -> pd.DataFrame:
     rows = [{"package": "python", "version": platform.python_version(), "role": "the interpreter"}]
     rows += [{"package": d, "version": version(d), "role": role} for d, role in packages]
     return pd.DataFrame(rows).set_index("package")
-
-
-def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU's model name (from /proc/cpuinfo, else lscpu, else the platform's word for it)."""
-    import subprocess
-
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")) and ":" in line:
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def memory_gib(meminfo: Path = Path("/proc/meminfo")) -> float | None:
@@ -127,19 +109,11 @@ def timing_table(folder: Path, skip=("execution",)) -> pd.DataFrame:
     return t.set_index("chapter")
 
 
-def _here(path: Path) -> str:
-    """A path relative to the working directory (the checkout, for make) when it lies inside it."""
-    try:
-        return str(Path(path).relative_to(Path.cwd().absolute()))
-    except ValueError:
-        return str(path)
-
-
 def run_table(prof, device: str, now: datetime) -> pd.DataFrame:
     rows = {"profile": prof.name, "description": prof.cfg.get("description", ""),
             "overrides (SET)": " ".join(prof.overrides) or "none", "device": device,
-            "run folder": _here(prof.root), "configuration": _here(prof.root / "config.yaml"),
-            "executed notebooks": _here(prof.notebooks_dir),
+            "run folder": shown(prof.root), "configuration": shown(prof.root / "config.yaml"),
+            "executed notebooks": shown(prof.notebooks_dir),
             "this page executed (UTC)": now.strftime("%Y-%m-%d %H:%M")}
     return pd.DataFrame({"value": rows}).rename_axis("run")
 
