@@ -103,7 +103,7 @@ COMMIT ?= 1
 release: $(STAMP)
 	$(PY) -m universal_neurons release --profile "$$UN_PROFILE" --device $(DEVICE) --set "$$UN_SET" $(if $(COMMIT),--commit)
 
-# Emergence over training (issue 16): retrain the zoo's recipe with snapshots of the weights at 10 log-spaced steps
+# Emergence over training: retrain the zoo's recipe with snapshots of the weights at 10 log-spaced steps
 # (about two hours for the default zoo on 2 CPU cores; resumable), measure each step, and ship the results in
 # results/emergence-$(PROFILE).* (what the robustness chapter reads). EMERGENCE_SEEDS="0 1" trains only those.
 emergence: $(STAMP)
@@ -146,7 +146,7 @@ control: $(STAMP)
 	$(if $(SHIP),$(PY) -m universal_neurons.book.chapters.claims_control --profile "$$UN_PROFILE" --set "$$UN_SET" --ship)
 $(NB_OUT)/claims.ipynb: $(wildcard $(CONTROL_ART)/notebooks/*.ipynb results/claims-control-*.json)
 
-# Teaching mode (issue 17): the exercises marked in the chapter sources, as student notebooks (stubs raising
+# Teaching mode: the exercises marked in the chapter sources, as student notebooks (stubs raising
 # NotImplementedError, then the checks) and instructor notebooks (solutions, executed: the book's Exercises part).
 EX_OUT := artifacts/exercises
 $(EX_OUT)/.built: $(STAMP) $(PKG) $(wildcard notebooks/*.py) _config.yml
@@ -202,7 +202,7 @@ test: browser lint-workflows
 	$(MAKE) book PROFILE=smoke SET= DEVICE=cpu
 	$(PY) -m pytest -q --strict-markers
 
-# The scale study (issue 4): zoos over a grid, each analysed; cached point by point, resumable.
+# The scale study: zoos over a grid, each analysed; cached point by point, resumable.
 sweep: $(STAMP)
 	$(PY) -m universal_neurons sweep --profile $(SWEEP) --device $(DEVICE) --set "$$UN_SET"
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from .core.cli import one_line_errors, profile_options, read_only
 from .core.errors import UserError
 from .core.lock import HELD_ENV, clean_leftovers, run_lock
+from .core.paths import shown
 
 COMMANDS = {
     "data": "build the corpus, the tokenizer and the train / held-out token rows",
@@ -30,7 +31,7 @@ COMMANDS = {
     "universality": "correlate the reference with its partners and write the neuron tables (paper section 2)",
     "properties": "compute the neuron properties (weight and activation statistics) of every member",
     "sweep": "train and analyse the zoos of a sweep profile's grid, point by point (resumable)",
-    "emergence": "retrain the zoo's recipe with snapshots and measure universality at each step (issue 16; hours)",
+    "emergence": "retrain the zoo's recipe with snapshots and measure universality at each step (hours)",
     "explorer": "write the neuron explorer's pages (one per compared neuron, its twins and a contrast sample)",
     "config": "print the resolved configuration (defaults and overrides applied) as YAML",
     "where": "print the run folder of the profile with its overrides, relative to the working directory",
@@ -279,7 +280,7 @@ def _config(profile, args, progress):
     from .core.atomic import write_text
 
     head = f"# profile {profile.name}" + (f", overrides: {' '.join(profile.overrides)}" if profile.overrides else "")
-    text = f"{head}\n# run folder: {_relative(profile.root)}\n" + yaml.safe_dump(profile.cfg, sort_keys=False, width=1000)
+    text = f"{head}\n# run folder: {shown(profile.root)}\n" + yaml.safe_dump(profile.cfg, sort_keys=False, width=1000)
     if args.write is None:
         print(text, end="")
     elif not Path(args.write).is_file() or Path(args.write).read_text() != text:
@@ -287,15 +288,7 @@ def _config(profile, args, progress):
 
 
 def _where(profile, args, progress):
-    print(_relative(profile.root))
-
-
-def _relative(path: Path) -> str:
-    """`path` relative to the working directory when it lies under it, else absolute."""
-    try:
-        return str(Path(path).relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+    print(shown(profile.root))
 
 
 def _list_profiles() -> int:

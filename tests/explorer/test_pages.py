@@ -1,4 +1,4 @@
-"""The static neuron explorer's pages (explorer_pages): hand-made records, checked by parsing the written HTML."""
+"""The static neuron explorer's pages (explorer.pages): hand-made records, checked by parsing the written HTML."""
 
 import copy
 import re

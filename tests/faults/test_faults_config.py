@@ -1,4 +1,4 @@
-"""Issue 11, configuration and parameters: every bad value is one line (`error: ...`, exit status 2 through the
+"""Configuration and parameters: every bad value is one line (`error: ...`, exit status 2 through the
 CLI; a UserError in a chapter's `compute` and in a notebook) before any work, and nothing is written."""
 
 from __future__ import annotations

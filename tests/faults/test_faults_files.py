@@ -1,4 +1,4 @@
-"""Issue 11, files: every file is checked when it is read (token rows, corpus splits, tokenizers, weights, cached
+"""Files: every file is checked when it is read (token rows, corpus splits, tokenizers, weights, cached
 results), every cache key is complete, any number of corpus sources. Each damaged file gives one line naming the
 file and the fix, or is rebuilt / recomputed; nothing half-written is left."""
 

@@ -1,5 +1,5 @@
-"""Runs that cannot collide, leave nothing half-written and stop early, in one line, on the machine's faults
-(issue 11): the run-folder lock, the writable / free-space checks, disk faults anywhere, leftovers of killed runs."""
+"""Runs that cannot collide, leave nothing half-written and stop early, in one line, on the machine's faults:
+the run-folder lock, the writable / free-space checks, disk faults anywhere, leftovers of killed runs."""
 
 import errno
 import json

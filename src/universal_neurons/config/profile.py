@@ -1,5 +1,5 @@
 """Profiles: named configurations shipped with the package (`profiles/<name>.yaml`), overridable one key at a
-time (`section.key=value`), checked against `config_schema` on load, and where a run's outputs live.
+time (`section.key=value`), checked against `config.schema` on load, and where a run's outputs live.
 
 A profile either trains its own zoo (`train:` section; members are `<zoo>/seed-<k>`) or names real checkpoints
 (`models:` section; members are hub ids or local folders). Outputs go under `$UN_ARTIFACTS`, else `./artifacts`

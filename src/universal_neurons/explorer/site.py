@@ -1,6 +1,6 @@
 """The neuron explorer of a built book: which neurons get a page (the reference's compared group, their twins in
 every other seed, a seeded sample of the rest for contrast), their records (`explorer.neuron_records`, cached in
-the run folder), their labels from the other chapters' analyses, and the pages (`explorer_pages.write_site`) under
+the run folder), their labels from the other chapters' analyses, and the pages (`pages.write_site`) under
 `_build/html/neurons/<run>/`. Chapter tables link neuron ids to these pages (`links`)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-// The neuron explorer's index (universal_neurons.explorer_pages): every `table.sortable` sorts by a column when its
+// The neuron explorer's index (universal_neurons.explorer.pages): every `table.sortable` sorts by a column when its
 // header is clicked (numbers numerically, text alphabetically; a second click reverses; a cell's data-sort, when
 // present, is its key) and gets a box above it that hides the rows not containing the text typed. Adapted from
 // book/_static/sortable.js; no library, nothing loaded from elsewhere. Without JavaScript the table is unchanged.

@@ -1,9 +1,9 @@
-"""The untrained control and the threshold policy.
+"""The untrained controls: the partner that gives the excess correlation's noise floor, and the negative
+control's untrained members.
 
 The control is an untrained model with the reference's config (a fixed init seed): correlating the reference
-with it (`run_control`, into `tables/control`) gives the noise floor of the excess correlation, and its
-`selection.CONTROL_QUANTILE` the scale-aware threshold (`selection.control_threshold`). A chapter's `threshold` is the paper's
-number (`paper.THRESHOLD`), another number, or "control" (`selection.resolve_threshold`).
+with it (`run_control`, into `tables/control`) gives the noise floor of the excess correlation, from which
+`selection.control_threshold` takes the scale-aware threshold.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Emergence over training (issue 16): retrain a zoo's recipe with snapshots of the weights at log-spaced steps
+"""Emergence over training: retrain a zoo's recipe with snapshots of the weights at log-spaced steps
 (`zoo.snapshot_steps`), then measure at each step the reference against its partners at the same step: the
 universal share, the excess distribution, the per-layer counts, and where the neurons universal at the end stood.
 
@@ -15,6 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import UserError
+from .. import data
+from ..config.recipe import read_manifest
+from ..core import cache
+from ..core.atomic import copy_file, write_json, write_npz
+from ..core.checksum import file_sha256
+from ..core.paths import project_dir
+from ..measures import activations, matching, nulls
+from ..measures.uncertainty import excess_from
+from ..models.loading import load_model
+from ..core.machine import cpu_model
+from ..models.zoo import heldout_loss, train_members, zoo_jobs
 
 SNAPSHOTS = 10  # log-spaced steps besides step 0
 
@@ -26,8 +37,6 @@ def root(profile) -> Path:
 
 def jobs(profile, seeds=None, snapshots: int = SNAPSHOTS, progress: bool = True) -> list[dict]:
     """`train_seed` jobs of the profile's recipe into root(profile), each saving `snapshots` snapshots."""
-    from ..models.zoo import zoo_jobs
-
     if snapshots < 1:
         raise UserError(f"--snapshots {snapshots}: at least 1 snapshot is needed (e.g. --snapshots 10)")
     return [{**j, "snapshots": snapshots} for j in zoo_jobs(profile, out_root=root(profile), progress=progress,
@@ -36,8 +45,6 @@ def jobs(profile, seeds=None, snapshots: int = SNAPSHOTS, progress: bool = True)
 
 def train(profile, seeds=None, snapshots: int = SNAPSHOTS, device: str = "cpu", progress: bool = True) -> list[Path]:
     """Retrain the chosen seeds with snapshots (side by side when the cores allow; resumable)."""
-    from ..models.zoo import train_members
-
     return train_members(jobs(profile, seeds, snapshots, progress), device, progress)
 
 
@@ -46,8 +53,6 @@ LOSS_ROWS = 64  # held-out rows for each snapshot's loss
 
 
 def _shipped_path(profile, suffix: str) -> Path:
-    from ..core.paths import project_dir
-
     return project_dir() / "results" / f"emergence-{profile.name}{suffix}"
 
 
@@ -72,21 +77,9 @@ def _order(profile, seeds) -> list[int]:
     return [ref] + [s for s in seeds if s != ref]
 
 
-def heldout_loss(model, tokens: np.ndarray, device) -> float:
-    """Mean next-token loss (nats) of a HookedTransformer on held-out rows."""
-    import torch
-
-    with torch.no_grad():
-        return float(model(torch.as_tensor(tokens.astype(np.int64), device=device), return_type="loss"))
-
-
 def measure_step(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int, device, progress=True) -> dict:
     """The reference `models[0]` against each partner at one step: per partner the signed-max correlation and its
     partner neuron, and the paper's rotated baseline (one draw, seed 0), each [P, n]; each model's held-out loss."""
-    from ..measures import activations
-    from ..measures import matching
-    from ..measures import nulls
-
     cms = activations.co_moments(models, names, tokens, n_tokens, batch_rows, device, progress=progress)
     sizes_b = [[m.cfg.d_mlp] * m.cfg.n_layers for m in models[1:]]
     best = [matching.signed_max(cm.corr_ab()) for cm in cms]
@@ -98,8 +91,6 @@ def measure_step(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: i
 
 def _step_key(step: int, rows, n_tokens, folders) -> dict:
     """The cache key of one step's results (<root>/steps/step-<n>.npz beside step-<n>.key.json)."""
-    from ..core import cache
-
     return cache.make_key(f"step-{step:06d}", version=VERSION, n_tokens=n_tokens, data=rows.header["provenance"],
                           members=[str(f) for f in folders],
                           weights=[json.loads((f / "training_log.json").read_text())["files"] for f in folders])
@@ -110,12 +101,6 @@ def analyse(profile, device: str = "cpu", progress: bool = True) -> Path:
     interrupted analysis resumes), compare the retrained reference with the shipped one, and write
     <root>/emergence.npz with <root>/emergence.json. Returns the json's path."""
     from tqdm.auto import tqdm
-
-    from ..core import cache
-    from .. import data
-    from ..core.atomic import write_json, write_npz
-    from ..core.checksum import file_sha256
-    from ..models.loading import load_model
 
     t0 = time.time()
     order = _order(profile, trained_seeds(profile))
@@ -151,7 +136,6 @@ def analyse(profile, device: str = "cpu", progress: bool = True) -> Path:
             "command": f"make emergence PROFILE={profile.name}" + (
                 f' EMERGENCE_SEEDS="{" ".join(map(str, order))}"' if len(order) < len(profile.seeds) else ""),
             "members": {}}
-    from ..models.zoo import cpu_model
 
     info["cpu"] = cpu_model()
     for s in order:
@@ -174,9 +158,6 @@ def _recipe(profile) -> dict:
 def _against_shipped(profile, order, tokens, n_tokens, batch, device, info) -> dict:
     """Where the profile ships a zoo: the retrained reference's neurons against the shipped reference's (same
     index), and the shipped reference against the shipped partners of the same seeds (its excess)."""
-    from ..models.loading import load_model
-    from ..config.recipe import read_manifest
-
     if profile.shipped_dir is None or not (profile.shipped_dir / "manifest.json").is_file():
         info["shipped"] = None
         return {}
@@ -186,7 +167,6 @@ def _against_shipped(profile, order, tokens, n_tokens, batch, device, info) -> d
     for s in order:
         info["members"][str(s)]["identical_to_shipped"] = (info["members"][str(s)]["model_sha256"]
                                                            == info["shipped"][str(s)]["model_sha256"])
-    from ..measures import activations
 
     mine = load_model(root(profile) / f"seed-{order[0]}", device=device)
     shipped = [load_model(profile.shipped_dir / f"seed-{s}", device=device) for s in order]
@@ -198,8 +178,6 @@ def _against_shipped(profile, order, tokens, n_tokens, batch, device, info) -> d
 
 def ship(profile) -> Path:
     """Copy the results into the repository's results/ (emergence-<profile>.npz and .json)."""
-    from ..core.atomic import copy_file
-
     for suffix in (".npz", ".json"):
         copy_file(root(profile) / f"emergence{suffix}", _shipped_path(profile, suffix))
     return _shipped_path(profile, ".json")
@@ -215,8 +193,6 @@ def load(profile) -> Emergence | None:
     """The emergence results for this profile: the run folder's own if it has them, else the shipped ones when
     they were computed with the profile's recipe and data; None when there are none. Shipped arrays are checked
     against the sha256 their json records (one-line UserError if they differ)."""
-    from ..core.checksum import file_sha256
-
     for js in (root(profile) / "emergence.json", _shipped_path(profile, ".json")):
         if not js.is_file():
             continue
@@ -236,8 +212,6 @@ def load(profile) -> Emergence | None:
 
 def excess(res: Emergence) -> np.ndarray:
     """[steps, n] the paper's excess (`uncertainty.excess_from`) of every reference neuron at every step."""
-    from ..measures.uncertainty import excess_from
-
     return excess_from(res["real"].swapaxes(0, 1), res["base"].swapaxes(0, 1))
 
 

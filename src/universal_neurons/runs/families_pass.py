@@ -1,7 +1,7 @@
 """The families chapter's pass (paper section 4.3): the reference model over held-out rows, streamed, for the VR of
 every neuron against token, previous-token, unigram (duplicate), source and position features, the firing counts
 per position (mutual information) and the activation per position; a second pass over the Brown rows for the
-syntax features. Cached (`cache.py`) in the profile's tables folder as families.npz and families.json."""
+syntax features. Cached (`core.cache`) in the profile's tables folder as families.npz and families.json."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ def compute_properties(profile, device="cpu", all_members: bool = True, out_dir=
     """Weight statistics of every member of the profile and activation statistics of every member (or the
     reference only) on `n_tokens` held-out tokens (default `analysis.n_tokens`), written into `out_dir`
     (default the profile's tables folder) as properties.csv, properties-hist.npz and properties.json, then
-    joined into neurons.csv (`neuron_frame`). Cached (`cache.py`): a rerun with the same models, data and
+    joined into neurons.csv (`neuron_frame`). Cached (`core.cache`): a rerun with the same models, data and
     parameters reads the files."""
     analysis = profile.cfg.get("analysis", {})
     n_tokens = int(n_tokens or analysis["n_tokens"])
