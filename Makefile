@@ -40,6 +40,9 @@ CONFIG := $(ART)/config.yaml
 NB_OUT := $(ART)/notebooks
 CHAPTERS := claims zoo universality scale properties families prediction entropy attention mysteries robustness execution
 PKG := $(wildcard src/universal_neurons/*.py src/universal_neurons/*/*.py src/universal_neurons/*/*/*.py)
+# The package's data files a chapter may read (the paper's numbers, the explorer's templates); profiles reach the
+# notebooks through the run folder's config.yaml.
+PKG_DATA := $(shell find src/universal_neurons -type f ! -name '*.py' ! -path '*/__pycache__/*' ! -path '*/profiles/*')
 MATHJAX := book/_vendor/mathjax/tex-chtml.js
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -92,9 +95,13 @@ $(DEVICE_FILE): FORCE
 # The zoo is retrained only when its configuration or the training code changes (seeds already trained with
 # the same settings are kept). A shipped zoo (the default's zoo/release) is only checked against its
 # manifest, never trained; RETRAIN=1 retrains it into artifacts/ and compares the bytes.
-$(ART)/zoo/.trained: $(STAMP) $(CONFIG) $(DEVICE_FILE) $(PKG) $(wildcard zoo/*/manifest.json) $(if $(RETRAIN),FORCE)
+# It also writes zoo/.members (what identifies the members' weights), rewritten only when a member changed: the
+# notebooks depend on that, not on the zoo's check.
+$(ART)/zoo/.trained: $(STAMP) $(CONFIG) $(DEVICE_FILE) $(or $(ZOO_CODE),$(PKG)) $(wildcard zoo/*/manifest.json) \
+	$(if $(RETRAIN),FORCE)
 	$(PY) -m universal_neurons zoo --profile "$$UN_PROFILE" --device $(DEVICE) --set "$$UN_SET" $(if $(RETRAIN),--retrain)
 	@mkdir -p $(@D) && touch $@
+$(ART)/zoo/.members: $(ART)/zoo/.trained ;
 zoo: $(ART)/zoo/.trained
 
 # Train the shipped zoo's missing seeds into zoo/<name>/ (hours on a CPU; resumable); each finished seed is
@@ -112,8 +119,15 @@ emergence: $(STAMP)
 
 # Notebooks are kept as py:percent text; jupytext converts, papermill executes with parameters (profile, device and
 # SET: every other setting is a configuration key), holding the run folder's lock meanwhile (a CLI run beside it
-# waits, and never cleans a folder the notebook is writing).
-$(NB_OUT)/%.ipynb: notebooks/%.py $(ART)/zoo/.trained
+# waits, and never cleans a folder the notebook is writing). A notebook runs again when its source, the package
+# files it imports (NB_CODE_<chapter>, its import closure: a chapter that does not import a changed module is kept),
+# the package's data, the configuration, the device or a member's weights changed.
+CODE_DEPS := artifacts/.code-deps.mk
+$(CODE_DEPS): $(PKG) $(wildcard notebooks/*.py) scripts/import_graph.py
+	@$(PYTHON) scripts/import_graph.py --make $@ notebooks/*.py
+-include $(CODE_DEPS)
+.SECONDEXPANSION:
+$(NB_OUT)/%.ipynb: notebooks/%.py $$(or $$(NB_CODE_$$*),$(PKG)) $(PKG_DATA) $(CONFIG) $(DEVICE_FILE) $(ART)/zoo/.members
 	@mkdir -p $(NB_OUT)
 	$(PY) -m jupytext --quiet --to ipynb --output $(NB_OUT)/$*.in.ipynb $<
 	$(PY) -m universal_neurons.book.online setup-cell $(NB_OUT)/$*.in.ipynb  # for Colab and Binder; a no-op here
@@ -149,7 +163,7 @@ $(NB_OUT)/claims.ipynb: $(wildcard $(CONTROL_ART)/notebooks/*.ipynb results/clai
 # Teaching mode: the exercises marked in the chapter sources, as student notebooks (stubs raising
 # NotImplementedError, then the checks) and instructor notebooks (solutions, executed: the book's Exercises part).
 EX_OUT := artifacts/exercises
-$(EX_OUT)/.built: $(STAMP) $(PKG) $(wildcard notebooks/*.py) _config.yml
+$(EX_OUT)/.built: $(STAMP) $(or $(EXERCISE_CODE),$(PKG)) $(wildcard notebooks/*.py) _config.yml
 	$(PY) -m universal_neurons.teaching.build --out $(EX_OUT) --execute
 	@touch $@
 exercises: $(EX_OUT)/.built

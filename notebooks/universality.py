@@ -153,6 +153,7 @@ publish.table(ch, "top_neurons")
 ch.tables["paper_comparison"]
 
 # %% [markdown]
+# Below, the distributions of the paper's universal neurons (from its published tables) beside ours: our
 # {glue:md}`paper_md`
 #
 # ```{glue:figure} fig-universality-paper-distributions

@@ -3,6 +3,7 @@ that reach a higher folder, and the largest modules.
 
     python scripts/import_graph.py            # a summary: modules, imports, cycles, upward imports, largest modules
     python scripts/import_graph.py --edges    # every import between two modules of the package, with its line
+    python scripts/import_graph.py --make OUT # the package files each notebook runs, as make variables (make book)
 
 A folder of `src/universal_neurons` is a stage; `BELOW` says which stages each may import. The package's own
 `__init__` and `__main__` (its face and its command line) may import anything.
@@ -154,11 +155,79 @@ def sizes(src: Path = SRC) -> list[tuple[int, str]]:
     return sorted(((len(p.read_text().splitlines()), n) for n, p in _modules(src).items()), reverse=True)
 
 
+def _ancestors(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:k]) for k in range(1, len(parts))]
+
+
+def closure(starts, edges: list[Import]) -> set[str]:
+    """The modules that importing `starts` may run: their imports, function-level ones included, and the faces of
+    the packages on the way (importing a.b.c runs a/__init__ and a/b/__init__), transitively."""
+    graph: dict[str, set[str]] = {}
+    for e in edges:
+        graph.setdefault(e.source, set()).add(e.target)
+    seen, todo = set(), list(starts)
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        todo += [*graph.get(m, ()), *_ancestors(m)]
+    return seen
+
+
+def script_imports(path: Path, src: Path = SRC) -> set[str]:
+    """The package's modules a script (a notebook kept as py:percent, say) imports."""
+    modules = _modules(src)
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        else:
+            continue
+        found |= {m for m in map(lambda n: _resolve(n, modules), names) if m}
+    return found
+
+
+# what the zoo's recipe runs (`universal-neurons zoo`: train, check the shipped zoo, save the untrained control)
+ZOO_ENTRY = (f"{PACKAGE}.models.zoo", f"{PACKAGE}.models.release", f"{PACKAGE}.runs.control")
+EXERCISE_ENTRY = (f"{PACKAGE}.teaching.build", f"{PACKAGE}.teaching.exercises")
+
+
+def make_variables(notebooks, src: Path = SRC) -> str:
+    """make variables: NB_CODE_<chapter> (the package files a notebook runs), ZOO_CODE and EXERCISE_CODE."""
+    edges, files = imports(src), _modules(src)
+    root = src.parents[1]
+
+    def listed(mods) -> str:
+        return " ".join(sorted(str(files[m].relative_to(root)) for m in mods))
+
+    lines = ["# Written by scripts/import_graph.py --make: the package files each step runs (its import closure)."]
+    for nb in sorted(map(Path, notebooks)):
+        lines.append(f"NB_CODE_{nb.stem} := {listed(closure(script_imports(nb, src), edges))}")
+    lines.append(f"ZOO_CODE := {listed(closure([*ZOO_ENTRY, PACKAGE + '.__main__'], []) | closure(ZOO_ENTRY, edges))}")
+    lines.append(f"EXERCISE_CODE := {listed(closure(EXERCISE_ENTRY, edges))}")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--edges", action="store_true", help="list every import between two modules of the package")
     ap.add_argument("--src", type=Path, default=SRC, help="the package folder (default: this checkout's)")
+    ap.add_argument("--make", type=Path, metavar="OUT", help="write the notebooks' code dependencies as make variables "
+                    "into OUT (rewritten only when they change)")
+    ap.add_argument("notebooks", nargs="*", type=Path, help="with --make: the notebooks (py:percent)")
     args = ap.parse_args(argv)
+    if args.make:
+        text = make_variables(args.notebooks, args.src)
+        if not args.make.is_file() or args.make.read_text() != text:
+            args.make.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.make.with_name(f".{args.make.name}.tmp")
+            tmp.write_text(text)
+            tmp.replace(args.make)
+        return 0
     edges = imports(args.src)
     if args.edges:
         for e in sorted(edges, key=lambda e: (e.source, e.line)):

@@ -49,3 +49,25 @@ def test_a_cycle_is_caught(tmp_path):
     loops = graph.cycles(graph.imports(src))
     assert any({"universal_neurons.core.errors", "universal_neurons.core.atomic"} <= set(c) for c in loops)
     assert graph.upward(graph.imports(src)) == []  # within one stage: a cycle, not an upward import
+
+
+def test_a_notebooks_code_dependencies_cover_what_it_imports(tmp_path):
+    """NB_CODE_<chapter> (what make reruns a notebook for) holds every package module that importing the notebook's
+    modules loads (read from sys.modules in a fresh interpreter), and leaves out the other chapters."""
+    import subprocess
+
+    notebook = ROOT / "notebooks" / "mysteries.py"
+    out = tmp_path / "deps.mk"
+    assert graph.main(["--make", str(out), str(notebook)]) == 0
+    listed = dict(line.split(" := ") for line in out.read_text().splitlines()[1:])
+    files = set(listed["NB_CODE_mysteries"].split())
+    mods = sorted(graph.script_imports(notebook))
+    code = (f"import importlib, sys\nfor m in {mods!r}: importlib.import_module(m)\n"
+            "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.startswith('universal_neurons')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    loaded = {str(Path(f).resolve().relative_to(ROOT)) for f in loaded.split()}
+    assert loaded and loaded <= files, sorted(loaded - files)
+    assert "src/universal_neurons/book/chapters/mysteries.py" in files
+    assert not {"src/universal_neurons/book/chapters/robustness.py", "src/universal_neurons/runs/families_pass.py",
+                "src/universal_neurons/teaching/build.py"} & files
+    assert out.read_text() == graph.make_variables([notebook])  # rewritten only when it changes

@@ -14,10 +14,12 @@ are cached writes nothing and is never refused).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
+from .core.atomic import write_text
 from .core.cli import one_line_errors, profile_options, read_only
 from .core.errors import UserError
 from .core.lock import HELD_ENV, clean_leftovers, run_lock
@@ -177,7 +179,8 @@ def _data(profile, args, progress):
 def _zoo(profile, args, progress):
     if not profile.is_zoo:
         print(f"{profile.name}: real checkpoints ({', '.join(profile.members(trained=True))}); nothing to train")
-        return _untrained(profile)
+        _untrained(profile)
+        return _members_stamp(profile)
     from .config import recipe
     from .models import release
 
@@ -195,6 +198,22 @@ def _zoo(profile, args, progress):
         for path in train_zoo(profile, device=args.device, progress=progress):
             print(path)
     _untrained(profile)
+    _members_stamp(profile)
+
+
+def _members_stamp(profile):
+    """<run folder>/zoo/.members: what identifies the members' weights, rewritten only when it changes: the
+    notebooks depend on it, so they run again when a member changed, not whenever the zoo was checked."""
+    from .models.loading import members_signature
+
+    try:
+        sig = members_signature(profile)
+    except UserError:  # a checkpoint not on this machine: the chapters say so in one line
+        sig = {"members": [str(m) for m in profile.members()]}
+    text = json.dumps(sig, sort_keys=True, indent=1) + "\n"
+    path = Path(profile.root) / "zoo" / ".members"
+    if not path.is_file() or path.read_text() != text:
+        write_text(path, text)
 
 
 def _untrained(profile):
@@ -276,8 +295,6 @@ def _sweep(profile, args, progress):
 
 def _config(profile, args, progress):
     import yaml
-
-    from .core.atomic import write_text
 
     head = f"# profile {profile.name}" + (f", overrides: {' '.join(profile.overrides)}" if profile.overrides else "")
     text = f"{head}\n# run folder: {shown(profile.root)}\n" + yaml.safe_dump(profile.cfg, sort_keys=False, width=1000)

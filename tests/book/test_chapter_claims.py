@@ -354,7 +354,9 @@ def test_execution_times_are_papermills_durations(run):
     assert ch.glue["exe_total_s"] == pytest.approx(sum(expected.values()))
     assert ch.glue["exe_n_chapters"] == len(GLUE) and ch.glue["exe_slowest"] == "mysteries"
     assert ch.tables["run"].loc["run folder", "value"] == str(run.parent)  # outside the working directory: absolute
-    assert execution._here(Path.cwd() / "artifacts" / "x") == str(Path("artifacts") / "x")
+    from universal_neurons.core.paths import shown
+
+    assert shown(Path.cwd() / "artifacts" / "x") == str(Path("artifacts") / "x")  # inside it: relative
 
 
 def test_execution_machine_and_versions(tmp_path):

@@ -81,9 +81,8 @@ def test_gap_of_universal_neurons_is_a_number_or_undefined():
 
 
 def test_paper_distributions_compare_universal_neurons_or_the_top_percent():
-    assert chapter.paper_distributions_intro(3).endswith("beside ours: our universal neurons.")
-    assert chapter.paper_distributions_intro(0).endswith(
-        "our top 1% of neurons by excess correlation, since none is universal.")
+    assert chapter.distributions_ours(3) == "universal neurons."
+    assert chapter.distributions_ours(0) == "top 1% of neurons by excess correlation, since none is universal."
 
 
 def test_comparison_table_puts_the_papers_numbers_beside_ours():

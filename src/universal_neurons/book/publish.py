@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 from ..core.atomic import atomic_path, write_text
 from ..core.errors import UserError
 from ..core.paths import project_dir
+from ..explorer.links import links
 
 
 @dataclass
@@ -129,8 +130,6 @@ def linked_ids(text: str, links: dict[str, str]) -> str:
 def _links(ch: Chapter) -> dict[str, str]:
     """The neuron explorer's links of the chapter's run (cached in ch.data); none when it has nothing for it."""
     if "_links" not in ch.data:
-        from ..explorer.site import links
-
         try:
             ch.data["_links"] = links(ch.profile)
         except (UserError, OSError):  # no universality tables for this run (yet): plain ids

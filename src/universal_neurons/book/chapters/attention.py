@@ -12,7 +12,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from ...measures import attention
-from ...models.loading import members_signature
+from ...models.loading import load_model, members_signature
 from ...core import cache, paper
 from ... import data
 from .. import plotting
@@ -189,8 +189,6 @@ def _ablations(prof, models: dict, pairs: dict, tokens: np.ndarray, device) -> p
 def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     """Scores in every seed, ablations of the reference's strongest pairs and each seed's own (cached), BOS value
     norms, verdicts and the role's universality across seeds."""
-    from ...models.loading import load_model
-
     prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     b = prof.cfg["book"]
     top, n_pairs = int(b["role_top"]), int(b["attention_pairs"])

@@ -23,6 +23,7 @@ from ...core.atomic import write_text
 from ...config.profile import load_profile
 from ...core.paths import project_dir
 from ...core.errors import UserError
+from ...core.machine import cpu_model
 from .notebook_reading import glued, shown
 
 CONTROL_SET = "analysis.untrained=true"
@@ -116,8 +117,6 @@ def _git(*args) -> str:
 
 def ship(prof, chapters=CHAPTERS) -> Path:
     """Copy the control's glued values from its run folder into results/claims-control-<run>.json."""
-    from .execution import cpu_model
-
     cp = control_profile(prof)
     if cp is None:
         raise UserError(f"profile {prof.name!r} is itself a negative control; ship the control of the trained run")

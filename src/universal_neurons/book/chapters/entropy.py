@@ -15,7 +15,7 @@ from IPython.display import Markdown
 from ...core import cache, paper
 from ... import data
 from .. import plotting
-from ...models.loading import members_signature
+from ...models.loading import load_model, members_signature
 from ...measures import entropy
 from .. import words
 from ...core.atomic import write_text
@@ -205,9 +205,7 @@ def views_sentence(cands: pd.DataFrame) -> str:
         ref_txt = (f"of the {n_pass} neurons that pass the reference code's filter (weight-decay penalty in the top "
                    f"{1 - entropy.REFERENCE_PENALTY_QUANTILE:.0%}, vocab_kurt at most {entropy.REFERENCE_VOCAB_KURT:g}), the one "
                    f"of smallest vocabulary variance is {same}")
-    return (f"The book's view puts {nm(book)} first; {ref_txt}. The chapter uses the book's view: the reference's "
-            "thresholds were set by hand for each of its models (a penalty of at least 3, 1 and 2, vocab_kurt at "
-            "most 10, 8 and 7) and do not carry over to a small model, while the ratio needs no threshold.")
+    return f"The book's view puts {nm(book)} first; {ref_txt}."
 
 
 def paper_table(published: dict) -> pd.DataFrame:
@@ -262,8 +260,6 @@ def _runs(prof, models: dict, chosen: dict, tokens: np.ndarray, device) -> pd.Da
 def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     """Candidates in every seed, the reference's interventions (cached), effects, verdicts and the role's
     universality across seeds."""
-    from ...models.loading import load_model
-
     prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     b = prof.cfg["book"]
     top, n_null = int(b["role_top"]), int(b["null_dims"])

@@ -16,6 +16,8 @@ from ...measures import families
 from ...runs import properties
 from .. import words
 from ...config.profile import load_profile
+from ...data.tokenizer import load_tokenizer
+from ...models.loading import load_model
 from ..publish import Chapter
 from ...measures.verdicts import Evidence, glue_verdict, holds_here
 from . import families_gallery
@@ -332,9 +334,6 @@ def best_table(best: pd.DataFrame, live: pd.DataFrame, kinds: dict, d_mlp: int, 
 
 def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     """The chapter's pass (cached), family rules, verdicts, tables and the activations its figures draw."""
-    from ...models.loading import load_model
-    from ...data.tokenizer import load_tokenizer
-
     prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
     b = prof.cfg["book"]
     ensure_results(prof, device=device)

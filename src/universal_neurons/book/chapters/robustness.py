@@ -15,16 +15,18 @@ import pandas as pd
 from ...core import cache
 from ... import data
 from .. import plotting
-from ...models.loading import members_signature
+from ...models.loading import load_model, members_signature
 from ...measures import activations
 from ...measures import matching
 from ...measures.nulls import permutation_max, rotated_corr, rotated_max
+from ...measures.reference_port import ReferencePearson, fp16_rotations, max_nan_to_zero
+from ...runs import emergence
 from ...runs.control import run_control, untrained_control
 from ...measures import similarity
 from ...core import paper
 from ...measures import uncertainty
 from ...measures import verdicts
-from ...core.atomic import write_text
+from ...core.atomic import write_npz, write_text
 from ...config.profile import load_profile, name_of
 from ..publish import Chapter
 from ...runs.selection import resolve_threshold
@@ -43,9 +45,6 @@ def _pass(prof, device):
     """The co-moments of the reference with each partner and with the untrained control (last) over
     book.robust_tokens held-out tokens, and the reference implementation's float16 accumulators of the same
     tokens for each partner (`reference_port`). Not kept: only what the chapter derives from them is cached."""
-    from ...models.loading import load_model
-    from ...measures.reference_port import ReferencePearson
-
     sources = prof.members()
     rows = data.analysis_rows(prof, progress=False)
     n_tokens = min(int(prof.cfg["book"]["robust_tokens"]), int(prof.cfg["analysis"]["n_tokens"]))
@@ -88,8 +87,6 @@ def results(prof, device="cpu") -> tuple[dict, dict]:
         with np.load(npz, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}, json.loads(js.read_text())
     with cache.updating(folder, key):
-        from ...measures.reference_port import fp16_rotations, max_nan_to_zero
-
         cms, ports, extra, info = _pass(prof, device)
         control = cms.pop()
         sizes_a, sizes_b = info["sizes"][0], info["sizes"][1:]
@@ -124,8 +121,6 @@ def results(prof, device="cpu") -> tuple[dict, dict]:
                                 for cm, sb in zip(cms, sizes_b)]),
                "svcca": np.stack([similarity.layer_matrix(cm.cov_aa(), cm.cov_bb(), cm.cov_ab(), sizes_a, sb, similarity.svcca)
                                   for cm, sb in zip(cms, sizes_b)])}
-        from ...core.atomic import write_npz
-
         write_npz(npz, out)
         write_text(js, json.dumps(info))
     return out, info
@@ -269,8 +264,6 @@ def emergence_view(prof, thr: float):
     """The glue, table and figure data of the emergence section, from `emergence.load` (None when this profile
     has no emergence results: the glue then says how to compute them)."""
     from IPython.display import Markdown
-
-    from ...runs import emergence
 
     res = None if prof.untrained else emergence.load(prof)  # the negative control has no training to follow
     if res is None:

@@ -62,7 +62,7 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
             "gap_all": float(gap.mean()), "gap_top": float(gap[top].mean()),
             "gap_universal_md": Markdown(gap_universal_words(gap_universal)),
             "same_layer_pct": 100 * float(same["argmax_share"].mean()),
-            "paper_md": Markdown(paper_distributions_intro(s["n_universal"])),
+            "paper_md": Markdown(distributions_ours(s["n_universal"])),
             "conv_first_tokens": int(conv["n_tokens"].iloc[0]),
             "conv_q99_first": float(conv["excess_q99"].iloc[0]), "conv_q99_last": float(conv["excess_q99"].iloc[-1]),
             "paper_threshold": paper.THRESHOLD, "paper_gap_all": paper.GAP_ALL,
@@ -209,11 +209,9 @@ def gap_universal_words(gap_universal: float | None) -> str:
     return "undefined here (no universal neuron)" if gap_universal is None else f"{gap_universal:.3f}"
 
 
-def paper_distributions_intro(n_universal: int) -> str:
+def distributions_ours(n_universal: int) -> str:
     """Which of our neurons are drawn beside the paper's universal ones: ours, or the top 1% if none is universal."""
-    ours = "universal neurons." if n_universal else "top 1% of neurons by excess correlation, since none is universal."
-    return ("Below, the distributions of the paper's universal neurons (from its published tables) beside ours: "
-            "our " + ours)
+    return "universal neurons." if n_universal else "top 1% of neurons by excess correlation, since none is universal."
 
 
 def comparison_table(ours: dict) -> pd.DataFrame:

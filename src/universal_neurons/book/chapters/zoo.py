@@ -11,7 +11,9 @@ from IPython.display import Markdown
 
 import numpy as np
 
+from ... import data
 from ...core.errors import UserError
+from ...data.corpus import read_manifest as read_corpus_manifest
 from ...models.loading import load_model
 from ...config.profile import load_profile
 from ...core import paper
@@ -180,7 +182,7 @@ def zoo_notes(summary: pd.DataFrame, verdict: str, untrained: bool = False) -> l
         notes.append(f"The worst member is {abs(gap):.3f} nats {'below' if gap > 0 else 'above'} the unigram "
                      f"entropy, {abs(gap) / max(loss.max() - loss.min(), 1e-12):,.0f} times the spread across seeds."
                      if loss.max() > loss.min() else
-                     f"Every member has the same held-out loss to the precision shown.")
+                     "Every member has the same held-out loss to the precision shown.")
     return notes
 
 
@@ -210,12 +212,9 @@ def recipe_of(prof) -> tuple[dict, int]:
 def corpus_info(prof, tokens_per_seed: int) -> tuple[dict, pd.DataFrame, list[str], int]:
     """(summary for the architecture table, the per-source corpus table, the sources of the held-out rows the
     training curves read, held-out rows) from the corpus manifest and the token rows (built once, cached)."""
-    from ...data import corpus
-    from ... import data
-
     train = data.token_rows(prof, "train", progress=False)
     heldout = data.token_rows(prof, "heldout", progress=False)
-    manifest = corpus.read_manifest(data.corpus_dir(prof, progress=False))
+    manifest = read_corpus_manifest(data.corpus_dir(prof, progress=False))
     table = corpus_table(manifest, source_counts(train), source_counts(heldout))
     rows_curve = min(len(heldout), max(1, prof.cfg["train"]["eval_tokens"] // 4 // heldout.n_ctx))
     first = np.unique(np.asarray(heldout.sources[:rows_curve]))
