@@ -37,20 +37,24 @@ class MomentAccumulator:
         """x [tokens, n]: one value per token and neuron."""
         if not len(x):
             return
+        xd = x.double()
         if self.shift is None:
-            xd = x.double()
             self.shift = xd.mean(0)
             lo, hi = xd.min(0).values, xd.max(0).values
             span = (hi - lo).clamp_min(1e-6)
             self.lo, self.width = lo - span / 2, 2 * span / self.n_bins
-        d = x.double() - self.shift  # [T, n]
+        # the power sums of d = x - shift, computed in place (the same products and sums, fewer [T, n] buffers)
+        d = xd - self.shift  # [T, n]
         d2 = d * d
-        self.sums += torch.stack([d.sum(0), d2.sum(0), (d2 * d).sum(0), (d2 * d2).sum(0)])
+        s1, s2 = d.sum(0), d2.sum(0)
+        s3 = d.mul_(d2).sum(0)  # d now holds d^3
+        s4 = d2.mul_(d2).sum(0)  # d2 now holds d^4
+        self.sums += torch.stack([s1, s2, s3, s4])
         self.positive += (x > 0).sum(0)
         self.count += len(x)
-        b = ((x.double() - self.lo) / self.width).floor().clamp(-1, self.n_bins).long() + 1  # [T, n] in [0, nb+1]
-        flat = (b + torch.arange(x.shape[1], device=x.device) * (self.n_bins + 2)).flatten()
-        self.hist += torch.bincount(flat, minlength=self.hist.numel()).view_as(self.hist)
+        b = xd.sub_(self.lo).div_(self.width).floor_().clamp_(-1, self.n_bins).long()  # [T, n] in [-1, nb]
+        b += torch.arange(1, x.shape[1] * (self.n_bins + 2) + 1, self.n_bins + 2, device=x.device)
+        self.hist += torch.bincount(b.flatten(), minlength=self.hist.numel()).view_as(self.hist)
 
     def result(self) -> dict[str, np.ndarray]:
         """mean, var, skew, kurt, sparsity [n] (NaN skew/kurt for constant neurons)."""
