@@ -61,6 +61,7 @@ help:
 	@echo "make test    # the test suite (builds the smoke book first)"
 	@echo "make bench   # correlation engine benchmark"
 	@echo "make bench-train   # trainer throughput: today's settings against the old ones, one run"
+	@echo "make gpu-check DEVICE=cuda [GPU_CHECK_ARGS=...]   # the card, engine vs reference port, GPT2-small pass, smoke book: < 8 min"
 	@echo "make zoo PROFILE=default RETRAIN=1   # retrain the shipped zoo into artifacts/ and compare bytes"
 	@echo "make where [PROFILE=...] [SET=...]   # the run folder of these settings"
 	@echo "make exercises   # teaching mode: student and instructor notebooks in artifacts/exercises/"
@@ -225,6 +226,13 @@ bench: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) scripts/bench_train.py --profile "$$UN_PROFILE" $(BENCH_ARGS)
+
+# A machine with a GPU, checked in one command (sized for 8 minutes on one H100): a bare matmul, the correlation engine
+# against the reference port, the universality pass on GPT2-small-shape stand-ins (extrapolated to 100M tokens) and
+# the smoke book on the device; results/gpu-check-<card>.json and .png. DEVICE=cpu checks the script on a tiny shape.
+.PHONY: gpu-check
+gpu-check: $(STAMP)
+	$(PY) scripts/gpu_check.py --device $(DEVICE) $(GPU_CHECK_ARGS)
 
 # The README's generated blocks (figures from runs), rewritten from the shipped results, the release zoo's manifest,
 # results/build-times.json and results/readme-glued.json; README_GLUED=artifacts/default/notebooks first copies the

@@ -11,5 +11,6 @@ def test_the_shapes_are_the_papers():
     assert neurons("gpt2-small") == (12, 3072)
     assert neurons("gpt2-medium") == (24, 4096)
     assert neurons("pythia-160m") == (12, 3072)
+    assert neurons("tiny") == (2, 256)  # 4 x n_embd
     with pytest.raises(UserError, match="unknown stand-in shape 'gpt2-xl'; choose one of gpt2-small"):
         neurons("gpt2-xl")

@@ -18,6 +18,7 @@ SHAPES = {
     "pythia-160m": ("neox", {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
                              "intermediate_size": 3072, "vocab_size": 50304, "rotary_pct": 0.25,
                              "max_position_embeddings": 2048, "use_parallel_residual": True}),  # 12 x 3,072
+    "tiny": ("gpt2", {"n_layer": 2, "n_embd": 64, "n_head": 4}),  # 2 x 256: a CPU check of the dry runs themselves
 }
 STAND_IN_FILE = "stand_in.json"  # what a stand-in folder is: its shape and seed
 
