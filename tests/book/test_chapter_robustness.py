@@ -3,6 +3,7 @@ universality pass (a second engine), and every share in its table follows from i
 
 import numpy as np
 import pytest
+from tiny_zoo import models, tiny  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -102,3 +103,79 @@ def test_the_share_verdict_and_the_conclusion_follow_from_the_arrays(smoke, smok
     shares = ch.tables["shares"]["share %"]
     assert f"from {shares.min():.2f}%" in text and f"to {shares.max():.2f}%" in text
     assert g["rob_holds_md"].data.endswith(text)
+
+
+def _tiny_statistics(tiny, models, budget):
+    from tiny_zoo import N_TOKENS
+
+    from universal_neurons.book.chapters import robustness as chapter
+
+    ms = [models("dead_ref"), models("seed1"), models("dead_partner"), models("perm")]  # the last: the control
+    names = ["ref", "p1", "p2", "control"]
+    return chapter.statistics(ms, names, np.asarray(tiny["rows"].tokens), N_TOKENS, 16, budget, progress=False), ms
+
+
+def test_tiles_within_a_small_budget_give_the_untiled_arrays(tiny, models, one_thread):
+    """Layer-pair tiles (row blocks of the reference and partner layer groups, many passes) within a budget that
+    the untiled co-moments refuse give the one-tile arrays; the maxima and the paper's baseline (draw 0) against
+    numpy float64 on activations read row by row."""
+    import torch
+
+    from universal_neurons.core.errors import UserError
+    from universal_neurons.measures import activations
+    from universal_neurons.measures.comoments import CoMoments
+    from universal_neurons.measures.nulls import draw_rng, rotation_matrix
+    from universal_neurons.measures.tiled_moments import tile_bytes
+    from tiny_zoo import MODEL, N_TOKENS
+
+    d, L = MODEL["d_mlp"], MODEL["n_layer"]
+    shift = 4 * MODEL["n_ctx"]
+    budget = sum(tile_bytes(d, d, True, shift, 10)) + 1000  # one layer pair at a time
+    untiled = CoMoments(d * L, d * L, shift=shift, block_rows=N_TOKENS // 10, max_bytes=budget)
+    with pytest.raises(UserError, match="above max_bytes"):  # the untiled pass refuses this budget
+        untiled.update(*np.random.default_rng(0).standard_normal((2, N_TOKENS, d * L)))
+    (whole, info_whole), _ = _tiny_statistics(tiny, models, 1e12)
+    (tiled, info), ms = _tiny_statistics(tiny, models, budget)
+    assert info_whole["passes"] == 1 and info_whole["tiles"] == 3
+    assert info["tiles"] == 3 * L * L and info["passes"] >= 2 * L * L
+    assert set(tiled) == set(whole) and "real_nl" in tiled and info["newline_kept"] > 0
+    for k in whole:
+        np.testing.assert_allclose(tiled[k], whole[k], rtol=1e-6, atol=1e-6, equal_nan=True, err_msg=k)
+    assert np.isnan(whole["real"][:, 5]).all() and np.isfinite(whole["real"][:, 6]).all()  # the dead neuron
+
+    # independent: activations at the kept positions, row by row, and numpy float64 correlations
+    plan = activations.plan_pass(ms, ["ref", "p1", "p2", "control"], np.asarray(tiny["rows"].tokens), N_TOKENS)
+    acts = [[] for _ in ms]
+    for r0 in range(plan.n_rows):
+        toks, m = torch.from_numpy(plan.tokens[r0:r0 + 1].astype(np.int64)), torch.from_numpy(plan.mask(r0, r0 + 1))
+        for k, model in enumerate(ms):
+            per = {}
+            activations.run_hooks(model, toks, m, activations.mlp_points(model), lambda l, a: per.__setitem__(l, a.double().numpy()))
+            acts[k].append(np.hstack([per[l] for l in range(L)]))
+    a, bs = np.vstack(acts[0]), [np.vstack(x) for x in acts[1:3]]
+    assert len(a) == N_TOKENS
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for p, b in enumerate(bs):
+            r = np.corrcoef(a.T, b.T)[:d * L, d * L:]
+            want = np.where(np.isnan(r).all(1), np.nan, np.nanmax(np.where(np.isnan(r), -np.inf, r), axis=1))
+            np.testing.assert_allclose(tiled["real"][p], want, atol=1e-8, equal_nan=True)
+            rotated = np.hstack([b[:, l * d:(l + 1) * d] @ rotation_matrix(d, "gaussian-rows", draw_rng(0, 0, l)).T
+                                 for l in range(L)])
+            r = np.corrcoef(a.T, rotated.T)[:d * L, d * L:]
+            want = np.where(np.isnan(r).all(1), np.nan, np.nanmax(np.where(np.isnan(r), -np.inf, r), axis=1))
+            np.testing.assert_allclose(tiled["draws"][0, p], want, atol=1e-8, equal_nan=True)
+
+
+def test_the_hungarian_rule_and_its_row_at_a_size_too_large():
+    """Exact (with its 30 bootstrap draws) at the default zoo's size; the full-data matching but no bootstrap at
+    GPT2-small's against one partner; neither at GPT2-medium's, where the table's row says so."""
+    from universal_neurons.book.chapters import robustness as chapter
+
+    assert chapter.hungarian_plan([1024] * 2, [[1024] * 2] * 3)[:2] == (True, chapter.BOOT_HUNGARIAN)
+    assert chapter.hungarian_plan([3072] * 12, [[3072] * 12])[:2] == (True, 0)
+    full, boot, work = chapter.hungarian_plan([4096] * 24, [[4096] * 24])
+    assert (full, boot) == (False, 0) and work == 24 * 24 * 4096 ** 3 > chapter.HUNGARIAN_WORK
+    row = chapter._share_row("null", "Hungarian", None, None, None, np.zeros((1, 3)), 0.5)
+    assert row["95% interval %"] == chapter.NOT_COMPUTED and np.isnan(row["share %"])
+    note = chapter.hungarian_note({"hungarian": {"computed": False, "boot_draws": 0, "work": work}})
+    assert "not computed" in note and f"{work:.2g}" in note

@@ -160,19 +160,35 @@ def run_hooks(model, tokens: torch.Tensor, mask: torch.Tensor | None, points: di
 def chunk_activations(models, names, plan: Plan, chunk: int, batch_rows: int, device) -> list[torch.Tensor]:
     """Post-activations `blocks.{l}.mlp.hook_post` of every model on the kept tokens of one chunk:
     per model float32 [kept, n_layers * d_mlp], layer-major. The forward stops after the last block."""
-    r0, r1 = plan.chunks[chunk]
-    outs = [torch.empty(int(plan.mask(r0, r1).sum()), m.cfg.n_layers * m.cfg.d_mlp, device=device) for m in models]
+    return rows_activations(models, names, plan, *plan.chunks[chunk], batch_rows, device)
+
+
+@torch.inference_mode()
+def rows_activations(models, names, plan: Plan, r0: int, r1: int, batch_rows: int, device,
+                     layers=None) -> list[torch.Tensor]:
+    """Post-activations of every model on the kept tokens of rows [r0, r1) of the plan, in batches of `batch_rows`
+    rows from r0: per model float32 [kept, Σ d_mlp of its layers], layer-major over `layers[k]` (sorted layer
+    indices of model k; None: all). The forward stops after the last layer asked for."""
+    mask_all = plan.mask(r0, r1)
+    layers = [list(range(m.cfg.n_layers)) if layers is None or layers[k] is None else sorted(layers[k])
+              for k, m in enumerate(models)]
+    outs = [torch.empty(int(mask_all.sum()), len(ls) * m.cfg.d_mlp, device=device) for m, ls in zip(models, layers)]
     k0 = 0
-    for b0, toks, mask in held_out_batches(plan, batch_rows, device, chunks=[chunk]):
+    for b0 in range(r0, r1, batch_rows):
+        b1 = min(b0 + batch_rows, r1)
+        toks = torch.from_numpy(plan.tokens[b0:b1].astype(np.int64)).to(device)
+        mask = torch.from_numpy(mask_all[b0 - r0:b1 - r0]).to(device)
         k1 = k0 + int(mask.sum())
-        for model, out, name in zip(models, outs, names):
-            d = model.cfg.d_mlp
+        for model, out, name, ls in zip(models, outs, names, layers):
+            if not ls:
+                continue
+            d, slot = model.cfg.d_mlp, {l: i for i, l in enumerate(ls)}
 
-            def keep(layer, a, out=out, d=d, k0=k0, k1=k1):  # a [kept in batch, d_mlp]
-                out[k0:k1, layer * d:(layer + 1) * d] = a
+            def keep(layer, a, out=out, d=d, k0=k0, k1=k1, slot=slot):  # a [kept in batch, d_mlp]
+                out[k0:k1, slot[layer] * d:(slot[layer] + 1) * d] = a
 
-            run_hooks(model, toks, mask, mlp_points(model), keep, name=name,
-                      rows=f"batch of held-out rows {b0}-{b0 + len(toks) - 1}")
+            run_hooks(model, toks, mask, mlp_points(model, layers=ls), keep, name=name,
+                      rows=f"batch of held-out rows {b0}-{b1 - 1}")
         k0 = k1
     return outs
 
@@ -196,16 +212,23 @@ def co_moments(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int
     return cms
 
 
+def extra_plan(plan: Plan, extra_ids) -> Plan | None:
+    """A plan over only the positions holding one of `extra_ids` (tokens `plan` drops) in the rows `plan` reads
+    (None when no such position occurs)."""
+    tokens, rows = plan.tokens, plan.tokens[:plan.n_rows]
+    if not len(extra_ids) or not np.isin(rows, extra_ids).any():
+        return None
+    keep_only = np.setdiff1d(np.arange(max(int(tokens.max()) + 1, int(np.max(extra_ids)) + 1)), extra_ids)
+    return plan_tokens(rows, keep_only, int(np.isin(rows, extra_ids).sum()), 1 << 16)
+
+
 def extra_co_moments(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int, device, extra_ids) -> list:
     """The co-moments (as `co_moments`) of only the positions holding one of `extra_ids` (tokens a pass drops) in
     the rows a pass over `n_tokens` kept tokens reads: `cms[k].plus(extra[k])` are then the moments of the same
     rows with those tokens kept too. An empty list when no such position occurs."""
-    plan = plan_pass(models, names, tokens, n_tokens)
-    rows = tokens[:plan.n_rows]
-    if not np.isin(rows, extra_ids).any():
+    sub = extra_plan(plan_pass(models, names, tokens, n_tokens), extra_ids)
+    if sub is None:
         return []
-    keep_only = np.setdiff1d(np.arange(max(int(tokens.max()) + 1, int(np.max(extra_ids)) + 1)), extra_ids)
-    sub = plan_tokens(rows, keep_only, int(np.isin(rows, extra_ids).sum()), 1 << 16)
     n_a = models[0].cfg.n_layers * models[0].cfg.d_mlp
     cms = [CoMoments(n_a, m.cfg.n_layers * m.cfg.d_mlp) for m in models[1:]]
     for c in range(len(sub.chunks)):

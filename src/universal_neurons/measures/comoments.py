@@ -88,16 +88,23 @@ def _as_float64(x, name: str, width: int) -> np.ndarray:
     return x
 
 
+def first_batch_shift(lo, hi, mean) -> np.ndarray:
+    """The per-neuron shift from the first rows' minimum, maximum and mean: the mean, or the exact value of a
+    neuron constant there."""
+    return np.where(lo == hi, lo, mean)
+
+
 class CoMoments:
     """Full float64 co-moments of a [tokens, n_a] against b [tokens, n_b], accumulated over batches.
 
-    CoMoments(n_a, n_b, shift=None, block_rows=None, max_bytes=2e9); `update(a, b)`; results `cov_aa()`
+    CoMoments(n_a, n_b, shift=None, block_rows=None, max_bytes=2e9, center_a=None, center_b=None) (centers: the
+    per-neuron shifts, given instead of taken from the first batch); `update(a, b)`; results `cov_aa()`
     [n_a, n_a], `cov_bb()` [n_b, n_b], `cov_ab()` [n_a, n_b], `corr_ab()` [n_a, n_b], `corr_shifted()`
     [n_a, n_b], `corr_blocks(w)` [n_a, n_b]; `save(path)` / `CoMoments.load(path)`. See the module docstring.
     """
 
     def __init__(self, n_a: int, n_b: int, *, shift: int | None = None, block_rows: int | None = None,
-                 max_bytes: float = 2e9):
+                 max_bytes: float = 2e9, center_a=None, center_b=None):
         for name, v in (("n_a", n_a), ("n_b", n_b)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise UserError(f"CoMoments: {name} must be a positive int, got {v!r}; pass the neuron count")
@@ -117,6 +124,10 @@ class CoMoments:
         self.n = 0
         z = np.zeros
         self.shift_a, self.shift_b = z(self.n_a), z(self.n_b)  # per-neuron shift fixed at the first batch
+        self.centred = center_a is not None  # the shift given (e.g. computed beforehand over the same first rows)
+        if self.centred:
+            self.shift_a = np.asarray(center_a, dtype=np.float64).reshape(self.n_a).copy()
+            self.shift_b = np.asarray(center_b, dtype=np.float64).reshape(self.n_b).copy()
         self.sum_a, self.sum_b = z(self.n_a), z(self.n_b)  # Σu [n_a], Σv [n_b]
         self.aa, self.bb = z((self.n_a, self.n_a)), z((self.n_b, self.n_b))  # Σ u uᵀ, Σ v vᵀ
         self.ab = z((self.n_a, self.n_b))  # Σ u vᵀ
@@ -137,8 +148,13 @@ class CoMoments:
             need += 8 * n_a * n_b + 8 * shift * (n_a + n_b)
         return need
 
+    @staticmethod
+    def block_nbytes(n_a: int, n_b: int) -> int:
+        """Bytes of one block of the bootstrap: 4·(n_a·n_b + 2·n_a + 2·n_b) + 8."""
+        return 4 * (n_a * n_b + 2 * n_a + 2 * n_b) + 8
+
     def _block_bytes(self) -> int:
-        return 4 * (self.n_a * self.n_b + 2 * self.n_a + 2 * self.n_b) + 8
+        return self.block_nbytes(self.n_a, self.n_b)
 
     def _block_arrays(self, cap: int) -> None:
         """(Re)allocate the block arrays with capacity `cap`, keeping the first n_blocks."""
@@ -160,7 +176,8 @@ class CoMoments:
                 raise UserError(f"CoMoments: block {j} of {self.block_rows} rows would bring the memory to "
                                 f"{(base + (j + 1) * per) / 1e9:.3g} GB, above max_bytes = {self.max_bytes / 1e9:.3g} "
                                 "GB; use larger blocks, fewer tokens or raise max_bytes")
-            fits = int((self.max_bytes - base) // per)  # capacity doubles, but never past the budget
+            room = self.max_bytes - base  # capacity doubles, but never past the budget (none: max_bytes = inf)
+            fits = int(room // per) if np.isfinite(room) else 1 << 40
             self._block_arrays(max(j + 1, min(max(2 * cap, j + 1, 4), fits)))
         self.n_blocks = max(self.n_blocks, j + 1)
 
@@ -177,10 +194,9 @@ class CoMoments:
         if not (np.isfinite(a).all() and np.isfinite(b).all()):
             raise UserError("update(): the batch contained non-finite activations (NaN or inf); "
                             "drop those tokens or fix the activations")
-        if self.n == 0:
+        if self.n == 0 and not self.centred:
             for x, name in ((a, "shift_a"), (b, "shift_b")):
-                lo, hi = x.min(0), x.max(0)
-                setattr(self, name, np.where(lo == hi, lo, x.mean(0)))  # exact value for constant neurons
+                setattr(self, name, first_batch_shift(x.min(0), x.max(0), x.mean(0)))
         u, v = a - self.shift_a, b - self.shift_b
         self.sum_a += u.sum(0)
         self.sum_b += v.sum(0)
@@ -261,8 +277,8 @@ class CoMoments:
             raise UserError(f"corr_blocks(): weights must have shape [{self.n_blocks}] (one per block), "
                             f"got {list(w.shape)}")
         cross = np.zeros((self.n_a, self.n_b))
-        for i in range(0, self.n_blocks, 64):  # float64 sums without a float64 copy of all blocks
-            cross += np.tensordot(w[i:i + 64], self.block_ab[i:i + 64].astype(np.float64), axes=1)
+        for j in np.flatnonzero(w):  # float64 sums, one block at a time (no float64 copy of all blocks)
+            cross += np.multiply(self.block_ab[j], w[j], dtype=np.float64)
         sums = [w @ getattr(self, k).astype(np.float64)
                 for k in ("block_sum_a", "block_sum_b", "block_sq_a", "block_sq_b")]
         return _pearson(float(w @ self.block_n), sums[0], sums[1], sums[2], sums[3], cross)

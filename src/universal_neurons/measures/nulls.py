@@ -79,7 +79,9 @@ def _rotated_layer(cov_ab_l: np.ndarray, cov_bb_l: np.ndarray, norm_a: np.ndarra
 def _norm_a(cm) -> np.ndarray:
     """[n_a] reference standard deviations (ddof = 1), NaN where the variance is zero up to rounding
     (the rule of CoMoments.corr_ab)."""
-    var_a = np.diag(cm.cov_aa()).copy()
+    if cm.n < 2:
+        cm.cov_aa()  # its UserError
+    var_a = (np.diag(cm.aa) - cm.sum_a * cm.sum_a / cm.n) / (cm.n - 1)  # diag(cov_aa()), without the matrix
     var_a[var_a <= 1e-12 * np.diag(cm.aa) / max(cm.n - 1, 1)] = np.nan
     return np.sqrt(var_a)
 
@@ -100,10 +102,12 @@ def _signed_max(corr: np.ndarray) -> np.ndarray:
     return np.fmax.reduce(corr, axis=1) if corr.shape[1] else np.full(corr.shape[0], np.nan)
 
 
-def rotated_max(cm, layer_sizes_b, draws: int = 1, kind: str = "gaussian-rows", seed: int = 0) -> np.ndarray:
+def rotated_max(cm, layer_sizes_b, draws: int = 1, kind: str = "gaussian-rows", seed: int = 0,
+                layer0: int = 0) -> np.ndarray:
     """float64 [draws, n_a]: per draw k, fresh R_l = rotation_matrix(d_l, kind, draw_rng(seed, k, l)) for every
     partner layer l, and per reference neuron the signed max over all partner layers' rotated neurons of
-    corr(a_i, (R_l b_l)_j), computed exactly from cm.cov_ab() and cm.cov_bb()."""
+    corr(a_i, (R_l b_l)_j), computed exactly from cm.cov_ab() and cm.cov_bb(). `layer0`: the partner's index of
+    cm's first layer, when cm holds only some of its layers (a tile): the matrices are then those of the whole."""
     kind = _kind(kind)
     if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
         raise UserError(f"rotated_max(): draws must be a positive int, got {draws!r}")
@@ -112,7 +116,7 @@ def rotated_max(cm, layer_sizes_b, draws: int = 1, kind: str = "gaussian-rows", 
     out = np.full((draws, cm.n_a), np.nan)
     for k in range(draws):
         for l, (e0, e1) in enumerate(zip(edges[:-1], edges[1:])):
-            r = rotation_matrix(int(e1 - e0), kind, draw_rng(seed, k, l))
+            r = rotation_matrix(int(e1 - e0), kind, draw_rng(seed, k, layer0 + l))
             out[k] = np.fmax(out[k], _signed_max(_rotated_layer(cov_ab[:, e0:e1], cov_bb[e0:e1, e0:e1], norm_a, r)))
     return out
 

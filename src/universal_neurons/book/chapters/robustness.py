@@ -2,7 +2,11 @@
 paper's baseline, an orthogonal rotation, a permutation baseline) and matching rules (signed max, |r| max, the
 worst partner, one-to-one Hungarian matching), with its uncertainty (a block bootstrap over held-out rows, leave
 one partner out, the share against the number of partners) and layer-level similarity (CKA, SVCCA) beside the
-neuron-level one. Everything comes from one pass of co-moments (`comoments`), cached in the run folder."""
+neuron-level one. Everything comes from the co-moments (`comoments`) of tiles of whole layers that fit
+`analysis.max_accumulator_gb` (`tiled_moments`; one tile per partner for small models, reference layers x
+partner layers at the paper's sizes, each pass rerunning the models), each tile's statistics derived as it is
+finished and combined by the max over partner layers, cached in the run folder. The Hungarian matching and its
+bootstrap are skipped above a stated amount of work (`hungarian_plan`), with a line on the page saying so."""
 
 from __future__ import annotations
 
@@ -16,10 +20,10 @@ from ...core import cache
 from ... import data
 from .. import plotting
 from ...models.loading import load_model, members_signature
-from ...measures import activations
+from ...measures import activations, tiled_moments
 from ...measures import matching
 from ...measures.nulls import permutation_max, rotated_corr, rotated_max
-from ...measures.reference_port import ReferencePearson, fp16_rotations, max_nan_to_zero
+from ...measures.reference_port import fp16_rotations, max_nan_to_zero
 from ...runs import emergence
 from ...runs.control import run_control, untrained_control
 from ...measures import similarity
@@ -27,7 +31,7 @@ from ...core import paper
 from ...measures import uncertainty
 from ...measures import verdicts
 from ...core.atomic import write_npz, write_text
-from ...config.profile import load_profile, name_of
+from ...config.profile import _warn_once, load_profile, name_of
 from ..publish import Chapter
 from ...runs.selection import resolve_threshold
 
@@ -39,34 +43,75 @@ BOOT = 200  # bootstrap draws
 BOOT_HUNGARIAN = 30  # of which Hungarian matching is recomputed (about 1 s per partner and draw at d_mlp 1024)
 REF_BATCH_ROWS = 32  # the reference's batch (its --batch_size), in rows of the context
 SHIFT_ROWS = 4  # the permutation baseline's circular shift, in rows of the held-out split
+HUNGARIAN_WORK = 2e13  # d_a·d_b·min(d_a, d_b) steps of assignments at most (about 10 minutes on one core: scipy's
+# linear_sum_assignment does about 3e10 such steps a second at d = 1024-3072); see hungarian_plan
+NOT_COMPUTED = "not computed at this size"
+FAR_PASSES = 64  # a robustness pass split into more passes than this is worth a warning line
 
 
-def _pass(prof, device):
-    """The co-moments of the reference with each partner and with the untrained control (last) over
-    book.robust_tokens held-out tokens, and the reference implementation's float16 accumulators of the same
-    tokens for each partner (`reference_port`). Not kept: only what the chapter derives from them is cached."""
+def _models(prof, device):
+    """The reference, its partners and the untrained control (last), with their names."""
     sources = prof.members()
-    rows = data.analysis_rows(prof, progress=False)
-    n_tokens = min(int(prof.cfg["book"]["robust_tokens"]), int(prof.cfg["analysis"]["n_tokens"]))
     models = [load_model(s, device=device, revision=prof.revision) for s in sources]
     models.append(load_model(untrained_control(prof), device=device, tokenizer=models[0].tokenizer))
-    names = [name_of(s) for s in sources] + ["untrained"]
-    width = [m.cfg.n_layers * m.cfg.d_mlp for m in models]
-    ports = [ReferencePearson(width[0], w, REF_BATCH_ROWS * rows.n_ctx) for w in width[1:-1]]
+    return models, [name_of(s) for s in sources] + ["untrained"]
 
-    def port(acts):
-        for p, b in zip(ports, acts[1:-1]):
-            p.update(acts[0], b)
 
-    cms = activations.co_moments(models, names, np.asarray(rows.tokens), n_tokens, int(prof.cfg["analysis"].get("batch_size", 64)),
-                       device, on_chunk=port, shift=SHIFT_ROWS * rows.n_ctx, block_rows=-(-n_tokens // BLOCKS))
-    sizes = [[m.cfg.d_mlp] * m.cfg.n_layers for m in models[:-1]]
+def hungarian_note(info: dict) -> str:
+    """One line for the page where the Hungarian matching or its bootstrap was skipped at this size ("" else)."""
+    h = info.get("hungarian")
+    if not h or (h["computed"] and h["boot_draws"] == BOOT_HUNGARIAN):
+        return ""
+    what = "its bootstrap interval was" if h["computed"] else "the Hungarian matching and its bootstrap were"
+    return (f"At this size {what} not computed: one matching of every layer pair of every partner takes about "
+            f"{h['work']:.2g} assignment steps (d_a·d_b·min(d_a, d_b) per layer pair), above the "
+            f"{HUNGARIAN_WORK:.0e} the chapter allows (about 10 minutes on one core).")
+
+
+def hungarian_plan(sizes_a, partner_sizes) -> tuple[bool, int, float]:
+    """(compute the Hungarian matching, its bootstrap draws, the work of one matching of every partner) under the
+    HUNGARIAN_WORK rule: an assignment of a d_a x d_b layer pair costs about d_a·d_b·min(d_a, d_b) steps, so one
+    matching of all partners costs W = Σ_partners Σ_layer pairs d_a·d_b·min(d_a, d_b); the full-data matching
+    is computed when W <= HUNGARIAN_WORK, its BOOT_HUNGARIAN bootstrap draws when (1 + BOOT_HUNGARIAN)·W <=
+    HUNGARIAN_WORK (else none)."""
+    work = float(sum(da * db * min(da, db) for sizes_b in partner_sizes for da in sizes_a for db in sizes_b))
+    full = work <= HUNGARIAN_WORK
+    return full, BOOT_HUNGARIAN if full and (1 + BOOT_HUNGARIAN) * work <= HUNGARIAN_WORK else 0, work
+
+
+def statistics(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int, budget_bytes: float,
+               device="cpu", progress: bool = True) -> tuple[dict, dict]:
+    """The chapter's arrays and facts from `models` (the reference, its partners, the untrained control last) over
+    `n_tokens` held-out tokens of `tokens` [rows, n_ctx]: the co-moments in tiles of whole layers within
+    `budget_bytes` (`tiled_moments`: with the permutation shift, the bootstrap's blocks, the reference
+    implementation's float16 accumulators and the newline filter's extra positions), each tile's statistics
+    derived as it is finished (`_tile_stats`) and combined; no tile is kept."""
+    n_ctx = tokens.shape[1]
+    sizes = [[m.cfg.d_mlp] * m.cfg.n_layers for m in models]
+    plan = activations.plan_pass(models, names, tokens, n_tokens)
+    block_rows = -(-n_tokens // BLOCKS)
+    n_blocks = -(-n_tokens // block_rows)
     extra_ids = activations.reference_kept_ids(models[0].tokenizer)
-    extra = activations.extra_co_moments(models[:-1], names[:-1], np.asarray(rows.tokens), n_tokens,
-                               int(prof.cfg["analysis"].get("batch_size", 64)), device, extra_ids)
-    return cms, ports, extra, {"names": names[:-1], "n_tokens": n_tokens, "sizes": sizes,
-                               "block_tokens": [int(x) for x in cms[0].block_n],
-                               "newline_kept_ids": extra_ids.tolist(), "newline_kept": int(extra[0].n) if extra else 0}
+    extra = activations.extra_plan(plan, extra_ids)
+    passes = tiled_moments.plan_passes(sizes[0], sizes[1:], budget_bytes, SHIFT_ROWS * n_ctx, n_blocks,
+                                       full=[True] * (len(models) - 2) + [False])
+    if len(passes) > FAR_PASSES:
+        _warn_once(f"analysis.max_accumulator_gb={budget_bytes / 1e9:g} splits the robustness co-moments into "
+                   f"{len(passes):,} passes over the held-out tokens (each reruns the models); raise it unless "
+                   "memory is that short")
+    ctx = _setup(sizes, n_blocks, extra is not None, {})
+    out = ctx.pop("arrays")
+    tiled_moments.run_passes(models, names, plan, passes, batch_rows, device,
+                             lambda tile, cm, port, e: _tile_stats(tile, cm, port, e, ctx, out),
+                             shift=SHIFT_ROWS * n_ctx, block_rows=block_rows, port_batch=REF_BATCH_ROWS * n_ctx,
+                             extra=extra, act_bytes=min(budget_bytes / 4, 1e9), progress=progress)
+    info = {"names": names[:-1], "n_tokens": n_tokens, "sizes": sizes[:-1],
+            "block_tokens": [int(x) for x in ctx["block_n"]], "newline_kept_ids": extra_ids.tolist(),
+            "newline_kept": int(extra.snap_tokens[-1]) if extra is not None else 0, "passes": len(passes),
+            "tiles": sum(map(len, passes)), "hungarian": {"computed": ctx["hungarian"],
+                                                          "boot_draws": ctx["boot_hungarian"],
+                                                          "work": ctx["hungarian_work"]}}
+    return out, info
 
 
 def shares(real: np.ndarray, base: np.ndarray, threshold: float) -> float:
@@ -76,7 +121,8 @@ def shares(real: np.ndarray, base: np.ndarray, threshold: float) -> float:
 
 def results(prof, device="cpu") -> tuple[dict, dict]:
     """Per-partner maxima under every rule and null, the bootstrap's maxima and the layer similarities (arrays,
-    cached as robustness.npz with robustness.json in the run folder's tables)."""
+    cached as robustness.npz with robustness.json in the run folder's tables), derived tile by tile
+    (`_tile_stats`) and combined over the partner layers (the max; NaN where no partner neuron is defined)."""
     folder = Path(prof.tables_dir)
     npz, js = folder / "robustness.npz", folder / "robustness.json"
     rows = data.analysis_rows(prof, progress=False)
@@ -87,54 +133,83 @@ def results(prof, device="cpu") -> tuple[dict, dict]:
         with np.load(npz, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}, json.loads(js.read_text())
     with cache.updating(folder, key):
-        cms, ports, extra, info = _pass(prof, device)
-        control = cms.pop()
-        sizes_a, sizes_b = info["sizes"][0], info["sizes"][1:]
-        corr = [cm.corr_ab() for cm in cms]
-        rng = np.random.default_rng(0)
-        n_blocks = len(cms[0].block_n)
-        weights = rng.multinomial(n_blocks, np.full(n_blocks, 1 / n_blocks), size=BOOT)
-        boot = {"boot": [], "boot_abs": [], "boot_hungarian": []}
-        for k, w in enumerate(weights):
-            c_w = [cm.corr_blocks(w) for cm in cms]
-            boot["boot"].append(np.stack([matching.signed_max(c)[0] for c in c_w]))
-            boot["boot_abs"].append(np.stack([matching.abs_max(c)[0] for c in c_w]))
-            if k < BOOT_HUNGARIAN:
-                boot["boot_hungarian"].append(np.stack([matching.hungarian(c, sizes_a, sb)[0] for c, sb in zip(c_w, sizes_b)]))
-        out = {"real": np.stack([matching.signed_max(c)[0] for c in corr]),
-               "abs": np.stack([matching.abs_max(c)[0] for c in corr]),
-               "hungarian": np.stack([matching.hungarian(c, sizes_a, sb)[0] for c, sb in zip(corr, sizes_b)]),
-               "draws": np.stack([rotated_max(cm, sb, draws=DRAWS, kind="gaussian-rows", seed=0)
-                                  for cm, sb in zip(cms, sizes_b)], axis=1),
-               "ortho": np.stack([rotated_max(cm, sb, draws=1, kind="orthogonal", seed=0)[0]
-                                  for cm, sb in zip(cms, sizes_b)]),
-               "perm": np.stack([permutation_max(cm) for cm in cms]),
-               "control": matching.signed_max(control.corr_ab())[0],
-               **newline_maxima(cms, extra, sizes_b),
-               "ref16": np.stack([max_nan_to_zero(p.correlation()) for p in ports]),
-               "base16": np.stack([np.fmax.reduce(rotated_corr(cm, sb, fp16_rotations(sb, seed=0, draw=0)), axis=1)
-                                   for cm, sb in zip(cms, sizes_b)]),
-               **{k: np.stack(v) for k, v in boot.items()},
-               "by_tokens": np.stack([np.stack([matching.signed_max(cm.corr_blocks((np.arange(n_blocks) < k).astype(float)))[0]
-                                                for cm in cms]) for k in range(1, n_blocks + 1)]),
-               "cka": np.stack([similarity.layer_matrix(cm.cov_aa(), cm.cov_bb(), cm.cov_ab(), sizes_a, sb)
-                                for cm, sb in zip(cms, sizes_b)]),
-               "svcca": np.stack([similarity.layer_matrix(cm.cov_aa(), cm.cov_bb(), cm.cov_ab(), sizes_a, sb, similarity.svcca)
-                                  for cm, sb in zip(cms, sizes_b)])}
+        n_tokens = min(int(prof.cfg["book"]["robust_tokens"]), int(prof.cfg["analysis"]["n_tokens"]))
+        models, names = _models(prof, device)
+        out, info = statistics(models, names, np.asarray(rows.tokens), n_tokens,
+                               int(prof.cfg["analysis"].get("batch_size", 64)),
+                               float(prof.cfg["analysis"]["max_accumulator_gb"]) * 1e9, device)
         write_npz(npz, out)
         write_text(js, json.dumps(info))
     return out, info
 
 
-def newline_maxima(cms, extra, sizes_b) -> dict:
-    """The signed maxima and the paper's baseline (draw 0) with the reference code's newline filter: the same rows,
-    with the whitespace-only newline tokens other than "\\n" kept (`extra`: their co-moments); ours when none occurs."""
-    if not extra:
-        return {}
-    both = [cm.plus(e) for cm, e in zip(cms, extra)]
-    return {"real_nl": np.stack([matching.signed_max(c.corr_ab())[0] for c in both]),
-            "base_nl": np.stack([rotated_max(c, sb, draws=1, kind="gaussian-rows", seed=0)[0]
-                                 for c, sb in zip(both, sizes_b)])}
+def _setup(sizes, n_blocks: int, newline: bool, out: dict) -> dict:
+    """What every tile needs: the output arrays ("arrays", NaN until a tile fills them), the layer sizes (of the
+    reference, each partner and the control, last), the bootstrap's weights over the blocks, the Hungarian rule's
+    decision."""
+    sizes_a, partner_sizes = sizes[0], sizes[1:-1]
+    n_a, P, L_a = sum(sizes_a), len(partner_sizes), len(sizes_a)
+    hung, boot_hung, work = hungarian_plan(sizes_a, partner_sizes)
+    weights = np.random.default_rng(0).multinomial(n_blocks, np.full(n_blocks, 1 / n_blocks), size=BOOT)
+    nan = lambda *shape: np.full(shape, np.nan)  # noqa: E731
+    out |= {"real": nan(P, n_a), "abs": nan(P, n_a), "draws": nan(DRAWS, P, n_a), "ortho": nan(P, n_a),
+            "perm": nan(P, n_a), "control": nan(n_a), "ref16": nan(P, n_a), "base16": nan(P, n_a),
+            "boot": nan(BOOT, P, n_a), "boot_abs": nan(BOOT, P, n_a), "by_tokens": nan(n_blocks, P, n_a),
+            "cka": nan(P, L_a, len(partner_sizes[0])), "svcca": nan(P, L_a, len(partner_sizes[0]))}
+    if hung:
+        out |= {"hungarian": nan(P, n_a), "boot_hungarian": nan(boot_hung, P, n_a)}
+    if newline:
+        out |= {"real_nl": nan(P, n_a), "base_nl": nan(P, n_a)}
+    return {"arrays": out, "sizes": sizes, "edges": [np.cumsum([0, *s]) for s in sizes], "weights": weights,
+            "hungarian": hung, "boot_hungarian": boot_hung, "hungarian_work": work, "n_partners": P, "block_n": None}
+
+
+def _tile_stats(tile, cm, port, extra, ctx, out) -> None:
+    """Every statistic of one tile (reference layers [a0, a1) x partner layers [b0, b1)), combined into `out` by
+    the max over partner layers (np.fmax: NaN only where no tile has a value), the layer-pair blocks placed."""
+    ea = ctx["edges"][0]
+    rows = slice(int(ea[tile.a0]), int(ea[tile.a1]))
+    sa = ctx["sizes"][0][tile.a0:tile.a1]
+    sb = ctx["sizes"][tile.partner + 1][tile.b0:tile.b1]
+    corr = cm.corr_ab()
+    if tile.partner == ctx["n_partners"]:  # the untrained control: its signed max only
+        out["control"][rows] = np.fmax(out["control"][rows], matching.signed_max(corr)[0])
+        return
+    p, l0 = tile.partner, tile.b0
+
+    def put(k, v, *lead):
+        idx = (*lead, p, rows)
+        out[k][idx] = np.fmax(out[k][idx], v)
+
+    put("real", matching.signed_max(corr)[0])
+    put("abs", matching.abs_max(corr)[0])
+    if ctx["hungarian"]:
+        put("hungarian", matching.hungarian(corr, sa, sb)[0])
+    del corr
+    put("perm", permutation_max(cm))
+    for k, v in enumerate(rotated_max(cm, sb, draws=DRAWS, kind="gaussian-rows", seed=0, layer0=l0)):
+        put("draws", v, k)
+    put("ortho", rotated_max(cm, sb, draws=1, kind="orthogonal", seed=0, layer0=l0)[0])
+    put("ref16", max_nan_to_zero(port.correlation()))
+    put("base16", np.fmax.reduce(rotated_corr(cm, sb, fp16_rotations(sb, seed=0, draw=0, layer0=l0)), axis=1))
+    if extra is not None:
+        both = cm.plus(extra)
+        put("real_nl", matching.signed_max(both.corr_ab())[0])
+        put("base_nl", rotated_max(both, sb, draws=1, kind="gaussian-rows", seed=0, layer0=l0)[0])
+        del both
+    ctx["block_n"] = cm.block_n.copy()
+    n_blocks = len(cm.block_n)
+    for k, w in enumerate(ctx["weights"]):
+        c_w = cm.corr_blocks(w)
+        put("boot", matching.signed_max(c_w)[0], k)
+        put("boot_abs", matching.abs_max(c_w)[0], k)
+        if k < ctx["boot_hungarian"]:
+            put("boot_hungarian", matching.hungarian(c_w, sa, sb)[0], k)
+    for k in range(1, n_blocks + 1):
+        put("by_tokens", matching.signed_max(cm.corr_blocks((np.arange(n_blocks) < k).astype(float)))[0], k - 1)
+    cov_aa, cov_bb, cov_ab = cm.cov_aa(), cm.cov_bb(), cm.cov_ab()
+    for key, fn in (("cka", similarity.linear_cka), ("svcca", similarity.svcca)):
+        out[key][p, tile.a0:tile.a1, tile.b0:tile.b1] = similarity.layer_matrix(cov_aa, cov_bb, cov_ab, sa, sb, fn)
 
 
 def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
@@ -175,7 +250,7 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
              "rob_newline_share": float(err["share % (the reference's way)"].iloc[-2]),
              "rob_newline_flips": int(err["verdicts changed"].iloc[-2]),
              "rob_fp16_change": float(err["largest change of an excess"].iloc[0]),
-             "rob_boot_hungarian": BOOT_HUNGARIAN}
+             "rob_boot_hungarian": int(len(r["boot_hungarian"])) if "boot_hungarian" in r else 0}
     tables = {"shares": pd.DataFrame(rows).round(3), "partners": partners, "tokens": tokens.round(3),
               "errata": err}
     data_ = {"per_draw": per_draw, "boot": boot_shares, "boot_interval": (low, high), "cka": r["cka"],
@@ -197,7 +272,7 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
               "core": int((always & in_draws & (boot_freq >= 0.95)).sum())}
     glue |= {f"rob_stable_{k}": v for k, v in stable.items()}
     table = tables["shares"]
-    conclusion = conclusion_md(table, stable, glue, sibling)
+    conclusion = conclusion_md(table, stable, glue, sibling, hungarian_note(info))
     glue["rob_conclusion_md"] = Markdown(conclusion)
     glue["rob_holds_md"] = Markdown(verdicts.holds_here([(SHARE_CLAIM, share_ev)], [conclusion]))
     if em_table is not None:
@@ -226,11 +301,11 @@ def share_evidence(share_pct: float, interval: tuple[float, float], n_partners: 
         untestable=untestable, unit="%")
 
 
-def conclusion_md(shares_table: pd.DataFrame, stable: dict, glue: dict, sibling: dict | None) -> str:
+def conclusion_md(shares_table: pd.DataFrame, stable: dict, glue: dict, sibling: dict | None, note: str = "") -> str:
     """The chapter's conclusion, from its numbers: the null and rule the book adopts and why, how far the others
     move the share, and how stable the set of universal neurons is (baseline draws, bootstrap, null models, the
     sibling rerun where there is one)."""
-    t = shares_table.sort_values("share %")
+    t = shares_table.dropna(subset=["share %"]).sort_values("share %")
     lo, hi = t.iloc[0], t.iloc[-1]
     paper_row = t[(t["null"] == "the paper's draw") & (t["matching"] == "signed max (the paper)")].iloc[0]
     text = [f"**The book's reading.** The book adopts the paper's null (one seeded draw of its row-normalised "
@@ -253,6 +328,8 @@ def conclusion_md(shares_table: pd.DataFrame, stable: dict, glue: dict, sibling:
                     f"model; {stable['core']} pass all three, the stable core.")
     else:
         text.append("No neuron is universal by the paper's rule here, so there is no set whose stability to measure.")
+    if note:  # a rule not computed at this size
+        text.append(note)
     if sibling:
         text.append(f"A sibling run of the same recipe, seeds and data order ({sibling['why']}) keeps "
                     f"{sibling['both']} of its {sibling['final']} universal neurons universal in the shipped zoo: "
@@ -324,20 +401,31 @@ def _worst(m: np.ndarray) -> np.ndarray:
 
 
 def _rules(r: dict):
-    """(name, per-partner values [P, n], their bootstrap draws [D, P, n], the rule's reduction over partners)."""
+    """(name, per-partner values [P, n], their bootstrap draws [D, P, n], the rule's reduction over partners); the
+    Hungarian's values or draws None where they were not computed at this size (`hungarian_plan`)."""
     same = lambda m: m  # noqa: E731
+    boot_h = r.get("boot_hungarian")
     return [("signed max (the paper)", r["real"], r["boot"], same), ("max of |r|", r["abs"], r["boot_abs"], same),
-            ("Hungarian (one-to-one per layer pair)", r["hungarian"], r["boot_hungarian"], same),
+            ("Hungarian (one-to-one per layer pair)", r.get("hungarian"),
+             boot_h if boot_h is not None and len(boot_h) else None, same),
             ("MinCorr (the worst partner)", r["real"], r["boot"], _worst)]
 
 
 def _share_row(null: str, rule: str, values, boot, reduce, base, thr: float) -> dict:
     """One row of the table: the share, its bootstrap interval over row blocks (the baseline at its full-data
-    value) and its range with each partner left out."""
-    low, high = uncertainty.interval([shares(reduce(b), base, thr) for b in boot])
+    value) and its range with each partner left out; "not computed at this size" where the values (or their
+    bootstrap) were not computed."""
+    if values is None:
+        return {"null": null, "matching": rule, "share %": np.nan, "95% interval %": NOT_COMPUTED,
+                "bootstrap draws": 0, "leave one partner out %": NOT_COMPUTED}
+    if boot is None:
+        low = high = np.nan
+    else:
+        low, high = uncertainty.interval([shares(reduce(b), base, thr) for b in boot])
     lo = uncertainty.leave_one_out((values, base), lambda m_, b_: shares(reduce(m_), b_, thr)) if len(values) > 1 else None
     return {"null": null, "matching": rule, "share %": 100 * shares(reduce(values), base, thr),
-            "95% interval %": f"{100 * low:.2f}-{100 * high:.2f}", "bootstrap draws": len(boot),
+            "95% interval %": NOT_COMPUTED if boot is None else f"{100 * low:.2f}-{100 * high:.2f}",
+            "bootstrap draws": 0 if boot is None else len(boot),
             "leave one partner out %": f"{100 * lo.low:.2f}-{100 * lo.high:.2f}" if lo else "-"}
 
 
