@@ -164,7 +164,9 @@ $(NB_OUT)/claims.ipynb: $(wildcard $(CONTROL_ART)/notebooks/*.ipynb results/clai
 # Teaching mode: the exercises marked in the chapter sources, as student notebooks (stubs raising
 # NotImplementedError, then the checks) and instructor notebooks (solutions, executed: the book's Exercises part).
 EX_OUT := artifacts/exercises
-$(EX_OUT)/.built: $(STAMP) $(or $(EXERCISE_CODE),$(PKG)) $(wildcard notebooks/*.py) _config.yml
+# (only the chapters that hold exercises: the others' sources do not change them)
+EXERCISE_SOURCES := $(shell grep -l 'exercise=' notebooks/*.py)
+$(EX_OUT)/.built: $(STAMP) $(or $(EXERCISE_CODE),$(PKG)) $(EXERCISE_SOURCES) _config.yml
 	$(PY) -m universal_neurons.teaching.build --out $(EX_OUT) --execute
 	@touch $@
 exercises: $(EX_OUT)/.built
