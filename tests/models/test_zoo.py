@@ -54,7 +54,7 @@ import os, sys, safetensors.torch, torch
 from pathlib import Path
 import universal_neurons.core.atomic as atomic, universal_neurons.models.zoo as zoo, universal_neurons.models.checkpoints as ckpts
 from universal_neurons import load_profile
-from universal_neurons.data import prepare, tokenizer_dir
+from universal_neurons.data.prepare import prepare, tokenizer_dir
 out, kill_after, small = Path(sys.argv[1]), sys.argv[2], eval(sys.argv[3])
 armed, renames = False, 0
 save_checkpoint = zoo._save_checkpoint

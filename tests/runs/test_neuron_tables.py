@@ -22,11 +22,10 @@ ANALYSIS = {"reference_seed": 0, "n_tokens": N_TOKENS, "batch_size": 16, "partne
 @pytest.fixture
 def tiny_profile(tiny, monkeypatch):
     """Profile 'tiny' (its zoo, its held-out rows) with every analysis key, in a fresh tables folder."""
-    from universal_neurons import data
     from universal_neurons.config.profile import Profile
 
     monkeypatch.setenv("UN_ARTIFACTS", str(tiny["root"] / "artifacts"))
-    monkeypatch.setattr(data, "token_rows", lambda profile, split, progress=True: tiny["rows"])
+    monkeypatch.setattr("universal_neurons.data.prepare.token_rows", lambda profile, split, progress=True: tiny["rows"])
     prof = Profile("tiny", {"train": {"seeds": [0, 1]}, "model": MODEL, "analysis": dict(ANALYSIS),
                             "book": {"threshold": 0.5}})
     shutil.rmtree(prof.tables_dir, ignore_errors=True)
@@ -101,7 +100,8 @@ def test_another_threshold_rederives_the_tables_from_the_saved_maxima(tiny, tiny
 
 @pytest.mark.slow
 def test_untrained_control_is_one_model_and_its_run_goes_into_tables_control(tiny, tiny_profile):
-    from universal_neurons.runs.control import CONTROL_SEED, control_threshold, run_control, untrained_control
+    from universal_neurons.runs.control import CONTROL_SEED, run_control, untrained_control
+    from universal_neurons.runs.selection import control_threshold
 
     prof = tiny_profile
     path = untrained_control(prof)
