@@ -51,7 +51,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data zoo release emergence control exercises notebooks bench bench-train clean-book help browser lint-workflows sweep where readme FORCE
+.PHONY: book test env data zoo release emergence control exercises notebooks bench bench-train bench-scale projection clean-book help browser lint-workflows sweep where readme FORCE
 .DELETE_ON_ERROR:
 # One recipe at a time: the steps share the run folder and the CPU cores (`make -j` is safe, and serial).
 .NOTPARALLEL:
@@ -61,6 +61,8 @@ help:
 	@echo "make test    # the test suite (builds the smoke book first)"
 	@echo "make bench   # correlation engine benchmark"
 	@echo "make bench-train   # trainer throughput: today's settings against the old ones, one run"
+	@echo "make bench-scale [BENCH_ARGS='--shapes gpt2-small --tokens 4096']   # every chapter at the paper's shapes (stand-ins): time, peak memory"
+	@echo "make projection   # each profile's passes at the paper's 100M tokens: CPU (measured rates), H100 (datasheet)"
 	@echo "make gpu-check DEVICE=cuda [GPU_CHECK_ARGS=...]   # the card, engine vs reference port, GPT2-small pass, smoke book: < 8 min"
 	@echo "make zoo PROFILE=default RETRAIN=1   # retrain the shipped zoo into artifacts/ and compare bytes"
 	@echo "make where [PROFILE=...] [SET=...]   # the run folder of these settings"
@@ -228,6 +230,17 @@ bench: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) scripts/bench_train.py --profile "$$UN_PROFILE" $(BENCH_ARGS)
+
+# The scale dry run: every chapter on random-init stand-ins of GPT2-small, GPT2-medium and Pythia-160m with a small
+# token budget, each in its own process; its time and peak memory (results/bench-scale.json). BENCH_ARGS passes
+# options, e.g. BENCH_ARGS='--shapes gpt2-small --tokens 1024'.
+bench-scale: $(STAMP)
+	$(PY) scripts/bench_scale.py --device $(DEVICE) $(BENCH_ARGS)
+
+# What each profile's token passes cost at its budget and at the paper's 100M tokens, on this machine's cores (rates
+# measured here, on an idle machine), one H100 and 8 under torchrun (datasheet rates): results/projection.json.
+projection: $(STAMP)
+	$(PY) scripts/projection.py $(BENCH_ARGS)
 
 # A machine with a GPU, checked in one command (sized for 8 minutes on one H100): a bare matmul, the correlation engine
 # against the reference port, the universality pass on GPT2-small-shape stand-ins (extrapolated to 100M tokens) and

@@ -245,7 +245,47 @@ def block_universality(root: Path = ROOT) -> str:
             f"{c['clm_n_control_hold']} hold.")
 
 
-BLOCKS = {"build-times": block_build_times, "release-zoo": block_release_zoo, "recipe": block_recipe,
+def block_projection(root: Path = ROOT) -> str:
+    """The projection table, from results/projection.json (scripts/projection.py)."""
+    path = root / "results" / "projection.json"
+    if not path.is_file():
+        return "Not measured yet: `make projection` writes it."
+    from universal_neurons.runs.projection import markdown
+
+    res = json.loads(path.read_text())
+    cpu = next(r for r in res["rates"] if r["measured"])
+    return (f"Rates measured on {res['cpu']} ({res['threads']} threads, torch {res['torch']}, {res['date']}): GEMM "
+            f"{cpu['gemm32'] / 1e9:.0f} GFLOP/s in float32, {cpu['gemm64'] / 1e9:.0f} in float64, a GPT-2 forward "
+            f"{cpu['forward'] / 1e9:.0f} GFLOP/s. The H100 rows are its datasheet at an assumed efficiency "
+            f"({', '.join(f'{k} {v:.0%}' for k, v in res['assumed_efficiency'].items())}), not a measurement.\n\n"
+            + markdown(res["rows"]))
+
+
+def block_bench_scale(root: Path = ROOT) -> str:
+    """The scale dry run's table, from results/bench-scale.json (scripts/bench_scale.py)."""
+    path = root / "results" / "bench-scale.json"
+    if not path.is_file():
+        return "Not run yet: `make bench-scale` writes it."
+    res = json.loads(path.read_text())
+    lines = [f"On {res['cpu']} ({res['threads']} thread{'s' if res['threads'] != 1 else ''}, torch {res['torch']}, "
+             f"{res['date']}), {res['tokens']:,} held-out tokens per budget, {res['partners']} partner"
+             f"{'s' if res['partners'] != 1 else ''}, the settings' overrides {res['extra_overrides'] or 'none'}:", "",
+             "| step | " + " | ".join(res["shapes"]) + " |", "|---|" + "---|" * len(res["shapes"])]
+    by = {(r["shape"], r["step"]): r for r in res["rows"]}
+    for step in res["steps"]:
+        cells = []
+        for shape in res["shapes"]:
+            r = by.get((shape, step))
+            if r is None:
+                cells.append("not run yet")
+                continue
+            cell = f"{r['seconds']:,.0f} s, {r['peak_gb']:.2f} GB"
+            cells.append(cell if r["status"] == "ok" else f"**{r['status']}** ({cell})")
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+BLOCKS = {"projection": block_projection, "bench-scale": block_bench_scale, "build-times": block_build_times, "release-zoo": block_release_zoo, "recipe": block_recipe,
           "sweep": block_sweep, "emergence": block_emergence, "universality": block_universality}
 
 

@@ -181,3 +181,45 @@ def test_plus_is_the_moments_of_both_streams():
     np.testing.assert_allclose(first.plus(CoMoments(N_A, N_B)).cov_ab(), first.cov_ab())
     with pytest.raises(UserError, match="shapes differ"):
         first.plus(CoMoments(N_A + 1, N_B))
+
+
+def test_corr_blocks_max_matches_the_resampled_data():
+    """Every weighting's signed and absolute max against np.corrcoef of the rows the weights repeat (float64),
+    with a neuron dead in some blocks only and a constant one; all weightings at once, in small slabs."""
+    a, b = make_data(5)
+    b[: T // 2, 3] = 7.0  # dead over the first half: alive in some resamples, dead in others
+    k = 100
+    cm = feed(CoMoments(N_A, N_B, block_rows=k), a, b)
+    n_blocks = cm.n_blocks
+    rng = np.random.default_rng(1)
+    weights = np.concatenate([rng.multinomial(n_blocks, np.full(n_blocks, 1 / n_blocks), size=12),
+                              np.tril(np.ones((n_blocks, n_blocks)))[2:]])
+    signed, absolute = cm.corr_blocks_max(weights, max_bytes=3000)  # a slab of a few rows
+    for d, w in enumerate(weights):
+        idx = np.concatenate([np.tile(np.arange(j * k, min((j + 1) * k, T)), int(c)) for j, c in enumerate(w)])
+        ref = ref_corr(a[idx], b[idx])
+        ref[:, np.nanstd(b[idx], 0) == 0] = np.nan
+        finite = np.isfinite(ref).any(1)
+        want = np.where(finite, np.nanmax(np.where(np.isfinite(ref), ref, -np.inf), 1), np.nan)
+        want_abs = np.where(finite, np.nanmax(np.where(np.isfinite(ref), np.abs(ref), -np.inf), 1), np.nan)
+        np.testing.assert_allclose(signed[d], want, atol=1e-5, equal_nan=True)
+        np.testing.assert_allclose(absolute[d], want_abs, atol=1e-5, equal_nan=True)
+    assert np.isnan(signed[:, 2]).all()  # the constant reference neuron
+    with pytest.raises(UserError, match="weights must have shape"):
+        cm.corr_blocks_max(np.ones(n_blocks))
+
+
+def test_shared_gram_gives_the_same_moments():
+    """A second CoMoments of the same reference columns and shift fed the first's Σ u uᵀ has the same aa."""
+    a, b = make_data(6)
+    shift = a[:50].mean(0)
+    one = CoMoments(N_A, N_B, center_a=shift, center_b=b[:50].mean(0), block_rows=64, shift=9)
+    two = CoMoments(N_A, N_B - 1, center_a=shift, center_b=b[:50, 1:].mean(0))
+    for i, j in zip(CUTS[:-1], CUTS[1:]):
+        gram = one.update(a[i:j], b[i:j])
+        two.update(a[i:j], b[i:j, 1:], gram)
+    u = a - shift
+    np.testing.assert_allclose(two.aa, u.T @ u, rtol=1e-12)
+    np.testing.assert_allclose(one.corr_ab(), ref_corr(a, b), atol=1e-9, equal_nan=True)
+    with pytest.raises(UserError, match="gram_a must have shape"):
+        two.update(a[:5], b[:5, 1:], np.ones((2, 2)))

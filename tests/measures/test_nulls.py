@@ -62,6 +62,22 @@ def test_rotated_max_equals_explicit_rotation(kind):
     assert not np.allclose(got[0], got[1])  # fresh matrices per draw
 
 
+def test_norms_kept_across_tiles_of_reference_rows():
+    """Tiles of other reference rows (here: the reference's columns split in two) reuse the rotated neurons'
+    deviations kept in `norms`, and give the untiled rows; the explicit rotation is the independent check."""
+    a, b = make_data()
+    whole = rotated_max(accumulate(a, b), SIZES, draws=2, kind="orthogonal", seed=4)
+    norms = {}
+    parts = [rotated_max(accumulate(a[:, cols], b), SIZES, draws=2, kind="orthogonal", seed=4, norms=norms)
+             for cols in (slice(0, 3), slice(3, N_A))]
+    assert len(norms) == 2 * len(SIZES)  # one entry per draw and partner layer, computed by the first tile
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, atol=1e-12, equal_nan=True)
+    rots = [rotation_matrix(d, "orthogonal", np.random.default_rng([4, 1, l])) for l, d in enumerate(SIZES)]
+    edges = np.cumsum([0, *SIZES])
+    u = np.concatenate([b[:, e0:e1] @ r.T for e0, e1, r in zip(edges[:-1], edges[1:], rots)], axis=1)
+    np.testing.assert_allclose(parts[1][1], nan_signed_max(ref_corr(a[:, 3:], u)), atol=1e-10, equal_nan=True)
+
+
 def test_rotation_matrices():
     rng = np.random.default_rng(0)
     q = rotation_matrix(50, "orthogonal", rng)

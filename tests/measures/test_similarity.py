@@ -115,3 +115,21 @@ def test_layer_matrix(xy):
     assert np.allclose(np.diag(self_cka), 1, atol=1e-12)
     with pytest.raises(UserError):
         layer_matrix(ca, cb, cab, [4, 5], sb)
+
+
+def test_layer_matrix_keeps_decompositions_across_tiles(xy):
+    """Tiles of reference layers against the same partner layers reuse the partner side's decompositions in `kept`
+    and give the blocks of the whole matrix (each checked against the direct SVCCA)."""
+    x, y = xy
+    sa, sb = [4, 5, 6], [6, 5]
+    ca, cb, cab = covs(x, y)
+    kept_b = {}
+    ea = np.cumsum([0] + sa)
+    rows = [layer_matrix(ca[ea[i]:ea[i + 1], ea[i]:ea[i + 1]], cb, cab[ea[i]:ea[i + 1]], [sa[i]], sb, svcca,
+                         kept=({}, kept_b), layer0=(i, 0), keep=0.95) for i in range(3)]
+    assert len(kept_b) == 2  # one decomposition per partner layer, made by the first tile
+    eb = np.cumsum([0] + sb)
+    for i, row in enumerate(rows):
+        for j in range(2):
+            want = direct_svcca(x[:, ea[i]:ea[i + 1]], y[:, eb[j]:eb[j + 1]], 0.95).mean()
+            assert row[0, j] == pytest.approx(want, abs=1e-9)

@@ -182,15 +182,17 @@ class CoMoments:
         self.n_blocks = max(self.n_blocks, j + 1)
 
     # ---- accumulation -------------------------------------------------------------------------------
-    def update(self, a, b) -> None:
-        """Add a batch: a [tokens, n_a], b [tokens, n_b] (torch tensors or numpy arrays, floating point)."""
+    def update(self, a, b, gram_a: np.ndarray | None = None) -> np.ndarray | None:
+        """Add a batch: a [tokens, n_a], b [tokens, n_b] (torch tensors or numpy arrays, floating point).
+        Returns the batch's Σ u uᵀ, which another CoMoments of the same reference columns and the same shift
+        (the same `center_a`) takes as `gram_a` instead of computing it again (None for an empty batch)."""
         a = _as_float64(a, "a", self.n_a)
         b = _as_float64(b, "b", self.n_b)
         if a.shape[0] != b.shape[0]:
             raise UserError(f"update(): a has {a.shape[0]} tokens but b has {b.shape[0]}; pass the same tokens to both")
         t = a.shape[0]
         if t == 0:
-            return
+            return None
         if not (np.isfinite(a).all() and np.isfinite(b).all()):
             raise UserError("update(): the batch contained non-finite activations (NaN or inf); "
                             "drop those tokens or fix the activations")
@@ -200,14 +202,21 @@ class CoMoments:
         u, v = a - self.shift_a, b - self.shift_b
         self.sum_a += u.sum(0)
         self.sum_b += v.sum(0)
-        self.aa += u.T @ u
+        if gram_a is None:
+            gram_a = u.T @ u
+        elif gram_a.shape != (self.n_a, self.n_a):
+            raise UserError(f"update(): gram_a must have shape [{self.n_a}, {self.n_a}], got {list(gram_a.shape)}; "
+                            "pass what update() of the same reference columns returned")
+        self.aa += gram_a
         self.bb += v.T @ v
-        self.ab += u.T @ v
         if self.shift:
             self._update_shifted(u, v)
         if self.block_rows:
-            self._update_blocks(u, v)
+            self._update_blocks(u, v)  # adds to ab too: each block's product is computed once
+        else:
+            self.ab += u.T @ v
         self.n += t
+        return gram_a
 
     def _update_shifted(self, u: np.ndarray, v: np.ndarray) -> None:
         """Pair u rows (global index g = n + i) with v rows g − s, for g >= s; keep the head of u and the
@@ -223,7 +232,7 @@ class CoMoments:
         self.tail_b = vv[-s:].copy()
 
     def _update_blocks(self, u: np.ndarray, v: np.ndarray) -> None:
-        """Add each contiguous slice of the batch into its block (global rows [j·k, (j+1)·k))."""
+        """Add each contiguous slice of the batch into its block (global rows [j·k, (j+1)·k)) and into ab."""
         k, n, t = self.block_rows, self.n, u.shape[0]
         i = 0
         while i < t:
@@ -231,7 +240,9 @@ class CoMoments:
             e = min(t, (j + 1) * k - n)
             self._open_block(j)
             uu, vv = u[i:e], v[i:e]
-            self._block_ab[j] += uu.T @ vv
+            prod = uu.T @ vv
+            self.ab += prod
+            self._block_ab[j] += prod
             self._block_sum_a[j] += uu.sum(0)
             self._block_sum_b[j] += vv.sum(0)
             self._block_sq_a[j] += (uu * uu).sum(0)
@@ -282,6 +293,58 @@ class CoMoments:
         sums = [w @ getattr(self, k).astype(np.float64)
                 for k in ("block_sum_a", "block_sum_b", "block_sq_a", "block_sq_b")]
         return _pearson(float(w @ self.block_n), sums[0], sums[1], sums[2], sums[3], cross)
+
+    def corr_blocks_max(self, weights, max_bytes: float = 2.5e8) -> tuple[np.ndarray, np.ndarray]:
+        """(signed [D, n_a], absolute [D, n_a]): per row d of `weights` [D, n_blocks], the max over the partner
+        neurons of corr_blocks(weights[d]) and of its absolute value (NaN where a row has no finite entry), for
+        all D weightings at once. The blocks are read once, in slabs of reference rows whose D weighted
+        matrices take about `max_bytes`: D·n_blocks·n_a·n_b multiply-adds and no [D, n_a, n_b] array."""
+        import torch
+
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 2 or w.shape[1] != self.n_blocks:
+            raise UserError(f"corr_blocks_max(): weights must have shape [draws, {self.n_blocks}] (one per block), "
+                            f"got {list(w.shape)}")
+        n = w @ self.block_n
+        if (n < 2).any():
+            raise UserError(f"correlations need at least 2 tokens, a weighting gives {n.min():g}; "
+                            "give every weighting some blocks")
+        sum_a, sum_b, sq_a, sq_b = (w @ getattr(self, k).astype(np.float64)
+                                    for k in ("block_sum_a", "block_sum_b", "block_sq_a", "block_sq_b"))
+
+        def inv_norm(s, q):  # 1 / the deviation, by the rule of _pearson (NaN at zero variance)
+            c = q - s * s / n[:, None]
+            return 1.0 / np.sqrt(np.where(c > 1e-12 * q, c, np.nan))
+
+        inv_a, inv_b = inv_norm(sum_a, sq_a), inv_norm(sum_b, sq_b)
+        dead_b = np.isnan(inv_b)
+        draws = len(w)
+        # max_j r_ij = inv_a_i · max_j (c_ij · inv_b_j) with c the centred cross sums: the row scale and the
+        # clip to [-1, 1] come after the max, |r| from the max and the min; torch runs it on every core
+        tw, tb = torch.from_numpy(w), torch.from_numpy(np.nan_to_num(inv_b))[:, None, :]
+        mean_b = torch.from_numpy(sum_b / n[:, None])[:, None, :]
+        mask = torch.from_numpy(dead_b)[:, None, :] if dead_b.any() else None
+        hi, lo = np.empty((draws, self.n_a)), np.empty((draws, self.n_a))
+        step = max(1, int(max_bytes // (8 * (draws + self.n_blocks) * self.n_b)))
+        for i0 in range(0, self.n_a, step):
+            i1 = min(i0 + step, self.n_a)
+            x = torch.from_numpy(self.block_ab[:, i0:i1]).to(torch.float64).reshape(self.n_blocks, -1)
+            r = (tw @ x).reshape(draws, i1 - i0, self.n_b)
+            del x
+            r.baddbmm_(torch.from_numpy(sum_a[:, i0:i1, None].copy()), mean_b, alpha=-1.0)
+            r.mul_(tb)
+            if mask is not None:
+                r.masked_fill_(mask, -np.inf)
+                hi[:, i0:i1] = r.amax(2).numpy()
+                r.masked_fill_(mask, np.inf)
+                lo[:, i0:i1] = r.amin(2).numpy()
+            else:
+                mn, mx = torch.aminmax(r, dim=2)
+                hi[:, i0:i1], lo[:, i0:i1] = mx.numpy(), mn.numpy()
+        none = dead_b.all(1)[:, None] | np.isnan(inv_a)  # no finite entry in the row
+        signed = np.where(none, np.nan, np.clip(hi * inv_a, -1.0, 1.0))
+        absolute = np.where(none, np.nan, np.maximum(signed, np.clip(-lo * inv_a, -1.0, 1.0)))
+        return signed, absolute
 
     # ---- results ------------------------------------------------------------------------------------
     def _cov(self, sx, sy, p) -> np.ndarray:

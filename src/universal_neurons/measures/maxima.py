@@ -68,6 +68,18 @@ def rotation(d: int, seed: int, partner: int, layer: int, kind: str = "gaussian"
     return torch.from_numpy(r).float()
 
 
+CHUNK_SHARE = 0.25  # a chunk's activations (every model, float32) take at most this share of the budget
+
+
+def chunk_cap(models, n_ctx: int, chunk_tokens: int, max_accumulator_gb: float) -> int:
+    """`chunk_tokens`, lowered where a chunk's activations of every model (float32, all MLP neurons) would take more
+    than CHUNK_SHARE of the accumulator budget (at least 256 MiB, and one row of the context; a batch is cut at a
+    chunk's end): at the paper's sizes a chunk of 16,384 tokens of five GPT2-medium models is 32 GB."""
+    width = sum(m.cfg.n_layers * m.cfg.d_mlp for m in models)
+    room = max(CHUNK_SHARE * max_accumulator_gb * 1e9, 2.0 ** 28)
+    return int(min(chunk_tokens, max(n_ctx, room // (4 * width))))
+
+
 @dataclass
 class Correlations:
     """Raw result of `correlate`. Per snapshot k and partner p: max over the partner's real neurons
@@ -221,12 +233,14 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
     names = names or [str(getattr(m, "checkpoint_dir", i)) for i, m in enumerate(models)]
     if len(models) < 2:
         raise UserError("universality needs a reference and at least one partner model")
+    chunk_tokens = chunk_cap(models, tokens.shape[1], chunk_tokens, max_accumulator_gb)
     plan = plan_pass(models, names, tokens, n_tokens, chunk_tokens, fractions)
     rank, world = _dist()
     device = torch.device(device)
     shapes = [(m.cfg.n_layers, m.cfg.d_mlp) for m in models]
     n_a = shapes[0][0] * shapes[0][1]
-    tiles = _tiles(n_a, _units(shapes), max_accumulator_gb * 1e9, chunk_tokens)
+    # a chunk holds at most the pass's tokens: a small run's columns take less memory than a full chunk's
+    tiles = _tiles(n_a, _units(shapes), max_accumulator_gb * 1e9, min(chunk_tokens, n_tokens))
     n_chunks = len(plan.chunks)
     maxima = _Maxima(n_a, shapes, len(plan.snap_chunks), device)
     key = json.dumps([VERSION, names, shapes, n_tokens, baseline, seed, chunk_tokens,

@@ -110,13 +110,15 @@ def _bounds(sizes, n, name):
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def layer_matrix(cov_aa, cov_bb, cov_ab, sizes_a, sizes_b, fn=linear_cka, **kwargs) -> np.ndarray:
+def layer_matrix(cov_aa, cov_bb, cov_ab, sizes_a, sizes_b, fn=linear_cka, *, kept: tuple[dict, dict] | None = None,
+                 layer0: tuple[int, int] = (0, 0), **kwargs) -> np.ndarray:
     """[len(sizes_a), len(sizes_b)] matrix of fn(c_xx, c_yy, c_xy, **kwargs) on every layer pair's blocks.
 
     cov_aa [n_a, n_a], cov_bb [n_b, n_b], cov_ab [n_a, n_b]; sizes_a / sizes_b: neurons per layer, in order
     (summing to n_a / n_b). fn returns a number, or a tuple whose first item is the number (as `svcca`).
     For `linear_cka` and `svcca` each layer's norm / eigen-decomposition is computed once, not per pair
-    (same result as calling fn per pair)."""
+    (same result as calling fn per pair); `kept` (a dict per side) keeps them across calls on tiles of the same
+    layers, `layer0` (per side) numbering the first layer of these covariances."""
     cov_aa, cov_bb, cov_ab = _f64(cov_aa, cov_bb, cov_ab)
     ra = _bounds(sizes_a, cov_aa.shape[0], "sizes_a")
     rb = _bounds(sizes_b, cov_bb.shape[0], "sizes_b")
@@ -125,8 +127,16 @@ def layer_matrix(cov_aa, cov_bb, cov_ab, sizes_a, sizes_b, fn=linear_cka, **kwar
     out = np.empty((len(ra), len(rb)))
     if fn in _STAGES:
         prep, pair = _STAGES[fn]
-        pa = [prep(cov_aa[s, s], **kwargs) for s in ra]
-        pb = [prep(cov_bb[s, s], **kwargs) for s in rb]
+        kept = kept or ({}, {})
+
+        def prepared(side, cov, sl, i):
+            key = (fn.__name__, tuple(sorted(kwargs.items())), layer0[side] + i)
+            if key not in kept[side]:
+                kept[side][key] = prep(cov[sl, sl], **kwargs)
+            return kept[side][key]
+
+        pa = [prepared(0, cov_aa, sl, i) for i, sl in enumerate(ra)]
+        pb = [prepared(1, cov_bb, sl, j) for j, sl in enumerate(rb)]
         call = lambda i, j: pair(pa[i], pb[j], cov_ab[ra[i], rb[j]])  # noqa: E731
     else:
         call = lambda i, j: fn(cov_aa[ra[i], ra[i]], cov_bb[rb[j], rb[j]], cov_ab[ra[i], rb[j]], **kwargs)  # noqa: E731

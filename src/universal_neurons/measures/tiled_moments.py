@@ -6,7 +6,8 @@ blocks where asked), so every statistic that works per partner layer (the maxima
 baselines, which need only each partner layer's own covariance, the layer-pair similarities and assignments) is
 exact on a tile, and the whole is the combination of its tiles. Each neuron's shift (`CoMoments` centre) is
 computed once over the first chunk of the pass, as an untiled pass fixes it at its first batch, so a tile's
-moments are the rows and columns of the untiled ones, up to the order of the float sums.
+moments are the rows and columns of the untiled ones, up to the order of the float sums; the tiles of one pass
+that share reference layers share each batch's product Σ u uᵀ of them (`CoMoments.update`'s gram_a).
 
 `plan_passes` packs the tiles into passes over the held-out tokens: the tiles of one pass accumulate side by side
 (each model runs once per batch of a pass), their bytes (`tile_bytes`: the moments, the float16 port of the
@@ -96,6 +97,12 @@ def _pack(tiles, sizes_a, partner_sizes, budget, shift, n_blocks) -> list[list[T
     return passes
 
 
+def _round_up(x: float) -> float:
+    """x rounded up to two significant digits (0.0213 -> 0.022, 33.1 -> 34)."""
+    step = 10.0 ** (np.floor(np.log10(x)) - 1)
+    return float(np.ceil(x / step - 1e-9) * step)
+
+
 def plan_passes(sizes_a, partner_sizes, budget_bytes: float, shift: int, n_blocks: int,
                 full=None) -> list[list[Tile]]:
     """The passes (lists of tiles) over the held-out tokens for a reference of layers `sizes_a` (neurons per
@@ -114,7 +121,7 @@ def plan_passes(sizes_a, partner_sizes, budget_bytes: float, shift: int, n_block
                    for sizes_b, f in zip(partner_sizes, full) for db in sizes_b)
         raise UserError(f"one layer pair's co-moments need {need / 1e9:.3g} GB, above the budget of "
                         f"{budget_bytes / 1e9:.3g} GB; raise analysis.max_accumulator_gb to at least "
-                        f"{np.ceil(need / 1e8) / 10:g}")
+                        f"{_round_up(need / 1e9):g}")
     return best
 
 
@@ -197,12 +204,14 @@ def run_passes(models, names, plan: Plan, passes, batch_rows: int, device, on_ti
                     s1 = min(s0 + group, r1)
                     acts = rows_activations([models[0]] + [models[m] for m in used], [names[0]] + [names[m] for m in used],
                                             p, s0, s1, batch_rows, device, layers)
+                    grams = {}  # the reference columns' Σ u uᵀ of this batch, computed once for the tiles sharing them
                     for st in states:
                         k = used.index(st.tile.partner + 1) + 1
                         a = acts[0][:, cols(0, st.tile.a0, st.tile.a1)]
                         b = acts[k][:, cols(k, st.tile.b0, st.tile.b1)]
                         if which == 0:
-                            st.cm.update(a, b)
+                            rows = (st.tile.a0, st.tile.a1)
+                            grams[rows] = st.cm.update(a, b, grams.get(rows))
                             if st.port is not None:
                                 st.port.update(a, b, final=s1 == r1)
                         elif st.extra is not None:

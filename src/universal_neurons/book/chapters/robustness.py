@@ -49,6 +49,12 @@ NOT_COMPUTED = "not computed at this size"
 FAR_PASSES = 64  # a robustness pass split into more passes than this is worth a warning line
 
 
+def shift_tokens(n_tokens: int, n_ctx: int) -> int:
+    """The permutation baseline's circular shift: SHIFT_ROWS rows of the context, or half the tokens where there
+    are not more than twice that many (a small dry run), so that the shifted pairs always exist."""
+    return SHIFT_ROWS * n_ctx if n_tokens > 2 * SHIFT_ROWS * n_ctx else max(1, n_tokens // 2)
+
+
 def _models(prof, device):
     """The reference, its partners and the untrained control (last), with their names."""
     sources = prof.members()
@@ -93,7 +99,8 @@ def statistics(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int
     n_blocks = -(-n_tokens // block_rows)
     extra_ids = activations.reference_kept_ids(models[0].tokenizer)
     extra = activations.extra_plan(plan, extra_ids)
-    passes = tiled_moments.plan_passes(sizes[0], sizes[1:], budget_bytes, SHIFT_ROWS * n_ctx, n_blocks,
+    shift = shift_tokens(n_tokens, n_ctx)
+    passes = tiled_moments.plan_passes(sizes[0], sizes[1:], budget_bytes, shift, n_blocks,
                                        full=[True] * (len(models) - 2) + [False])
     if len(passes) > FAR_PASSES:
         _warn_once(f"analysis.max_accumulator_gb={budget_bytes / 1e9:g} splits the robustness co-moments into "
@@ -103,15 +110,21 @@ def statistics(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int
     out = ctx.pop("arrays")
     tiled_moments.run_passes(models, names, plan, passes, batch_rows, device,
                              lambda tile, cm, port, e: _tile_stats(tile, cm, port, e, ctx, out),
-                             shift=SHIFT_ROWS * n_ctx, block_rows=block_rows, port_batch=REF_BATCH_ROWS * n_ctx,
+                             shift=shift, block_rows=block_rows, port_batch=REF_BATCH_ROWS * n_ctx,
                              extra=extra, act_bytes=min(budget_bytes / 4, 1e9), progress=progress)
     info = {"names": names[:-1], "n_tokens": n_tokens, "sizes": sizes[:-1],
             "block_tokens": [int(x) for x in ctx["block_n"]], "newline_kept_ids": extra_ids.tolist(),
             "newline_kept": int(extra.snap_tokens[-1]) if extra is not None else 0, "passes": len(passes),
-            "tiles": sum(map(len, passes)), "hungarian": {"computed": ctx["hungarian"],
+            "tiles": sum(map(len, passes)), "shift_tokens": shift, "hungarian": {"computed": ctx["hungarian"],
                                                           "boot_draws": ctx["boot_hungarian"],
                                                           "work": ctx["hungarian_work"]}}
     return out, info
+
+
+def _shift_rows(info: dict, n_ctx: int):
+    """The permutation's shift in rows of the context (a whole number unless a small run shortened it)."""
+    rows = info.get("shift_tokens", SHIFT_ROWS * n_ctx) / n_ctx
+    return int(rows) if rows == int(rows) else round(rows, 2)
 
 
 def shares(real: np.ndarray, base: np.ndarray, threshold: float) -> float:
@@ -161,7 +174,8 @@ def _setup(sizes, n_blocks: int, newline: bool, out: dict) -> dict:
     if newline:
         out |= {"real_nl": nan(P, n_a), "base_nl": nan(P, n_a)}
     return {"arrays": out, "sizes": sizes, "edges": [np.cumsum([0, *s]) for s in sizes], "weights": weights,
-            "hungarian": hung, "boot_hungarian": boot_hung, "hungarian_work": work, "n_partners": P, "block_n": None}
+            "hungarian": hung, "boot_hungarian": boot_hung, "hungarian_work": work, "n_partners": P, "block_n": None,
+            "norms": {}, "preps": {}}
 
 
 def _tile_stats(tile, cm, port, extra, ctx, out) -> None:
@@ -187,29 +201,38 @@ def _tile_stats(tile, cm, port, extra, ctx, out) -> None:
         put("hungarian", matching.hungarian(corr, sa, sb)[0])
     del corr
     put("perm", permutation_max(cm))
-    for k, v in enumerate(rotated_max(cm, sb, draws=DRAWS, kind="gaussian-rows", seed=0, layer0=l0)):
+    norms = ctx["norms"].setdefault(p, {})  # the rotated partner neurons' deviations, shared by the reference tiles
+    for k, v in enumerate(rotated_max(cm, sb, draws=DRAWS, kind="gaussian-rows", seed=0, layer0=l0, norms=norms)):
         put("draws", v, k)
-    put("ortho", rotated_max(cm, sb, draws=1, kind="orthogonal", seed=0, layer0=l0)[0])
+    put("ortho", rotated_max(cm, sb, draws=1, kind="orthogonal", seed=0, layer0=l0, norms=norms)[0])
     put("ref16", max_nan_to_zero(port.correlation()))
-    put("base16", np.fmax.reduce(rotated_corr(cm, sb, fp16_rotations(sb, seed=0, draw=0, layer0=l0)), axis=1))
+    put("base16", np.fmax.reduce(rotated_corr(cm, sb, fp16_rotations(sb, seed=0, draw=0, layer0=l0), norms=norms,
+                                              tag="fp16", layer0=l0), axis=1))
     if extra is not None:
         both = cm.plus(extra)
         put("real_nl", matching.signed_max(both.corr_ab())[0])
-        put("base_nl", rotated_max(both, sb, draws=1, kind="gaussian-rows", seed=0, layer0=l0)[0])
+        put("base_nl", rotated_max(both, sb, draws=1, kind="gaussian-rows", seed=0, layer0=l0,
+                                   norms=ctx["norms"].setdefault(("newline", p), {}))[0])
         del both
     ctx["block_n"] = cm.block_n.copy()
     n_blocks = len(cm.block_n)
-    for k, w in enumerate(ctx["weights"]):
-        c_w = cm.corr_blocks(w)
-        put("boot", matching.signed_max(c_w)[0], k)
-        put("boot_abs", matching.abs_max(c_w)[0], k)
-        if k < ctx["boot_hungarian"]:
-            put("boot_hungarian", matching.hungarian(c_w, sa, sb)[0], k)
-    for k in range(1, n_blocks + 1):
-        put("by_tokens", matching.signed_max(cm.corr_blocks((np.arange(n_blocks) < k).astype(float)))[0], k - 1)
+    growing = np.tril(np.ones((n_blocks, n_blocks)))  # the first k blocks, k = 1..n_blocks
+    signed, absolute = cm.corr_blocks_max(np.concatenate([ctx["weights"], growing]))
+    boot = len(ctx["weights"])
+    for k in range(boot):
+        put("boot", signed[k], k)
+        put("boot_abs", absolute[k], k)
+    for k in range(n_blocks):
+        put("by_tokens", signed[boot + k], k)
+    for k in range(ctx["boot_hungarian"]):
+        put("boot_hungarian", matching.hungarian(cm.corr_blocks(ctx["weights"][k]), sa, sb)[0], k)
     cov_aa, cov_bb, cov_ab = cm.cov_aa(), cm.cov_bb(), cm.cov_ab()
+    if ctx["preps"].get("layers") != (p, tile.b0, tile.b1):  # the partner layers' decompositions, kept while the
+        ctx["preps"] = {"layers": (p, tile.b0, tile.b1), "kept": {}}  # tiles of other reference layers use them
+    kept = ({}, ctx["preps"]["kept"])
     for key, fn in (("cka", similarity.linear_cka), ("svcca", similarity.svcca)):
-        out[key][p, tile.a0:tile.a1, tile.b0:tile.b1] = similarity.layer_matrix(cov_aa, cov_bb, cov_ab, sa, sb, fn)
+        out[key][p, tile.a0:tile.a1, tile.b0:tile.b1] = similarity.layer_matrix(
+            cov_aa, cov_bb, cov_ab, sa, sb, fn, kept=kept, layer0=(tile.a0, tile.b0))
 
 
 def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
@@ -237,7 +260,7 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
             "rob_boot_high": 100 * high, "rob_blocks": BLOCKS, "rob_boot_draws": BOOT,
             "rob_n_tokens": int(info["n_tokens"]), "rob_n_always": int(always.sum()),
             "rob_n_universal": int((uncertainty.excess_from(real, base) > thr).sum()), "rob_threshold": thr,
-            "rob_n_partners": len(real), "rob_shift_rows": SHIFT_ROWS}
+            "rob_n_partners": len(real), "rob_shift_rows": _shift_rows(info, int(prof.cfg["model"]["n_ctx"]))}
     glue = {k: float(v) if isinstance(v, np.floating) else v for k, v in glue.items()}  # plain numbers for the page
     block_n = np.asarray(info["block_tokens"])
     tokens = pd.DataFrame({"held-out tokens": np.cumsum(block_n),
