@@ -95,7 +95,8 @@ def _small_corpus(folder: Path, n_docs: int = 16, chars: int = 1000) -> Path:
 def test_dry_run_on_the_tiny_shape_in_tiles(tmp_path):
     """The dry run itself, reduced: every step (data, each chapter, the explorer) on stand-ins of the tiny shape (2 x
     256 neurons, the GPT-2 tokenizer) on the gpt2-small profile, one partner, 256 tokens of a 128-token context, a
-    small local corpus, and an accumulator budget (15 MB) that splits the robustness co-moments into passes of one
+    small local corpus, two random neurons in the entropy chapter's control group (its runs cost the GPT-2
+    vocabulary each), and an accumulator budget (15 MB) that splits the robustness co-moments into passes of one
     layer pair, as the paper's shapes are split at the default budget (the universality pass still fits one tile
     here; its tiles are checked against the untiled pass in tests/measures/test_maxima.py). Each step runs (no
     refusal outside EXPECTED_REFUSALS) under 4 GB; nothing is written into the checkout."""
@@ -108,7 +109,7 @@ def test_dry_run_on_the_tiny_shape_in_tiles(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--shapes", "tiny", "--tokens", "256", "--partners", "1",
                            "--out", str(out), "--json", str(report), "--max-gb", "4",
                            "--set", "corpus.source=local", f"corpus.path={corpus}", "model.n_ctx=128",
-                           "analysis.max_accumulator_gb=0.015"],
+                           "analysis.max_accumulator_gb=0.015", "book.entropy_random=2"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert report.is_file(), done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads(report.read_text())
