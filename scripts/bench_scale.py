@@ -307,7 +307,7 @@ def main(argv=None) -> int:
     from universal_neurons.core.errors import UserError
 
     shapes = [s.strip() for s in a.shapes.split(",") if s.strip()]
-    steps = [SETUP, *makefile_chapters(), EXPLORER]
+    steps = all_steps = [SETUP, *makefile_chapters(), EXPLORER]
     if a.chapters:
         wanted = [c.strip() for c in a.chapters.split(",") if c.strip()]
         unknown = sorted(set(wanted) - set(steps))
@@ -354,11 +354,12 @@ def main(argv=None) -> int:
     a.json.parent.mkdir(parents=True, exist_ok=True)
 
     def report() -> dict:
-        order = {(s, t): i for i, (s, t) in enumerate((s, t) for s in shapes for t in steps)}
+        # every step's row, those of an earlier run resumed with another --chapters too
+        order = {(s, t): i for i, (s, t) in enumerate((s, t) for s in shapes for t in all_steps)}
         kept = sorted((r for r in rows if (r["shape"], r["step"]) in order), key=lambda r: order[r["shape"], r["step"]])
         return {"cpu": cpu, "torch": torch.__version__,
                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **settings, "shapes": shapes,
-                "steps": steps, "rows": kept}
+                "steps": all_steps, "rows": kept}
 
     bar = tqdm(total=len(shapes) * len(steps), initial=len(done), desc="bench-scale", disable=not sys.stderr.isatty())
     for shape in shapes:
@@ -403,7 +404,7 @@ def main(argv=None) -> int:
             bar.update()
     bar.close()
     final = report()
-    print("\n" + markdown(final["rows"], shapes, steps))
+    print("\n" + markdown(final["rows"], shapes, all_steps))
     write_json(a.json, final)
     print(f"\nwritten: {a.json}")
     return 0 if all(r["status"] in ("ok", "refused") for r in rows) else 1

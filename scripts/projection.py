@@ -11,6 +11,7 @@ JSON that the README's generated block reads.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -73,11 +74,46 @@ def rows(rates_list, ranks_of) -> list[dict]:
     return table
 
 
+def calibrate(bench: Path, cpu: str) -> list[dict]:
+    """The model against the scale dry run's universality steps on this CPU (rates measured again at the dry run's
+    threads): the pass alone, as the universality chapter runs it (the control pass is another chapter's)."""
+    import torch
+
+    from universal_neurons.models import stand_ins
+    from universal_neurons.runs import projection as P
+
+    try:
+        res = json.loads(Path(bench).read_text())
+    except (OSError, ValueError):
+        return []
+    rows = [r for r in res.get("rows", []) if r["step"] == "universality" and r["status"] == "ok"
+            and r["shape"] in stand_ins.SHAPES and r["shape"] != "tiny"]
+    if res.get("cpu") != cpu or not rows or res.get("device") != "cpu":
+        return []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(res["threads"]))
+    rates = P.measure_rates("dry run's threads", 24.0)
+    torch.set_num_threads(threads)
+    out = []
+    for r in rows:
+        layers, d_mlp = stand_ins.neurons(r["shape"])
+        c = stand_ins._config(r["shape"])
+        shape = P.Shape(r["shape"], layers, d_mlp, getattr(c, "n_embd", None) or c.hidden_size, 512,
+                        int(res["partners"]))
+        model = P.universality(shape, int(res["tokens"]), 4.0, control=False).seconds(rates)
+        out.append({"what": f"universality pass, {r['shape']} stand-ins, {res['partners']} partner(s), "
+                            f"{res['tokens']:,} tokens, {res['threads']} thread(s)",
+                    "model_s": model, "measured_s": r["seconds"]})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of the measured rates")
     ap.add_argument("--memory-gb", type=float, default=24.0, help="this machine's memory, for its budget")
     ap.add_argument("--json", type=Path, default=ROOT / "results" / "projection.json")
+    ap.add_argument("--bench", type=Path, default=ROOT / "results" / "bench-scale.json",
+                    help="a scale dry run on this CPU, whose universality rows check the model")
     a = ap.parse_args(argv)
     import torch
 
@@ -88,12 +124,15 @@ def main(argv=None) -> int:
     cpu = cpu_name()
     print(f"CPU: {cpu}; torch {torch.__version__}; {a.threads} thread(s)", flush=True)
     here = P.measure_rates(f"{a.threads} CPU cores ({cpu}, measured)", a.memory_gb)
+    calibration = calibrate(a.bench, cpu)
     gpu = P.datasheet_rates()
     table = rows([here, gpu], lambda r: (1,) if r.measured else (1, GPUS))
     result = {"cpu": cpu, "threads": a.threads, "torch": torch.__version__,
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "paper_tokens": PAPER_TOKENS, "rates": [P.as_dict(here), P.as_dict(gpu)],
-              "assumed_efficiency": P.ASSUMED_EFFICIENCY, "rows": table}
+              "assumed_efficiency": P.ASSUMED_EFFICIENCY, "calibration": calibration, "rows": table}
     print(P.markdown(result["rows"]))
+    for c in calibration:
+        print(f"calibration: {c['what']}: model {c['model_s']:,.0f} s, measured {c['measured_s']:,.0f} s")
     write_json(a.json, result)
     print(f"\nwritten: {a.json}")
     return 0

@@ -257,8 +257,10 @@ def block_projection(root: Path = ROOT) -> str:
     return (f"Rates measured on {res['cpu']} ({res['threads']} threads, torch {res['torch']}, {res['date']}): GEMM "
             f"{cpu['gemm32'] / 1e9:.0f} GFLOP/s in float32, {cpu['gemm64'] / 1e9:.0f} in float64, a GPT-2 forward "
             f"{cpu['forward'] / 1e9:.0f} GFLOP/s. The H100 rows are its datasheet at an assumed efficiency "
-            f"({', '.join(f'{k} {v:.0%}' for k, v in res['assumed_efficiency'].items())}), not a measurement.\n\n"
-            + markdown(res["rows"]))
+            f"({', '.join(f'{k} {v:.0%}' for k, v in res['assumed_efficiency'].items())}), not a measurement."
+            + "".join(f" The model against a measurement ({c['what']}): {c['model_s']:,.0f} s modelled, "
+                      f"{c['measured_s']:,.0f} s measured." for c in res.get("calibration", []))
+            + "\n\n" + markdown(res["rows"]))
 
 
 def block_bench_scale(root: Path = ROOT) -> str:
@@ -269,7 +271,7 @@ def block_bench_scale(root: Path = ROOT) -> str:
     res = json.loads(path.read_text())
     lines = [f"On {res['cpu']} ({res['threads']} thread{'s' if res['threads'] != 1 else ''}, torch {res['torch']}, "
              f"{res['date']}), {res['tokens']:,} held-out tokens per budget, {res['partners']} partner"
-             f"{'s' if res['partners'] != 1 else ''}, the settings' overrides {res['extra_overrides'] or 'none'}:", "",
+             f"{'s' if res['partners'] != 1 else ''}, overrides {', '.join(f'`{o}`' for o in res['extra_overrides']) or 'none'}:", "",
              "| step | " + " | ".join(res["shapes"]) + " |", "|---|" + "---|" * len(res["shapes"])]
     by = {(r["shape"], r["step"]): r for r in res["rows"]}
     for step in res["steps"]:
@@ -282,6 +284,8 @@ def block_bench_scale(root: Path = ROOT) -> str:
             cell = f"{r['seconds']:,.0f} s, {r['peak_gb']:.2f} GB"
             cells.append(cell if r["status"] == "ok" else f"**{r['status']}** ({cell})")
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    if res.get("note"):
+        lines += ["", res["note"]]
     return "\n".join(lines)
 
 

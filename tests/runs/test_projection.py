@@ -34,6 +34,8 @@ def test_universality_work_by_hand():
     assert w.tokens["forward"] == 1000 * (3 + 2) * s.forward_flops()
     assert w.tokens["gemm32"] == 1000 * (2 * 128 * 256 + 4 * 2 * 64 ** 2) + 1000 * (2 * 128 * 128 + 2 * 2 * 64 ** 2)
     snaps = len(maxima.FRACTIONS)
+    assert P.snapshots(1000, 16) == snaps and P.snapshots(1024, 512) == 3  # the GPT2-small dry run's 501, 984, 1024
+    assert P.universality(s, 1000, 1.0, control=False).tiles == 1
     assert w.fixed["gemm64"] == snaps * (4 + 2) * (2 * 128 * 64 ** 2 + 4 * 64 ** 3)
 
 

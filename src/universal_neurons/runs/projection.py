@@ -26,7 +26,13 @@ import numpy as np
 
 from ..measures import maxima, tiled_moments
 
-FRACTION_SNAPSHOTS = len(maxima.FRACTIONS)
+KEPT = 0.95  # the share of a row's tokens a pass keeps (special and newline tokens dropped), about
+
+
+def snapshots(n_tokens: int, n_ctx: int) -> int:
+    """The token snapshots of a universality pass: one per fraction of `maxima.FRACTIONS`, fewer where several end
+    in the same row of the context (a small run), as the pass cuts its chunks at rows."""
+    return len({int(np.ceil(f * n_tokens / (KEPT * n_ctx))) for f in maxima.FRACTIONS})
 ROTATED_DRAWS = 13  # the robustness tile's rotated baselines: 10 draws, the orthogonal one, float16, newline
 BOOT_WEIGHTINGS = 210  # the bootstrap's 200 draws and the 10 growing prefixes of blocks
 N_BLOCKS = 10
@@ -94,11 +100,12 @@ class Work:
         return price(self.tokens) / ranks + price(self.fixed)
 
 
-def universality(shape: Shape, n_tokens: int, budget_gb: float, chunk_tokens: int = 16384) -> Work:
-    """The universality pass and its control pass (the same pass against one untrained partner)."""
+def universality(shape: Shape, n_tokens: int, budget_gb: float, chunk_tokens: int = 16384,
+                 control: bool = True) -> Work:
+    """The universality pass and (`control`) its control pass, the same pass against one untrained partner."""
     out = Work.empty()
     chunk_ = chunk(shape, chunk_tokens, n_tokens, budget_gb)
-    for partners in (shape.partners, 1):
+    for partners in (shape.partners, 1) if control else (shape.partners,):
         units = maxima._units([(shape.n_layers, shape.d_mlp)] * (partners + 1))
         tiles = maxima._tiles(shape.neurons, units, budget_gb * 1e9, chunk_)
         out.tiles += len(tiles)
@@ -106,7 +113,8 @@ def universality(shape: Shape, n_tokens: int, budget_gb: float, chunk_tokens: in
             rows, width = i1 - i0, sum(d for *_, d in us)
             out.tokens["forward"] += n_tokens * (1 + len({p for p, *_ in us})) * shape.forward_flops()
             out.tokens["gemm32"] += n_tokens * (2.0 * rows * width + sum(2.0 * d * d for *_, d in us))
-            out.fixed["gemm64"] += FRACTION_SNAPSHOTS * sum(2.0 * rows * d * d + 4.0 * d ** 3 for *_, d in us)
+            out.fixed["gemm64"] += snapshots(n_tokens, shape.n_ctx) * sum(2.0 * rows * d * d + 4.0 * d ** 3
+                                                                          for *_, d in us)
     out.memory_gb = budget_gb + ((shape.partners + 2) * shape.weights_bytes()
                                  + chunk_ * 4.0 * shape.neurons * (shape.partners + 1)) / 1e9
     return out
@@ -189,8 +197,7 @@ def _best(fn, repeats: int = 3) -> float:
 
 
 def measure_rates(machine: str, memory_gb: float, shape: Shape | None = None) -> Rates:
-    """This machine's rates with torch's current threads: GEMMs of 2,048 (float32 in torch, float64 in numpy, as
-    the passes use them), a random-init GPT-2 forward of `shape` (default GPT2-small's) to its last MLP over two
+    """This machine's rates with torch's current threads: GEMMs of 2,048 in float32 and float64, a random-init GPT-2 forward of `shape` (default GPT2-small's) to its last MLP over two
     rows, and scipy's assignment of a 1,024 x 1,024 matrix."""
     import torch
     from scipy.optimize import linear_sum_assignment
@@ -199,7 +206,7 @@ def measure_rates(machine: str, memory_gb: float, shape: Shape | None = None) ->
     n = 2048
     x32 = torch.randn(n, n)
     gemm32 = 2.0 * n ** 3 / _best(lambda: x32 @ x32)
-    x64 = np.random.default_rng(0).standard_normal((n, n))
+    x64 = x32.double()
     gemm64 = 2.0 * n ** 3 / _best(lambda: x64 @ x64)
     shape = shape or Shape("gpt2-small", 12, 3072, 768, 512, 1)
     cfg = HookedTransformerConfig(n_layers=shape.n_layers, d_model=shape.d_model, d_head=64,
