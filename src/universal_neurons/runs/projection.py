@@ -33,6 +33,8 @@ def snapshots(n_tokens: int, n_ctx: int) -> int:
     """The token snapshots of a universality pass: one per fraction of `maxima.FRACTIONS`, fewer where several end
     in the same row of the context (a small run), as the pass cuts its chunks at rows."""
     return len({int(np.ceil(f * n_tokens / (KEPT * n_ctx))) for f in maxima.FRACTIONS})
+
+
 ROTATED_DRAWS = 13  # the robustness tile's rotated baselines: 10 draws, the orthogonal one, float16, newline
 BOOT_WEIGHTINGS = 210  # the bootstrap's 200 draws and the 10 growing prefixes of blocks
 N_BLOCKS = 10
