@@ -118,7 +118,8 @@ def _tiny_statistics(tiny, models, budget):
 def test_tiles_within_a_small_budget_give_the_untiled_arrays(tiny, models, one_thread):
     """Layer-pair tiles (row blocks of the reference and partner layer groups, many passes) within a budget that
     the untiled co-moments refuse give the one-tile arrays; the maxima and the paper's baseline (draw 0) against
-    numpy float64 on activations read row by row."""
+    numpy float64 on activations read row by row (to 2e-5: the pass's products are float32, as the universality
+    pass's)."""
     import torch
 
     from universal_neurons.core.errors import UserError
@@ -158,12 +159,12 @@ def test_tiles_within_a_small_budget_give_the_untiled_arrays(tiny, models, one_t
         for p, b in enumerate(bs):
             r = np.corrcoef(a.T, b.T)[:d * L, d * L:]
             want = np.where(np.isnan(r).all(1), np.nan, np.nanmax(np.where(np.isnan(r), -np.inf, r), axis=1))
-            np.testing.assert_allclose(tiled["real"][p], want, atol=1e-8, equal_nan=True)
+            np.testing.assert_allclose(tiled["real"][p], want, atol=2e-5, equal_nan=True)
             rotated = np.hstack([b[:, l * d:(l + 1) * d] @ rotation_matrix(d, "gaussian-rows", draw_rng(0, 0, l)).T
                                  for l in range(L)])
             r = np.corrcoef(a.T, rotated.T)[:d * L, d * L:]
             want = np.where(np.isnan(r).all(1), np.nan, np.nanmax(np.where(np.isnan(r), -np.inf, r), axis=1))
-            np.testing.assert_allclose(tiled["draws"][0, p], want, atol=1e-8, equal_nan=True)
+            np.testing.assert_allclose(tiled["draws"][0, p], want, atol=2e-5, equal_nan=True)
 
 
 def test_the_hungarian_rule_and_its_row_at_a_size_too_large():

@@ -223,3 +223,16 @@ def test_shared_gram_gives_the_same_moments():
     np.testing.assert_allclose(one.corr_ab(), ref_corr(a, b), atol=1e-9, equal_nan=True)
     with pytest.raises(UserError, match="gram_a must have shape"):
         two.update(a[:5], b[:5, 1:], np.ones((2, 2)))
+
+
+def test_float32_products_agree_with_numpy_float64_to_float32_precision():
+    """products="float32" (the robustness pass's): every product of the shifted data in float32, the sums in
+    float64; the correlations, shifted correlations and blocks against numpy float64 on the same rows."""
+    a, b = make_data(5)
+    cm = feed(CoMoments(N_A, N_B, shift=37, block_rows=150, products="float32"), a, b)
+    np.testing.assert_allclose(cm.corr_ab(), ref_corr(a, b), atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(cm.corr_shifted(), ref_corr(a, np.roll(b, 37, axis=0)), atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(cm.corr_blocks(np.ones(cm.n_blocks)), ref_corr(a, b), atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(cm.cov_aa(), np.cov(a.T), rtol=1e-5, atol=1e-6)
+    with pytest.raises(UserError, match="choose float64"):
+        CoMoments(N_A, N_B, products="float16")

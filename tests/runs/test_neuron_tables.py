@@ -166,3 +166,37 @@ def test_scale_aware_threshold_is_the_controls_quantile_of_live_neurons(tmp_path
     for bad in ("high", -1, 0, 2.0, float("nan"), None, True):
         with pytest.raises(UserError, match=r"threshold must be a number in \(0, 1\] \(the paper's is 0.5\) or 'control'"):
             resolve_threshold(bad, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_universality_pass_feeds_the_properties_unless_it_resumes(tiny, tiny_profile, tmp_path):
+    """The activation statistics gathered in the universality pass's forward passes equal the properties' own pass
+    (histogram counts exactly, moments to float64 rounding), and are then served from the cache; a resumed pass
+    feeds nothing, and the properties run their own pass."""
+    from universal_neurons.runs import properties, universality
+
+    prof = tiny_profile
+    # the pass's first chunk ends at its first snapshot (1/16 of the tokens, 6 rows here): with batches of 16
+    # rows its first batch is not the properties' own, which fixes the shifts and bins: not fed
+    universality.run_universality(prof, progress=False)
+    assert not (prof.tables_dir / "properties.json").exists()
+    shutil.rmtree(prof.tables_dir)
+    prof.cfg["analysis"]["batch_size"] = 4
+    universality.run_universality(prof, progress=False)
+    fed = properties.compute_properties(prof, progress=False)
+    assert fed.info["activations_from"] == "the universality pass" and fed.info["n_tokens"] == N_TOKENS
+    own = properties.compute_properties(prof, progress=False, out_dir=tmp_path)  # independent: its own pass
+    assert own.info["activations_from"] == "its own pass"
+    for name in own.hists:
+        np.testing.assert_array_equal(fed.hists[name]["counts"], own.hists[name]["counts"])
+        np.testing.assert_array_equal(fed.hists[name]["lo"], own.hists[name]["lo"])
+    cols = ["mean", "var", "skew", "kurt", "sparsity"]
+    np.testing.assert_allclose(fed.table[cols].to_numpy(), own.table[cols].to_numpy(), rtol=1e-9, atol=1e-12)
+
+    shutil.rmtree(prof.tables_dir)
+    prof.cfg["analysis"]["chunk_tokens"] = 128  # more chunks than the pass's checkpoint interval (8)
+    assert universality.run_universality(prof, progress=False, stop_after=9) is None  # killed after its checkpoint
+    assert any((prof.tables_dir / ".partial").iterdir())
+    universality.run_universality(prof, progress=False)  # resumed: no properties from it
+    assert not (prof.tables_dir / "properties.json").exists()
+    assert properties.compute_properties(prof, progress=False).info["activations_from"] == "its own pass"

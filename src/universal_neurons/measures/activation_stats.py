@@ -73,27 +73,63 @@ def _rows(b0: int, toks: torch.Tensor) -> str:
     return f"batch of held-out rows {b0}-{b0 + len(toks) - 1}"
 
 
+class StatsTaps:
+    """The activation statistics of `models` fed by a pass that runs them anyway: `points(k)` are the hook points
+    of model k ({hook: ("pre", layer)}), `fn(k)` its callback (key, act at the kept positions), `result()` the
+    per-model frames and histograms of `activation_stats`. `tokens[k]`: the tokens model k has been fed."""
+
+    def __init__(self, models, device="cpu", n_bins: int = N_BINS):
+        self.models = models
+        self.accs = [[MomentAccumulator(m.W_out.shape[1], device, n_bins) for _ in range(m.cfg.n_layers)]
+                     for m in models]
+        self.first = [None] * len(models)  # the kept tokens of each model's first batch (it fixes shift and bins)
+
+    def points(self, k: int) -> dict[str, tuple[str, int]]:
+        return {hook: ("pre", layer) for hook, layer in mlp_points(self.models[k], "hook_pre").items()}
+
+    def fn(self, k: int):
+        def update(key, a):
+            self.first[k] = len(a) if self.first[k] is None else self.first[k]
+            self.accs[k][key[1]].update(a)
+        return update
+
+    def same_as_own_pass(self, names, tokens: np.ndarray, n_tokens: int, batch_rows: int) -> bool:
+        """Whether every model saw `n_tokens` tokens and the same first batch as `activation_stats` would (that
+        batch fixes each neuron's shift and histogram range): then the results are the same."""
+        plan = plan_pass(self.models, names, tokens, n_tokens, PLAN_CHUNK_TOKENS)
+        first = int(plan.mask(0, min(batch_rows, plan.chunks[0][1])).sum())
+        return self.first == [first] * len(self.models) and self.tokens == [n_tokens] * len(self.models)
+
+    @property
+    def tokens(self) -> list[int]:
+        return [min(a.count for a in acc) for acc in self.accs]
+
+    def result(self) -> list[tuple[pd.DataFrame, dict]]:
+        out = []
+        for model, acc in zip(self.models, self.accs):
+            res = [a.result() for a in acc]
+            frame = pd.DataFrame({**neuron_index(model.cfg.n_layers, model.W_out.shape[1]),
+                                  **{k: np.concatenate([r[k] for r in res]) for k in ACT_COLS}})
+            hist = {"counts": torch.cat([a.hist for a in acc]).cpu().numpy(),
+                    "lo": torch.cat([a.lo for a in acc]).float().cpu().numpy(),
+                    "width": torch.cat([a.width for a in acc]).float().cpu().numpy()}
+            out.append((frame, hist))
+        return out
+
+
 @torch.inference_mode()
 def activation_stats(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int = 64, device="cpu",
                      n_bins: int = N_BINS) -> list[tuple[pd.DataFrame, dict]]:
     """Per model, on the same first `n_tokens` kept tokens of `tokens` [rows, n_ctx]: a frame (layer, neuron,
-    ACT_COLS) and its histograms {counts [N, n_bins + 2], lo [N], width [N]} (bin k covers lo + (k-1) width)."""
-    plan = plan_pass(models, names, tokens, n_tokens, PLAN_CHUNK_TOKENS)
-    accs = [[MomentAccumulator(m.W_out.shape[1], device, n_bins) for _ in range(m.cfg.n_layers)] for m in models]
+    ACT_COLS) and its histograms {counts [N, n_bins + 2], lo [N], width [N]} (bin k covers lo + (k-1) width).
+    Batches of `batch_rows` rows, the first of which fixes each neuron's shift and histogram range (a pass that
+    feeds `StatsTaps` in batches from the same first row gives the same statistics, up to the float sums' order)."""
+    plan = plan_pass(models, names, tokens, n_tokens, PLAN_CHUNK_TOKENS)  # as same_as_own_pass
+    taps = StatsTaps(models, device, n_bins)
     for b0, toks, mask in held_out_batches(plan, batch_rows, device):
-        for model, name, acc in zip(models, names, accs):
-            run_hooks(model, toks, mask, mlp_points(model, "hook_pre"), lambda l, a, acc=acc: acc[l].update(a),
-                      name=name, rows=_rows(b0, toks))
-    out = []
-    for model, acc in zip(models, accs):
-        res = [a.result() for a in acc]
-        frame = pd.DataFrame({**neuron_index(model.cfg.n_layers, model.W_out.shape[1]),
-                              **{k: np.concatenate([r[k] for r in res]) for k in ACT_COLS}})
-        hist = {"counts": torch.cat([a.hist for a in acc]).cpu().numpy(),
-                "lo": torch.cat([a.lo for a in acc]).float().cpu().numpy(),
-                "width": torch.cat([a.width for a in acc]).float().cpu().numpy()}
-        out.append((frame, hist))
-    return out
+        for k, (model, name) in enumerate(zip(models, names)):
+            run_hooks(model, toks, mask, taps.points(k), taps.fn(k), name=name, rows=_rows(b0, toks))
+    return taps.result()
 
 
 @torch.inference_mode()

@@ -157,18 +157,20 @@ def run_hooks(model, tokens: torch.Tensor, mask: torch.Tensor | None, points: di
 
 
 @torch.inference_mode()
-def chunk_activations(models, names, plan: Plan, chunk: int, batch_rows: int, device) -> list[torch.Tensor]:
+def chunk_activations(models, names, plan: Plan, chunk: int, batch_rows: int, device, taps=None) -> list[torch.Tensor]:
     """Post-activations `blocks.{l}.mlp.hook_post` of every model on the kept tokens of one chunk:
     per model float32 [kept, n_layers * d_mlp], layer-major. The forward stops after the last block."""
-    return rows_activations(models, names, plan, *plan.chunks[chunk], batch_rows, device)
+    return rows_activations(models, names, plan, *plan.chunks[chunk], batch_rows, device, taps=taps)
 
 
 @torch.inference_mode()
 def rows_activations(models, names, plan: Plan, r0: int, r1: int, batch_rows: int, device,
-                     layers=None) -> list[torch.Tensor]:
+                     layers=None, taps=None) -> list[torch.Tensor]:
     """Post-activations of every model on the kept tokens of rows [r0, r1) of the plan, in batches of `batch_rows`
     rows from r0: per model float32 [kept, Σ d_mlp of its layers], layer-major over `layers[k]` (sorted layer
-    indices of model k; None: all). The forward stops after the last layer asked for."""
+    indices of model k; None: all). The forward stops after the last layer asked for. `taps[k]`: None or
+    (points, fn), more hook points of model k ({hook: tuple key}, inside the layers read) handed to fn(key, act)
+    at the kept positions of each batch, in the same forward (e.g. `activation_stats.StatsTaps`)."""
     mask_all = plan.mask(r0, r1)
     layers = [list(range(m.cfg.n_layers)) if layers is None or layers[k] is None else sorted(layers[k])
               for k, m in enumerate(models)]
@@ -179,7 +181,7 @@ def rows_activations(models, names, plan: Plan, r0: int, r1: int, batch_rows: in
         toks = torch.from_numpy(plan.tokens[b0:b1].astype(np.int64)).to(device)
         mask = torch.from_numpy(mask_all[b0 - r0:b1 - r0]).to(device)
         k1 = k0 + int(mask.sum())
-        for model, out, name, ls in zip(models, outs, names, layers):
+        for k, (model, out, name, ls) in enumerate(zip(models, outs, names, layers)):
             if not ls:
                 continue
             d, slot = model.cfg.d_mlp, {l: i for i, l in enumerate(ls)}
@@ -187,8 +189,12 @@ def rows_activations(models, names, plan: Plan, r0: int, r1: int, batch_rows: in
             def keep(layer, a, out=out, d=d, k0=k0, k1=k1, slot=slot):  # a [kept in batch, d_mlp]
                 out[k0:k1, slot[layer] * d:(slot[layer] + 1) * d] = a
 
-            run_hooks(model, toks, mask, mlp_points(model, layers=ls), keep, name=name,
-                      rows=f"batch of held-out rows {b0}-{b1 - 1}")
+            points, fn = mlp_points(model, layers=ls), keep
+            tap = taps[k] if taps is not None else None
+            if tap is not None:
+                points = points | tap[0]
+                fn = (lambda key, a, keep=keep, extra=tap[1]: extra(key, a) if isinstance(key, tuple) else keep(key, a))
+            run_hooks(model, toks, mask, points, fn, name=name, rows=f"batch of held-out rows {b0}-{b1 - 1}")
         k0 = k1
     return outs
 

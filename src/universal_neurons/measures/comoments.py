@@ -97,14 +97,16 @@ def first_batch_shift(lo, hi, mean) -> np.ndarray:
 class CoMoments:
     """Full float64 co-moments of a [tokens, n_a] against b [tokens, n_b], accumulated over batches.
 
-    CoMoments(n_a, n_b, shift=None, block_rows=None, max_bytes=2e9, center_a=None, center_b=None) (centers: the
-    per-neuron shifts, given instead of taken from the first batch); `update(a, b)`; results `cov_aa()`
+    CoMoments(n_a, n_b, shift=None, block_rows=None, max_bytes=2e9, center_a=None, center_b=None,
+    products="float64") (centers: the per-neuron shifts, given instead of taken from the first batch; products:
+    "float32" computes each batch's products of the shifted data in float32, as `StreamingPearson` does, and
+    adds them into the float64 sums: about twice as fast on a CPU, correlations to about 1e-6); `update(a, b)`; results `cov_aa()`
     [n_a, n_a], `cov_bb()` [n_b, n_b], `cov_ab()` [n_a, n_b], `corr_ab()` [n_a, n_b], `corr_shifted()`
     [n_a, n_b], `corr_blocks(w)` [n_a, n_b]; `save(path)` / `CoMoments.load(path)`. See the module docstring.
     """
 
     def __init__(self, n_a: int, n_b: int, *, shift: int | None = None, block_rows: int | None = None,
-                 max_bytes: float = 2e9, center_a=None, center_b=None):
+                 max_bytes: float = 2e9, center_a=None, center_b=None, products: str = "float64"):
         for name, v in (("n_a", n_a), ("n_b", n_b)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise UserError(f"CoMoments: {name} must be a positive int, got {v!r}; pass the neuron count")
@@ -115,6 +117,9 @@ class CoMoments:
         self.shift = None if shift is None else int(shift)
         self.block_rows = None if block_rows is None else int(block_rows)
         self.max_bytes = float(max_bytes)
+        if products not in ("float64", "float32"):
+            raise UserError(f"CoMoments: products={products!r}; choose float64 (exact) or float32 (faster)")
+        self.products = products
         need = self.nbytes_needed(self.n_a, self.n_b, self.shift)
         if need > self.max_bytes:
             raise UserError(f"CoMoments: {self.n_a} x {self.n_b} neurons need {need / 1e9:.3g} GB of float64 "
@@ -203,20 +208,30 @@ class CoMoments:
         self.sum_a += u.sum(0)
         self.sum_b += v.sum(0)
         if gram_a is None:
-            gram_a = u.T @ u
+            gram_a = self._mm(u, u)
         elif gram_a.shape != (self.n_a, self.n_a):
             raise UserError(f"update(): gram_a must have shape [{self.n_a}, {self.n_a}], got {list(gram_a.shape)}; "
                             "pass what update() of the same reference columns returned")
         self.aa += gram_a
-        self.bb += v.T @ v
+        self.bb += self._mm(v, v)
         if self.shift:
             self._update_shifted(u, v)
         if self.block_rows:
             self._update_blocks(u, v)  # adds to ab too: each block's product is computed once
         else:
-            self.ab += u.T @ v
+            self.ab += self._mm(u, v)
         self.n += t
         return gram_a
+
+    def _mm(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """xᵀ y [p, q] of float64 rows x [t, p], y [t, q]: in float64, or in float32 (torch) by `products`."""
+        if self.products == "float64":
+            return x.T @ y
+        import torch
+
+        x32 = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        y32 = x32 if y is x else torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+        return torch.mm(x32.T, y32).numpy()
 
     def _update_shifted(self, u: np.ndarray, v: np.ndarray) -> None:
         """Pair u rows (global index g = n + i) with v rows g − s, for g >= s; keep the head of u and the
@@ -226,7 +241,7 @@ class CoMoments:
         vv = np.concatenate([self.tail_b, v])
         g0 = max(s - n, 0)  # first local row of u whose partner row exists
         if g0 < t:
-            self.ab_shift += u[g0:].T @ vv[g0 - s + m: t - s + m]
+            self.ab_shift += self._mm(u[g0:], vv[g0 - s + m: t - s + m])
         if n < s:
             self.head_a = np.concatenate([self.head_a, u[: s - n]])
         self.tail_b = vv[-s:].copy()
@@ -240,7 +255,7 @@ class CoMoments:
             e = min(t, (j + 1) * k - n)
             self._open_block(j)
             uu, vv = u[i:e], v[i:e]
-            prod = uu.T @ vv
+            prod = self._mm(uu, vv)
             self.ab += prod
             self._block_ab[j] += prod
             self._block_sum_a[j] += uu.sum(0)

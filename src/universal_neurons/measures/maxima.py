@@ -223,11 +223,14 @@ class _Maxima:
 def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline: str = "gaussian", seed: int = 0,
               device="cpu", batch_rows: int = 64, chunk_tokens: int = 16384, max_accumulator_gb: float = 4.0,
               fractions=FRACTIONS, checkpoint=None, checkpoint_every: int = 8, stop_after: int | None = None,
-              progress: bool = False) -> Correlations | None:
+              progress: bool = False, taps=None) -> Correlations | None:
     """Correlate models[0] (reference) with models[1:] on the first `n_tokens` kept tokens of `tokens`
     [rows, n_ctx]. `checkpoint`: a file prefix for resumable state (one file per rank); `stop_after`:
     return None after that many chunk updates (simulates a killed run). Under torch.distributed the
-    chunks are shared out over the ranks; every rank returns the same result."""
+    chunks are shared out over the ranks; every rank returns the same result. `taps[k]`: more hook points of
+    models[k] read in the first tile's forward passes (`activations.rows_activations`), so that another
+    consumer of the same tokens needs no pass of its own; only a pass from its start on one process feeds them
+    (a resumed or shared-out one does not: the consumer checks how many tokens it saw)."""
     from tqdm import tqdm
 
     names = names or [str(getattr(m, "checkpoint_dir", i)) for i, m in enumerate(models)]
@@ -268,8 +271,9 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
         need = sorted({p for p, *_ in units})
         for c in range(step - t * n_chunks, n_chunks):
             if c % world == rank:
+                fed = [taps[0], *[taps[p + 1] for p in need]] if taps and t == 0 and not state and world == 1 else None
                 acts = chunk_activations([models[0], *[models[p + 1] for p in need]],
-                                         [names[0], *[names[p + 1] for p in need]], plan, c, batch_rows, device)
+                                         [names[0], *[names[p + 1] for p in need]], plan, c, batch_rows, device, fed)
                 ys = [acts[1 + need.index(p)][:, l * d:(l + 1) * d] for p, l, d in units]  # [kept, d] each
                 acc.update(acts[0][:, i0:i1], torch.cat(ys, 1) if len(ys) > 1 else ys[0])
                 for g, y in zip(grams, ys):

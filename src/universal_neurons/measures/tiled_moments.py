@@ -5,7 +5,7 @@ A `Tile` is a block of whole layers: reference layers [a0, a1) against partner k
 blocks where asked), so every statistic that works per partner layer (the maxima over its columns, the rotation
 baselines, which need only each partner layer's own covariance, the layer-pair similarities and assignments) is
 exact on a tile, and the whole is the combination of its tiles. Each neuron's shift (`CoMoments` centre) is
-computed once over the first chunk of the pass, as an untiled pass fixes it at its first batch, so a tile's
+computed once over the first batch of the pass, as an untiled pass fixes it at its first batch, so a tile's
 moments are the rows and columns of the untiled ones, up to the order of the float sums; the tiles of one pass
 that share reference layers share each batch's product Σ u uᵀ of them (`CoMoments.update`'s gram_a).
 
@@ -128,13 +128,13 @@ def plan_passes(sizes_a, partner_sizes, budget_bytes: float, shift: int, n_block
 class _State:
     """One tile's accumulators during its pass."""
 
-    def __init__(self, tile, ea, eb, centers_a, centers_b, shift, block_rows, port_batch, extra):
+    def __init__(self, tile, ea, eb, centers_a, centers_b, shift, block_rows, port_batch, extra, products):
         self.tile = tile
         self.cols_a = (int(ea[tile.a0]), int(ea[tile.a1]))
         self.cols_b = (int(eb[tile.b0]), int(eb[tile.b1]))
         sa, sb = slice(*self.cols_a), slice(*self.cols_b)
         n_a, n_b = self.cols_a[1] - self.cols_a[0], self.cols_b[1] - self.cols_b[0]
-        kw = {"max_bytes": float("inf")}
+        kw = {"max_bytes": float("inf"), "products": products}
         self.cm = CoMoments(n_a, n_b, center_a=centers_a[0][sa], center_b=centers_b[0][sb],
                             **(kw | ({"shift": shift, "block_rows": block_rows} if tile.full else {})))
         self.port = ReferencePearson(n_a, n_b, port_batch) if tile.full and port_batch else None
@@ -142,21 +142,17 @@ class _State:
                       if tile.full and extra else None)
 
 
-def centers(models, names, plan: Plan, batch_rows: int, device, rows_per_group: int) -> list[np.ndarray]:
-    """Per model float64 [n_layers * d_mlp]: each neuron's shift over the first chunk of `plan` (its mean, or its
-    value where it is constant there), as an untiled `CoMoments` fixes it at its first batch."""
-    r0, r1 = plan.chunks[0]
+def centers(models, names, plan: Plan, batch_rows: int, device) -> list[np.ndarray]:
+    """Per model float64 [n_layers * d_mlp]: each neuron's shift over the first batch of `plan` (its mean, or its
+    value where it is constant there), as `CoMoments` fixes it at its first batch. Any shift gives the same
+    moments up to rounding; the first batch is one forward pass of each model."""
+    r0 = plan.chunks[0][0]
+    r1 = min(r0 + batch_rows, plan.chunks[0][1])
     out = []
     for model, name in zip(models, names):
-        total, lo, hi, n = 0.0, None, None, 0
-        for s0 in range(r0, r1, rows_per_group):
-            a = rows_activations([model], [name], plan, s0, min(s0 + rows_per_group, r1), batch_rows, device)[0]
-            a = a.detach().to("cpu", torch.float64).numpy()
-            total = total + a.sum(0)
-            lo = a.min(0) if lo is None else np.minimum(lo, a.min(0))
-            hi = a.max(0) if hi is None else np.maximum(hi, a.max(0))
-            n += len(a)
-        out.append(first_batch_shift(lo, hi, total / n))
+        a = rows_activations([model], [name], plan, r0, r1, batch_rows, device)[0].detach().to("cpu", torch.float64)
+        a = a.numpy()
+        out.append(first_batch_shift(a.min(0), a.max(0), a.mean(0)))
     return out
 
 
@@ -169,22 +165,21 @@ def rows_per_group(plan: Plan, widths: int, batch_rows: int, act_bytes: float) -
 
 def run_passes(models, names, plan: Plan, passes, batch_rows: int, device, on_tile, *, shift: int | None = None,
                block_rows: int | None = None, port_batch: int | None = None, extra: Plan | None = None,
-               act_bytes: float = 1e9, progress: bool = True) -> None:
+               act_bytes: float = 1e9, products: str = "float64", progress: bool = True) -> None:
     """Accumulate every tile of every pass over the kept tokens of `plan` (and of `extra`: the positions of the
     newline filter), then call on_tile(tile, cm, port, extra_cm) for each, freeing it afterwards. models[0] is
-    the reference, tile.partner indexes models[1:]."""
+    the reference, tile.partner indexes models[1:]; `products`: the `CoMoments` products' precision."""
     from tqdm.auto import tqdm
 
     sizes = [[m.cfg.d_mlp] * m.cfg.n_layers for m in models]
     edges = [_edges(s) for s in sizes]
-    group = rows_per_group(plan, max(sum(s) for s in sizes), batch_rows, act_bytes)
-    ctr = [centers(models, names, plan, batch_rows, device, group)]
-    ctr.append(centers(models, names, extra, batch_rows, device, group) if extra is not None else ctr[0])
+    ctr = [centers(models, names, plan, batch_rows, device)]
+    ctr.append(centers(models, names, extra, batch_rows, device) if extra is not None else ctr[0])
     ctr = list(zip(*ctr))  # per model (main, extra)
     bar = tqdm(total=len(passes) * len(plan.chunks), desc="co-moment tiles", unit="chunk", disable=not progress)
     for tiles in passes:
         states = [_State(t, edges[0], edges[t.partner + 1], ctr[0], ctr[t.partner + 1], shift, block_rows,
-                         port_batch, extra is not None) for t in tiles]
+                         port_batch, extra is not None, products) for t in tiles]
         used = sorted({t.partner + 1 for t in tiles})
         layers = [sorted({l for t in tiles for l in range(t.a0, t.a1)})]
         layers += [sorted({l for t in tiles if t.partner + 1 == m for l in range(t.b0, t.b1)}) for m in used]

@@ -22,7 +22,7 @@ from ..core.atomic import atomic_path, write_json
 from ..core.checksum import file_sha256
 from ..core.errors import UserError
 from ..data.prepare import analysis_rows
-from ..measures.activation_stats import ACT_COLS, N_BINS, activation_stats
+from ..measures.activation_stats import ACT_COLS, N_BINS, StatsTaps, activation_stats
 from ..measures.maxima import MAXIMA
 from ..measures.weight_stats import WEIGHT_COLS, weight_stats
 from ..models.loading import load_model
@@ -70,13 +70,8 @@ def load_properties(profile, out_dir=None) -> Properties:
     return Properties(table, hists, info)
 
 
-def compute_properties(profile, device="cpu", all_members: bool = True, out_dir=None, progress: bool = True, *,
-                       n_tokens: int | None = None) -> Properties:
-    """Weight statistics of every member of the profile and activation statistics of every member (or the
-    reference only) on `n_tokens` held-out tokens (default `analysis.n_tokens`), written into `out_dir`
-    (default the profile's tables folder) as properties.csv, properties-hist.npz and properties.json, then
-    joined into neurons.csv (`neuron_frame`). Cached (`core.cache`): a rerun with the same models, data and
-    parameters reads the files."""
+def _plan(profile, all_members: bool, out_dir, n_tokens, device, progress: bool = False):
+    """(key, out_dir, sources, names, rows, n_tokens, batch_rows) of a properties run."""
     analysis = profile.cfg.get("analysis", {})
     n_tokens = int(n_tokens or analysis["n_tokens"])
     out_dir = Path(out_dir or profile.tables_dir)
@@ -84,30 +79,68 @@ def compute_properties(profile, device="cpu", all_members: bool = True, out_dir=
     names = [Path(s).name if Path(s).exists() else s for s in sources]
     dirs = [resolve_checkpoint(s, profile.revision) for s in sources]
     rows = analysis_rows(profile, progress=progress)
+    batch_rows = analysis.get("batch_size", 64)
     key = cache.make_key("properties", version=VERSION, models=sources, checkpoint_dirs=[str(d) for d in dirs],
                          weights=[cache.weights_signature(d) for d in dirs], data=rows.header["provenance"],
                          n_tokens=n_tokens, all_members=all_members, n_bins=N_BINS,
-                         batch_size=analysis.get("batch_size", 64), device=str(device).split(":")[0])
+                         batch_size=batch_rows, device=str(device).split(":")[0])
+    return key, out_dir, sources, names, rows, n_tokens, batch_rows
+
+
+def _current(profile, out_dir: Path, key) -> bool:
     if cache.is_current(out_dir, key):
         try:
             load_properties(profile, out_dir)
         except UserError:
             cache.forget(out_dir, key)  # damaged files count as missing: recomputed
-    if not cache.is_current(out_dir, key):
+    return cache.is_current(out_dir, key)
+
+
+def compute_properties(profile, device="cpu", all_members: bool = True, out_dir=None, progress: bool = True, *,
+                       n_tokens: int | None = None) -> Properties:
+    """Weight statistics of every member of the profile and activation statistics of every member (or the
+    reference only) on `n_tokens` held-out tokens (default `analysis.n_tokens`), written into `out_dir`
+    (default the profile's tables folder) as properties.csv, properties-hist.npz and properties.json, then
+    joined into neurons.csv (`neuron_frame`). Cached (`core.cache`): a rerun with the same models, data and
+    parameters reads the files (which the universality pass may have written: `properties_feed`)."""
+    key, out_dir, sources, names, rows, n_tokens, batch_rows = _plan(profile, all_members, out_dir, n_tokens, device,
+                                                                     progress)
+    if not _current(profile, out_dir, key):
         with cache.updating(out_dir, key):
-            _write_properties(out_dir, sources, names, rows.tokens, n_tokens, all_members,
-                              analysis.get("batch_size", 64), device, profile.revision)
+            t0 = time.time()
+            models = [load_model(s, device=device, revision=profile.revision) for s in sources]
+            n_act = len(models) if all_members else 1
+            acts = activation_stats(models[:n_act], names[:n_act], rows.tokens, n_tokens, batch_rows, device)
+            _write_properties(out_dir, models, sources, names, acts, n_tokens, device, t0, "its own pass")
     neuron_frame(profile, out_dir)
     return load_properties(profile, out_dir)
 
 
-def _write_properties(out_dir: Path, sources, names, tokens, n_tokens, all_members, batch_rows, device,
-                      revision) -> None:
-    t0 = time.time()
-    models = [load_model(s, device=device, revision=revision) for s in sources]
+def properties_feed(profile, sources, models, device, out_dir=None) -> StatsTaps | None:
+    """The activation statistics for a pass over the profile's held-out tokens to fill (`maxima.correlate`'s
+    taps), when the properties in `out_dir` (default the tables folder) are not yet computed and that pass runs
+    every member (`sources`, in order) on analysis.n_tokens tokens; else None. `write_fed` writes them after."""
+    if list(sources) != list(profile.members()):
+        return None
+    key, out_dir, *_ = _plan(profile, True, out_dir, None, device)
+    return None if _current(profile, out_dir, key) else StatsTaps(models, device)
+
+
+def write_fed(profile, feed: StatsTaps, device, t0: float, out_dir=None) -> bool:
+    """Write the properties `feed` gathered in a pass started at `t0` (as `compute_properties` would), if it saw
+    every token from the same first batch; else False (they are then computed by their own pass when asked for)."""
+    key, out_dir, sources, names, rows, n_tokens, batch_rows = _plan(profile, True, out_dir, None, device)
+    if not feed.same_as_own_pass(names, rows.tokens, n_tokens, batch_rows):
+        return False
+    with cache.updating(out_dir, key):
+        _write_properties(out_dir, feed.models, sources, names, feed.result(), n_tokens, device,
+                          t0, "the universality pass")
+    return True
+
+
+def _write_properties(out_dir: Path, models, sources, names, acts, n_tokens, device, t0: float, fed_by: str) -> None:
     stats = [weight_stats(model, name) for model, name in zip(models, names)]
-    n_act = len(models) if all_members else 1
-    acts = activation_stats(models[:n_act], names[:n_act], tokens, n_tokens, batch_rows, device)
+    n_act = len(acts)
     table = pd.concat([(f.merge(acts[i][0], on=["layer", "neuron"]) if i < n_act
                         else f.assign(**dict.fromkeys(ACT_COLS, np.nan))).assign(model=name)
                        for i, ((f, _), name) in enumerate(zip(stats, names))], ignore_index=True)
@@ -121,7 +154,7 @@ def _write_properties(out_dir: Path, sources, names, tokens, n_tokens, all_membe
     write_json(js, {"files": {f.name: file_sha256(f) for f in (csv, npz)}, "models": sources, "names": names,
                     "reference": names[0],
                     "act_models": names[:n_act], "n_tokens": n_tokens, "device": str(device),
-                    "seconds": time.time() - t0, "warnings": [w for _, p in stats for w in p],
+                    "seconds": time.time() - t0, "activations_from": fed_by, "warnings": [w for _, p in stats for w in p],
                     "dropped": "BOS/EOS/pad and newline tokens", "n_bins": N_BINS})
 
 

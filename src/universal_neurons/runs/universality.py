@@ -18,6 +18,7 @@ from ..measures.maxima import FRACTIONS, MAXIMA, PASS_KIND, VERSION, DamagedPass
 from ..measures.pass_checkpoints import _drop_stale_states
 from ..models.loading import load_model
 from .neuron_tables import Results, load_results
+from .properties import properties_feed, write_fed
 from .selection import book_threshold
 
 
@@ -49,12 +50,17 @@ def run_universality(profile, device="cpu", progress: bool = True, out_dir=None,
         prefix = f"universality-{cache.digest(key)}"
         if rank == 0:
             _drop_stale_states(out_dir / ".partial", prefix, world)
+        # the members' activation statistics (the properties chapter's) from the same forward passes, when due
+        feed = properties_feed(profile, sources, models, device, out_dir) if rank == 0 and world == 1 else None
         res = correlate(models, rows.tokens, n_tokens, names=names, baseline=baseline, seed=seed, device=device,
                         batch_rows=a["batch_size"], chunk_tokens=a["chunk_tokens"], max_accumulator_gb=gb,
                         checkpoint=out_dir / ".partial" / prefix,  # this run's only
-                        progress=progress, stop_after=stop_after)
+                        progress=progress, stop_after=stop_after,
+                        taps=[(feed.points(k), feed.fn(k)) for k in range(len(models))] if feed else None)
         if res is None or rank != 0:
             return None
+        if feed is not None:
+            write_fed(profile, feed, device, t0, out_dir)
         with contextlib.suppress(OSError):
             (out_dir / ".partial").rmdir()
         with cache.updating(out_dir, key):

@@ -35,8 +35,8 @@ from ...config.profile import _warn_once, load_profile, name_of
 from ..publish import Chapter
 from ...runs.selection import resolve_threshold
 
-VERSION = 4  # 2: the maxima on the first k blocks of tokens; 3: the untrained control, the errata, every rule's
-# bootstrap; 4: the reference code's newline filter
+VERSION = 5  # 2: the maxima on the first k blocks of tokens; 3: the untrained control, the errata, every rule's
+# bootstrap; 4: the reference code's newline filter; 5: float32 products (as the universality pass), first-batch shift
 DRAWS = 10  # draws of the paper's baseline
 BLOCKS = 10  # contiguous row blocks of the bootstrap
 BOOT = 200  # bootstrap draws
@@ -90,8 +90,9 @@ def statistics(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int
     """The chapter's arrays and facts from `models` (the reference, its partners, the untrained control last) over
     `n_tokens` held-out tokens of `tokens` [rows, n_ctx]: the co-moments in tiles of whole layers within
     `budget_bytes` (`tiled_moments`: with the permutation shift, the bootstrap's blocks, the reference
-    implementation's float16 accumulators and the newline filter's extra positions), each tile's statistics
-    derived as it is finished (`_tile_stats`) and combined; no tile is kept."""
+    implementation's float16 accumulators and the newline filter's extra positions; each batch's products in
+    float32 added into float64 sums, as the universality pass does), each tile's statistics derived as it is
+    finished (`_tile_stats`) and combined; no tile is kept."""
     n_ctx = tokens.shape[1]
     sizes = [[m.cfg.d_mlp] * m.cfg.n_layers for m in models]
     plan = activations.plan_pass(models, names, tokens, n_tokens)
@@ -111,7 +112,8 @@ def statistics(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int
     tiled_moments.run_passes(models, names, plan, passes, batch_rows, device,
                              lambda tile, cm, port, e: _tile_stats(tile, cm, port, e, ctx, out),
                              shift=shift, block_rows=block_rows, port_batch=REF_BATCH_ROWS * n_ctx,
-                             extra=extra, act_bytes=min(budget_bytes / 4, 1e9), progress=progress)
+                             extra=extra, act_bytes=min(budget_bytes / 4, 1e9), products="float32",
+                             progress=progress)
     info = {"names": names[:-1], "n_tokens": n_tokens, "sizes": sizes[:-1],
             "block_tokens": [int(x) for x in ctx["block_n"]], "newline_kept_ids": extra_ids.tolist(),
             "newline_kept": int(extra.snap_tokens[-1]) if extra is not None else 0, "passes": len(passes),
