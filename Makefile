@@ -137,7 +137,7 @@ $(NB_OUT)/%.ipynb: notebooks/%.py $$(or $$(NB_CODE_$$*),$(PKG)) $(PKG_DATA) $(CO
 	$(PY) -m universal_neurons.runs.locked --profile "$$UN_PROFILE" --set "$$UN_SET" -- \
 		$(PY) -m papermill --no-progress-bar -k python3 --cwd . $(NB_OUT)/$*.in.ipynb $(NB_OUT)/$*.tmp.ipynb \
 		-p profile "$$UN_PROFILE" -p device $(DEVICE) -p overrides "$$UN_SET"
-	$(PY) -m universal_neurons.book.publish $(NB_OUT)/$*.tmp.ipynb  # papermill's injected parameters: off the page
+	$(PY) -m universal_neurons.book.injected $(NB_OUT)/$*.tmp.ipynb  # papermill's injected parameters: off the page
 	mv $(NB_OUT)/$*.tmp.ipynb $@ && rm -f $(NB_OUT)/$*.in.ipynb
 notebooks: $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb)
 # The claims page reads every other chapter's executed notebook: it runs after them, and again when one of them

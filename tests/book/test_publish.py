@@ -87,3 +87,20 @@ def test_linked_ids_in_glued_markdown():
     links = {"L0.90": "../../neurons/r/seed-0/L0N90.html"}
     assert linked_ids("L0.90 → L1.H1", links) == '<a href="../../neurons/r/seed-0/L0N90.html">L0.90</a> → L1.H1'
     assert linked_ids("L0.9 and L0.901", links) == "L0.9 and L0.901"  # whole ids only, unknown ids plain
+
+
+def test_the_injected_parameters_cell_is_tagged_off_the_page(tmp_path):
+    """The Makefile's step after papermill: only the injected cell gets `remove-cell`, once; the rest unchanged."""
+    import json
+
+    from universal_neurons.book.injected import remove_injected_parameters
+
+    cells = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "profile = 'smoke'"},
+             {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": "profile = 'default'"},
+             {"cell_type": "markdown", "metadata": {}, "source": "# Title"}]
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    for _ in range(2):
+        remove_injected_parameters(path)
+    got = json.loads(path.read_text())["cells"]
+    assert [c["metadata"].get("tags") for c in got] == [["parameters"], ["injected-parameters", "remove-cell"], []]

@@ -236,3 +236,28 @@ def test_float32_products_agree_with_numpy_float64_to_float32_precision():
     np.testing.assert_allclose(cm.cov_aa(), np.cov(a.T), rtol=1e-5, atol=1e-6)
     with pytest.raises(UserError, match="choose float64"):
         CoMoments(N_A, N_B, products="float16")
+
+
+@pytest.mark.parametrize("products", ["float64", "float32"])
+def test_within_layer_moments_are_the_blocks_of_numpy_covariances(products):
+    """layers_a/layers_b: each side's own moments within its layers equal np.cov's diagonal blocks, zero between
+    layers (also after plus()); the cross moments and correlations are those of the full pass."""
+    a, b = make_data(6)
+    la, lb = [3, 4], [2, 3]
+    cm = feed(CoMoments(N_A, N_B, products=products, layers_a=la, layers_b=lb), a, b)
+    tol = 1e-9 if products == "float64" else 1e-5
+    for got, x, sizes in ((cm.cov_aa(), a, la), (cm.cov_bb(), b, lb)):
+        want, e = np.cov(x.T), np.cumsum([0, *sizes])
+        for i in range(len(sizes)):
+            for j in range(len(sizes)):
+                block = got[e[i]:e[i + 1], e[j]:e[j + 1]]
+                if i == j:
+                    np.testing.assert_allclose(block, want[e[i]:e[i + 1], e[j]:e[j + 1]], rtol=tol, atol=tol)
+                else:
+                    assert not block.any()
+    np.testing.assert_allclose(cm.corr_ab(), ref_corr(a, b), atol=tol * 10, equal_nan=True)
+    both = cm.plus(feed(CoMoments(N_A, N_B, products=products, layers_a=la, layers_b=lb), a[:300] + 1, b[:300]))
+    assert not both.cov_aa()[:3, 3:].any() and not both.cov_bb()[:2, 2:].any()
+    np.testing.assert_allclose(both.cov_aa()[3:, 3:], np.cov(np.vstack([a, a[:300] + 1])[:, 3:].T), rtol=tol, atol=tol)
+    with pytest.raises(UserError, match="adding up to"):
+        CoMoments(N_A, N_B, layers_a=[3, 3])

@@ -74,6 +74,19 @@ def test_accuracy_float32_large_offset_is_fp64_level():
     assert max_err(accumulate(x, y).correlation(), numpy_corr(x, y)) < 1e-6
 
 
+def test_pieces_side_by_side_equal_the_concatenated_partner():
+    """y as a list of column pieces (the universality pass's partner layers) gives the correlations of the
+    concatenated y, against numpy float64; mismatched pieces are a one-line error."""
+    x, y = make_data()
+    x, y = x.float(), y.float()
+    sp = StreamingPearson(N_A, N_B)
+    for a, b in BATCHES:
+        sp.update(x[a:b], [y[a:b, :10], y[a:b, 10:11], y[a:b, 11:]])
+    assert max_err(sp.correlation(), numpy_corr(x, y)) < 1e-6
+    with pytest.raises(UserError, match="pieces of y"):
+        sp.update(x[:5], [y[:5, :10], y[:5, :10]])
+
+
 def test_merge_of_halves_is_exact():
     x, y = make_data()
     x, y = x.float(), y.float()

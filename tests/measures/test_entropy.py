@@ -4,6 +4,7 @@ computations written here (never against the module itself)."""
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.special import logsumexp
@@ -248,3 +249,20 @@ def test_user_errors_are_one_line(model, call, match):
     with pytest.raises(UserError, match=match) as err:
         call(model)
     assert "\n" not in str(err.value) and "; pass" in str(err.value)
+
+
+def test_a_shared_clean_run_gives_the_same_tables_with_one_clean_pass(model, tokens, monkeypatch):
+    """Calls sharing `clean` (other neurons, other layers, frozen scale) run each batch's clean pass once and give
+    the tables of independent calls."""
+    jobs = [(LAYER, NEURON, False), (LAYER, NEURON, True), (0, 3, False)]
+    alone = [entropy.fixed_activation(model, tokens, l, n, [0.5, 3.0], freeze_scale=f, batch_rows=2)
+             for l, n, f in jobs]
+    calls = spy(model, monkeypatch)
+    shared = {}
+    together = [entropy.fixed_activation(model, tokens, l, n, [0.5, 3.0], freeze_scale=f, batch_rows=2, clean=shared)
+                for l, n, f in jobs]
+    monkeypatch.undo()
+    n_batches = -(-len(tokens) // 2)
+    assert len(calls) == n_batches * (1 + 2 * len(jobs))  # one clean pass per batch, two fixed ones per job
+    for a, b in zip(alone, together):
+        pd.testing.assert_frame_equal(a, b, rtol=1e-12, atol=1e-12)

@@ -200,3 +200,29 @@ def test_the_universality_pass_feeds_the_properties_unless_it_resumes(tiny, tiny
     universality.run_universality(prof, progress=False)  # resumed: no properties from it
     assert not (prof.tables_dir / "properties.json").exists()
     assert properties.compute_properties(prof, progress=False).info["activations_from"] == "its own pass"
+
+
+@pytest.mark.slow
+def test_the_control_joins_the_universality_pass_as_its_own_pass_would_be(tiny, tiny_profile, tmp_path):
+    """run_with_control: one pass for both; each saved pass equals the pass run alone (the control's baseline drawn
+    with its own partner index), and the separate calls afterwards are served from the cache."""
+    from universal_neurons.measures.maxima import Correlations
+    from universal_neurons.runs import control, universality
+
+    prof = tiny_profile
+    control.run_with_control(prof, progress=False)
+    joined = {k: Correlations.load(d)[0] for k, d in (("main", prof.tables_dir), ("control", prof.tables_dir / "control"))}
+    assert "computed in the pass of" in json.loads((prof.tables_dir / "control" / "pass.json").read_text())["joined"]
+    stamps = [(d / "maxima.npz").stat().st_mtime_ns for d in (prof.tables_dir, prof.tables_dir / "control")]
+    control.run_control(prof, progress=False)
+    universality.run_universality(prof, progress=False)
+    assert stamps == [(d / "maxima.npz").stat().st_mtime_ns for d in (prof.tables_dir, prof.tables_dir / "control")]
+
+    shutil.rmtree(prof.tables_dir)  # independent: each pass alone
+    alone = {"control": Correlations.load(control.run_control(prof, progress=False) and prof.tables_dir / "control")[0],
+             "main": Correlations.load(universality.run_universality(prof, progress=False) and prof.tables_dir)[0]}
+    for k in ("main", "control"):
+        a, b = joined[k], alone[k]
+        assert a.names == b.names and a.snap_tokens == b.snap_tokens
+        for x, y in zip(a.real + a.base + a.layer_max, b.real + b.base + b.layer_max):
+            np.testing.assert_allclose(x, y, atol=1e-6, equal_nan=True)

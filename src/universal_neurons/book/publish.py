@@ -158,20 +158,6 @@ def table(ch: Chapter, name: str, empty: str | None = None):
     return HTML(linked_html(ch.tables[name], _links(ch)))
 
 
-def remove_injected_parameters(notebook) -> None:
-    """Tag papermill's injected-parameters cell `remove-cell` in an executed notebook, in place: the page opens
-    with prose and numbers; the values stay in the notebook file (and in the run's config.yaml)."""
-    import json
-
-    path = Path(notebook)
-    nb = json.loads(path.read_text())
-    for cell in nb["cells"]:
-        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
-            tags.append("remove-cell")
-    write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-
-
 def _one_line_error(shell, etype, value, tb, tb_offset=None):
     """IPython's handler of a UserError: the cell fails (papermill stops the build) with `error: <line>` as its
     whole traceback, as the CLI prints it."""
@@ -321,10 +307,3 @@ def values_as_shown(values, root=None):
 
 one_line_errors_in_notebook()
 quiet_kernel()
-
-
-if __name__ == "__main__":  # python -m universal_neurons.book.publish NOTEBOOK...: used by the Makefile after papermill
-    import sys
-
-    for arg in sys.argv[1:]:
-        remove_injected_parameters(arg)

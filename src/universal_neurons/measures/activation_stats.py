@@ -20,6 +20,7 @@ from .weight_stats import neuron_index
 
 N_BINS = 100
 ACT_COLS = ["mean", "var", "skew", "kurt", "sparsity"]
+ROW_BLOCK_VALUES = 1 << 18  # float64 values per block of rows in `MomentAccumulator.update` (2 MiB: in the cache)
 PLAN_CHUNK_TOKENS = 1 << 16  # the batches of a properties pass never cross a multiple of this many kept tokens
 
 
@@ -37,24 +38,29 @@ class MomentAccumulator:
         """x [tokens, n]: one value per token and neuron."""
         if not len(x):
             return
-        xd = x.double()
         if self.shift is None:
+            xd = x.double()
             self.shift = xd.mean(0)
             lo, hi = xd.min(0).values, xd.max(0).values
             span = (hi - lo).clamp_min(1e-6)
             self.lo, self.width = lo - span / 2, 2 * span / self.n_bins
-        # the power sums of d = x - shift, computed in place (the same products and sums, fewer [T, n] buffers)
-        d = xd - self.shift  # [T, n]
-        d2 = d * d
-        s1, s2 = d.sum(0), d2.sum(0)
-        s3 = d.mul_(d2).sum(0)  # d now holds d^3
-        s4 = d2.mul_(d2).sum(0)  # d2 now holds d^4
-        self.sums += torch.stack([s1, s2, s3, s4])
-        self.positive += (x > 0).sum(0)
+        bins = torch.empty(x.shape, dtype=torch.long, device=x.device)
+        step = max(1, ROW_BLOCK_VALUES // x.shape[1])
+        for r0 in range(0, len(x), step):  # blocks of rows that stay in the cache (the same values, 2-5x faster)
+            xd = x[r0:r0 + step].double()
+            # the power sums of d = x - shift, computed in place (the same products and sums, fewer buffers)
+            d = xd - self.shift
+            d2 = d * d
+            s1, s2 = d.sum(0), d2.sum(0)
+            s3 = d.mul_(d2).sum(0)  # d now holds d^3
+            s4 = d2.mul_(d2).sum(0)  # d2 now holds d^4
+            self.sums += torch.stack([s1, s2, s3, s4])
+            bins[r0:r0 + step] = xd.sub_(self.lo).div_(self.width).floor_().clamp_(-1, self.n_bins)  # in [-1, nb]
+        above = x > 0  # counted as float sums of 0/1 (faster; exact below 2^24 tokens)
+        self.positive += above.float().sum(0).long() if len(x) < 1 << 24 else above.sum(0)
         self.count += len(x)
-        b = xd.sub_(self.lo).div_(self.width).floor_().clamp_(-1, self.n_bins).long()  # [T, n] in [-1, nb]
-        b += torch.arange(1, x.shape[1] * (self.n_bins + 2) + 1, self.n_bins + 2, device=x.device)
-        self.hist += torch.bincount(b.flatten(), minlength=self.hist.numel()).view_as(self.hist)
+        bins += torch.arange(1, x.shape[1] * (self.n_bins + 2) + 1, self.n_bins + 2, device=x.device)
+        self.hist += torch.bincount(bins.flatten(), minlength=self.hist.numel()).view_as(self.hist)
 
     def result(self) -> dict[str, np.ndarray]:
         """mean, var, skew, kurt, sparsity [n] (NaN skew/kurt for constant neurons)."""

@@ -67,6 +67,14 @@ def _pearson(n, sum_a, sum_b, sq_a, sq_b, cross) -> np.ndarray:
     return np.clip(r, -1.0, 1.0, out=r)
 
 
+def _within(m: np.ndarray, layers) -> np.ndarray:
+    """m [n, n] with its entries between different layers (sizes `layers`) set to zero, in place; m if None."""
+    if layers is not None:
+        layer = np.repeat(np.arange(len(layers)), layers)
+        m[layer[:, None] != layer[None, :]] = 0.0
+    return m
+
+
 def _as_float64(x, name: str, width: int) -> np.ndarray:
     """x (torch tensor or numpy array, floating) [tokens, width] -> float64 numpy array."""
     try:
@@ -98,15 +106,19 @@ class CoMoments:
     """Full float64 co-moments of a [tokens, n_a] against b [tokens, n_b], accumulated over batches.
 
     CoMoments(n_a, n_b, shift=None, block_rows=None, max_bytes=2e9, center_a=None, center_b=None,
-    products="float64") (centers: the per-neuron shifts, given instead of taken from the first batch; products:
-    "float32" computes each batch's products of the shifted data in float32, as `StreamingPearson` does, and
-    adds them into the float64 sums: about twice as fast on a CPU, correlations to about 1e-6); `update(a, b)`; results `cov_aa()`
-    [n_a, n_a], `cov_bb()` [n_b, n_b], `cov_ab()` [n_a, n_b], `corr_ab()` [n_a, n_b], `corr_shifted()`
-    [n_a, n_b], `corr_blocks(w)` [n_a, n_b]; `save(path)` / `CoMoments.load(path)`. See the module docstring.
+    products="float64", layers_a=None, layers_b=None) (centers: the per-neuron shifts, given instead of taken from
+    the first batch; products: "float32" computes each batch's products of the shifted data in float32, as
+    `StreamingPearson` does, and adds them into the float64 sums: about twice as fast on a CPU, correlations to
+    about 1e-6; layers: the layer sizes of a side, whose within-model moments are then kept within layers only,
+    zero between layers (not accumulated: what per-layer statistics need, at a fraction of the products));
+    `update(a, b)`; results `cov_aa()` [n_a, n_a], `cov_bb()` [n_b, n_b], `cov_ab()` [n_a, n_b], `corr_ab()`
+    [n_a, n_b], `corr_shifted()` [n_a, n_b], `corr_blocks(w)` [n_a, n_b]; `save(path)` / `CoMoments.load(path)`.
+    See the module docstring.
     """
 
     def __init__(self, n_a: int, n_b: int, *, shift: int | None = None, block_rows: int | None = None,
-                 max_bytes: float = 2e9, center_a=None, center_b=None, products: str = "float64"):
+                 max_bytes: float = 2e9, center_a=None, center_b=None, products: str = "float64",
+                 layers_a=None, layers_b=None):
         for name, v in (("n_a", n_a), ("n_b", n_b)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise UserError(f"CoMoments: {name} must be a positive int, got {v!r}; pass the neuron count")
@@ -120,6 +132,10 @@ class CoMoments:
         if products not in ("float64", "float32"):
             raise UserError(f"CoMoments: products={products!r}; choose float64 (exact) or float32 (faster)")
         self.products = products
+        self.layers_a, self.layers_b = (None if x is None else [int(d) for d in x] for x in (layers_a, layers_b))
+        for name, x, n in (("layers_a", self.layers_a, self.n_a), ("layers_b", self.layers_b, self.n_b)):
+            if x is not None and (sum(x) != n or min(x) < 1):
+                raise UserError(f"CoMoments: {name}={x} must be positive layer sizes adding up to {n}")
         need = self.nbytes_needed(self.n_a, self.n_b, self.shift)
         if need > self.max_bytes:
             raise UserError(f"CoMoments: {self.n_a} x {self.n_b} neurons need {need / 1e9:.3g} GB of float64 "
@@ -207,46 +223,60 @@ class CoMoments:
         u, v = a - self.shift_a, b - self.shift_b
         self.sum_a += u.sum(0)
         self.sum_b += v.sum(0)
+        # the products' operands, converted once: float64 as they are, or float32 copies
+        pu, pv = (u, v) if self.products == "float64" else (u.astype(np.float32), v.astype(np.float32))
         if gram_a is None:
-            gram_a = self._mm(u, u)
+            gram_a = self._gram(pu, self.layers_a)
         elif gram_a.shape != (self.n_a, self.n_a):
             raise UserError(f"update(): gram_a must have shape [{self.n_a}, {self.n_a}], got {list(gram_a.shape)}; "
                             "pass what update() of the same reference columns returned")
         self.aa += gram_a
-        self.bb += self._mm(v, v)
+        self.bb += self._gram(pv, self.layers_b)
         if self.shift:
-            self._update_shifted(u, v)
+            self._update_shifted(u, v, pu, pv)
         if self.block_rows:
-            self._update_blocks(u, v)  # adds to ab too: each block's product is computed once
+            self._update_blocks(u, v, pu, pv)  # adds to ab too: each block's product is computed once
         else:
-            self.ab += self._mm(u, v)
+            self.ab += self._mm(pu, pv)
         self.n += t
         return gram_a
 
     def _mm(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """xᵀ y [p, q] of float64 rows x [t, p], y [t, q]: in float64, or in float32 (torch) by `products`."""
+        """xᵀ y [p, q] of rows x [t, p], y [t, q] (the products' dtype: float64 numpy, or float32 with torch)."""
         if self.products == "float64":
             return x.T @ y
         import torch
 
-        x32 = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        y32 = x32 if y is x else torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
-        return torch.mm(x32.T, y32).numpy()
+        x32 = torch.from_numpy(x)
+        return torch.mm(x32.T, x32 if y is x else torch.from_numpy(y)).numpy()
 
-    def _update_shifted(self, u: np.ndarray, v: np.ndarray) -> None:
+    def _gram(self, x: np.ndarray, layers) -> np.ndarray:
+        """xᵀ x, or only its within-layer blocks (zero between layers) when `layers` (sizes) is given."""
+        if layers is None:
+            return self._mm(x, x)
+        out = np.zeros((x.shape[1], x.shape[1]), dtype=x.dtype)
+        for e0, e1 in zip(np.cumsum([0, *layers[:-1]]), np.cumsum(layers)):
+            part = np.ascontiguousarray(x[:, e0:e1])
+            out[e0:e1, e0:e1] = self._mm(part, part)
+        return out
+
+    def _update_shifted(self, u: np.ndarray, v: np.ndarray, pu: np.ndarray, pv: np.ndarray) -> None:
         """Pair u rows (global index g = n + i) with v rows g − s, for g >= s; keep the head of u and the
-        tail of v for the wrap-around term."""
+        tail of v for the wrap-around term (pu, pv: u and v in the products' dtype)."""
         s, n, t = self.shift, self.n, u.shape[0]
-        m = self.tail_b.shape[0]  # = min(n, s); vv[k] is global row n − m + k
-        vv = np.concatenate([self.tail_b, v])
+        m = self.tail_b.shape[0]  # = min(n, s); tail_b[k] is global row n − m + k
         g0 = max(s - n, 0)  # first local row of u whose partner row exists
-        if g0 < t:
-            self.ab_shift += self._mm(u[g0:], vv[g0 - s + m: t - s + m])
+        # local row i pairs with global row n + i − s: in the kept tail for i < s, else v[i − s] (no copy of v)
+        if g0 < min(s, t):
+            tail = self.tail_b[g0 - s + m: min(s, t) - s + m]
+            self.ab_shift += self._mm(pu[g0:min(s, t)], tail if pv is v else tail.astype(pv.dtype))
+        if s < t:
+            self.ab_shift += self._mm(pu[s:], pv[:t - s])
         if n < s:
             self.head_a = np.concatenate([self.head_a, u[: s - n]])
-        self.tail_b = vv[-s:].copy()
+        self.tail_b = v[t - s:].copy() if t >= s else np.concatenate([self.tail_b, v])[-s:]
 
-    def _update_blocks(self, u: np.ndarray, v: np.ndarray) -> None:
+    def _update_blocks(self, u: np.ndarray, v: np.ndarray, pu: np.ndarray, pv: np.ndarray) -> None:
         """Add each contiguous slice of the batch into its block (global rows [j·k, (j+1)·k)) and into ab."""
         k, n, t = self.block_rows, self.n, u.shape[0]
         i = 0
@@ -255,7 +285,7 @@ class CoMoments:
             e = min(t, (j + 1) * k - n)
             self._open_block(j)
             uu, vv = u[i:e], v[i:e]
-            prod = self._mm(uu, vv)
+            prod = self._mm(pu[i:e], pv[i:e])
             self.ab += prod
             self._block_ab[j] += prod
             self._block_sum_a[j] += uu.sum(0)
@@ -373,7 +403,7 @@ class CoMoments:
         if (other.n_a, other.n_b) != (self.n_a, self.n_b):
             raise UserError(f"plus(): shapes differ ({other.n_a}x{other.n_b} vs {self.n_a}x{self.n_b}); add the "
                             "co-moments of the same neurons")
-        out = CoMoments(self.n_a, self.n_b, max_bytes=float("inf"))
+        out = CoMoments(self.n_a, self.n_b, max_bytes=float("inf"), layers_a=self.layers_a, layers_b=self.layers_b)
         if not self.n or not other.n:
             src = self if self.n else other
             for k in _MOMENTS:
@@ -388,15 +418,17 @@ class CoMoments:
         out.bb = self.bb + other.bb + np.outer(db, sb) + np.outer(sb, db) + m * np.outer(db, db)
         out.ab = self.ab + other.ab + np.outer(da, sb) + np.outer(sa, db) + m * np.outer(da, db)
         out.n = self.n + m
+        out.aa, out.bb = _within(out.aa, self.layers_a), _within(out.bb, self.layers_b)  # as accumulated
         return out
 
     def cov_aa(self) -> np.ndarray:
-        """float64 [n_a, n_a] covariance of the reference neurons (ddof = 1, as np.cov)."""
-        return self._cov(self.sum_a, self.sum_a, self.aa)
+        """float64 [n_a, n_a] covariance of the reference neurons (ddof = 1, as np.cov; zero between layers when
+        `layers_a` is given)."""
+        return _within(self._cov(self.sum_a, self.sum_a, self.aa), self.layers_a)
 
     def cov_bb(self) -> np.ndarray:
-        """float64 [n_b, n_b] covariance of the partner neurons (ddof = 1)."""
-        return self._cov(self.sum_b, self.sum_b, self.bb)
+        """float64 [n_b, n_b] covariance of the partner neurons (ddof = 1; zero between layers with `layers_b`)."""
+        return _within(self._cov(self.sum_b, self.sum_b, self.bb), self.layers_b)
 
     def cov_ab(self) -> np.ndarray:
         """float64 [n_a, n_b] cross-covariance cov(a_i, b_j) (ddof = 1)."""

@@ -84,12 +84,22 @@ class StreamingPearson:
 
     # ---- accumulation -------------------------------------------------------------------------
     @torch.no_grad()
-    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Add a batch: x [tokens, n_a], y [tokens, n_b], float16/bfloat16/float32, any device."""
+    def update(self, x: torch.Tensor, y) -> None:
+        """Add a batch: x [tokens, n_a], y [tokens, n_b] (or a list of tensors [tokens, n_k] side by side, read
+        into the work buffer without a concatenated copy), float16/bfloat16/float32, any device."""
         self._check(x, "x", self.n_a)
-        self._check(y, "y", self.n_b)
-        if x.shape[0] != y.shape[0]:
-            raise UserError(f"update(): x has {x.shape[0]} tokens but y has {y.shape[0]}; pass the same tokens to both")
+        if isinstance(y, (list, tuple)):
+            for piece in y:
+                self._check(piece, "y", piece.shape[1] if isinstance(piece, torch.Tensor) and piece.dim() == 2 else -1)
+            if sum(piece.shape[1] for piece in y) != self.n_b or len({piece.shape[0] for piece in y}) != 1:
+                raise UserError(f"update(): the pieces of y have shapes {[list(p.shape) for p in y]}; pass pieces "
+                                f"with the same tokens and {self.n_b} columns in all")
+            y = y[0] if len(y) == 1 else y
+        else:
+            self._check(y, "y", self.n_b)
+        t_y = (y[0] if isinstance(y, (list, tuple)) else y).shape[0]
+        if x.shape[0] != t_y:
+            raise UserError(f"update(): x has {x.shape[0]} tokens but y has {t_y}; pass the same tokens to both")
         t = x.shape[0]
         if t == 0:
             return
@@ -125,8 +135,26 @@ class StreamingPearson:
             buf = self._work[key] = torch.empty(numel, dtype=torch.float32, device=self.device)
         return buf[:numel]
 
-    def _shifted(self, key: str, x: torch.Tensor, shift: torch.Tensor):
-        """Return (x - shift as fp32 [t, n] in a work buffer, shift); the first batch sets the shift."""
+    def _shifted(self, key: str, x, shift: torch.Tensor):
+        """Return (x - shift as fp32 [t, n] in a work buffer, shift); the first batch sets the shift. x: a tensor,
+        or a list of tensors side by side."""
+        if isinstance(x, (list, tuple)):
+            t, n = x[0].shape[0], sum(p.shape[1] for p in x)
+            u = self._buffer(key, t * n).view(t, n)
+            c = 0
+            for p in x:
+                if self.n == 0:
+                    u[:, c:c + p.shape[1]].copy_(p)
+                elif p.dtype == torch.float32 and p.device == u.device:
+                    torch.sub(p, shift[c:c + p.shape[1]], out=u[:, c:c + p.shape[1]])
+                else:
+                    u[:, c:c + p.shape[1]].copy_(p).sub_(shift[c:c + p.shape[1]])
+                c += p.shape[1]
+            if self.n == 0:
+                lo, hi = torch.aminmax(u, dim=0)
+                shift = torch.where(lo == hi, lo, u.mean(0))
+                u.sub_(shift)
+            return u, shift
         u = self._buffer(key, x.numel()).view(x.shape)
         if self.n == 0:
             u.copy_(x)

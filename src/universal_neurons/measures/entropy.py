@@ -209,14 +209,14 @@ def _metrics(logits: torch.Tensor, tokens: torch.Tensor) -> np.ndarray:
     logp = pred.log_softmax(-1)
     loss = -logp.gather(-1, target)[..., 0]
     entropy = -(logp.exp() * logp).sum(-1)
-    rank = (pred > pred.gather(-1, target)).sum(-1)  # tokens scored strictly higher: 0 = top
+    rank = (pred > pred.gather(-1, target)).float().sum(-1)  # tokens scored strictly higher: 0 = top (exact counts)
     return torch.stack([x.double().sum() for x in (loss, entropy, 1.0 / (rank.double() + 1))]).cpu().numpy()
 
 
 @torch.inference_mode()
 def fixed_activation(model, tokens, layer: int, neuron: int, values: Sequence[float] = PAPER_VALUES, *,
                      freeze_scale: bool = False, batch_rows: int = 8, progress: bool = False,
-                     device=None) -> pd.DataFrame:
+                     device=None, clean: dict | None = None) -> pd.DataFrame:
     """The paper's intervention: neuron `layer`.`neuron`'s post-activation (`blocks.{layer}.mlp.hook_post`) set
     to v at every position of `tokens` [rows, n_ctx], for each v of `values`. One row for the clean model
     (condition "clean", value NaN) and one per v (condition "fixed"), with the means over the predicted
@@ -228,6 +228,8 @@ def fixed_activation(model, tokens, layer: int, neuron: int, values: Sequence[fl
     in the fixed runs, leaving only the direct path through the unembedding. Batches of `batch_rows` rows on
     `device` (default: the model's); a tqdm bar when `progress`. Hooks live only inside `model.hooks`, so
     none is left on the model, even after an exception. attrs: layer, neuron, freeze_scale, n_positions.
+    `clean`: a dict shared by the calls on one model with the same tokens and batches, which keeps each batch's
+    clean run (its metrics, final scale and every MLP neuron's summed activation), so that it runs once.
     """
     from tqdm import tqdm
 
@@ -250,7 +252,7 @@ def fixed_activation(model, tokens, layer: int, neuron: int, values: Sequence[fl
     state = {}
 
     def clean_post(act, hook):
-        state["act"] = act[:, :-1, neuron].double().sum().item()
+        state["post"][hook.layer()] = act[:, :-1].double().sum((0, 1)).cpu()
 
     def clean_scale(act, hook):
         state["clean"] = act.clone()
@@ -268,9 +270,17 @@ def fixed_activation(model, tokens, layer: int, neuron: int, values: Sequence[fl
                    disable=not progress):
         batch = toks[r0:r0 + batch_rows].to(device)
         n_pred = batch.shape[0] * (batch.shape[1] - 1)
-        with model.hooks(fwd_hooks=[(post, clean_post), (scale_point, clean_scale)]):
-            logits = model(batch)
-        sums[0] += [*_metrics(logits, batch), state["clean"][:, :-1].double().sum().item(), state["act"]]
+        key = (r0, tuple(batch.shape), str(device))
+        if clean is None or key not in clean:
+            state["post"] = {}
+            posts = [(f"blocks.{l}.mlp.hook_post", clean_post) for l in range(model.cfg.n_layers)]
+            with model.hooks(fwd_hooks=[*posts, (scale_point, clean_scale)]):
+                logits = model(batch)
+            run = (_metrics(logits, batch), state["clean"][:, :-1].double().sum().item(), state["clean"], state["post"])
+            if clean is not None:
+                clean[key] = run
+        metrics, scale_sum, state["clean"], posts = clean[key] if clean is not None else run
+        sums[0] += [*metrics, scale_sum, float(posts[layer][neuron])]
         for k, v in enumerate(vals, 1):
             state["v"] = float(v)
             with model.hooks(fwd_hooks=[(post, fix), (scale_point, fixed_scale)]):

@@ -109,6 +109,15 @@ class Correlations:
                                               "snap_tokens": self.snap_tokens, "n_tiles": self.n_tiles,
                                               "dead_partner_neurons": self.dead_partner_neurons})
 
+    def subset(self, partners) -> Correlations:
+        """The pass restricted to some partners (indices into the partners, in that order): what a pass of the
+        reference with only them gives, as each partner's maxima are its own."""
+        p = list(partners)
+        return Correlations([self.names[0], *[self.names[i + 1] for i in p]], [self.shapes[0], *[self.shapes[i + 1] for i in p]],
+                            self.snap_tokens, [r[p] for r in self.real], [r[p] for r in self.real_idx],
+                            [r[p] for r in self.base], [self.layer_max[i] for i in p],
+                            [self.dead_partner_neurons[i] for i in p], self.n_tiles)
+
     @classmethod
     def load(cls, folder) -> tuple[Correlations, dict]:
         """The pass `save` wrote into `folder`, and its pass.json. A damaged pass (unreadable, truncated, or not
@@ -223,14 +232,16 @@ class _Maxima:
 def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline: str = "gaussian", seed: int = 0,
               device="cpu", batch_rows: int = 64, chunk_tokens: int = 16384, max_accumulator_gb: float = 4.0,
               fractions=FRACTIONS, checkpoint=None, checkpoint_every: int = 8, stop_after: int | None = None,
-              progress: bool = False, taps=None) -> Correlations | None:
+              progress: bool = False, taps=None, rotation_ids=None) -> Correlations | None:
     """Correlate models[0] (reference) with models[1:] on the first `n_tokens` kept tokens of `tokens`
     [rows, n_ctx]. `checkpoint`: a file prefix for resumable state (one file per rank); `stop_after`:
     return None after that many chunk updates (simulates a killed run). Under torch.distributed the
     chunks are shared out over the ranks; every rank returns the same result. `taps[k]`: more hook points of
     models[k] read in the first tile's forward passes (`activations.rows_activations`), so that another
     consumer of the same tokens needs no pass of its own; only a pass from its start on one process feeds them
-    (a resumed or shared-out one does not: the consumer checks how many tokens it saw)."""
+    (a resumed or shared-out one does not: the consumer checks how many tokens it saw). `rotation_ids[p]`: the
+    partner index partner p's baseline matrices are drawn with (default p; a pass that adds a partner to
+    another pass's gives it the index of its own pass, so that its baseline is the same)."""
     from tqdm import tqdm
 
     names = names or [str(getattr(m, "checkpoint_dir", i)) for i, m in enumerate(models)]
@@ -246,7 +257,8 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
     tiles = _tiles(n_a, _units(shapes), max_accumulator_gb * 1e9, min(chunk_tokens, n_tokens))
     n_chunks = len(plan.chunks)
     maxima = _Maxima(n_a, shapes, len(plan.snap_chunks), device)
-    key = json.dumps([VERSION, names, shapes, n_tokens, baseline, seed, chunk_tokens,
+    ids = list(range(len(models) - 1)) if rotation_ids is None else [int(i) for i in rotation_ids]
+    key = json.dumps([VERSION, names, shapes, n_tokens, baseline, seed, ids, chunk_tokens,
                       [(i0, i1, units) for i0, i1, units in tiles], list(fractions), world])
     ckpt = Path(f"{checkpoint}.rank{rank}-of{world}.pt") if checkpoint else None
     state = _resume(ckpt, key, device, world)
@@ -267,7 +279,7 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
             acc.load_state_dict(state["acc"])
             for g, sd in zip(grams, state["grams"]):
                 g.load_state_dict(sd)
-        rots = [rotation(d, seed, p, l, baseline).to(device) for p, l, d in units]  # float32 [d, d] each
+        rots = [rotation(d, seed, ids[p], l, baseline).to(device) for p, l, d in units]  # float32 [d, d] each
         need = sorted({p for p, *_ in units})
         for c in range(step - t * n_chunks, n_chunks):
             if c % world == rank:
@@ -275,7 +287,7 @@ def correlate(models, tokens: np.ndarray, n_tokens: int, *, names=None, baseline
                 acts = chunk_activations([models[0], *[models[p + 1] for p in need]],
                                          [names[0], *[names[p + 1] for p in need]], plan, c, batch_rows, device, fed)
                 ys = [acts[1 + need.index(p)][:, l * d:(l + 1) * d] for p, l, d in units]  # [kept, d] each
-                acc.update(acts[0][:, i0:i1], torch.cat(ys, 1) if len(ys) > 1 else ys[0])
+                acc.update(acts[0][:, i0:i1], ys)  # side by side, without a concatenated copy
                 for g, y in zip(grams, ys):
                     g.update(y, y)
                 del acts, ys

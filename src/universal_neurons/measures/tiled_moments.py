@@ -128,13 +128,15 @@ def plan_passes(sizes_a, partner_sizes, budget_bytes: float, shift: int, n_block
 class _State:
     """One tile's accumulators during its pass."""
 
-    def __init__(self, tile, ea, eb, centers_a, centers_b, shift, block_rows, port_batch, extra, products):
+    def __init__(self, tile, ea, eb, centers_a, centers_b, shift, block_rows, port_batch, extra, products, within):
         self.tile = tile
         self.cols_a = (int(ea[tile.a0]), int(ea[tile.a1]))
         self.cols_b = (int(eb[tile.b0]), int(eb[tile.b1]))
         sa, sb = slice(*self.cols_a), slice(*self.cols_b)
         n_a, n_b = self.cols_a[1] - self.cols_a[0], self.cols_b[1] - self.cols_b[0]
         kw = {"max_bytes": float("inf"), "products": products}
+        if within:  # the within-model moments within layers only
+            kw |= {"layers_a": np.diff(ea[tile.a0:tile.a1 + 1]).tolist(), "layers_b": np.diff(eb[tile.b0:tile.b1 + 1]).tolist()}
         self.cm = CoMoments(n_a, n_b, center_a=centers_a[0][sa], center_b=centers_b[0][sb],
                             **(kw | ({"shift": shift, "block_rows": block_rows} if tile.full else {})))
         self.port = ReferencePearson(n_a, n_b, port_batch) if tile.full and port_batch else None
@@ -165,10 +167,12 @@ def rows_per_group(plan: Plan, widths: int, batch_rows: int, act_bytes: float) -
 
 def run_passes(models, names, plan: Plan, passes, batch_rows: int, device, on_tile, *, shift: int | None = None,
                block_rows: int | None = None, port_batch: int | None = None, extra: Plan | None = None,
-               act_bytes: float = 1e9, products: str = "float64", progress: bool = True) -> None:
+               act_bytes: float = 1e9, products: str = "float64", within_layers: bool = False,
+               progress: bool = True) -> None:
     """Accumulate every tile of every pass over the kept tokens of `plan` (and of `extra`: the positions of the
     newline filter), then call on_tile(tile, cm, port, extra_cm) for each, freeing it afterwards. models[0] is
-    the reference, tile.partner indexes models[1:]; `products`: the `CoMoments` products' precision."""
+    the reference, tile.partner indexes models[1:]; `products`: the `CoMoments` products' precision;
+    `within_layers`: each side's own moments kept within layers only (`CoMoments` layers_a, layers_b)."""
     from tqdm.auto import tqdm
 
     sizes = [[m.cfg.d_mlp] * m.cfg.n_layers for m in models]
@@ -179,7 +183,7 @@ def run_passes(models, names, plan: Plan, passes, batch_rows: int, device, on_ti
     bar = tqdm(total=len(passes) * len(plan.chunks), desc="co-moment tiles", unit="chunk", disable=not progress)
     for tiles in passes:
         states = [_State(t, edges[0], edges[t.partner + 1], ctr[0], ctr[t.partner + 1], shift, block_rows,
-                         port_batch, extra is not None, products) for t in tiles]
+                         port_batch, extra is not None, products, within_layers) for t in tiles]
         used = sorted({t.partner + 1 for t in tiles})
         layers = [sorted({l for t in tiles for l in range(t.a0, t.a1)})]
         layers += [sorted({l for t in tiles if t.partner + 1 == m for l in range(t.b0, t.b1)}) for m in used]

@@ -57,6 +57,14 @@ def untrained_members(profile) -> list[Path]:
             for k, (src, out) in enumerate(zip(trained, profile.members()))]
 
 
+def run_with_control(profile, device="cpu", progress: bool = True) -> None:
+    """The profile's universality pass and its untrained control's pass (what `run_control` reads), as one pass
+    over the held-out tokens when both are due: the reference and the partners run once per chunk, the control
+    beside them. Each pass is saved where, and as, it would be alone."""
+    run_universality(profile, device=device, progress=progress, threshold=paper.THRESHOLD,
+                     control=(str(untrained_control(profile)), Path(profile.tables_dir) / "control"))
+
+
 def run_control(profile, device="cpu", progress: bool = True, *, reference=None, tables_dir=None,
                 threshold=None):
     """The reference (the profile's, or `reference`) against the untrained control, into `<tables_dir>/control`

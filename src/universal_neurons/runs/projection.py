@@ -6,8 +6,8 @@ control) reruns the reference and the tile's partners over all tokens once per t
 multiplies the tile's reference rows by its partner columns and each partner layer by itself (float32), and at every
 token snapshot it derives the rotated baseline from them (float64: rows·d² and d³ per partner layer). The
 robustness co-moments (`tiled_moments.plan_passes`) rerun the models once per pass over `book.robust_tokens`, multiply
-in float64 per token (the reference's own product once per pass, each tile's partner product, cross product and
-shifted cross product, the float16 port in float32) and derive each tile's statistics once (13 rotated baselines,
+in float32 per token into float64 sums (the reference's own product once per pass, each tile's partner product, cross
+product and shifted cross product, the float16 port) and derive each tile's statistics once (13 rotated baselines,
 the 210 weighted block sums of the bootstrap, the Hungarian matching where `hungarian_plan` allows it). A forward
 pass to the last MLP costs 2·L·(4·d_model² + 2·d_model·d_mlp + 2·n_ctx·d_model) per token.
 
@@ -151,10 +151,10 @@ def robustness(shape: Shape, n_tokens: int, budget_gb: float) -> Work:
     for tiles in passes:
         out.tokens["forward"] += n_tokens * (1 + len({t.partner for t in tiles})) * shape.forward_flops()
         refs = {(t.a0, t.a1) for t in tiles}
-        out.tokens["gemm64"] += n_tokens * sum(2.0 * ((a1 - a0) * d) ** 2 for a0, a1 in refs)
+        out.tokens["gemm32"] += n_tokens * sum(2.0 * ((a1 - a0) * d) ** 2 for a0, a1 in refs)
         for t in tiles:
             n_a, n_b = (t.a1 - t.a0) * d, (t.b1 - t.b0) * d
-            out.tokens["gemm64"] += n_tokens * (2.0 * n_b * n_b + 2.0 * n_a * n_b * (2 if t.full else 1))
+            out.tokens["gemm32"] += n_tokens * (2.0 * n_b * n_b + 2.0 * n_a * n_b * (2 if t.full else 1))
             if not t.full:
                 continue
             out.tokens["gemm32"] += n_tokens * 2.0 * n_a * n_b  # the float16 port

@@ -23,52 +23,78 @@ from .selection import book_threshold
 
 
 # ---- a profile's pass, cached --------------------------------------------------------------------------
+def _pass_key(a: dict, sources, dirs, rows, device):
+    """The cache key of a pass of `sources` (reference first) with the analysis settings `a`."""
+    return cache.make_key(PASS_KIND, version=VERSION, models=sources, checkpoint_dirs=[str(d) for d in dirs],
+                          weights=[cache.weights_signature(d) for d in dirs], data=rows.header["provenance"],
+                          n_tokens=int(a["n_tokens"]), baseline=a["baseline"], seed=a["baseline_seed"],
+                          fractions=list(FRACTIONS),
+                          # the order of the float sums: the chunks, the batches and the device's kernels
+                          chunk_tokens=a["chunk_tokens"], batch_size=a["batch_size"], device=torch.device(device).type)
+
+
 def run_universality(profile, device="cpu", progress: bool = True, out_dir=None, partners=None, reference=None,
-                     stop_after: int | None = None, threshold=None):
+                     stop_after: int | None = None, threshold=None, control=None):
     """Correlate a profile's reference with its partners on its held-out rows (n_tokens, baseline, baseline_seed,
     batch_size, chunk_tokens, max_accumulator_gb, reference_seed and partners from `profile.cfg["analysis"]`;
     `reference`, `partners`: zoo seeds or model sources that override them), save the pass into `out_dir` (default the
     profile's tables folder) and return its tables at `threshold` (None: the profile's book.threshold; as
     `neuron_tables.load_results`). Cached: a rerun with the same models, data and parameters reuses the saved
-    pass. Returns None on the ranks other than 0 under torchrun, and after `stop_after` chunks."""
+    pass. Returns None on the ranks other than 0 under torchrun, and after `stop_after` chunks.
+    `control`: (a partner's source, its folder): when both passes are due, that partner joins this pass (the
+    reference runs once), and its pass is saved into its folder as a pass of the reference with it alone would be
+    (its baseline drawn with its own partner index)."""
     a = profile.cfg["analysis"]
     out_dir = Path(out_dir or profile.tables_dir)
     sources = profile.members(reference, partners)  # None: analysis.reference_seed / analysis.partners
     dirs = [resolve_checkpoint(s, profile.revision) for s in sources]
     rows = analysis_rows(profile, progress=progress)
     n_tokens, baseline, seed, gb = int(a["n_tokens"]), a["baseline"], a["baseline_seed"], a["max_accumulator_gb"]
-    key = cache.make_key(PASS_KIND, version=VERSION, models=sources, checkpoint_dirs=[str(d) for d in dirs],
-                         weights=[cache.weights_signature(d) for d in dirs], data=rows.header["provenance"],
-                         n_tokens=n_tokens, baseline=baseline, seed=seed, fractions=list(FRACTIONS),
-                         # the order of the float sums: the chunks, the batches and the device's kernels
-                         chunk_tokens=a["chunk_tokens"], batch_size=a["batch_size"], device=torch.device(device).type)
+    key = _pass_key(a, sources, dirs, rows, device)
     rank, world = _dist()
     if not cache.is_current(out_dir, key):
         t0 = time.time()
-        models = [load_model(s, device=device, revision=profile.revision) for s in sources]
-        names = [Path(s).name if Path(s).exists() else s for s in sources]
-        prefix = f"universality-{cache.digest(key)}"
+        joined = []  # (source, folder, checkpoint dir, key) of a partner joining this pass
+        if control is not None and world == 1:
+            c_dirs = [dirs[0], resolve_checkpoint(str(control[0]), profile.revision)]
+            c_key = _pass_key(a, [sources[0], str(control[0])], c_dirs, rows, device)
+            if not cache.is_current(Path(control[1]), c_key):
+                joined = [(str(control[0]), Path(control[1]), c_dirs[1], c_key)]
+        all_sources = [*sources, *[j[0] for j in joined]]
+        models = [load_model(s, device=device, revision=profile.revision) for s in all_sources]
+        names = [Path(s).name if Path(s).exists() else s for s in all_sources]
+        prefix = f"universality-{cache.digest(key)}{'+control' if joined else ''}"
         if rank == 0:
             _drop_stale_states(out_dir / ".partial", prefix, world)
         # the members' activation statistics (the properties chapter's) from the same forward passes, when due
-        feed = properties_feed(profile, sources, models, device, out_dir) if rank == 0 and world == 1 else None
+        feed = properties_feed(profile, sources, models[:len(sources)], device, out_dir) if rank == 0 and world == 1 else None
+        taps = [(feed.points(k), feed.fn(k)) for k in range(len(sources))] + [None] * len(joined) if feed else None
         res = correlate(models, rows.tokens, n_tokens, names=names, baseline=baseline, seed=seed, device=device,
                         batch_rows=a["batch_size"], chunk_tokens=a["chunk_tokens"], max_accumulator_gb=gb,
                         checkpoint=out_dir / ".partial" / prefix,  # this run's only
-                        progress=progress, stop_after=stop_after,
-                        taps=[(feed.points(k), feed.fn(k)) for k in range(len(models))] if feed else None)
+                        progress=progress, stop_after=stop_after, taps=taps,
+                        rotation_ids=[*range(len(sources) - 1), *[0] * len(joined)])
         if res is None or rank != 0:
             return None
         if feed is not None:
             write_fed(profile, feed, device, t0, out_dir)
         with contextlib.suppress(OSError):
             (out_dir / ".partial").rmdir()
-        with cache.updating(out_dir, key):
-            res.save(out_dir, {
-                "models": sources, "checkpoint_dirs": [str(d) for d in dirs], "reference": sources[0],
-                "partners": sources[1:], "n_tokens": n_tokens, "max_accumulator_gb": gb, "world_size": world,
+        info = {"n_tokens": n_tokens, "max_accumulator_gb": gb, "world_size": world, "device": str(device),
                 "baseline": {"kind": baseline, "seed": seed, "generator": "numpy default_rng([seed, partner, layer])"},
-                "device": str(device), "seconds": time.time() - t0, "dropped": "BOS/EOS/pad and newline tokens"})
+                "dropped": "BOS/EOS/pad and newline tokens"}
+        seconds = time.time() - t0
+        for (src, folder, c_dir, c_key), p in zip(joined, range(len(sources) - 1, len(all_sources) - 1)):
+            folder.mkdir(parents=True, exist_ok=True)
+            with cache.updating(folder, c_key):
+                res.subset([p]).save(folder, {
+                    **info, "models": [sources[0], src], "checkpoint_dirs": [str(dirs[0]), str(c_dir)],
+                    "reference": sources[0], "partners": [src], "seconds": seconds,
+                    "joined": f"computed in the pass of {out_dir}"})
+        with cache.updating(out_dir, key):
+            res.subset(range(len(sources) - 1)).save(out_dir, {
+                **info, "models": sources, "checkpoint_dirs": [str(d) for d in dirs], "reference": sources[0],
+                "partners": sources[1:], "seconds": seconds})
     if rank != 0:
         return None
     return load_results(out_dir, book_threshold(profile) if threshold is None else threshold)

@@ -247,11 +247,11 @@ def _runs(prof, models: dict, chosen: dict, tokens: np.ndarray, device) -> pd.Da
 
     jobs = [(m, role, ln, scale) for m, c in chosen.items() for role, ln in c.items()
             for scale in (("free", "frozen") if role in FROZEN_ROLES else ("free",))]
-    parts = []
+    parts, clean = [], {m: {} for m in models}  # each model's clean runs, once per batch
     with cache.updating(folder, key):
         for m, role, (l, n), scale in tqdm(jobs, desc="entropy interventions", unit="run"):
             df = entropy.fixed_activation(models[m], tokens, l, n, paper.ENTROPY_VALUES, freeze_scale=scale == "frozen",
-                                    batch_rows=batch, device=device)
+                                          batch_rows=batch, device=device, clean=clean[m])
             parts.append(df.assign(model=m, role=role, layer=l, neuron=n, scale=scale))
         write_text(path, pd.concat(parts, ignore_index=True).to_csv(index=False))
     return pd.read_csv(path)

@@ -11,10 +11,12 @@ bootstrap are skipped above a stated amount of work (`hungarian_plan`), with a l
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ...core import cache
 from ... import data
@@ -36,7 +38,8 @@ from ..publish import Chapter
 from ...runs.selection import resolve_threshold
 
 VERSION = 5  # 2: the maxima on the first k blocks of tokens; 3: the untrained control, the errata, every rule's
-# bootstrap; 4: the reference code's newline filter; 5: float32 products (as the universality pass), first-batch shift
+# bootstrap; 4: the reference code's newline filter; 5: float32 products (as the universality pass), first-batch
+# shift, within-layer own moments
 DRAWS = 10  # draws of the paper's baseline
 BLOCKS = 10  # contiguous row blocks of the bootstrap
 BOOT = 200  # bootstrap draws
@@ -91,8 +94,9 @@ def statistics(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int
     `n_tokens` held-out tokens of `tokens` [rows, n_ctx]: the co-moments in tiles of whole layers within
     `budget_bytes` (`tiled_moments`: with the permutation shift, the bootstrap's blocks, the reference
     implementation's float16 accumulators and the newline filter's extra positions; each batch's products in
-    float32 added into float64 sums, as the universality pass does), each tile's statistics derived as it is
-    finished (`_tile_stats`) and combined; no tile is kept."""
+    float32 added into float64 sums, as the universality pass does; each model's own moments within layers, all
+    that the rotations and the layer similarities read), each tile's statistics derived as it is finished
+    (`_tile_stats`) and combined; no tile is kept."""
     n_ctx = tokens.shape[1]
     sizes = [[m.cfg.d_mlp] * m.cfg.n_layers for m in models]
     plan = activations.plan_pass(models, names, tokens, n_tokens)
@@ -113,7 +117,7 @@ def statistics(models, names, tokens: np.ndarray, n_tokens: int, batch_rows: int
                              lambda tile, cm, port, e: _tile_stats(tile, cm, port, e, ctx, out),
                              shift=shift, block_rows=block_rows, port_batch=REF_BATCH_ROWS * n_ctx,
                              extra=extra, act_bytes=min(budget_bytes / 4, 1e9), products="float32",
-                             progress=progress)
+                             within_layers=True, progress=progress)
     info = {"names": names[:-1], "n_tokens": n_tokens, "sizes": sizes[:-1],
             "block_tokens": [int(x) for x in ctx["block_n"]], "newline_kept_ids": extra_ids.tolist(),
             "newline_kept": int(extra.snap_tokens[-1]) if extra is not None else 0, "passes": len(passes),
@@ -226,8 +230,12 @@ def _tile_stats(tile, cm, port, extra, ctx, out) -> None:
         put("boot_abs", absolute[k], k)
     for k in range(n_blocks):
         put("by_tokens", signed[boot + k], k)
-    for k in range(ctx["boot_hungarian"]):
-        put("boot_hungarian", matching.hungarian(cm.corr_blocks(ctx["weights"][k]), sa, sb)[0], k)
+    # the bootstrap's assignments on the machine's threads (scipy's solver releases the GIL; the same result)
+    with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), ctx["boot_hungarian"]))) as pool:
+        drawn = pool.map(lambda k: matching.hungarian(cm.corr_blocks(ctx["weights"][k]), sa, sb)[0],
+                         range(ctx["boot_hungarian"]))
+        for k, v in enumerate(drawn):
+            put("boot_hungarian", v, k)
     cov_aa, cov_bb, cov_ab = cm.cov_aa(), cm.cov_bb(), cm.cov_ab()
     if ctx["preps"].get("layers") != (p, tile.b0, tile.b1):  # the partner layers' decompositions, kept while the
         ctx["preps"] = {"layers": (p, tile.b0, tile.b1), "kept": {}}  # tiles of other reference layers use them

@@ -12,7 +12,7 @@ from IPython.display import Markdown
 
 from scipy import stats
 
-from ...runs.control import run_control
+from ...runs.control import run_control, run_with_control
 from ...config.profile import load_profile
 from ...core import paper
 from .. import plotting
@@ -33,7 +33,10 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     """Run (or reuse) the universality pass and, for a zoo with analysis.control, the untrained control; derive the
     page's tables, glued numbers and sentences at book.threshold (a number, or "control")."""
     prof = load_profile(profile, overrides, device=device)  # bad parameters: one line, before any work
-    ctrl = run_control(prof, device, progress=False) if prof.cfg["analysis"]["control"] and prof.is_zoo else None
+    ctrl = None
+    if prof.cfg["analysis"]["control"] and prof.is_zoo:
+        run_with_control(prof, device, progress=False)  # both passes at once where both are due
+        ctrl = run_control(prof, device, progress=False)
     threshold, words = resolve_threshold(prof.cfg["book"]["threshold"], prof.tables_dir)  # "control" reads ctrl's table
     res = universality.run_universality(prof, device=device, progress=False, threshold=threshold)
     neurons, info, s = res.neurons, res.info, res.info["summary"]
