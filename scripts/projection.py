@@ -61,9 +61,9 @@ def rows(rates_list, ranks_of) -> list[dict]:
         for rates in rates_list:
             for tokens in sorted({n_tokens, PAPER_TOKENS}):
                 budget = P.fitted_budget(shape, rates.memory_gb)
-                u = P.universality(shape, tokens, budget)
                 r = P.robustness(shape, robust_tokens, budget)
                 for ranks in ranks_of(rates):
+                    u = P.universality(shape, tokens, budget, joined=ranks == 1)  # the control joins on one process
                     table.append({"profile": shape.name, "neurons": f"{shape.n_layers} x {shape.d_mlp:,}",
                                   "partners": shape.partners, "tokens": tokens, "machine": rates.machine,
                                   "ranks": ranks, "measured": rates.measured, "budget_gb": budget,

@@ -254,3 +254,21 @@ def test_all_reduce_gloo_two_ranks(tmp_path):
     assert max_err(r0["full"], accumulate(x, y).correlation().numpy()) < 1e-6
     assert max_err(r0["full"], numpy_corr(x, y)) < 1e-5
     assert max_err(r0["only1"], accumulate(x, y, BATCHES[2:]).correlation().numpy()) < 1e-12
+
+
+def test_gram_is_the_symmetric_product_and_a_group_against_itself_is_its_own_partner():
+    """correlation.gram (BLAS's symmetric update on a CPU) equals numpy's float64 uᵀu to float32 precision; a
+    StreamingPearson fed the same tensor as both sides gives np.corrcoef of the group with itself."""
+    from universal_neurons.measures.correlation import gram
+
+    x, _ = make_data()
+    u = (x - x.mean(0)).float()
+    want = u.double().numpy().T @ u.double().numpy()
+    got = gram(u).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3 * np.abs(want).max() * 1e-3)
+    assert np.array_equal(got, got.T)
+    sp = StreamingPearson(N_A, N_A)
+    for a, b in BATCHES:
+        batch = x[a:b].float()
+        sp.update(batch, batch)
+    assert max_err(sp.correlation(), numpy_corr(x.float(), x.float())) < 1e-6

@@ -27,16 +27,20 @@ def test_forward_flops_match_torchs_flop_counter():
 
 
 def test_universality_work_by_hand():
-    """Two partners of 2 x 64 neurons, a budget that holds everything: one tile for the pass, one for the control."""
+    """Two partners of 2 x 64 neurons, a budget that holds everything: one tile for the pass, one for the control
+    (a pass of its own under torchrun), or one tile with the control as a third partner (on one process)."""
     s = P.Shape("t", n_layers=2, d_mlp=64, d_model=32, n_ctx=16, partners=2)
-    w = P.universality(s, n_tokens=1000, budget_gb=1.0)
+    one = P.universality(s, n_tokens=1000, budget_gb=1.0)
+    assert one.tiles == 1 and one.tokens["forward"] == 1000 * 4 * s.forward_flops()
+    assert one.tokens["gemm32"] == 1000 * (2 * 128 * 384 + 6 * 2 * 64 ** 2)
+    w = P.universality(s, n_tokens=1000, budget_gb=1.0, joined=False)
     assert w.tiles == 2
     assert w.tokens["forward"] == 1000 * (3 + 2) * s.forward_flops()
     assert w.tokens["gemm32"] == 1000 * (2 * 128 * 256 + 4 * 2 * 64 ** 2) + 1000 * (2 * 128 * 128 + 2 * 2 * 64 ** 2)
     snaps = len(maxima.FRACTIONS)
     assert P.snapshots(1000, 16) == snaps and P.snapshots(1024, 512) == 3  # the GPT2-small dry run's 501, 984, 1024
     assert P.universality(s, 1000, 1.0, control=False).tiles == 1
-    assert w.fixed["gemm64"] == snaps * (4 + 2) * (2 * 128 * 64 ** 2 + 4 * 64 ** 3)
+    assert w.fixed["gemm64"] == one.fixed["gemm64"] == snaps * (4 + 2) * (2 * 128 * 64 ** 2 + 4 * 64 ** 3)
 
 
 def test_pricing_and_torchrun_share():

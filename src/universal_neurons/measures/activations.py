@@ -145,7 +145,8 @@ def run_hooks(model, tokens: torch.Tensor, mask: torch.Tensor | None, points: di
     (`ln_final.hook_scale`). A NaN or inf activation is a UserError naming the model, the point and `rows`."""
     def at(act, hook, key):
         a = act if mask is None else act[mask]
-        if not torch.isfinite(a).all():
+        # a NaN or inf makes the sum non-finite (one pass, no mask); the full check confirms (an overflowing sum)
+        if not torch.isfinite(a.sum(dtype=torch.float32)) and not torch.isfinite(a).all():
             where = f"layer {key}" if isinstance(key, int) else hook.name
             raise UserError(f"{name}: NaN or inf activation in {where}{', ' + rows if rows else ''}; check the "
                             "checkpoint's weights (or run in float32)")

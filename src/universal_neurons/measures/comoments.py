@@ -247,8 +247,10 @@ class CoMoments:
             return x.T @ y
         import torch
 
+        from .correlation import gram
+
         x32 = torch.from_numpy(x)
-        return torch.mm(x32.T, x32 if y is x else torch.from_numpy(y)).numpy()
+        return (gram(x32) if y is x else torch.mm(x32.T, torch.from_numpy(y))).numpy()
 
     def _gram(self, x: np.ndarray, layers) -> np.ndarray:
         """xᵀ x, or only its within-layer blocks (zero between layers) when `layers` (sizes) is given."""

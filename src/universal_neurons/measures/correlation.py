@@ -50,6 +50,19 @@ def _ieee_fp32(device: torch.device):
         setattr(m, name, old)
 
 
+def gram(u: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """uᵀu [n, n] of u [t, n]: on a CPU in float32 by BLAS's symmetric rank-k update (half the products of a
+    matrix product), else a matrix product; into `out` when given."""
+    if u.device.type != "cpu" or u.dtype != torch.float32:
+        return torch.mm(u.T, u, out=out)
+    from scipy.linalg.blas import ssyrk
+
+    upper = torch.from_numpy(ssyrk(1.0, u.numpy().T, trans=0))  # [n, n], zero below the diagonal
+    full = torch.add(upper, upper.T, out=out)
+    full.diagonal().mul_(0.5)
+    return full
+
+
 def _add_fp32_(dst: torch.Tensor, src: torch.Tensor) -> None:
     """dst (float64) += src (float32). On CPU in row blocks of <= 2^15 elements: a whole-matrix mixed
     add first builds a full float64 copy (page faults, ~4x slower), and blocks this small stay on one
@@ -103,13 +116,18 @@ class StreamingPearson:
         t = x.shape[0]
         if t == 0:
             return
+        same = y is x  # one neuron group against itself (a gram): one shifted copy, a symmetric product
         u, shift_a = self._shifted("a", x, self.shift_a)  # [t, n_a]
-        v, shift_b = self._shifted("b", y, self.shift_b)  # [t, n_b]
+        v, shift_b = (u, shift_a) if same else self._shifted("b", y, self.shift_b)  # [t, n_b]
         s_a, s_b = u.sum(0), v.sum(0)
         p = self._buffer("p", self.n_a * self.n_b).view(self.n_a, self.n_b)
         with _ieee_fp32(self.device):
-            torch.mm(u.T, v, out=p)  # [n_a, n_b] = Σ u vᵀ, one fp32 product
-        q_a, q_b = u.square_().sum(0), v.square_().sum(0)  # work buffers are free after the product
+            if same:
+                gram(u, out=p)
+            else:
+                torch.mm(u.T, v, out=p)  # [n_a, n_b] = Σ u vᵀ, one fp32 product
+        q_a = u.square_().sum(0)  # work buffers are free after the product
+        q_b = q_a if same else v.square_().sum(0)
         if not torch.isfinite(torch.cat([s_a, s_b, q_a, q_b])).all():
             raise UserError("update(): the batch contained non-finite activations (NaN or inf); "
                             "drop those tokens or fix the activations")

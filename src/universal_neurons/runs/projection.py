@@ -1,8 +1,8 @@
 """What the token passes of a profile cost at any token count, on any machine: a count of each pass's work
 (floating-point operations, by kind) and memory, priced at a machine's rates.
 
-The counts follow the code. The universality pass (`maxima.correlate`, then the same pass against the untrained
-control) reruns the reference and the tile's partners over all tokens once per tile (`maxima._tiles`); per token it
+The counts follow the code. The universality pass (`maxima.correlate`, the untrained control one more partner of
+it on one process, a pass of its own under torchrun) reruns the reference and the tile's partners over all tokens once per tile (`maxima._tiles`); per token it
 multiplies the tile's reference rows by its partner columns and each partner layer by itself (float32), and at every
 token snapshot it derives the rotated baseline from them (float64: rows·d² and d³ per partner layer). The
 robustness co-moments (`tiled_moments.plan_passes`) rerun the models once per pass over `book.robust_tokens`, multiply
@@ -103,11 +103,14 @@ class Work:
 
 
 def universality(shape: Shape, n_tokens: int, budget_gb: float, chunk_tokens: int = 16384,
-                 control: bool = True) -> Work:
-    """The universality pass and (`control`) its control pass, the same pass against one untrained partner."""
+                 control: bool = True, joined: bool = True) -> Work:
+    """The universality pass and (`control`) its untrained control: one more partner of the same pass (`joined`, as
+    `control.run_with_control` runs it on one process), or a pass of its own (under torchrun)."""
     out = Work.empty()
-    chunk_ = chunk(shape, chunk_tokens, n_tokens, budget_gb)
-    for partners in (shape.partners, 1) if control else (shape.partners,):
+    passes = ([shape.partners + 1] if joined else [shape.partners, 1]) if control else [shape.partners]
+    models = max(passes) + 1
+    chunk_ = chunk(shape, chunk_tokens, n_tokens, budget_gb, models)
+    for partners in passes:
         units = maxima._units([(shape.n_layers, shape.d_mlp)] * (partners + 1))
         tiles = maxima._tiles(shape.neurons, units, budget_gb * 1e9, chunk_)
         out.tiles += len(tiles)
@@ -118,14 +121,15 @@ def universality(shape: Shape, n_tokens: int, budget_gb: float, chunk_tokens: in
             out.fixed["gemm64"] += snapshots(n_tokens, shape.n_ctx) * sum(2.0 * rows * d * d + 4.0 * d ** 3
                                                                           for *_, d in us)
     out.memory_gb = budget_gb + ((shape.partners + 2) * shape.weights_bytes()
-                                 + chunk_ * 4.0 * shape.neurons * (shape.partners + 1)) / 1e9
+                                 + chunk_ * 4.0 * shape.neurons * models) / 1e9
     return out
 
 
-def chunk(shape: Shape, chunk_tokens: int, n_tokens: int, budget_gb: float) -> int:
-    """The chunk the universality pass uses (`maxima.chunk_cap`) at this budget, in tokens."""
+def chunk(shape: Shape, chunk_tokens: int, n_tokens: int, budget_gb: float, models: int | None = None) -> int:
+    """The chunk the universality pass uses (`maxima.chunk_cap`) at this budget, in tokens, for a pass of `models`
+    models (default the reference and its partners)."""
     room = max(maxima.CHUNK_SHARE * budget_gb * 1e9, 2.0 ** 28)
-    width = shape.neurons * (shape.partners + 1)
+    width = shape.neurons * (models or shape.partners + 1)
     return int(min(chunk_tokens, n_tokens, max(shape.n_ctx, room // (4 * width))))
 
 
