@@ -71,10 +71,15 @@ help:
 	@echo "make readme [README_GLUED=artifacts/default/notebooks]   # the README's figures from runs, regenerated"
 	@echo "make control [PROFILE=default] [SHIP=1]   # the negative control: the claims' chapters on untrained models"
 
+# torch from pip (it takes the CPU build lying on disk, where there is one); the rest of the lock through uv, which
+# installs the same pinned versions (`pip freeze` identical) in about 5 s instead of about 75 s.
+UV_VERSION := 0.13.10
+UV := uv==$(UV_VERSION)
 env: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 $(UV)
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(PY) -m uv pip install -q -r requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
 	-$(PY) -m universal_neurons.models.malloc  # best effort: tcmalloc for training (1.2x), from Debian if the system lacks it
