@@ -37,8 +37,10 @@ CHECK_SHAPES = {"tiny": "gpt2-small"}  # shape -> its profile: a 2 x 256 stand-i
 # `make test` (with a budget small enough that every tiled pass is split into tiles)
 FALLBACK_CHAPTERS = ("claims zoo universality scale properties families prediction entropy attention mysteries "
                      "robustness execution").split()
-SETUP, EXPLORER = "data", "explorer"  # the steps run beside the chapters: `make book` runs them too
+SETUP, EXPLORER, ROBUSTNESS = "data", "explorer", "robustness"  # the steps run beside the chapters: `make book` runs them too
 GB = 1e9
+SAMPLED = ("tiles", "passes", "tiles_derived", "start_seconds", "first_pass_seconds", "derive_seconds",
+           "projected_seconds")  # what a sampled robustness step reports beside its time and memory
 
 
 def profile_of(shape: str) -> str:
@@ -78,8 +80,9 @@ def overrides_for(members: list[Path], tokens: int, extra: list[str]) -> list[st
 
 # ---- one step, in its own process ----------------------------------------------------------------------------------
 def run_step(step: str, profile: str, device: str, overrides: list[str], result_file: Path, threads: int,
-             explorer_out: Path) -> int:
-    """The child: run one step (the data, a chapter's compute, or the explorer) and write its outcome as JSON."""
+             explorer_out: Path, sample_tiles: int = 0) -> int:
+    """The child: run one step (the data, a chapter's compute, or the explorer) and write its outcome as JSON; the
+    robustness chapter only up to its first `sample_tiles` derived tiles when that is set (`sample_robustness`)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -104,8 +107,11 @@ def run_step(step: str, profile: str, device: str, overrides: list[str], result_
             import matplotlib
 
             matplotlib.use("Agg")
-            chapter = importlib.import_module(f"universal_neurons.book.chapters.{step}")
-            chapter.compute(profile, device, " ".join(overrides))
+            if step == ROBUSTNESS and sample_tiles:
+                outcome = sample_robustness(profile, device, overrides, sample_tiles)
+            else:
+                chapter = importlib.import_module(f"universal_neurons.book.chapters.{step}")
+                chapter.compute(profile, device, " ".join(overrides))
     except UserError as e:  # kept as it is: the table shows whether it was one line
         outcome = {"status": "refused", "detail": str(e).strip() or type(e).__name__}
     except MemoryError as e:
@@ -121,6 +127,60 @@ def run_step(step: str, profile: str, device: str, overrides: list[str], result_
         outcome["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / GB
     result_file.write_text(json.dumps(outcome))
     return 0
+
+
+class TilesSampled(Exception):
+    """The sampled robustness step has derived the tiles it was asked for."""
+
+
+def sample_robustness(profile: str, device: str, overrides: list[str], k: int) -> dict:
+    """Run the robustness chapter until `k` tiles of its co-moments are derived, then stop: its outcome "sampled",
+    with the tiles and passes of the whole plan, the seconds to the start of the passes, to the first tile (the
+    first pass's accumulation) and each tile's derivation, and the whole step projected from them: start +
+    passes x first pass + tiles x the mean derivation (an upper bound where the untrained control's tiles, which
+    derive one maximum only, were not sampled). A chapter with k tiles or fewer runs whole: outcome "ok"."""
+    from universal_neurons.book.chapters import robustness
+    from universal_neurons.measures import tiled_moments
+
+    seen: dict = {"derive": []}
+    plan_passes, run_passes, tile_stats = tiled_moments.plan_passes, tiled_moments.run_passes, robustness._tile_stats
+    t0 = time.perf_counter()
+
+    def counted_plan(*a, **kw):
+        passes = plan_passes(*a, **kw)
+        seen.update(passes=len(passes), tiles=sum(map(len, passes)))
+        return passes
+
+    def timed_run(*a, **kw):
+        seen["start"] = time.perf_counter() - t0
+        return run_passes(*a, **kw)
+
+    def timed_tile(tile, *a):
+        t = time.perf_counter()
+        seen.setdefault("first_tile", t - t0)
+        tile_stats(tile, *a)
+        seen["derive"].append(time.perf_counter() - t)
+        if len(seen["derive"]) >= k and seen["tiles"] > k:
+            raise TilesSampled
+
+    tiled_moments.plan_passes, tiled_moments.run_passes, robustness._tile_stats = counted_plan, timed_run, timed_tile
+    try:
+        robustness.compute(profile, device, " ".join(overrides))
+        return {"status": "ok", "detail": ""}
+    except TilesSampled:
+        derive = sum(seen["derive"]) / len(seen["derive"])
+        first_pass = seen["first_tile"] - seen["start"]
+        projected = seen["start"] + seen["passes"] * first_pass + seen["tiles"] * derive
+        return {"status": "sampled", "tiles": seen["tiles"], "passes": seen["passes"], "tiles_derived": k,
+                "start_seconds": seen["start"], "first_pass_seconds": first_pass, "derive_seconds": seen["derive"],
+                "projected_seconds": projected,
+                "detail": f"the first {k} of {seen['tiles']:,} tiles ({seen['passes']:,} passes) derived, "
+                          f"{duration(derive)} a tile after {duration(seen['start'])} of set-up and a first pass "
+                          f"of {duration(first_pass)}: the whole step about {duration(projected)} (projected: "
+                          f"set-up + passes x first pass + tiles x derivation)"}
+    finally:
+        tiled_moments.plan_passes, tiled_moments.run_passes, robustness._tile_stats = plan_passes, run_passes, \
+            tile_stats
 
 
 def _status_bytes(pid: int, field: str) -> int:
@@ -200,7 +260,8 @@ def measure_step(step: str, profile: str, args, overrides: list[str], log: Path)
            "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TQDM_DISABLE": "1"}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", step, "--child-profile", profile,
            "--child-result", str(result_file), "--device", args.device, "--threads", str(args.threads),
-           "--out", str(args.out), "--child-overrides", json.dumps(overrides)]
+           "--out", str(args.out), "--child-overrides", json.dumps(overrides),
+           "--sample-tiles", str(args.sample_tiles)]
     run = watch(cmd, env, log, args.max_gb, args.timeout)
     try:
         outcome = json.loads(result_file.read_text())
@@ -215,6 +276,7 @@ def measure_step(step: str, profile: str, args, overrides: list[str], log: Path)
         row |= {"status": "out of memory" if oom else "timed out", "detail": f"killed: {run['killed']}"}
     elif outcome is not None:
         row |= {"status": outcome["status"], "detail": outcome["detail"]}
+        row |= {k: outcome[k] for k in SAMPLED if k in outcome}
         if "peak_gpu_gb" in outcome:
             row["peak_gpu_gb"] = round(outcome["peak_gpu_gb"], 2)
     elif run["exit"] == -signal.SIGKILL:
@@ -233,11 +295,20 @@ def _last_line(log: Path) -> str:
 
 
 # ---- the table ------------------------------------------------------------------------------------------------------
+def duration(seconds: float) -> str:
+    """Seconds as a reader reads them: 42.5 s, 12.3 min, 1.7 h."""
+    return (f"{seconds:,.1f} s" if seconds < 120 else f"{seconds / 60:,.1f} min" if seconds < 7200
+            else f"{seconds / 3600:,.1f} h")
+
+
 def cell(row: dict) -> str:
-    """One table cell: seconds and peak GB, with the status when not ok."""
+    """One table cell: seconds and peak GB, with the status when not ok (a sampled step: its tiles and the
+    projected whole)."""
     where = f"{row['seconds']:,.0f} s, {row['peak_gb']:.2f} GB"
     if "peak_gpu_gb" in row:
         where += f" ({row['peak_gpu_gb']:.2f} GB GPU)"
+    if row["status"] == "sampled":
+        return f"{row['tiles_derived']} of {row['tiles']:,} tiles: {where}; all ≈ {duration(row['projected_seconds'])}"
     return where if row["status"] == "ok" else f"**{row['status']}** ({where})"
 
 
@@ -249,8 +320,11 @@ def markdown(rows: list[dict], shapes: list[str], steps: list[str]) -> str:
         cells = [cell(by[(s, step)]) if (s, step) in by else "not run" for s in shapes]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     totals = [sum(r["seconds"] for r in rows if r["shape"] == s) for s in shapes]
+    whole = [sum(r.get("projected_seconds", r["seconds"]) for r in rows if r["shape"] == s) for s in shapes]
     peaks = [max([r["peak_gb"] for r in rows if r["shape"] == s] or [0.0]) for s in shapes]
-    lines.append("| **total** | " + " | ".join(f"{t:,.0f} s, {p:.2f} GB" for t, p in zip(totals, peaks)) + " |")
+    lines.append("| **total** | " + " | ".join(f"{t:,.0f} s, {p:.2f} GB" + (f"; ≈ {duration(w)} with the sampled "
+                                                                             "steps whole" if w != t else "")
+                                             for t, w, p in zip(totals, whole, peaks)) + " |")
     notes = [f"- {r['shape']} / {r['step']}: {r['status']}: {' '.join(r['detail'].split())}"
              for r in rows if r["status"] != "ok"]
     return "\n".join(lines + ([""] + notes if notes else []))
@@ -294,6 +368,9 @@ def main(argv=None) -> int:
                     "folder starts empty, so that every time is a first run's)")
     ap.add_argument("--resume", action="store_true", help="keep the steps already in --json (same settings) and "
                     "run the others, reusing the run folders' caches")
+    ap.add_argument("--sample-tiles", type=int, default=0, help="derive only the robustness chapter's first K "
+                    "co-moment tiles and project the whole step from them (its peak memory is a tile's; its time "
+                    "grows with the tiles, about 1.7 h per partner at GPT2-small's shape on one core); 0: every tile")
     ap.add_argument("--set", dest="extra", nargs="*", default=[], help="more overrides, section.key=value")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-profile", help=argparse.SUPPRESS)
@@ -302,7 +379,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.child:
         return run_step(a.child, a.child_profile, a.device, json.loads(a.child_overrides), a.child_result, a.threads,
-                        a.out / "explorer")
+                        a.out / "explorer", a.sample_tiles)
 
     from universal_neurons.core.errors import UserError
 
@@ -318,8 +395,9 @@ def main(argv=None) -> int:
     if bad or not shapes:
         raise UserError(f"--shapes: unknown shape(s) {', '.join(bad) or '(none given)'}; "
                         f"choose among {', '.join((*SHAPES, *CHECK_SHAPES))}")
-    if a.tokens < 1 or a.partners < 1:
-        raise UserError("--tokens and --partners must be at least 1, e.g. --tokens 4096 --partners 1")
+    if a.tokens < 1 or a.partners < 1 or a.sample_tiles < 0:
+        raise UserError("--tokens and --partners must be at least 1 and --sample-tiles at least 0, e.g. --tokens 4096 "
+                        "--partners 1 --sample-tiles 2")
     a.out = a.out.resolve()
     if any(ch.isspace() for ch in str(a.out)):
         raise UserError(f"--out {a.out} has whitespace, which the overrides (key=value separated by spaces) cannot "
@@ -344,7 +422,7 @@ def main(argv=None) -> int:
     (a.out / "logs").mkdir(parents=True, exist_ok=True)
     os.environ["UN_ARTIFACTS"] = str(a.out / "artifacts")
     settings = {"device": a.device, "threads": a.threads, "tokens": a.tokens, "partners": a.partners,
-                "budgets": token_budgets(), "extra_overrides": a.extra}
+                "budgets": token_budgets(), "extra_overrides": a.extra, "sample_tiles": a.sample_tiles}
     rows = resumed_rows(a.json, settings) if a.resume else []
     earlier = {(r["shape"], r["step"]): r for r in rows if r["status"] == "interrupted"}  # rerun, their time added
     rows = [r for r in rows if r["status"] != "interrupted"]
@@ -407,7 +485,7 @@ def main(argv=None) -> int:
     print("\n" + markdown(final["rows"], shapes, all_steps))
     write_json(a.json, final)
     print(f"\nwritten: {a.json}")
-    return 0 if all(r["status"] in ("ok", "refused") for r in rows) else 1
+    return 0 if all(r["status"] in ("ok", "refused", "sampled") for r in rows) else 1
 
 
 if __name__ == "__main__":

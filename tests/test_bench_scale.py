@@ -77,6 +77,18 @@ def test_table_cells():
     assert "- gpt2-small / robustness: refused: too big; set x" in table
 
 
+def test_sampled_cell_and_total():
+    """A sampled step shows its tiles and its projection; the total adds the projection to the measured steps."""
+    rows = [{"shape": "gpt2-small", "step": "zoo", "seconds": 600.0, "peak_gb": 1.0, "status": "ok", "detail": ""},
+            {"shape": "gpt2-small", "step": "robustness", "seconds": 200.0, "peak_gb": 6.26, "status": "sampled",
+             "detail": "the first 3 of 288 tiles", "tiles": 288, "tiles_derived": 3, "projected_seconds": 6600.0}]
+    table = B.markdown(rows, ["gpt2-small"], ["zoo", "robustness"])
+    assert "| robustness | 3 of 288 tiles: 200 s, 6.26 GB; all ≈ 110.0 min |" in table
+    assert "| **total** | 800 s, 6.26 GB; ≈ 2.0 h with the sampled steps whole |" in table
+    assert [B.duration(s) for s in (42.54, 738, 7200)] == ["42.5 s", "12.3 min", "2.0 h"]
+    assert "- gpt2-small / robustness: sampled: the first 3 of 288 tiles" in table
+
+
 def _small_corpus(folder: Path, n_docs: int = 16, chars: int = 1000) -> Path:
     """A local corpus of `n_docs` documents of about `chars` characters (slices of the README, cut at spaces): about
     5,000 GPT-2 tokens, half held out, so that the data step takes seconds and the zoo chapter's held-out loss (over
@@ -142,3 +154,27 @@ def test_resume_keeps_rows_only_of_the_same_settings(tmp_path):
     assert B.resumed_rows(path, settings) == rows
     assert B.resumed_rows(path, {**settings, "tokens": 128}) == []
     assert B.resumed_rows(tmp_path / "absent.json", settings) == []
+
+
+@pytest.mark.slow
+def test_sampled_robustness_on_the_tiny_shape(tmp_path):
+    """--sample-tiles 1 on the tiny shape (2 layers, one partner and the untrained control: 2 x 2 x 2 = 8 layer-pair
+    tiles at a 15 MB budget, in several passes): the step stops after its first tile, reports the whole plan, and its
+    projection is set-up + passes x first pass + tiles x the tile's derivation, from the times it recorded."""
+    out, report = tmp_path / "bench", tmp_path / "bench-scale.json"
+    corpus = _small_corpus(tmp_path / "corpus")
+    env = {**os.environ, "UN_ARTIFACTS": str(tmp_path / "artifacts"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(SCRIPT), "--shapes", "tiny", "--tokens", "256", "--partners", "1",
+                           "--chapters", "data,robustness", "--sample-tiles", "1", "--out", str(out), "--json",
+                           str(report), "--set", "corpus.source=local", f"corpus.path={corpus}", "model.n_ctx=128",
+                           "analysis.max_accumulator_gb=0.015"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(report.read_text())
+    assert result["sample_tiles"] == 1
+    row = next(r for r in result["rows"] if r["step"] == "robustness")
+    assert row["status"] == "sampled" and row["tiles"] == 8 and 1 < row["passes"] <= 8 and row["tiles_derived"] == 1
+    assert len(row["derive_seconds"]) == 1 and 0 < row["start_seconds"] < row["seconds"]
+    expected = row["start_seconds"] + row["passes"] * row["first_pass_seconds"] + 8 * row["derive_seconds"][0]
+    assert row["projected_seconds"] == pytest.approx(expected, rel=1e-9)
+    assert "1 of 8 tiles:" in done.stdout

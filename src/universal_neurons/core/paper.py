@@ -5,12 +5,15 @@ tables, shipped in `paper_data/` (MIT, from wesg52/universal-neurons) and checke
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .checksum import file_sha256
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 THRESHOLD = 0.5  # excess correlation above which a neuron is universal (section 4.1)
 
@@ -26,12 +29,12 @@ EXCESS_UNIVERSAL_MEAN = 0.59  # mean excess correlation of the universal neurons
 # `excess_universal_means()` reads it from the published tables (0.587, 0.585, 0.587)
 
 # Universal (U) / non-universal means of the neuron properties (section 4.2, figure 3; paper.md section 3).
-PROPERTY_MEANS = pd.DataFrame(
+_PROPERTY_MEANS = (
     [("GPT2-small-a", 0.045, 0.135, -0.82, -0.48, 0.95, 0.07, 7.2, 4.0, 0.83, 0.64),
      ("GPT2-medium-a", 0.049, 0.139, -0.49, -0.25, 1.10, 0.03, 8.1, 3.8, 0.66, 0.43),
      ("Pythia-160m", 0.062, 0.230, -0.07, -0.05, 0.85, -0.05, 7.1, 3.4, 2.06, 1.17)],
-    columns=["model", "sparsity_U", "sparsity_nonU", "input_bias_U", "input_bias_nonU", "skew_U", "skew_nonU",
-             "kurt_U", "kurt_nonU", "l2_penalty_U", "l2_penalty_nonU"]).set_index("model")
+    ["model", "sparsity_U", "sparsity_nonU", "input_bias_U", "input_bias_nonU", "skew_U", "skew_nonU",
+     "kurt_U", "kurt_nonU", "l2_penalty_U", "l2_penalty_nonU"])
 
 # Prediction, suppression and partition neurons (section 5.1, figures 5, 6, 22-24; paper.md section 5), on the
 # moments of c_v = cos(w_out, W_U[:, v]) over the vocabulary: prediction = vocab_kurt > 10 and vocab_skew > 0,
@@ -51,11 +54,29 @@ IN_OUT_COS_SATURATION = 0.8
 
 # The models themselves: width and depth exact (section 1); training tokens are estimates the paper does not
 # state (Stanford CRFM: 400,000 steps of 512 x 1,024 tokens; Pythia: about 3e11 tokens of the Pile).
-MODELS = pd.DataFrame([
+_MODELS = [
     {"model": "GPT2-small-a", "d_mlp": 3072, "n_layer": 12, "tokens": 400_000 * 512 * 1024, "marker": "o"},
     {"model": "GPT2-medium-a", "d_mlp": 4096, "n_layer": 24, "tokens": 400_000 * 512 * 1024, "marker": "s"},
     {"model": "Pythia-160m", "d_mlp": 3072, "n_layer": 12, "tokens": 300e9, "marker": "^"},
-]).assign(share=lambda t: [SHARES[m][0] / SHARES[m][1] for m in t["model"]])
+]
+
+
+@cache
+def _frame(name: str) -> pd.DataFrame:
+    import pandas as pd
+
+    if name == "PROPERTY_MEANS":
+        return pd.DataFrame(_PROPERTY_MEANS[0], columns=_PROPERTY_MEANS[1]).set_index("model")
+    return pd.DataFrame(_MODELS).assign(share=lambda t: [SHARES[m][0] / SHARES[m][1] for m in t["model"]])
+
+
+def __getattr__(name: str):
+    """PROPERTY_MEANS and MODELS, the paper's two tables as data frames, built when first read (pandas is not
+    imported by the modules that only need the numbers: the command line's configuration, the notebook recipe's
+    helpers); a copy each time, so that no caller changes another's."""
+    if name in ("PROPERTY_MEANS", "MODELS"):
+        return _frame(name).copy()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 TABLE_DIRS = {"GPT2-small-a": "stanford-gpt2-small-a", "GPT2-medium-a": "stanford-gpt2-medium-a",
               "Pythia-160m": "pythia-160m"}
@@ -78,6 +99,8 @@ def read_table(relpath: str, root: Path | None = None) -> pd.DataFrame:
     if not path.is_file() or file_sha256(path) != expected.get(relpath):
         raise UserError(f"{path} is missing or differs from its checksum in {sums}: restore it with "
                         f"`git checkout -- {path}`")
+    import pandas as pd
+
     return pd.read_csv(path)
 
 

@@ -75,6 +75,18 @@ def _within(m: np.ndarray, layers) -> np.ndarray:
     return m
 
 
+def _own_plus(x: np.ndarray, y: np.ndarray, d: np.ndarray, s: np.ndarray, m: int, layers) -> np.ndarray:
+    """x + y + d sᵀ + s dᵀ + m d dᵀ: one side's own moments of two streams, the second (its sums s over m tokens)
+    moved by d to the first's shift; within the layers of sizes `layers` only when given, as they are
+    accumulated (x and y are zero between layers)."""
+    out = x + y
+    edges = np.cumsum([0, *(layers if layers is not None else [len(d)])])
+    for i0, i1 in zip(edges[:-1], edges[1:]):
+        dd, ss = d[i0:i1], s[i0:i1]
+        out[i0:i1, i0:i1] += np.outer(dd, ss) + np.outer(ss, dd) + m * np.outer(dd, dd)
+    return out
+
+
 def _as_float64(x, name: str, width: int) -> np.ndarray:
     """x (torch tensor or numpy array, floating) [tokens, width] -> float64 numpy array."""
     try:
@@ -416,11 +428,10 @@ class CoMoments:
         sa, sb = other.sum_a, other.sum_b
         out.shift_a, out.shift_b = self.shift_a.copy(), self.shift_b.copy()
         out.sum_a, out.sum_b = self.sum_a + sa + m * da, self.sum_b + sb + m * db
-        out.aa = self.aa + other.aa + np.outer(da, sa) + np.outer(sa, da) + m * np.outer(da, da)
-        out.bb = self.bb + other.bb + np.outer(db, sb) + np.outer(sb, db) + m * np.outer(db, db)
+        out.aa = _own_plus(self.aa, other.aa, da, sa, m, self.layers_a)
+        out.bb = _own_plus(self.bb, other.bb, db, sb, m, self.layers_b)
         out.ab = self.ab + other.ab + np.outer(da, sb) + np.outer(sa, db) + m * np.outer(da, db)
         out.n = self.n + m
-        out.aa, out.bb = _within(out.aa, self.layers_a), _within(out.bb, self.layers_b)  # as accumulated
         return out
 
     def cov_aa(self) -> np.ndarray:

@@ -156,33 +156,23 @@ class StreamingPearson:
     def _shifted(self, key: str, x, shift: torch.Tensor):
         """Return (x - shift as fp32 [t, n] in a work buffer, shift); the first batch sets the shift. x: a tensor,
         or a list of tensors side by side."""
-        if isinstance(x, (list, tuple)):
-            t, n = x[0].shape[0], sum(p.shape[1] for p in x)
-            u = self._buffer(key, t * n).view(t, n)
-            c = 0
-            for p in x:
-                if self.n == 0:
-                    u[:, c:c + p.shape[1]].copy_(p)
-                elif p.dtype == torch.float32 and p.device == u.device:
-                    torch.sub(p, shift[c:c + p.shape[1]], out=u[:, c:c + p.shape[1]])
-                else:
-                    u[:, c:c + p.shape[1]].copy_(p).sub_(shift[c:c + p.shape[1]])
-                c += p.shape[1]
+        pieces = list(x) if isinstance(x, (list, tuple)) else [x]
+        t, n = pieces[0].shape[0], sum(p.shape[1] for p in pieces)
+        u = self._buffer(key, t * n).view(t, n)
+        c = 0
+        for p in pieces:
+            cols = slice(c, c + p.shape[1])
             if self.n == 0:
-                lo, hi = torch.aminmax(u, dim=0)
-                shift = torch.where(lo == hi, lo, u.mean(0))
-                u.sub_(shift)
-            return u, shift
-        u = self._buffer(key, x.numel()).view(x.shape)
+                u[:, cols].copy_(p)
+            elif p.dtype == torch.float32 and p.device == u.device:
+                torch.sub(p, shift[cols], out=u[:, cols])
+            else:
+                u[:, cols].copy_(p).sub_(shift[cols])  # copy_ casts fast; a mixed-dtype sub does not
+            c += p.shape[1]
         if self.n == 0:
-            u.copy_(x)
             lo, hi = torch.aminmax(u, dim=0)
             shift = torch.where(lo == hi, lo, u.mean(0))  # exact value for constant neurons -> zero variance
             u.sub_(shift)
-        elif x.dtype == torch.float32 and x.device == u.device:
-            torch.sub(x, shift, out=u)
-        else:
-            u.copy_(x).sub_(shift)  # copy_ casts fast; a mixed-dtype sub does not
         return u, shift
 
     # ---- combination --------------------------------------------------------------------------

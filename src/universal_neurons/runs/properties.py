@@ -116,24 +116,31 @@ def compute_properties(profile, device="cpu", all_members: bool = True, out_dir=
     return load_properties(profile, out_dir)
 
 
-def properties_feed(profile, sources, models, device, out_dir=None) -> StatsTaps | None:
+@dataclass
+class PropertiesFeed:
+    """The activation statistics a pass fills (`taps`) and the properties run they stand for (`_plan`'s tuple)."""
+    taps: StatsTaps
+    plan: tuple
+
+
+def properties_feed(profile, sources, models, device, out_dir=None) -> PropertiesFeed | None:
     """The activation statistics for a pass over the profile's held-out tokens to fill (`maxima.correlate`'s
     taps), when the properties in `out_dir` (default the tables folder) are not yet computed and that pass runs
     every member (`sources`, in order) on analysis.n_tokens tokens; else None. `write_fed` writes them after."""
     if list(sources) != list(profile.members()):
         return None
-    key, out_dir, *_ = _plan(profile, True, out_dir, None, device)
-    return None if _current(profile, out_dir, key) else StatsTaps(models, device)
+    plan = _plan(profile, True, out_dir, None, device)
+    return None if _current(profile, plan[1], plan[0]) else PropertiesFeed(StatsTaps(models, device), plan)
 
 
-def write_fed(profile, feed: StatsTaps, device, t0: float, out_dir=None) -> bool:
+def write_fed(feed: PropertiesFeed, device, t0: float) -> bool:
     """Write the properties `feed` gathered in a pass started at `t0` (as `compute_properties` would), if it saw
     every token from the same first batch; else False (they are then computed by their own pass when asked for)."""
-    key, out_dir, sources, names, rows, n_tokens, batch_rows = _plan(profile, True, out_dir, None, device)
-    if not feed.same_as_own_pass(names, rows.tokens, n_tokens, batch_rows):
+    key, out_dir, sources, names, rows, n_tokens, batch_rows = feed.plan
+    if not feed.taps.same_as_own_pass(names, rows.tokens, n_tokens, batch_rows):
         return False
     with cache.updating(out_dir, key):
-        _write_properties(out_dir, feed.models, sources, names, feed.result(), n_tokens, device,
+        _write_properties(out_dir, feed.taps.models, sources, names, feed.taps.result(), n_tokens, device,
                           t0, "the universality pass")
     return True
 

@@ -23,10 +23,11 @@ from .selection import book_threshold
 
 
 # ---- a profile's pass, cached --------------------------------------------------------------------------
-def _pass_key(a: dict, sources, dirs, rows, device):
-    """The cache key of a pass of `sources` (reference first) with the analysis settings `a`."""
+def _pass_key(a: dict, sources, dirs, signatures, rows, device):
+    """The cache key of a pass of `sources` (reference first; their checkpoint `dirs` and weights `signatures`) with
+    the analysis settings `a`."""
     return cache.make_key(PASS_KIND, version=VERSION, models=sources, checkpoint_dirs=[str(d) for d in dirs],
-                          weights=[cache.weights_signature(d) for d in dirs], data=rows.header["provenance"],
+                          weights=list(signatures), data=rows.header["provenance"],
                           n_tokens=int(a["n_tokens"]), baseline=a["baseline"], seed=a["baseline_seed"],
                           fractions=list(FRACTIONS),
                           # the order of the float sums: the chunks, the batches and the device's kernels
@@ -50,14 +51,16 @@ def run_universality(profile, device="cpu", progress: bool = True, out_dir=None,
     dirs = [resolve_checkpoint(s, profile.revision) for s in sources]
     rows = analysis_rows(profile, progress=progress)
     n_tokens, baseline, seed, gb = int(a["n_tokens"]), a["baseline"], a["baseline_seed"], a["max_accumulator_gb"]
-    key = _pass_key(a, sources, dirs, rows, device)
+    signatures = [cache.weights_signature(d) for d in dirs]
+    key = _pass_key(a, sources, dirs, signatures, rows, device)
     rank, world = _dist()
     if not cache.is_current(out_dir, key):
         t0 = time.time()
         joined = []  # (source, folder, checkpoint dir, key) of a partner joining this pass
         if control is not None and world == 1:
             c_dirs = [dirs[0], resolve_checkpoint(str(control[0]), profile.revision)]
-            c_key = _pass_key(a, [sources[0], str(control[0])], c_dirs, rows, device)
+            c_key = _pass_key(a, [sources[0], str(control[0])], c_dirs,
+                              [signatures[0], cache.weights_signature(c_dirs[1])], rows, device)
             if not cache.is_current(Path(control[1]), c_key):
                 joined = [(str(control[0]), Path(control[1]), c_dirs[1], c_key)]
         all_sources = [*sources, *[j[0] for j in joined]]
@@ -68,7 +71,7 @@ def run_universality(profile, device="cpu", progress: bool = True, out_dir=None,
             _drop_stale_states(out_dir / ".partial", prefix, world)
         # the members' activation statistics (the properties chapter's) from the same forward passes, when due
         feed = properties_feed(profile, sources, models[:len(sources)], device, out_dir) if rank == 0 and world == 1 else None
-        taps = [(feed.points(k), feed.fn(k)) for k in range(len(sources))] + [None] * len(joined) if feed else None
+        taps = [(feed.taps.points(k), feed.taps.fn(k)) for k in range(len(sources))] + [None] * len(joined) if feed else None
         res = correlate(models, rows.tokens, n_tokens, names=names, baseline=baseline, seed=seed, device=device,
                         batch_rows=a["batch_size"], chunk_tokens=a["chunk_tokens"], max_accumulator_gb=gb,
                         checkpoint=out_dir / ".partial" / prefix,  # this run's only
@@ -77,7 +80,7 @@ def run_universality(profile, device="cpu", progress: bool = True, out_dir=None,
         if res is None or rank != 0:
             return None
         if feed is not None:
-            write_fed(profile, feed, device, t0, out_dir)
+            write_fed(feed, device, t0)
         with contextlib.suppress(OSError):
             (out_dir / ".partial").rmdir()
         info = {"n_tokens": n_tokens, "max_accumulator_gb": gb, "world_size": world, "device": str(device),
