@@ -51,10 +51,13 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env data zoo release emergence control exercises notebooks bench bench-train bench-scale projection clean-book help browser lint-workflows sweep where readme FORCE
+.PHONY: book test env data zoo release emergence control exercises notebooks notebooks-inner bench bench-train bench-scale projection clean-book help browser lint-workflows sweep where readme FORCE
 .DELETE_ON_ERROR:
-# One recipe at a time: the steps share the run folder and the CPU cores (`make -j` is safe, and serial).
+# One recipe at a time: the steps share the run folder and the CPU cores (`make -j` is safe, and serial). The
+# notebooks' own make (NB_INNER, below) runs several chapters at a time, each on its share of the cores.
+ifndef NB_INNER
 .NOTPARALLEL:
+endif
 
 help:
 	@echo "make book [PROFILE=default|smoke|gpt2-small|...] [SET='train.tokens=1e6 ...'] [DEVICE=cuda]"
@@ -140,11 +143,27 @@ $(NB_OUT)/%.ipynb: notebooks/%.py $$(or $$(NB_CODE_$$*),$(PKG)) $(PKG_DATA) $(CO
 	$(PY) -m jupytext --quiet --to ipynb --output $(NB_OUT)/$*.in.ipynb $<
 	$(PY) -m universal_neurons.book.online setup-cell $(NB_OUT)/$*.in.ipynb  # for Colab and Binder; a no-op here
 	$(PY) -m universal_neurons.runs.locked --profile "$$UN_PROFILE" --set "$$UN_SET" -- \
+		env OMP_NUM_THREADS=$(if $(filter $*,$(ALONE)),$(CORES),$(NB_THREADS)) \
 		$(PY) -m papermill --no-progress-bar -k python3 --cwd . $(NB_OUT)/$*.in.ipynb $(NB_OUT)/$*.tmp.ipynb \
 		-p profile "$$UN_PROFILE" -p device $(DEVICE) -p overrides "$$UN_SET"
 	$(PY) -m universal_neurons.book.injected $(NB_OUT)/$*.tmp.ipynb  # papermill's injected parameters: off the page
 	mv $(NB_OUT)/$*.tmp.ipynb $@ && rm -f $(NB_OUT)/$*.in.ipynb
-notebooks: $(foreach c,$(CHAPTERS),$(NB_OUT)/$(c).ipynb)
+# The notebooks, NB_JOBS at a time under one lock on the run folder: the universality pass first, alone, on every
+# core (the other chapters read its tables, the properties its statistics); then the others NB_JOBS at a time on
+# NB_THREADS torch threads each (the cores shared out), the longest (robustness) first; the claims page, then the
+# execution page, last, on every core. A chapter's own time on the execution page is then its time on its share.
+NB_JOBS ?= 2
+CORES := $(shell nproc 2>/dev/null || echo 1)
+NB_THREADS ?= $(shell expr $(CORES) / $(NB_JOBS) \| 1)
+ALONE := universality claims execution
+SHARED := $(filter robustness,$(CHAPTERS)) $(filter-out robustness $(ALONE),$(CHAPTERS))
+notebooks: $(STAMP) $(CONFIG) $(DEVICE_FILE) $(ART)/zoo/.members
+	$(PY) -m universal_neurons.runs.locked --profile "$$UN_PROFILE" --set "$$UN_SET" -- \
+		$(MAKE) --no-print-directory -j$(NB_JOBS) NB_INNER=1 notebooks-inner
+notebooks-inner: $(foreach c,$(filter universality,$(CHAPTERS)) $(SHARED) $(filter-out $(SHARED),$(CHAPTERS)),$(NB_OUT)/$(c).ipynb)
+ifdef NB_INNER
+$(foreach c,$(SHARED),$(NB_OUT)/$(c).ipynb): | $(if $(filter universality,$(CHAPTERS)),$(NB_OUT)/universality.ipynb)
+endif
 # The claims page reads every other chapter's executed notebook: it runs after them, and again when one of them
 # is executed again. The execution page lists their wall times (claims included) and this build's date, machine and
 # versions: it runs last, at every `make book`.

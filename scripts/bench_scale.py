@@ -33,8 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = ("gpt2-small", "gpt2-medium", "pythia-160m")  # each is also the name of its profile
-CHECK_SHAPES = {"tiny": "gpt2-small"}  # shape -> its profile: a 2 x 256 stand-in, the dry run itself checked in
-# `make test` (with a budget small enough that every tiled pass is split into tiles)
+CHECK_SHAPES = {"tiny": "gpt2-small", "tiny-neox": "pythia-160m"}  # shape -> its profile: 2 x 256 stand-ins, the dry
+# run itself checked in `make test` (with a budget small enough that every tiled pass is split into tiles)
 FALLBACK_CHAPTERS = ("claims zoo universality scale properties families prediction entropy attention mysteries "
                      "robustness execution").split()
 SETUP, EXPLORER, ROBUSTNESS = "data", "explorer", "robustness"  # the steps run beside the chapters: `make book` runs them too
@@ -348,6 +348,52 @@ def cpu_name() -> str:
         return ""
 
 
+def side_by_side(a, shapes: list[str]) -> int:
+    """Run each shape's dry run in a process of its own, `a.jobs` at a time (their outputs in <out>/logs/bench-<shape>
+    .out and .json), then merge their rows into `a.json` and print the table. SIGTERM is passed on to them: each
+    records its step as interrupted, and `--resume` goes on in each."""
+    from universal_neurons.core.atomic import write_json
+
+    def command(shape: str) -> list[str]:
+        flags = [("--tokens", a.tokens), ("--partners", a.partners), ("--out", a.out), ("--device", a.device),
+                 ("--threads", a.threads), ("--max-gb", a.max_gb), ("--timeout", a.timeout),
+                 ("--sample-tiles", a.sample_tiles)] + ([("--chapters", a.chapters)] if a.chapters else [])
+        return ([sys.executable, str(Path(__file__).resolve()), "--shapes", shape, "--json", str(own[shape])]
+                + [str(x) for flag in flags for x in flag] + (["--keep"] if a.keep else [])
+                + (["--resume"] if a.resume else []) + (["--set", *a.extra] if a.extra else []))
+
+    (a.out / "logs").mkdir(parents=True, exist_ok=True)
+    own = {s: a.out / "logs" / f"bench-{s}.json" for s in shapes}
+    waiting, running, codes = list(shapes), {}, {}
+    print(f"{len(shapes)} shapes, {a.jobs} at a time: {', '.join(shapes)} (outputs in {a.out / 'logs'})", flush=True)
+    try:
+        while waiting or running:
+            while waiting and len(running) < a.jobs:
+                shape = waiting.pop(0)
+                with open(a.out / "logs" / f"bench-{shape}.out", "w") as out:
+                    running[shape] = subprocess.Popen(command(shape), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            for shape, proc in list(running.items()):
+                if proc.poll() is not None:
+                    codes[shape] = running.pop(shape).returncode
+                    print(f"{shape}: done (exit status {codes[shape]})", flush=True)
+            time.sleep(1.0)
+    except (Interrupted, KeyboardInterrupt):
+        for proc in running.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in running.values():
+            proc.wait()
+        raise
+    parts = [json.loads(own[s].read_text()) for s in shapes if own[s].is_file()]
+    if not parts:
+        return 1
+    merged = {**parts[0], "shapes": [s for p in parts for s in p["shapes"]], "rows": [r for p in parts for r in p["rows"]],
+              "date": max(p["date"] for p in parts), "jobs": a.jobs}
+    print("\n" + markdown(merged["rows"], merged["shapes"], merged["steps"]))
+    write_json(a.json, merged)
+    print(f"\nwritten: {a.json}")
+    return max(codes.values(), default=1)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {', '.join(SHAPES)}")
@@ -361,6 +407,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=ROOT / "results" / "bench-scale.json", help="the table as JSON")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of every step")
+    ap.add_argument("--jobs", type=int, default=1, help="shapes run side by side, each in a dry run of its own "
+                    "(on 2 cores: --jobs 2 --threads 1); their rows are merged into --json")
     ap.add_argument("--max-gb", type=float, default=0.0, help="kill a step whose resident memory passes this "
                     "(reported as out of memory); 0: no limit")
     ap.add_argument("--timeout", type=float, default=0.0, help="kill a step after this many seconds; 0: no limit")
@@ -395,13 +443,17 @@ def main(argv=None) -> int:
     if bad or not shapes:
         raise UserError(f"--shapes: unknown shape(s) {', '.join(bad) or '(none given)'}; "
                         f"choose among {', '.join((*SHAPES, *CHECK_SHAPES))}")
-    if a.tokens < 1 or a.partners < 1 or a.sample_tiles < 0:
-        raise UserError("--tokens and --partners must be at least 1 and --sample-tiles at least 0, e.g. --tokens 4096 "
-                        "--partners 1 --sample-tiles 2")
+    if a.tokens < 1 or a.partners < 1 or a.sample_tiles < 0 or a.jobs < 1:
+        raise UserError("--tokens, --partners and --jobs must be at least 1 and --sample-tiles at least 0, e.g. "
+                        "--tokens 4096 --partners 1 --jobs 1 --sample-tiles 2")
     a.out = a.out.resolve()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     if any(ch.isspace() for ch in str(a.out)):
         raise UserError(f"--out {a.out} has whitespace, which the overrides (key=value separated by spaces) cannot "
                         "carry; choose a folder without it")
+    if a.jobs > 1 and len(shapes) > 1:
+        return side_by_side(a, shapes)
     import torch
     from tqdm.auto import tqdm
 
@@ -427,8 +479,6 @@ def main(argv=None) -> int:
     earlier = {(r["shape"], r["step"]): r for r in rows if r["status"] == "interrupted"}  # rerun, their time added
     rows = [r for r in rows if r["status"] != "interrupted"]
     done = {(r["shape"], r["step"]) for r in rows}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
     a.json.parent.mkdir(parents=True, exist_ok=True)
 
     def report() -> dict:

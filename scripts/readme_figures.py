@@ -264,26 +264,26 @@ def block_projection(root: Path = ROOT) -> str:
 
 
 def block_bench_scale(root: Path = ROOT) -> str:
-    """The scale dry run's table, from results/bench-scale.json (scripts/bench_scale.py)."""
+    """The scale dry run's table, from results/bench-scale.json, drawn by scripts/bench_scale.py's own `markdown`
+    (every step's time and peak memory per shape, the sampled steps' projections, the total, and a line per step
+    that was not ok)."""
+    import importlib.util
+
     path = root / "results" / "bench-scale.json"
     if not path.is_file():
         return "Not run yet: `make bench-scale` writes it."
     res = json.loads(path.read_text())
-    lines = [f"On {res['cpu']} ({res['threads']} thread{'s' if res['threads'] != 1 else ''}, torch {res['torch']}, "
-             f"{res['date']}), {res['tokens']:,} held-out tokens per budget, {res['partners']} partner"
-             f"{'s' if res['partners'] != 1 else ''}, overrides {', '.join(f'`{o}`' for o in res['extra_overrides']) or 'none'}:", "",
-             "| step | " + " | ".join(res["shapes"]) + " |", "|---|" + "---|" * len(res["shapes"])]
-    by = {(r["shape"], r["step"]): r for r in res["rows"]}
-    for step in res["steps"]:
-        cells = []
-        for shape in res["shapes"]:
-            r = by.get((shape, step))
-            if r is None:
-                cells.append("not run yet")
-                continue
-            cell = f"{r['seconds']:,.0f} s, {r['peak_gb']:.2f} GB"
-            cells.append(cell if r["status"] == "ok" else f"**{r['status']}** ({cell})")
-        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    spec = importlib.util.spec_from_file_location("bench_scale", Path(__file__).resolve().parent / "bench_scale.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = f"{res['threads']} thread{'s' if res['threads'] != 1 else ''}" + (
+        f" per shape, {res['jobs']} shapes side by side" if res.get("jobs", 1) > 1 else "")
+    sampled = (f"; the robustness step's first {res['sample_tiles']} tiles derived and the rest projected"
+               if res.get("sample_tiles") else "")
+    lines = [f"On {res['cpu']} ({threads}, torch {res['torch']}, {res['date']}), {res['tokens']:,} held-out tokens "
+             f"per budget, {res['partners']} partner{'s' if res['partners'] != 1 else ''}, overrides "
+             f"{', '.join(f'`{o}`' for o in res['extra_overrides']) or 'none'}{sampled}:", "",
+             bench.markdown(res["rows"], res["shapes"], res["steps"])]
     if res.get("note"):
         lines += ["", res["note"]]
     return "\n".join(lines)

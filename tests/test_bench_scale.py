@@ -21,7 +21,7 @@ spec.loader.exec_module(B)
 # (step, the start of its one-line refusal): refusals the dry run may report without failing this test. Keep it
 # empty: a chapter that cannot run at the paper's shapes is a bug to fix, not a line to add here.
 EXPECTED_REFUSALS: list[tuple[str, str]] = []
-BUDGETS = {"analysis.n_tokens", "book.n_class_tokens", "book.family_tokens", "book.entropy_tokens",
+BUDGETS = {"analysis.n_tokens", "book.loss_tokens", "book.n_class_tokens", "book.family_tokens", "book.entropy_tokens",
            "book.attention_tokens", "book.explorer_tokens", "book.robust_tokens"}
 
 
@@ -52,7 +52,7 @@ def test_watch_kills_over_the_memory_limit_and_the_timeout(tmp_path):
 
 
 def test_every_held_out_budget_is_shrunk():
-    """The budgets found in the schema (by description) are the chapters' seven; each is set to the dry run's."""
+    """The budgets found in the schema (by description) are the chapters' eight; each is set to the dry run's."""
     assert set(B.token_budgets()) == BUDGETS
     overrides = B.overrides_for([Path("/m/a"), Path("/m/b"), Path("/m/c")], 777, ["analysis.batch_size=2"])
     assert {o.split("=")[0] for o in overrides if o.endswith("=777")} == BUDGETS
@@ -178,3 +178,27 @@ def test_sampled_robustness_on_the_tiny_shape(tmp_path):
     expected = row["start_seconds"] + row["passes"] * row["first_pass_seconds"] + 8 * row["derive_seconds"][0]
     assert row["projected_seconds"] == pytest.approx(expected, rel=1e-9)
     assert "1 of 8 tiles:" in done.stdout
+
+
+@pytest.mark.slow
+def test_two_shapes_side_by_side(tmp_path):
+    """--jobs 2: the tiny GPT-2 and the tiny GPT-NeoX (Pythia's kind) stand-ins, each in a dry run of its own at
+    the same time (data, zoo and the universality pass), their rows merged into one report with both shapes, each
+    shape's rows those of its own run's file."""
+    out, report = tmp_path / "bench", tmp_path / "bench-scale.json"
+    corpus = _small_corpus(tmp_path / "corpus")
+    env = {**os.environ, "UN_ARTIFACTS": str(tmp_path / "artifacts"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(SCRIPT), "--shapes", "tiny,tiny-neox", "--jobs", "2", "--tokens", "256",
+                           "--chapters", "data,zoo,universality", "--out", str(out), "--json", str(report),
+                           "--set", "corpus.source=local", f"corpus.path={corpus}", "model.n_ctx=128"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    merged = json.loads(report.read_text())
+    assert merged["shapes"] == ["tiny", "tiny-neox"] and merged["jobs"] == 2
+    for shape in ("tiny", "tiny-neox"):
+        own = json.loads((out / "logs" / f"bench-{shape}.json").read_text())
+        assert own["shapes"] == [shape]
+        assert [r for r in merged["rows"] if r["shape"] == shape] == own["rows"]
+        assert [r["step"] for r in own["rows"]] == ["data", "zoo", "universality"]
+        assert all(r["status"] == "ok" for r in own["rows"]), own["rows"]
+    assert "| step | tiny | tiny-neox |" in done.stdout

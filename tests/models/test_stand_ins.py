@@ -12,5 +12,6 @@ def test_the_shapes_are_the_papers():
     assert neurons("gpt2-medium") == (24, 4096)
     assert neurons("pythia-160m") == (12, 3072)
     assert neurons("tiny") == (2, 256)  # 4 x n_embd
+    assert neurons("tiny-neox") == (2, 256)
     with pytest.raises(UserError, match="unknown stand-in shape 'gpt2-xl'; choose one of gpt2-small"):
         neurons("gpt2-xl")

@@ -220,6 +220,8 @@ class Book(Section):
     sweep: Annotated[str, PlainValidator(_profile_name)] = Field("sweep", description="the sweep profile the scale chapter reads")
     sweep_dir: str | None = Field(None, description="the sweep's folder (null: the sweep profile's run folder)")
     run_missing: bool = Field(False, description="scale chapter: train and analyse missing points first (hours)")
+    loss_tokens: Positive = Field(65536, description="zoo chapter: held-out tokens of each member's loss where it is "
+                                  "measured here (checkpoints trained elsewhere, the untrained control)")
     family_tokens: Positive = Field(100000, description="families chapter: held-out tokens of the feature pass "
                                     "(at most the held-out rows)")
     family_vr: Share = Field(0.2, description="families chapter: best VR above which a neuron counts as explained")

@@ -19,6 +19,9 @@ SHAPES = {
                              "intermediate_size": 3072, "vocab_size": 50304, "rotary_pct": 0.25,
                              "max_position_embeddings": 2048, "use_parallel_residual": True}),  # 12 x 3,072
     "tiny": ("gpt2", {"n_layer": 2, "n_embd": 64, "n_head": 4}),  # 2 x 256: a CPU check of the dry runs themselves
+    "tiny-neox": ("neox", {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                           "intermediate_size": 256, "vocab_size": 50304, "rotary_pct": 0.25,
+                           "max_position_embeddings": 2048, "use_parallel_residual": True}),  # 2 x 256, Pythia's kind
 }
 STAND_IN_FILE = "stand_in.json"  # what a stand-in folder is: its shape and seed
 

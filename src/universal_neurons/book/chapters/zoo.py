@@ -246,14 +246,14 @@ def compute(profile: str = "smoke", device: str = "cpu", overrides: str = "") ->
                  "zoo_epochs": info["tokens_per_seed"] / info["train_tokens"],
                  "zoo_n_sources": len(info["sources"])}
     else:
-        summary, curves = zoo.evaluate_members(prof, device=device), None
+        summary, curves = zoo.evaluate_members(prof, device, prof.cfg["book"]["loss_tokens"]), None
         training = training_sentence(summary, None)
         tables["architecture"] = paper.MODELS.set_index("model").loc[["GPT2-small-a"], ["n_layer", "d_mlp", "tokens"]]
         tables["corpus"] = pd.DataFrame({"source": ["(checkpoints trained elsewhere: not on this corpus)"]})
         glue["zoo_models_md"] = Markdown(models_sentence(tables["architecture"], None))
     studied = summary
     if prof.untrained:  # the negative control: the book studies fresh stand-ins of these members
-        studied = zoo.evaluate_members(prof, device=device)
+        studied = zoo.evaluate_members(prof, device, prof.cfg["book"]["loss_tokens"])
         training += (" This run studies untrained stand-ins of these members (fresh initialisations of the same "
                      "shape and tokenizer): their held-out loss is measured here, below.")
         tables["untrained"] = studied.round(3)
