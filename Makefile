@@ -142,8 +142,8 @@ $(NB_OUT)/%.ipynb: notebooks/%.py $$(or $$(NB_CODE_$$*),$(PKG)) $(PKG_DATA) $(CO
 	@mkdir -p $(NB_OUT)
 	$(PY) -m jupytext --quiet --to ipynb --output $(NB_OUT)/$*.in.ipynb $<
 	$(PY) -m universal_neurons.book.online setup-cell $(NB_OUT)/$*.in.ipynb  # for Colab and Binder; a no-op here
-	$(PY) -m universal_neurons.runs.locked --profile "$$UN_PROFILE" --set "$$UN_SET" -- \
-		env OMP_NUM_THREADS=$(if $(filter $*,$(ALONE)),$(CORES),$(NB_THREADS)) \
+	OMP_NUM_THREADS=$(if $(filter $*,$(ALONE)),$(CORES),$(NB_THREADS)) \
+		$(PY) -m universal_neurons.runs.locked --profile "$$UN_PROFILE" --set "$$UN_SET" -- \
 		$(PY) -m papermill --no-progress-bar -k python3 --cwd . $(NB_OUT)/$*.in.ipynb $(NB_OUT)/$*.tmp.ipynb \
 		-p profile "$$UN_PROFILE" -p device $(DEVICE) -p overrides "$$UN_SET"
 	$(PY) -m universal_neurons.book.injected $(NB_OUT)/$*.tmp.ipynb  # papermill's injected parameters: off the page
