@@ -17,9 +17,12 @@
 # {glue:text}`exe_overrides`, device {glue:text}`exe_device`), executed on {glue:text}`exe_date` at
 # {glue:text}`exe_time` UTC on {glue:text}`exe_cpu` ({glue:text}`exe_cores` cores; GPU: {glue:text}`exe_gpu`) with
 # torch {glue:text}`exe_torch`. Its {glue:text}`exe_n_chapters` other notebooks took
-# {glue:text}`exe_total_min:.1f` minutes of wall time in all as last executed (the slowest,
-# {glue:text}`exe_slowest`, {glue:text}`exe_slowest_s:.0f` s; {glue:text}`exe_n_failed` failed). A chapter whose
-# inputs had not changed was not executed again: its time is that of its last execution, on the date it shows.
+# {glue:text}`exe_total_min:.1f` minutes of wall time added up as last executed, and
+# {glue:text}`exe_span_min:.1f` minutes from the first start to the last end: after the universality pass, `make
+# book` runs the other chapters side by side, each on its share of the cores (their start times, below, show it).
+# The slowest was {glue:text}`exe_slowest`, {glue:text}`exe_slowest_s:.0f` s; {glue:text}`exe_n_failed` failed. A
+# chapter whose inputs had not changed was not executed again: its time is that of its last execution, on the date
+# it shows.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "smoke"   # a profile name (universal_neurons/profiles/<name>.yaml)

@@ -338,6 +338,22 @@ def test_the_paper_column_comes_from_the_paper_module():
 
 
 # ---- the execution page ---------------------------------------------------------------------------------------
+def test_the_span_runs_from_the_first_start_to_the_last_end(tmp_path):
+    """Two notebooks side by side, 10:00:00-10:01:00 and 10:00:30-10:02:00 (UTC, one written at +01:00): 120 s from
+    the first start to the last end, below their 150 s added up; the execution page itself is left out."""
+    def run(name, start, end, duration):
+        path = notebook(tmp_path / f"{name}.ipynb", ["# x"], {}, duration=duration, start=start)
+        nb = json.loads(path.read_text())
+        nb["metadata"]["papermill"]["end_time"] = end
+        path.write_text(json.dumps(nb))
+
+    run("zoo", "2026-12-01T10:00:00+00:00", "2026-12-01T10:01:00+00:00", 60.0)
+    run("scale", "2026-12-01T11:00:30+01:00", "2026-12-01T10:02:00+00:00", 90.0)
+    run("execution", "2026-12-01T09:00:00+00:00", "2026-12-01T12:00:00+00:00", 1.0)
+    assert execution.span_seconds(tmp_path) == 120.0
+    assert execution.timing_table(tmp_path)["seconds"].sum() == 150.0
+
+
 def test_execution_times_are_papermills_durations(run):
     (run / "zoo.in.ipynb").write_text("{}")  # papermill's input and partial output are left out
     (run / "zoo.tmp.ipynb").write_text("{}")
@@ -353,6 +369,7 @@ def test_execution_times_are_papermills_durations(run):
     assert dict(ch.tables["chapters"]["seconds"]) == expected
     assert ch.glue["exe_total_s"] == pytest.approx(sum(expected.values()))
     assert ch.glue["exe_n_chapters"] == len(GLUE) and ch.glue["exe_slowest"] == "mysteries"
+    assert ch.glue["exe_span_min"] == len(GLUE) - 1  # the k-th notebook starts and ends at 10:k:00
     assert ch.tables["run"].loc["run folder", "value"] == str(run.parent)  # outside the working directory: absolute
     from universal_neurons.core.paths import shown
 

@@ -109,6 +109,21 @@ def timing_table(folder: Path, skip=("execution",)) -> pd.DataFrame:
     return t.set_index("chapter")
 
 
+def span_seconds(folder: Path, skip=("execution",)) -> float:
+    """Seconds from the first executed notebook's start to the last one's end (papermill's start_time and
+    end_time): the notebooks' wall time as a whole, below the sum of their times when they ran side by side."""
+    starts, ends = [], []
+    for nb in executed(folder, skip):
+        pm = json.loads(nb.read_text()).get("metadata", {}).get("papermill", {})
+        try:
+            start, end = datetime.fromisoformat(pm["start_time"]), datetime.fromisoformat(pm["end_time"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        starts.append(start)
+        ends.append(end)
+    return (max(ends) - min(starts)).total_seconds() if starts else 0.0
+
+
 def run_table(prof, device: str, now: datetime) -> pd.DataFrame:
     rows = {"profile": prof.name, "description": prof.cfg.get("description", ""),
             "overrides (SET)": " ".join(prof.overrides) or "none", "device": device,
@@ -129,6 +144,7 @@ def compute(profile="smoke", device="cpu", overrides="") -> Chapter:
     glue = {"exe_run": prof.run_name, "exe_profile": prof.name, "exe_overrides": " ".join(prof.overrides) or "none",
             "exe_device": device, "exe_date": now.strftime("%Y-%m-%d"), "exe_time": now.strftime("%H:%M"),
             "exe_n_chapters": len(times), "exe_total_s": float(secs.sum()), "exe_total_min": float(secs.sum()) / 60,
+            "exe_span_min": span_seconds(prof.notebooks_dir) / 60,
             "exe_slowest": slowest, "exe_slowest_s": float(secs.max()) if secs.notna().any() else 0.0,
             "exe_cpu": machine.loc["CPU", "value"], "exe_cores": os.cpu_count() or 0,
             "exe_gpu": machine.loc["GPU", "value"], "exe_torch": version("torch"),
