@@ -96,11 +96,12 @@ where:
 
 # The resolved configuration (the profile, its defaults and SET) is written into the run folder, rewritten only
 # when it changes; DEVICE likewise. The zoo check and the notebooks depend on both, so a plain `make book` after a
-# `SET=...` run (another run folder) or after a profile edit redoes exactly what changed.
-$(CONFIG): $(STAMP) FORCE
+# `SET=...` run (another run folder) or after a profile edit redoes exactly what changed. (The notebooks' own make,
+# NB_INNER, takes both as the outer make left them.)
+$(CONFIG): $(STAMP) $(if $(NB_INNER),,FORCE)
 	@$(PY) -m universal_neurons config --profile "$$UN_PROFILE" --set "$$UN_SET" --write $@
 DEVICE_FILE := $(ART)/device
-$(DEVICE_FILE): FORCE
+$(DEVICE_FILE): $(if $(NB_INNER),,FORCE)
 	@mkdir -p $(@D) && printf '%s\n' "$(DEVICE)" | cmp -s - $@ || printf '%s\n' "$(DEVICE)" > $@
 
 # The zoo is retrained only when its configuration or the training code changes (seeds already trained with
@@ -112,7 +113,7 @@ $(ART)/zoo/.trained: $(STAMP) $(CONFIG) $(DEVICE_FILE) $(or $(ZOO_CODE),$(PKG)) 
 	$(if $(RETRAIN),FORCE)
 	$(PY) -m universal_neurons zoo --profile "$$UN_PROFILE" --device $(DEVICE) --set "$$UN_SET" $(if $(RETRAIN),--retrain)
 	@mkdir -p $(@D) && touch $@
-$(ART)/zoo/.members: $(ART)/zoo/.trained ;
+$(ART)/zoo/.members: $(if $(NB_INNER),,$(ART)/zoo/.trained) ;
 zoo: $(ART)/zoo/.trained
 
 # Train the shipped zoo's missing seeds into zoo/<name>/ (hours on a CPU; resumable); each finished seed is
@@ -157,9 +158,16 @@ CORES := $(shell nproc 2>/dev/null || echo 1)
 NB_THREADS ?= $(shell expr $(CORES) / $(NB_JOBS) \| 1)
 ALONE := universality claims execution
 SHARED := $(filter robustness,$(CHAPTERS)) $(filter-out robustness $(ALONE),$(CHAPTERS))
+space := $(subst ,, )
+# (how many of the side-by-side chapters are due, from make's dry run: one alone gets every core)
+DUE_SHARED = $(MAKE) -n --no-print-directory NB_INNER=1 notebooks-inner 2>/dev/null \
+	| grep -cE -- '-m papermill .*/($(subst $(space),|,$(strip $(SHARED))))\.in\.ipynb'
 notebooks: $(STAMP) $(CONFIG) $(DEVICE_FILE) $(ART)/zoo/.members
+	@due=$$($(DUE_SHARED)); jobs=$$([ "$${due:-0}" -gt 1 ] && echo $(NB_JOBS) || echo 1); \
+	threads=$$([ "$$jobs" -gt 1 ] && echo $(NB_THREADS) || echo $(CORES)); \
+	echo "notebooks: $${due:-0} chapter(s) due beside the universality pass, $$jobs at a time, $$threads thread(s) each"; \
 	$(PY) -m universal_neurons.runs.locked --profile "$$UN_PROFILE" --set "$$UN_SET" -- \
-		$(MAKE) --no-print-directory -j$(NB_JOBS) NB_INNER=1 notebooks-inner
+		$(MAKE) --no-print-directory -j$$jobs NB_INNER=1 NB_THREADS=$$threads notebooks-inner
 notebooks-inner: $(foreach c,$(filter universality,$(CHAPTERS)) $(SHARED) $(filter-out $(SHARED),$(CHAPTERS)),$(NB_OUT)/$(c).ipynb)
 ifdef NB_INNER
 $(foreach c,$(SHARED),$(NB_OUT)/$(c).ipynb): | $(if $(filter universality,$(CHAPTERS)),$(NB_OUT)/universality.ipynb)
