@@ -62,6 +62,7 @@ endif
 help:
 	@echo "make book [PROFILE=default|smoke|gpt2-small|...] [SET='train.tokens=1e6 ...'] [DEVICE=cuda]"
 	@echo "make test    # the test suite (builds the smoke book first)"
+	@echo "make book NB_JOBS=1   # the notebooks one at a time (default 2: side by side after the universality pass)"
 	@echo "make bench   # correlation engine benchmark"
 	@echo "make bench-train   # trainer throughput: today's settings against the old ones, one run"
 	@echo "make bench-scale [BENCH_ARGS='--shapes gpt2-small --tokens 4096']   # every chapter at the paper's shapes (stand-ins): time, peak memory"

@@ -130,3 +130,29 @@ def test_instructor_notebooks_run_and_student_notebooks_stop_at_the_first_exerci
         assert "NotImplementedError" in str(e.value)
         first = next(e for e in catalog.EXERCISES.values() if e.chapter == c)
         assert f"exercise {first.name}" in str(e.value)
+
+
+def test_only_the_notebooks_whose_text_or_code_changed_are_executed_again(tmp_path):
+    """execute_due on trivial notebooks written as build(beside=True) writes them: first both run (each stamped
+    with its run digest); then, with b's text changed, only b; then, with the package code's digest changed, both.
+    A kept notebook keeps its executed bytes; no `.new` file is left."""
+    def write(name, source):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+        nb.cells.append(nbformat.v4.new_code_cell(source))
+        path = tmp_path / f".{name}.ipynb.new"
+        nbformat.write(nb, str(path))
+        return path
+
+    new = [write("a", "print(1 + 1)"), write("b", "print(2 + 2)")]
+    assert build.execute_due(new, code="c1") == [tmp_path / "a.ipynb", tmp_path / "b.ipynb"]
+    a = nbformat.read(str(tmp_path / "a.ipynb"), as_version=4)
+    assert a.cells[0].outputs[0]["text"] == "2\n" and a.metadata[build.DIGEST_KEY]
+    executed_a = (tmp_path / "a.ipynb").read_bytes()
+    new = [write("a", "print(1 + 1)"), write("b", "print(3 + 3)")]
+    assert build.execute_due(new, code="c1") == [tmp_path / "b.ipynb"]
+    assert (tmp_path / "a.ipynb").read_bytes() == executed_a
+    assert nbformat.read(str(tmp_path / "b.ipynb"), as_version=4).cells[0].outputs[0]["text"] == "6\n"
+    new = [write("a", "print(1 + 1)"), write("b", "print(3 + 3)")]
+    assert build.execute_due(new, code="c2") == [tmp_path / "a.ipynb", tmp_path / "b.ipynb"]
+    assert not list(tmp_path.glob(".*.new"))

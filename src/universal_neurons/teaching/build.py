@@ -8,13 +8,17 @@ signature, docstring and `raise NotImplementedError`, the check after it) and `o
 (the solutions, tagged hide-input so that the book folds them), both with the online setup cell first (Colab,
 Binder) and a header listing objectives, difficulty and time; `execute` runs a notebook with nbclient.
 
-`python -m universal_neurons.teaching.build --out DIR [--execute]` (what `make exercises` runs).
+`python -m universal_neurons.teaching.build --out DIR [--execute]` (what `make exercises` runs). With --execute, an
+instructor notebook whose text and package code are those it was last executed with (`run_digest`, kept in its
+metadata) is kept as it is, not executed again: editing one chapter re-executes that chapter's exercises only.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -141,16 +145,17 @@ def chapters_with_exercises() -> list[str]:
     return list(dict.fromkeys(e.chapter for e in EXERCISES.values()))
 
 
-def build(out, root=None) -> list[Path]:
+def build(out, root=None, beside: bool = False) -> list[Path]:
     """Write out/student/<chapter>.ipynb and out/instructor/<chapter>.ipynb (not executed) for every chapter
-    with exercises, each with the online setup cell first; returns the paths written."""
+    with exercises, each with the online setup cell first; returns the paths written. `beside`: the instructor
+    notebooks go to `.<chapter>.ipynb.new` beside the executed ones, for `execute_due`."""
     import nbformat
 
     url, branch = repository(book_config(Path(root or ".") / "_config.yml")) or (None, None)
     written = []
     for chapter in chapters_with_exercises():
         for kind in ("student", "instructor"):
-            path = Path(out) / kind / f"{chapter}.ipynb"
+            path = Path(out) / kind / (f".{chapter}.ipynb.new" if beside and kind == "instructor" else f"{chapter}.ipynb")
             with atomic_path(path) as tmp:
                 nbformat.write(notebook(chapter, kind == "student", root), str(tmp))
             add_setup_cell(path, url, branch)
@@ -158,14 +163,69 @@ def build(out, root=None) -> list[Path]:
     return written
 
 
-def execute(path, out=None, timeout: int = 600):
+DIGEST_KEY = "universal_neurons_run_digest"  # in an executed instructor notebook's metadata
+
+
+def package_digest() -> str:
+    """sha256 over the package's Python files (names and bytes): the code an exercise's checks run."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def run_digest(path, code: str) -> str:
+    """What an instructor notebook's execution depends on: its cells' kinds, sources and metadata (not their random
+    ids) and the package's code digest."""
+    nb = json.loads(Path(path).read_text())
+    cells = [[c.get("cell_type"), "".join(c.get("source", "")), c.get("metadata", {})] for c in nb.get("cells", [])]
+    return hashlib.sha256(json.dumps([cells, code], sort_keys=True).encode()).hexdigest()
+
+
+def _executed_digest(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text())["metadata"].get(DIGEST_KEY)
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+
+
+def execute_due(paths, code: str | None = None, jobs: int = 2) -> list[Path]:
+    """Execute (in place, `jobs` kernels at a time) those of the unexecuted notebooks `paths` (written by `build`
+    beside the executed ones as `.<name>.new`) whose run digest differs from their executed notebook's; keep the
+    others as they are. Returns the paths executed."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    code = package_digest() if code is None else code
+    due = []
+    for new in paths:
+        path = new.with_name(new.name.removeprefix(".").removesuffix(".new"))
+        digest = run_digest(new, code)
+        if _executed_digest(path) == digest:
+            new.unlink()
+        else:
+            due.append((new, path, digest))
+    if due:
+        with ProcessPoolExecutor(max(1, min(jobs, len(due)))) as pool:
+            list(pool.map(_execute_stamped, *zip(*due)))
+    return [path for _, path, _ in due]
+
+
+def _execute_stamped(new: Path, path: Path, digest: str) -> None:
+    execute(new, out=path, metadata={DIGEST_KEY: digest})
+    new.unlink()
+
+
+def execute(path, out=None, timeout: int = 600, metadata: dict | None = None):
     """Run a notebook with nbclient in the current directory (so that the checkout's package is used); writes
-    the executed notebook to `out` (default: in place). Raises nbclient's CellExecutionError on a failing cell."""
+    the executed notebook to `out` (default: in place), with `metadata` added to its own. Raises nbclient's
+    CellExecutionError on a failing cell."""
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(str(path), as_version=4)
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
+    nb.metadata.update(metadata or {})
     with atomic_path(out or path) as tmp:
         nbformat.write(nb, str(tmp))
     return nb
@@ -177,12 +237,13 @@ def main(argv=None) -> int:
     ap.add_argument("--execute", action="store_true", help="also execute the instructor notebooks (in place)")
     args = ap.parse_args(argv)
     try:
-        paths = build(args.out)
+        paths = build(args.out, beside=args.execute)
         if args.execute:  # two kernels at a time (their checks are small: mostly imports, one core each)
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(max(1, min(2, os.cpu_count() or 1))) as pool:
-                list(pool.map(execute, [p for p in paths if p.parent.name == "instructor"]))
+            new = [p for p in paths if p.parent.name == "instructor"]
+            ran = execute_due(new, jobs=max(1, min(2, os.cpu_count() or 1)))
+            paths = [p for p in paths if p not in new] + [p.with_name(p.name.removeprefix(".").removesuffix(".new"))
+                                                          for p in new]
+            print(f"executed {len(ran)} of {len(new)} instructor notebooks (the others unchanged since executed)")
         for p in paths:
             print(p)
     except UserError as e:
