@@ -418,7 +418,7 @@ def main(argv=None) -> int:
                     "run the others, reusing the run folders' caches")
     ap.add_argument("--sample-tiles", type=int, default=0, help="derive only the robustness chapter's first K "
                     "co-moment tiles and project the whole step from them (its peak memory is a tile's; its time "
-                    "grows with the tiles, about 1.7 h per partner at GPT2-small's shape on one core); 0: every tile")
+                    "grows with the tiles: the README's dry-run table gives a tile's time); 0: every tile")
     ap.add_argument("--set", dest="extra", nargs="*", default=[], help="more overrides, section.key=value")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-profile", help=argparse.SUPPRESS)
