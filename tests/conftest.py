@@ -1,6 +1,7 @@
 """Shared fixtures: the smoke profile's data and zoo (built by `make book PROFILE=smoke`, else here)."""
 
 import os
+from collections import Counter
 
 import pytest
 
@@ -11,10 +12,14 @@ SLOW_FIXTURES = {"smoke_zoo", "smoke_data"}  # a test that needs the smoke profi
 
 
 def pytest_collection_modifyitems(items):
-    """Tests that need the smoke zoo or its data are `slow` (they build them when missing: about a minute)."""
+    """Tests that need the smoke zoo or its data are `slow` (they build them when missing: about a minute). The files
+    that hold `long` tests come first, the most first (each in its own order), so that `make test`'s workers, dealt
+    whole files in this order (pytest-xdist's loadfile), do not end with one of them running alone."""
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    longs = Counter(item.path for item in items if item.get_closest_marker("long"))
+    items.sort(key=lambda item: -longs[item.path])  # the most `long` tests first; stable: within a file, its order
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,7 @@ def _small_corpus(folder: Path, n_docs: int = 16, chars: int = 1000) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_dry_run_on_the_tiny_shape_in_tiles(tmp_path):
     """The dry run itself, reduced: every step (data, each chapter, the explorer) on stand-ins of the tiny shape (2 x
     256 neurons, the GPT-2 tokenizer) on the gpt2-small profile, one partner, 256 tokens of a 128-token context, a
@@ -157,6 +158,7 @@ def test_resume_keeps_rows_only_of_the_same_settings(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_sampled_robustness_on_the_tiny_shape(tmp_path):
     """--sample-tiles 1 on the tiny shape (2 layers, one partner and the untrained control: 2 x 2 x 2 = 8 layer-pair
     tiles at a 15 MB budget, in several passes): the step stops after its first tile, reports the whole plan, and its
@@ -181,6 +183,7 @@ def test_sampled_robustness_on_the_tiny_shape(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_two_shapes_side_by_side(tmp_path):
     """--jobs 2: the tiny GPT-2 and the tiny GPT-NeoX (Pythia's kind) stand-ins, each in a dry run of its own at
     the same time (data, zoo and the universality pass), their rows merged into one report with both shapes, each

@@ -26,6 +26,7 @@ def retrained(tmp_path_factory, smoke_data, one_thread):
     mp.undo()
 
 
+@pytest.mark.long
 def test_every_step_is_measured_and_the_final_step_is_the_final_member(retrained):
     from universal_neurons.models.zoo import snapshot_steps
 

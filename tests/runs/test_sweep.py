@@ -49,6 +49,7 @@ def test_grid_expands_to_derived_profiles_sharing_the_data(tiny, smoke):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_driver_runs_every_point_and_a_stopped_sweep_resumes_only_the_missing(tiny, monkeypatch):
     assert sweep_results.run_sweep(tiny, limit=1, progress=False) == [IDS[0]]  # stopped after the first point
     first = tiny.points[0].point_dir

@@ -117,6 +117,7 @@ def test_the_builds_have_every_exercise_with_the_setup_cell_first(built):
         assert all(x.metadata["mystnb"]["code_prompt_show"] == "Show solution" for x in sol)  # behind "Show solution"
 
 
+@pytest.mark.long
 def test_instructor_notebooks_run_and_student_notebooks_stop_at_the_first_exercise(built):
     from nbclient.exceptions import CellExecutionError
 
