@@ -264,29 +264,34 @@ def block_projection(root: Path = ROOT) -> str:
 
 
 def block_bench_scale(root: Path = ROOT) -> str:
-    """The scale dry run's table, from results/bench-scale.json, drawn by scripts/bench_scale.py's own `markdown`
-    (every step's time and peak memory per shape, the sampled steps' projections, the total, and a line per step
-    that was not ok)."""
+    """The scale dry runs' tables, from results/bench-scale.json and then any results/bench-scale-<name>.json (a run
+    with settings of its own), each drawn by scripts/bench_scale.py's own `markdown` (every step's time and peak
+    memory per shape, the sampled steps' projections, the total, and a line per step that was not ok) under a line
+    with its settings and above its note."""
     import importlib.util
 
-    path = root / "results" / "bench-scale.json"
-    if not path.is_file():
+    paths = sorted((root / "results").glob("bench-scale*.json"), key=lambda p: (p.name != "bench-scale.json", p.name))
+    if not paths:
         return "Not run yet: `make bench-scale` writes it."
-    res = json.loads(path.read_text())
     spec = importlib.util.spec_from_file_location("bench_scale", Path(__file__).resolve().parent / "bench_scale.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    threads = f"{res['threads']} thread{'s' if res['threads'] != 1 else ''}" + (
-        f" per shape, {res['jobs']} shapes side by side" if res.get("jobs", 1) > 1 else "")
-    sampled = (f"; the robustness step's first {res['sample_tiles']} tiles derived and the rest projected"
-               if res.get("sample_tiles") else "")
-    lines = [f"On {res['cpu']} ({threads}, torch {res['torch']}, {res['date']}), {res['tokens']:,} held-out tokens "
-             f"per budget, {res['partners']} partner{'s' if res['partners'] != 1 else ''}, overrides "
-             f"{', '.join(f'`{o}`' for o in res['extra_overrides']) or 'none'}{sampled}:", "",
-             bench.markdown(res["rows"], res["shapes"], res["steps"])]
-    if res.get("note"):
-        lines += ["", res["note"]]
-    return "\n".join(lines)
+    blocks = []
+    for path in paths:
+        res = json.loads(path.read_text())
+        threads = f"{res['threads']} thread{'s' if res['threads'] != 1 else ''}" + (
+            f" per shape, {res['jobs']} shapes side by side" if res.get("jobs", 1) > 1 else "")
+        sampled = (f"; the robustness step's first {res['sample_tiles']} tiles derived and the rest projected"
+                   if res.get("sample_tiles") else "")
+        lines = [f"On {res['cpu']} ({threads}, torch {res['torch']}, {res['date']}), {res['tokens']:,} held-out "
+                 f"tokens per budget, {res['partners']} partner{'s' if res['partners'] != 1 else ''}, overrides "
+                 f"{', '.join(f'`{o}`' for o in res['extra_overrides']) or 'none'}{sampled}"
+                 f" (`results/{path.name}`):", "",
+                 bench.markdown(res["rows"], res["shapes"], res["steps"])]
+        if res.get("note"):
+            lines += ["", res["note"]]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 BLOCKS = {"projection": block_projection, "bench-scale": block_bench_scale, "build-times": block_build_times, "release-zoo": block_release_zoo, "recipe": block_recipe,

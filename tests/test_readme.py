@@ -33,6 +33,28 @@ def test_no_hand_typed_build_time_left():
         assert stale not in outside
 
 
+def test_bench_scale_block_draws_each_run_under_its_own_settings(tmp_path):
+    """Two dry-run files (the main one and a run of its own): both tables, the main one first, each under its own
+    settings line and above its own note; the seconds summed per shape independently of the script."""
+    (tmp_path / "results").mkdir()
+    base = {"cpu": "Some CPU", "torch": "2.x", "date": "2026-12-07", "partners": 1, "jobs": 1, "sample_tiles": 0,
+            "steps": ["data", "zoo"], "extra_overrides": []}
+    rows = [{"step": "data", "seconds": 2.0, "peak_gb": 0.5, "status": "ok", "detail": ""},
+            {"step": "zoo", "seconds": 3.0, "peak_gb": 1.5, "status": "ok", "detail": ""}]
+    runs = {"bench-scale.json": ("gpt2-small", 1, 1024, [], "main note"),
+            "bench-scale-gpt2-medium.json": ("gpt2-medium", 2, 512, ["analysis.max_accumulator_gb=14"], "own note")}
+    for name, (shape, threads, tokens, extra, note) in runs.items():
+        res = {**base, "shapes": [shape], "threads": threads, "tokens": tokens, "extra_overrides": extra,
+               "note": note, "rows": [{**r, "shape": shape} for r in rows]}
+        (tmp_path / "results" / name).write_text(json.dumps(res))
+    block = R.block_bench_scale(tmp_path)
+    main, own = block.index("| step | gpt2-small |"), block.index("| step | gpt2-medium |")
+    assert main < block.index("main note") < block.index("(2 threads,") < own < block.index("own note")
+    assert "1,024 held-out tokens" in block[:main] and "512 held-out tokens" in block[main:own]
+    assert "`analysis.max_accumulator_gb=14`" in block[main:own] and "`results/bench-scale-gpt2-medium.json`" in block
+    assert block.count(f"| **total** | {sum(r['seconds'] for r in rows):,.0f} s, 1.50 GB |") == 2
+
+
 def test_release_block_against_the_training_logs():
     """The release zoo's held-out range and per-seed times, read from each seed's own training log."""
     logs = [json.loads(p.read_text()) for p in sorted((ROOT / "zoo" / "release").glob("seed-*/training_log.json"))]

@@ -1,6 +1,7 @@
 """Tokenizers and token rows: the real GPT-2 BPE, the trained BPE, rows starting with BOS, the header."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,6 +86,34 @@ def test_file_sha256_reads_in_blocks_and_matches_hashlib(tmp_path):
     assert file_sha256 is the_one  # one helper; tokens keeps the name others import
     assert file_sha256(tmp_path / "f") == hashlib.sha256(data).hexdigest()
     assert file_sha256(str(tmp_path / "empty")) == hashlib.sha256(b"").hexdigest()
+
+
+def test_files_sha256_is_the_code_signatures_one_hash(tmp_path):
+    """files_sha256 against hashlib over name, NUL, bytes, written out here; a renamed or edited file changes it; the
+    claims control's code signature and the exercises' package digest are both this hash of their files."""
+    import hashlib
+
+    from universal_neurons.book.chapters import claims_control
+    from universal_neurons.core.checksum import files_sha256
+    from universal_neurons.teaching import build
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "a.py").write_bytes(b"x = 1\n")
+    (tmp_path / "pkg" / "b.py").write_bytes(b"")
+    expected = hashlib.sha256(b"a.py\0x = 1\n" + b"pkg/b.py\0").hexdigest()
+    assert files_sha256(tmp_path, ["a.py", "pkg/b.py"]) == expected
+    assert files_sha256(tmp_path, ["pkg/b.py", "a.py"]) != expected
+    (tmp_path / "c.py").write_bytes(b"x = 1\n")
+    assert files_sha256(tmp_path, ["c.py", "pkg/b.py"]) != expected
+    (tmp_path / "a.py").write_bytes(b"x = 2\n")
+    assert files_sha256(tmp_path, ["a.py", "pkg/b.py"]) != expected
+    src = Path(claims_control.__file__).resolve().parents[2]
+    assert claims_control.code_signature() == files_sha256(src, claims_control.CODE)
+    names = sorted(str(f.relative_to(src)) for f in src.rglob("*.py"))
+    h = hashlib.sha256()
+    for name in names:
+        h.update(name.encode() + b"\0" + (src / name).read_bytes())
+    assert build.package_digest() == h.hexdigest()
 
 
 def test_corpus_too_small_for_a_row_is_refused(tmp_path, smoke_data):

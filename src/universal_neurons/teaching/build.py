@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..book.online import add_setup_cell, book_config, repository
 from ..core.atomic import atomic_path
+from ..core.checksum import files_sha256
 from ..core.errors import UserError
 from ..core.paths import project_dir
 from .catalog import EXERCISES, Exercise
@@ -169,10 +170,7 @@ DIGEST_KEY = "universal_neurons_run_digest"  # in an executed instructor noteboo
 def package_digest() -> str:
     """sha256 over the package's Python files (names and bytes): the code an exercise's checks run."""
     root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
+    return files_sha256(root, sorted(str(f.relative_to(root)) for f in root.rglob("*.py")))
 
 
 def run_digest(path, code: str) -> str:

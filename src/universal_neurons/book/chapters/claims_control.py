@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ...core.atomic import write_text
+from ...core.checksum import files_sha256
 from ...config.profile import load_profile
 from ...core.paths import project_dir
 from ...core.errors import UserError
@@ -63,11 +64,7 @@ def shipped_path(prof) -> Path:
 
 def code_signature() -> str:
     """sha256 over the chapters' and the protocol's source: what the control's verdicts were computed with."""
-    root = Path(__file__).resolve().parents[2]
-    h = hashlib.sha256()
-    for rel in CODE:
-        h.update(rel.encode() + b"\0" + (root / rel).read_bytes())
-    return h.hexdigest()
+    return files_sha256(Path(__file__).resolve().parents[2], CODE)
 
 
 def _checksum(glue: dict) -> str:
