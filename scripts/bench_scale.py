@@ -39,8 +39,8 @@ FALLBACK_CHAPTERS = ("claims zoo universality scale properties families predicti
                      "robustness execution").split()
 SETUP, EXPLORER, ROBUSTNESS = "data", "explorer", "robustness"  # the steps run beside the chapters: `make book` runs them too
 GB = 1e9
-SAMPLED = ("tiles", "passes", "tiles_derived", "start_seconds", "first_pass_seconds", "derive_seconds",
-           "projected_seconds")  # what a sampled robustness step reports beside its time and memory
+SAMPLED = ("tiles", "control_tiles", "passes", "tiles_derived", "start_seconds", "first_pass_seconds",
+           "derive_seconds", "projected_seconds", "projected_low_seconds")  # a sampled robustness step's report
 
 
 def profile_of(shape: str) -> str:
@@ -137,8 +137,9 @@ def sample_robustness(profile: str, device: str, overrides: list[str], k: int) -
     """Run the robustness chapter until `k` tiles of its co-moments are derived, then stop: its outcome "sampled",
     with the tiles and passes of the whole plan, the seconds to the start of the passes, to the first tile (the
     first pass's accumulation) and each tile's derivation, and the whole step projected from them: start +
-    passes x first pass + tiles x the mean derivation (an upper bound where the untrained control's tiles, which
-    derive one maximum only, were not sampled). A chapter with k tiles or fewer runs whole: outcome "ok"."""
+    passes x first pass + tiles x the mean derivation, an upper bound, since the untrained control's tiles (which
+    come last and derive one maximum only) are counted at the sampled partner tiles' time; and the lower bound with
+    the control's tiles derived for nothing. A chapter with k tiles or fewer runs whole: outcome "ok"."""
     from universal_neurons.book.chapters import robustness
     from universal_neurons.measures import tiled_moments
 
@@ -148,7 +149,8 @@ def sample_robustness(profile: str, device: str, overrides: list[str], k: int) -
 
     def counted_plan(*a, **kw):
         passes = plan_passes(*a, **kw)
-        seen.update(passes=len(passes), tiles=sum(map(len, passes)))
+        seen.update(passes=len(passes), tiles=sum(map(len, passes)),
+                    control_tiles=sum(not t.full for tiles in passes for t in tiles))  # the control: not `full`
         return passes
 
     def timed_run(*a, **kw):
@@ -171,13 +173,16 @@ def sample_robustness(profile: str, device: str, overrides: list[str], k: int) -
         derive = sum(seen["derive"]) / len(seen["derive"])
         first_pass = seen["first_tile"] - seen["start"]
         projected = seen["start"] + seen["passes"] * first_pass + seen["tiles"] * derive
-        return {"status": "sampled", "tiles": seen["tiles"], "passes": seen["passes"], "tiles_derived": k,
-                "start_seconds": seen["start"], "first_pass_seconds": first_pass, "derive_seconds": seen["derive"],
-                "projected_seconds": projected,
+        low = projected - seen["control_tiles"] * derive
+        return {"status": "sampled", "tiles": seen["tiles"], "control_tiles": seen["control_tiles"],
+                "passes": seen["passes"], "tiles_derived": k, "start_seconds": seen["start"],
+                "first_pass_seconds": first_pass, "derive_seconds": seen["derive"], "projected_seconds": projected,
+                "projected_low_seconds": low,
                 "detail": f"the first {k} of {seen['tiles']:,} tiles ({seen['passes']:,} passes) derived, "
                           f"{duration(derive)} a tile after {duration(seen['start'])} of set-up and a first pass "
                           f"of {duration(first_pass)}: the whole step about {duration(projected)} (projected: "
-                          f"set-up + passes x first pass + tiles x derivation)"}
+                          f"set-up + passes x first pass + tiles x derivation), or {duration(low)} if the "
+                          f"untrained control's {seen['control_tiles']:,} tiles cost nothing to derive"}
     finally:
         tiled_moments.plan_passes, tiled_moments.run_passes, robustness._tile_stats = plan_passes, run_passes, \
             tile_stats
@@ -308,7 +313,10 @@ def cell(row: dict) -> str:
     if "peak_gpu_gb" in row:
         where += f" ({row['peak_gpu_gb']:.2f} GB GPU)"
     if row["status"] == "sampled":
-        return f"{row['tiles_derived']} of {row['tiles']:,} tiles: {where}; all ≈ {duration(row['projected_seconds'])}"
+        low = row.get("projected_low_seconds", row["projected_seconds"])  # rows from before the bound: upper only
+        whole = duration(row["projected_seconds"]) if low == row["projected_seconds"] else \
+            f"{duration(low)} to {duration(row['projected_seconds'])}"
+        return f"{row['tiles_derived']} of {row['tiles']:,} tiles: {where}; all ≈ {whole}"
     return where if row["status"] == "ok" else f"**{row['status']}** ({where})"
 
 

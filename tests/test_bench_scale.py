@@ -87,6 +87,9 @@ def test_sampled_cell_and_total():
     assert "| **total** | 800 s, 6.26 GB; ≈ 2.0 h with the sampled steps whole |" in table
     assert [B.duration(s) for s in (42.54, 738, 7200)] == ["42.5 s", "12.3 min", "2.0 h"]
     assert "- gpt2-small / robustness: sampled: the first 3 of 288 tiles" in table
+    rows[1] |= {"projected_low_seconds": 3600.0}  # the control's tiles derived for nothing
+    assert "| robustness | 3 of 288 tiles: 200 s, 6.26 GB; all ≈ 60.0 min to 110.0 min |" in B.markdown(
+        rows, ["gpt2-small"], ["zoo", "robustness"])
 
 
 def _small_corpus(folder: Path, n_docs: int = 16, chars: int = 1000) -> Path:
@@ -179,6 +182,9 @@ def test_sampled_robustness_on_the_tiny_shape(tmp_path):
     assert len(row["derive_seconds"]) == 1 and 0 < row["start_seconds"] < row["seconds"]
     expected = row["start_seconds"] + row["passes"] * row["first_pass_seconds"] + 8 * row["derive_seconds"][0]
     assert row["projected_seconds"] == pytest.approx(expected, rel=1e-9)
+    assert row["control_tiles"] == 4  # the untrained control's 2 x 2 layer pairs: the lower bound derives them free
+    low = row["start_seconds"] + row["passes"] * row["first_pass_seconds"] + 4 * row["derive_seconds"][0]
+    assert row["projected_low_seconds"] == pytest.approx(low, rel=1e-9)
     assert "1 of 8 tiles:" in done.stdout
 
 
