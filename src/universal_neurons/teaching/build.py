@@ -189,9 +189,10 @@ def _executed_digest(path: Path) -> str | None:
 
 
 def execute_due(paths, code: str | None = None, jobs: int = 2) -> list[Path]:
-    """Execute (in place, `jobs` kernels at a time) those of the unexecuted notebooks `paths` (written by `build`
-    beside the executed ones as `.<name>.new`) whose run digest differs from their executed notebook's; keep the
-    others as they are. Returns the paths executed."""
+    """Execute (`jobs` kernels at a time) those of the unexecuted notebooks `paths` (written by `build` beside the
+    executed ones as `.<name>.new`) whose run digest differs from their executed notebook's, each into its visible
+    name `<name>`, and delete every `.new`; an executed notebook whose digest matches is kept as it is. Returns the
+    visible paths executed."""
     from concurrent.futures import ProcessPoolExecutor
 
     code = package_digest() if code is None else code
